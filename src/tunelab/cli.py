@@ -1,0 +1,177 @@
+"""The ``tunelab`` command: subcommand -> plain function.
+
+Training flags are derived from the config dataclasses (one source of truth); a YAML file given
+with ``--config`` holds the same keys, and flags given on the command line override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Callable
+
+from tunelab import __version__
+from tunelab import config as C
+from tunelab.errors import TunelabError
+
+EXAMPLES = """examples:
+  tunelab train --task text-classification --model minilm-l6 \\
+      --train data/en_sentiment/train.csv --validation data/en_sentiment/validation.csv \\
+      --test data/en_sentiment/test.csv --method lora --output-dir runs/reviews
+  tunelab evaluate --model-dir runs/reviews --data data/en_sentiment/test.csv
+  echo "a gorgeous, moving film" | tunelab predict --model-dir runs/reviews
+"""
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    for group_name, cls in C.GROUPS.items():
+        g = p.add_argument_group(f"{group_name} options")
+        for f in dataclasses.fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            tp, _ = C.base_type(C.FIELDS[f.name][2])
+            default = f" (default: {f.default})" if f.default is not None else ""
+            help_ = f.metadata["help"] + default
+            if tp is bool:
+                g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_)
+                continue
+            # --learning-rate and --learning_rate both work; values are checked by C.coerce
+            names = [flag] + ([f"--{f.name}"] if "_" in f.name else [])
+            g.add_argument(*names, dest=f.name, type=str, default=argparse.SUPPRESS,
+                           metavar=tp.__name__.upper(), help=help_)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from tunelab.training.pipeline import run_training
+
+    overrides = {k: v for k, v in vars(a).items() if k in C.FIELDS}
+    cfg = C.build(overrides, a.config)
+    run_dir, metrics = run_training(cfg)
+    summary = {split: {k: metrics[split][k] for k in ("accuracy", "macro_f1", "n")}
+               for split in ("validation", "test") if split in metrics}
+    summary["train_seconds"] = round(metrics["training"]["train_seconds"], 1)
+    summary["examples_per_s"] = round(metrics["training"]["examples_per_s"], 1)
+    print(json.dumps(summary))
+    print(f"run folder: {run_dir}\nreport:     {run_dir / 'report.html'}")
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    import tunelab
+
+    m = tunelab.load(a.model_dir)
+    metrics = m.evaluate(a.data, a.text_column, a.label_column, batch_size=a.batch_size)
+    print(json.dumps(metrics, ensure_ascii=False))
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    import tunelab
+    from tunelab.data.readers import read_texts
+
+    m = tunelab.load(a.model_dir)
+    rows = read_texts(a.input, a.text_column or m.info["text_column"])
+    preds = m.predict([t for _, t in rows], batch_size=a.batch_size)
+    lines = [json.dumps({"text": t, **p}, ensure_ascii=False) for (_, t), p in zip(rows, preds)]
+    text = "\n".join(lines) + "\n"
+    if a.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        from pathlib import Path
+
+        out = Path(a.output)
+        tmp = out.with_name(out.name + ".tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(out)
+        except OSError as e:
+            raise TunelabError(f"{out}: cannot write predictions ({e.strerror})") from None
+        print(f"wrote {len(lines)} predictions to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from tunelab.models import ALIASES
+
+    for al in ALIASES.values():
+        print(f"{al.name:<12} {al.languages:<8} {al.description}\n{'':<21} install: {al.install}")
+    print("\nAny local Hugging Face model folder or hub id (with internet) also works.")
+    return 0
+
+
+def cmd_methods(a: argparse.Namespace) -> int:
+    from tunelab.methods import METHODS
+
+    for m in METHODS.values():
+        print(f"{m.name:<8} lr {m.default_learning_rate:<7g} tasks: {', '.join(m.tasks)}\n"
+              f"{'':<9}{m.description}")
+    return 0
+
+
+def cmd_tasks(a: argparse.Namespace) -> int:
+    from tunelab.tasks import TASKS
+
+    for name, mod in TASKS.items():
+        print(f"{name:<20} {mod.DESCRIPTION}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tunelab", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fine-tune a pretrained transformer on your labelled CSV/TSV/JSONL file, "
+                    "evaluate it, and predict with it.", epilog=EXAMPLES)
+    p.add_argument("--version", action="version", version=f"tunelab {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser("train", help="fine-tune a model and write a run folder",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
+                       description="Fine-tune a model. Every option can also be a key in the "
+                                   "--config YAML file; flags override the file.")
+    t.add_argument("--config", help="YAML file with the same keys as these flags")
+    _add_config_flags(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="print one JSON object of metrics on a labelled file")
+    e.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
+    e.add_argument("--data", required=True, help="labelled .csv/.tsv/.jsonl file")
+    e.add_argument("--text-column", help="default: the column used in training")
+    e.add_argument("--label-column", help="default: the column used in training")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="write one JSON object (label, probabilities) per text")
+    pr.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
+    pr.add_argument("--input", help="a .csv/.tsv/.jsonl/.txt file; default: stdin, one text "
+                                    "per line")
+    pr.add_argument("--output", help="JSONL file to write; default: stdout")
+    pr.add_argument("--text-column", help="default: the column used in training")
+    pr.add_argument("--batch-size", type=int, default=64)
+    pr.set_defaults(func=cmd_predict)
+
+    for name, fn, help_ in (("models", cmd_models, "list the offline model aliases"),
+                            ("methods", cmd_methods, "list fine-tuning methods"),
+                            ("tasks", cmd_tasks, "list tasks")):
+        sub.add_parser(name, help=help_).set_defaults(func=fn)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tunelab`` console script. Returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except TunelabError as e:
+        print(f"tunelab: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("tunelab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""Typed run configuration: dataclasses, YAML files, and command-line overrides.
+
+The key namespace is flat: every field name is unique across the groups, so a YAML file and the
+command line use the same keys (``learning_rate`` in YAML, ``--learning-rate`` on the command
+line). Precedence: dataclass defaults < YAML file < command-line flags. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunelab.errors import ConfigError
+
+
+def _f(default: Any, help: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class ModelArgs:
+    model: str = _f("minilm-l6", "model alias (see `tunelab models`), local folder or Hugging Face id")
+    max_length: int = _f(128, "maximum tokens per text; longer texts are truncated")
+
+
+@dataclass
+class DataArgs:
+    task: str = _f("text-classification", "what to learn (see `tunelab tasks`)")
+    train: str | None = _f(None, "training file (.csv, .tsv or .jsonl)")
+    validation: str | None = _f(None, "validation file: model selection and early stopping")
+    test: str | None = _f(None, "optional test file, evaluated once with the best checkpoint")
+    text_column: str = _f("text", "column (or JSON key) holding the text")
+    label_column: str = _f("label", "column (or JSON key) holding the label")
+    max_train_examples: int | None = _f(None, "use only the first N training rows (quick runs)")
+
+
+@dataclass
+class MethodArgs:
+    method: str = _f("full", "fine-tuning method (see `tunelab methods`)")
+    lora_r: int = _f(16, "LoRA rank")
+    lora_alpha: int = _f(32, "LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = _f(0.1, "dropout on the LoRA branch")
+    lora_target_modules: str = _f(
+        "all-linear", "comma-separated module names to adapt, or 'all-linear'")
+
+
+@dataclass
+class TrainArgs:
+    output_dir: str | None = _f(None, "run folder to create (refused if it exists, see --overwrite)")
+    overwrite: bool = _f(False, "replace an existing output folder (only once training succeeds)")
+    epochs: float = _f(3.0, "passes over the training data")
+    batch_size: int = _f(32, "examples per optimizer step")
+    learning_rate: float | None = _f(
+        None, "peak learning rate; default depends on the method (full 5e-5, lora 5e-4)")
+    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
+    warmup_ratio: float = _f(0.06, "fraction of steps with linear warm-up before linear decay")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
+    eval_steps: int | None = _f(None, "also evaluate every N optimizer steps (default: per epoch)")
+    early_stopping_patience: int | None = _f(
+        3, "stop after N evaluations without improvement (0 or null disables)")
+    metric_for_best: str = _f("accuracy", "validation metric that picks the best checkpoint")
+    seed: int = _f(42, "random seed for weights, data order and dropout")
+    num_threads: int | None = _f(None, "CPU threads for PyTorch (default: all cores)")
+    progress: bool = _f(True, "show a progress bar (use --no-progress to hide it)")
+
+
+GROUPS: dict[str, type] = {"model": ModelArgs, "data": DataArgs, "method": MethodArgs,
+                           "train": TrainArgs}
+
+
+@dataclass
+class RunConfig:
+    model: ModelArgs = field(default_factory=ModelArgs)
+    data: DataArgs = field(default_factory=DataArgs)
+    method: MethodArgs = field(default_factory=MethodArgs)
+    train: TrainArgs = field(default_factory=TrainArgs)
+
+    def flat(self) -> dict[str, Any]:
+        """All keys in the flat namespace, as written to a run's ``config.yaml``."""
+        out: dict[str, Any] = {}
+        for g in GROUPS:
+            out.update(dataclasses.asdict(getattr(self, g)))
+        return out
+
+
+def _index() -> dict[str, tuple[str, dataclasses.Field, Any]]:
+    """key -> (group, field, resolved type annotation)."""
+    idx: dict[str, tuple[str, dataclasses.Field, Any]] = {}
+    for g, cls in GROUPS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            assert f.name not in idx, f"config key {f.name!r} defined twice"
+            idx[f.name] = (g, f, hints[f.name])
+    return idx
+
+
+FIELDS = _index()
+
+
+def base_type(tp: Any) -> tuple[type, bool]:
+    """``int | None`` -> (int, True); ``float`` -> (float, False)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return inner[0], True
+    return tp, False
+
+
+def coerce(key: str, value: Any, source: str) -> Any:
+    """Check and convert one value for ``key``; raise ConfigError naming key and value."""
+    if key not in FIELDS:
+        raise ConfigError(f"{source}: unknown key '{key}' (value {value!r}); "
+                          f"known keys: {', '.join(sorted(FIELDS))}")
+    tp, optional = base_type(FIELDS[key][2])
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{source}: key '{key}' cannot be null")
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise ValueError
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if tp is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"{source}: key '{key}' expects {tp.__name__}, got {value!r}")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a flat YAML config; keys may use '-' or '_'. Unknown keys are errors."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping of key: value, got {type(raw).__name__}")
+    return {str(k).replace("-", "_"): coerce(str(k).replace("-", "_"), v, str(p))
+            for k, v in raw.items()}
+
+
+def build(overrides: dict[str, Any], config_file: str | None = None) -> RunConfig:
+    """Defaults, then the YAML file, then ``overrides`` (already-typed CLI values)."""
+    values: dict[str, Any] = {}
+    if config_file:
+        values.update(load_yaml(config_file))
+    for k, v in overrides.items():
+        values[k] = coerce(k, v, "command line")
+    cfg = RunConfig()
+    for k, v in values.items():
+        setattr(getattr(cfg, FIELDS[k][0]), k, v)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range checks that do not depend on other modules."""
+    t, m = cfg.train, cfg.model
+    checks = [
+        (t.epochs > 0, "epochs", t.epochs, "must be > 0"),
+        (t.batch_size >= 1, "batch_size", t.batch_size, "must be >= 1"),
+        (t.learning_rate is None or t.learning_rate > 0, "learning_rate", t.learning_rate,
+         "must be > 0"),
+        (0 <= t.warmup_ratio < 1, "warmup_ratio", t.warmup_ratio, "must be in [0, 1)"),
+        (t.weight_decay >= 0, "weight_decay", t.weight_decay, "must be >= 0"),
+        (m.max_length >= 8, "max_length", m.max_length, "must be >= 8"),
+        (t.eval_steps is None or t.eval_steps >= 1, "eval_steps", t.eval_steps, "must be >= 1"),
+        (cfg.method.lora_r >= 1, "lora_r", cfg.method.lora_r, "must be >= 1"),
+        (0 <= cfg.method.lora_dropout < 1, "lora_dropout", cfg.method.lora_dropout,
+         "must be in [0, 1)"),
+        (cfg.data.max_train_examples is None or cfg.data.max_train_examples >= 1,
+         "max_train_examples", cfg.data.max_train_examples, "must be >= 1"),
+    ]
+    for ok, key, value, why in checks:
+        if not ok:
+            raise ConfigError(f"key '{key}' = {value!r} {why}")
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.flat(), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,1 @@
+"""Evaluation reports (JSON + a self-contained HTML page with plots)."""

