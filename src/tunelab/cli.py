@@ -120,13 +120,14 @@ def cmd_tasks(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="tunelab", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="tunelab", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Fine-tune a pretrained transformer on your labelled CSV/TSV/JSONL file, "
                     "evaluate it, and predict with it.", epilog=EXAMPLES)
     p.add_argument("--version", action="version", version=f"tunelab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    t = sub.add_parser("train", help="fine-tune a model and write a run folder",
+    # allow_abbrev=False: a mistyped --learning-rat must be an error, not a silent prefix match
+    t = sub.add_parser("train", help="fine-tune a model and write a run folder", allow_abbrev=False,
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
                        description="Fine-tune a model. Every option can also be a key in the "
                                    "--config YAML file; flags override the file.")
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(t)
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="print one JSON object of metrics on a labelled file")
+    e = sub.add_parser("evaluate", allow_abbrev=False, help="print one JSON object of metrics on a labelled file")
     e.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
     e.add_argument("--data", required=True, help="labelled .csv/.tsv/.jsonl file")
     e.add_argument("--text-column", help="default: the column used in training")
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=64)
     e.set_defaults(func=cmd_evaluate)
 
-    pr = sub.add_parser("predict", help="write one JSON object (label, probabilities) per text")
+    pr = sub.add_parser("predict", allow_abbrev=False, help="write one JSON object (label, probabilities) per text")
     pr.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
     pr.add_argument("--input", help="a .csv/.tsv/.jsonl/.txt file; default: stdin, one text "
                                     "per line")

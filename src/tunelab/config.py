@@ -57,7 +57,7 @@ class TrainArgs:
     epochs: float = _f(3.0, "passes over the training data")
     batch_size: int = _f(32, "examples per optimizer step")
     learning_rate: float | None = _f(
-        None, "peak learning rate; default depends on the method (full 5e-5, lora 5e-4)")
+        None, "peak learning rate; default depends on the method (full 5e-5, lora 1e-3)")
     weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
     warmup_ratio: float = _f(0.06, "fraction of steps with linear warm-up before linear decay")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")

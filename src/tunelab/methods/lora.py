@@ -45,4 +45,4 @@ def load(run_dir: Path, build_from: BuildFrom, base_path: str) -> torch.nn.Modul
 
 
 register_method(Method("lora", "low-rank adapters on all linear layers (PEFT); small run folder, "
-                       "accuracy close to full", 5e-4, apply, save, load))
+                       "accuracy close to full", 1e-3, apply, save, load))

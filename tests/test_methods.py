@@ -1,0 +1,86 @@
+"""Methods: the registry, the head trap, and save/load round trips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import tunelab
+from tunelab.methods import METHODS, Method, count_parameters, get_method, register_method
+from tunelab.tasks import text_classification as tc
+
+TEXTS = ["great wonderful phone", "awful terrible film", "the movie was fine", "sad and broken"]
+
+
+def test_registry_rejects_duplicates():
+    with pytest.raises(ValueError, match="already registered"):
+        register_method(Method("lora", "dup", 1e-3, *[lambda *a: None] * 3))
+    assert {"full", "lora"} <= set(METHODS)
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_reload_gives_identical_predictions(trained_runs, method):
+    """Save/load round trip: a second load predicts exactly the same probabilities."""
+    a = tunelab.load(trained_runs[method]).logits(TEXTS)
+    b = tunelab.load(trained_runs[method]).logits(TEXTS)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_lora_head_is_trained_and_saved(trained_runs, tiny_model_dir):
+    """The PEFT trap: a head missing from modules_to_save comes back random after reload."""
+    run = trained_runs["lora"]
+    m = tunelab.load(run)
+    fresh = tc.build_model(str(tiny_model_dir), m.labels)
+    w = [v for k, v in m.model.named_parameters() if "classifier" in k and k.endswith("weight")]
+    assert w, "classifier weights not found in the loaded LoRA model"
+    assert not torch.allclose(w[0], fresh.classifier.weight)
+    # the reloaded model scores exactly what the trained one scored before saving
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    stored = json.loads((run / "metrics.json").read_text())["validation"]
+    assert m.evaluate(cfg["validation"])["accuracy"] == pytest.approx(stored["accuracy"])
+    assert stored["accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_predictions_before_save_equal_after_reload(method, tiny_model_dir, toy_data, tmp_path,
+                                                    monkeypatch):
+    """Capture the in-memory model at the end of training and compare with the reloaded one."""
+    from tunelab import config as C
+    from tunelab.training import pipeline
+
+    captured = {}
+    real_save = get_method(method).save
+
+    def spy_save(model, out):
+        captured["model"] = model
+        real_save(model, out)
+
+    monkeypatch.setitem(METHODS, method, Method(method, "spy", get_method(method)
+                                                .default_learning_rate, get_method(method).apply,
+                                                spy_save, get_method(method).load))
+    cfg = C.build({"model": str(tiny_model_dir), "train": str(toy_data["train"]),
+                   "validation": str(toy_data["validation"]), "epochs": 2, "batch_size": 16,
+                   "learning_rate": 5e-3, "max_length": 32, "output_dir": str(tmp_path / "r"),
+                   "progress": False, "method": method})
+    run, _ = pipeline.run_training(cfg, echo=lambda s: None)
+    loaded = tunelab.load(run)
+    from tunelab.data.batching import predict_logits, tokenize
+
+    before = predict_logits(captured["model"], tokenize(loaded.tokenizer, TEXTS, 32), 0)
+    np.testing.assert_allclose(loaded.logits(TEXTS), before, atol=1e-6)
+
+
+@pytest.mark.parametrize("method,max_fraction", [("full", 1.0), ("lora", 0.6)])
+def test_trainable_parameters(method, max_fraction, tiny_model_dir):
+    model = tc.build_model(str(tiny_model_dir), ["a", "b"])
+    m = get_method(method).apply(model, {"lora_r": 4}, ["classifier"], "SEQ_CLS")
+    trainable, total = count_parameters(m)
+    assert 0 < trainable <= max_fraction * total
+    names = [n for n, p in m.named_parameters() if p.requires_grad]
+    assert any("classifier" in n for n in names), "the head must always train"
+    if method == "lora":
+        assert all("lora_" in n or "classifier" in n for n in names)
