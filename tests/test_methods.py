@@ -84,3 +84,16 @@ def test_trainable_parameters(method, max_fraction, tiny_model_dir):
     assert any("classifier" in n for n in names), "the head must always train"
     if method == "lora":
         assert all("lora_" in n or "classifier" in n for n in names)
+
+
+def test_same_seed_same_model(tiny_model_dir, toy_data, tmp_path):
+    """Seeded and reproducible: two runs with one seed give the same weights' predictions."""
+    from conftest import train_args
+    from tunelab.cli import main
+
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"r{i}"
+        assert main(train_args(tiny_model_dir, toy_data, out, "--epochs", "2")) == 0
+        runs.append(tunelab.load(out).logits(TEXTS))
+    np.testing.assert_array_equal(runs[0], runs[1])

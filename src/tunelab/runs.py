@@ -49,17 +49,21 @@ def staged_dir(output_dir: str | Path, overwrite: bool) -> Iterator[Path]:
         raise TunelabError(f"{out}: cannot create the output folder ({e.strerror})") from None
     try:
         yield tmp
+        check_output_dir(out, overwrite)  # a folder may have appeared while we trained
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except OSError as e:  # disk full, permissions changed, ...
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise TunelabError(f"{out}: writing the run folder failed ({e.strerror or e}); "
+                           "any existing folder there was left untouched") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    check_output_dir(out, overwrite)  # a folder may have appeared while we trained
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -30,8 +30,12 @@ from tunelab.training.loop import LoopSettings, fit
 
 def quiet_transformers() -> None:
     """Hide load-time chatter (progress bars, 'newly initialized head' notices)."""
+    import warnings
+
     import transformers
 
+    # PEFT 0.21 calls an API that transformers 5 deprecates; nothing a user can act on
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
@@ -124,9 +128,16 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     with staged_dir(t.output_dir, t.overwrite) as tmp:
         log_file = open(tmp / "train_log.jsonl", "w", encoding="utf-8")
 
+        bar = t.progress and sys.stderr.isatty()
+        # without a terminal (CI logs, nohup) print a plain line about every 10% instead
+        every = max(10, 10 * round(len(ids_train) * t.epochs / t.batch_size / 100))
+
         def log(event: dict) -> None:
             log_file.write(json.dumps(event) + "\n")
             log_file.flush()
+            if event["type"] == "train" and t.progress and not bar and event["step"] % every == 0:
+                echo(f"  step {event['step']} epoch {event['epoch']:.2f}: loss "
+                     f"{event['loss']:.4f}, {event['examples_per_s']:.1f} examples/s")
             if event["type"] == "eval":
                 echo(f"  epoch {event['epoch']:.2f} step {event['step']}: validation "
                      f"accuracy {event['accuracy']:.4f} macro-F1 {event['macro_f1']:.4f} "
@@ -137,7 +148,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
             weight_decay=t.weight_decay, warmup_ratio=t.warmup_ratio,
             max_grad_norm=t.max_grad_norm, eval_steps=t.eval_steps,
             patience=t.early_stopping_patience, metric=t.metric_for_best, seed=t.seed,
-            progress=t.progress and sys.stderr.isatty())
+            progress=bar)
         res = fit(model, ids_train, y_train, pad, task.loss_fn, evaluate, settings, log)
         log_file.close()
 
