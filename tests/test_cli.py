@@ -122,3 +122,24 @@ def test_listing_commands(capsys):
                         ("tasks", "text-classification")):
         assert main([cmd]) == 0
         assert expect in capsys.readouterr().out
+
+
+def test_report_html_is_well_formed_with_real_images(trained_runs):
+    """report.html parses, and each embedded image is a real PNG of non-trivial size."""
+    import base64
+    import re
+    from html.parser import HTMLParser
+
+    page = (trained_runs["full"] / "report.html").read_text(encoding="utf-8")
+    tags: list[str] = []
+
+    class P(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            tags.append(tag)
+
+    P().feed(page)
+    assert tags.count("img") == 2 and "table" in tags
+    for b64 in re.findall(r'src="data:image/png;base64,([^"]+)"', page):
+        png = base64.b64decode(b64)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert "confusion matrix (test)" in page and "accuracy" in page

@@ -32,7 +32,7 @@ def plot_curves(history: list[dict], metric: str, out: Path) -> None:
 def plot_confusion(cm: dict, title: str, out: Path) -> None:
     labels, m = cm["labels"], cm["matrix"]
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * n, 1.0 + 0.6 * n))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.5 + 0.7 * n), max(3.4, 1.2 + 0.6 * n)))
     ax.imshow(m, cmap="Blues")
     ax.set_xticks(range(n), labels, rotation=45, ha="right"), ax.set_yticks(range(n), labels)
     ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)

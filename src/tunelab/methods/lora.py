@@ -36,6 +36,9 @@ def apply(model: torch.nn.Module, options: dict[str, Any], head: list[str],
 def save(model: torch.nn.Module, out: Path) -> None:
     # adapter_config.json + adapter_model.safetensors (LoRA matrices and the full task head)
     model.save_pretrained(out, safe_serialization=True)
+    card = out / "README.md"  # PEFT's hub model-card template; tunelab.json describes the run
+    if card.is_file() and "[More Information Needed]" in card.read_text(encoding="utf-8"):
+        card.unlink()
 
 
 def load(run_dir: Path, build_from: BuildFrom, base_path: str) -> torch.nn.Module:
