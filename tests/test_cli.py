@@ -142,4 +142,4 @@ def test_report_html_is_well_formed_with_real_images(trained_runs):
     for b64 in re.findall(r'src="data:image/png;base64,([^"]+)"', page):
         png = base64.b64decode(b64)
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert "confusion matrix (test)" in page and "accuracy" in page
+    assert "Confusion matrix (test)" in page and "accuracy" in page

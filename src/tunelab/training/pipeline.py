@@ -50,6 +50,14 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def available_cores() -> int:
+    """Cores this process may run on (respects taskset/cgroup affinity, unlike cpu_count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def method_options(cfg: C.RunConfig) -> dict:
     """Plain keyword options for the method's ``apply`` (configs stay out of the methods)."""
     m = cfg.method
@@ -100,7 +108,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     # 2. model
     quiet_transformers()
     set_seed(t.seed)
-    torch.set_num_threads(t.num_threads or os.cpu_count() or 1)
+    torch.set_num_threads(t.num_threads or available_cores())
     source = resolve_model(cfg.model.model)
     from transformers import AutoTokenizer
 
