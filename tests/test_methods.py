@@ -34,7 +34,7 @@ def test_lora_head_is_trained_and_saved(trained_runs, tiny_model_dir):
     """The PEFT trap: a head missing from modules_to_save comes back random after reload."""
     run = trained_runs["lora"]
     m = tunelab.load(run)
-    fresh = tc.build_model(str(tiny_model_dir), m.labels)
+    fresh = tc.build_model(str(tiny_model_dir), {"labels": m.labels})
     w = [v for k, v in m.model.named_parameters() if "classifier" in k and k.endswith("weight")]
     assert w, "classifier weights not found in the loaded LoRA model"
     assert not torch.allclose(w[0], fresh.classifier.weight)
@@ -76,7 +76,7 @@ def test_predictions_before_save_equal_after_reload(method, tiny_model_dir, toy_
 
 @pytest.mark.parametrize("method,max_fraction", [("full", 1.0), ("lora", 0.6)])
 def test_trainable_parameters(method, max_fraction, tiny_model_dir):
-    model = tc.build_model(str(tiny_model_dir), ["a", "b"])
+    model = tc.build_model(str(tiny_model_dir), {"labels": ["a", "b"]})
     m = get_method(method).apply(model, {"lora_r": 4}, ["classifier"], "SEQ_CLS")
     trainable, total = count_parameters(m)
     assert 0 < trainable <= max_fraction * total

@@ -48,8 +48,11 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in vars(a).items() if k in C.FIELDS}
     cfg = C.build(overrides, a.config)
+    from tunelab.tasks import get_task
+
     run_dir, metrics = run_training(cfg)
-    summary = {split: {k: metrics[split][k] for k in ("accuracy", "macro_f1", "n")}
+    keys = get_task(cfg.data.task).SUMMARY_METRICS
+    summary = {split: {k: metrics[split][k] for k in keys}
                for split in ("validation", "test") if split in metrics}
     summary["train_seconds"] = round(metrics["training"]["train_seconds"], 1)
     summary["examples_per_s"] = round(metrics["training"]["examples_per_s"], 1)

@@ -64,7 +64,10 @@ class TrainArgs:
     eval_steps: int | None = _f(None, "also evaluate every N optimizer steps (default: per epoch)")
     early_stopping_patience: int | None = _f(
         3, "stop after N evaluations without improvement (0 or null disables)")
-    metric_for_best: str = _f("accuracy", "validation metric that picks the best checkpoint")
+    metric_for_best: str = _f(
+        "auto", "validation metric that picks the best checkpoint (auto: accuracy for "
+                "classification, rmse for regression)")
+    regression_loss: str = _f("mse", "regression loss: mse or huber")
     seed: int = _f(42, "random seed for weights, data order and dropout")
     num_threads: int | None = _f(None, "CPU threads for PyTorch (default: all cores)")
     progress: bool = _f(True, "show a progress bar (use --no-progress to hide it)")

@@ -27,7 +27,9 @@ class TunedModel:
         self.run_dir, self.info, self.model, self.tokenizer = run_dir, info, model, tokenizer
         self.task_name: str = info["task"]
         self.task = get_task(self.task_name)
-        self.labels: list[str] = list(info["labels"])
+        self.labels: list[str] = list(info.get("labels", []))
+        # what the targets are: {"labels": [...]} or regression {"mean", "std", ...}
+        self.spec: dict = info.get("target") or {"labels": self.labels}
         self.method: str = info["method"]
         self.max_length: int = int(info["max_length"])
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -42,19 +44,19 @@ class TunedModel:
         return predict_logits(self.model, ids, self.pad_id, batch_size)
 
     def predict(self, texts: str | list[str], batch_size: int = 64) -> list[dict] | dict:
-        """Predict labels with their probabilities.
+        """Predict for one text or a list of texts.
 
         Args:
             texts: one text or a list of texts.
         Returns:
-            for each text ``{"label", "score", "probabilities": {label: p}}``; a single dict when
-            ``texts`` is a string.
+            per text, text classification: ``{"label", "score", "probabilities": {label: p}}``;
+            regression: ``{"value": number}``. A single dict when ``texts`` is a string.
         """
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
         if not batch:
             return []
-        out = self.task.decode(self.logits(batch, batch_size), self.labels)
+        out = self.task.decode(self.logits(batch, batch_size), self.spec)
         return out[0] if single else out
 
     def evaluate(self, path: str, text_column: str | None = None,
@@ -63,8 +65,8 @@ class TunedModel:
         tc = text_column or self.info["text_column"]
         lc = label_column or self.info["label_column"]
         ex = self.task.read_examples(path, tc, lc)
-        y = np.array(self.task.label_ids(ex, self.labels, lc))
-        return self.task.compute_metrics(self.logits(ex.texts, batch_size), y, self.labels)
+        y = np.array(self.task.encode_targets(ex, self.spec, lc))
+        return self.task.compute_metrics(self.logits(ex.texts, batch_size), y, self.spec)
 
 
 def load(path: str | os.PathLike, device: str | None = None) -> TunedModel:
@@ -88,8 +90,8 @@ def load(path: str | os.PathLike, device: str | None = None) -> TunedModel:
     base = info["base_model"]
     # an alias is re-resolved: the weights package may live elsewhere on this machine
     base_path = resolve_model(base["source"]).path if base["kind"] == "alias" else base["path"]
-    labels = list(info["labels"])
-    model = method.load(run_dir, lambda p: task.build_model(p, labels), base_path)
+    spec = info.get("target") or {"labels": list(info["labels"])}
+    model = method.load(run_dir, lambda p: task.build_model(p, spec), base_path)
     model.eval()
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(dev)

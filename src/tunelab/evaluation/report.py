@@ -59,30 +59,45 @@ def _table(rows: list[tuple], head: tuple) -> str:
 
 
 def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def write_report(run_dir: Path, info: dict, metrics: dict, history: list[dict],
-                 metric: str) -> Path:
-    """Write ``plots/*.png`` and ``report.html`` into ``run_dir``; returns the HTML path."""
+def write_report(run_dir: Path, info: dict, metrics: dict, history: list[dict], metric: str,
+                 task, final: tuple) -> Path:
+    """Write ``plots/*.png`` and ``report.html`` into ``run_dir``; returns the HTML path.
+
+    Args:
+        task: the task module (its ``report_figures`` / ``report_tables`` add task plots).
+        final: (split name, logits, encoded targets, spec) of the split the task plots show.
+    """
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
     plot_curves(history, metric, plots / "curves.png")
-    split = "test" if "test" in metrics else "validation"
-    plot_confusion(metrics[split]["confusion_matrix"], f"confusion matrix ({split})",
-                   plots / "confusion.png")
+    split, logits, targets, spec = final
+    figures = [("Training curves", "curves.png")] + task.report_figures(
+        plots, split, logits, targets, spec, metrics[split])
+    tr = metrics["training"]
     summary = [("task", info["task"]), ("base model", info["base_model"]["source"]),
                ("method", info["method"]),
                ("trainable parameters", f"{info['parameters']['trainable']:,} of "
                                         f"{info['parameters']['total']:,}"),
-               ("training time (s)", round(metrics["training"]["train_seconds"], 1)),
-               ("examples/s", round(metrics["training"]["examples_per_s"], 1)),
-               ("best step", metrics["training"]["best_step"]),
-               ("labels", ", ".join(info["labels"]))]
+               ("training time (s)", round(tr["train_seconds"], 1)),
+               ("examples/s", round(tr["examples_per_s"], 1)),
+               ("best checkpoint", f"step {tr['best_step']} (validation {metric} "
+                                   f"{_fmt(tr.get(f'best_validation_{metric}'))})")]
+    if info.get("labels"):
+        summary.append(("labels", ", ".join(info["labels"])))
     splits = [s for s in ("validation", "test") if s in metrics]
-    scores = [(s, metrics[s]["accuracy"], metrics[s]["macro_f1"], metrics[s]["n"]) for s in splits]
-    per_class = [(lab, v["precision"], v["recall"], v["f1"], v["support"])
-                 for lab, v in metrics[split]["per_class"].items()]
+    keys = [k for k in task.SUMMARY_METRICS if k != "n"]
+    scores = [(s, *[metrics[s].get(k) for k in keys], metrics[s]["n"]) for s in splits]
+    parts = [f"<h2>Scores</h2>{_table(scores, ('split', *keys, 'examples'))}"]
+    for title, head, rows in task.report_tables(metrics[split]):
+        parts.append(f"<h2>{html.escape(title)} ({split})</h2>{_table(rows, head)}")
+    for title, name in figures:
+        parts.append(f"<h2>{html.escape(title)}</h2>{_img(plots / name, title)}")
+    body = "\n".join(parts)
     page = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>tunelab report: {html.escape(info['task'])}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}
@@ -90,10 +105,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 img{{max-width:100%}}</style></head><body>
 <h1>tunelab report</h1>
 {_table(summary, ("", ""))}
-<h2>Scores</h2>{_table(scores, ("split", "accuracy", "macro-F1", "examples"))}
-<h2>Training curves</h2>{_img(plots / "curves.png", "training curves")}
-<h2>Per class ({split})</h2>{_table(per_class, ("label", "precision", "recall", "F1", "support"))}
-<h2>Confusion matrix ({split})</h2>{_img(plots / "confusion.png", "confusion matrix")}
+{body}
 </body></html>
 """
     out = run_dir / "report.html"

@@ -1,7 +1,16 @@
 """Tasks are a closed set: each name maps to the module that implements it.
 
-A task module provides: ``PEFT_TASK_TYPE``, ``read_examples``, ``label_names``,
-``build_model``, ``head_module_names``, ``compute_metrics`` and ``decode``.
+A task module provides:
+
+- ``DESCRIPTION``, ``PEFT_TASK_TYPE``, ``DEFAULT_METRIC`` (picks the best checkpoint) and
+  ``SUMMARY_METRICS`` (printed after training);
+- ``read_examples(path, text_column, label_column)``: validated examples;
+- ``make_spec(train, options)``: the JSON-able target description saved in the run folder
+  (label set, or target mean/std);
+- ``encode_targets(examples, spec, label_column)``, ``build_model(path, spec)``,
+  ``head_module_names(model)``, ``loss_fn(logits, targets, spec)``;
+- ``compute_metrics(logits, targets, spec)``, ``decode(logits, spec)``;
+- ``report_figures(...)`` and ``report_tables(metrics)`` for ``report.html``.
 """
 
 from __future__ import annotations
@@ -9,11 +18,15 @@ from __future__ import annotations
 from types import ModuleType
 
 from tunelab.errors import ConfigError
-from tunelab.tasks import text_classification
+from tunelab.tasks import regression, text_classification
 
 TASKS: dict[str, ModuleType] = {
     "text-classification": text_classification,
+    "regression": regression,
 }
+
+# metrics where smaller is better; every other metric is maximised
+LOWER_IS_BETTER = frozenset({"loss", "mae", "rmse", "mse", "baseline_mae", "baseline_rmse"})
 
 
 def get_task(name: str) -> ModuleType:

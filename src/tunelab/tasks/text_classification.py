@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +15,8 @@ from tunelab.errors import DataError
 
 PEFT_TASK_TYPE = "SEQ_CLS"
 DESCRIPTION = "one label per text (sentiment, topic, intent); columns: text, label"
+DEFAULT_METRIC = "accuracy"
+SUMMARY_METRICS = ("accuracy", "macro_f1", "n")
 
 
 @dataclass
@@ -47,6 +50,19 @@ def label_names(labels: list[str]) -> list[str]:
         return sorted(uniq)
 
 
+def make_spec(train: Examples, options: dict) -> dict:
+    """What the run folder records about its targets: the label set, in index order."""
+    names = label_names(train.labels)
+    if len(names) < 2:
+        raise DataError(train.path, None, f"only one label ({names[0]!r}) in the training data; "
+                        "classification needs at least two")
+    return {"labels": names}
+
+
+def encode_targets(ex: Examples, spec: dict, label_column: str) -> list[int]:
+    return label_ids(ex, spec["labels"], label_column)
+
+
 def label_ids(ex: Examples, names: list[str], label_column: str) -> list[int]:
     """Map labels to ids; a label the model never saw is an error naming file and line."""
     index = {n: i for i, n in enumerate(names)}
@@ -59,10 +75,11 @@ def label_ids(ex: Examples, names: list[str], label_column: str) -> list[int]:
     return out
 
 
-def build_model(path: str, names: list[str], **load_kwargs):
-    """A pretrained encoder with a fresh classification head for ``names``."""
+def build_model(path: str, spec: dict, **load_kwargs):
+    """A pretrained encoder with a fresh classification head for ``spec["labels"]``."""
     from transformers import AutoModelForSequenceClassification
 
+    names = spec["labels"]
     return AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=len(names), id2label=dict(enumerate(names)),
         label2id={n: i for i, n in enumerate(names)}, **load_kwargs)
@@ -78,13 +95,14 @@ def head_module_names(model: torch.nn.Module) -> list[str]:
     return found
 
 
-def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, spec: dict) -> torch.Tensor:
     # logits: (batch, num_labels); labels: (batch,)
     return torch.nn.functional.cross_entropy(logits.float(), labels)
 
 
-def compute_metrics(logits: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
+def compute_metrics(logits: np.ndarray, labels: np.ndarray, spec: dict) -> dict:
     """accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
+    names = spec["labels"]
     pred = logits.argmax(-1)
     ids = list(range(len(names)))
     p, r, f, s = precision_recall_fscore_support(labels, pred, labels=ids, zero_division=0)
@@ -108,8 +126,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-def decode(logits: np.ndarray, names: list[str]) -> list[dict]:
+def decode(logits: np.ndarray, spec: dict) -> list[dict]:
     """Per text: the top label, its probability, and the probability of every label."""
+    names = spec["labels"]
     probs = softmax(logits.astype(np.float64))
     out = []
     for row in probs:
@@ -117,3 +136,19 @@ def decode(logits: np.ndarray, names: list[str]) -> list[dict]:
         out.append({"label": names[k], "score": float(row[k]),
                     "probabilities": {n: float(row[i]) for i, n in enumerate(names)}})
     return out
+
+
+def report_figures(plots: Path, split: str, logits: np.ndarray, targets: np.ndarray,
+                   spec: dict, metrics: dict) -> list[tuple[str, str]]:
+    """The confusion matrix of ``split``; returns (title, file name) pairs."""
+    from tunelab.evaluation.report import plot_confusion
+
+    plot_confusion(metrics["confusion_matrix"], f"confusion matrix ({split})",
+                   plots / "confusion.png")
+    return [(f"Confusion matrix ({split})", "confusion.png")]
+
+
+def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
+    rows = [(lab, v["precision"], v["recall"], v["f1"], v["support"])
+            for lab, v in metrics["per_class"].items()]
+    return [("Per class", ("label", "precision", "recall", "F1", "support"), rows)]

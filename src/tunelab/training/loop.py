@@ -26,6 +26,7 @@ class LoopSettings:
     patience: int | None
     metric: str
     seed: int
+    greater_is_better: bool = True
     progress: bool = True
     log_every: int = 10
 
@@ -53,14 +54,15 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def fit(model: torch.nn.Module, ids: list[list[int]], labels: list[int], pad_id: int,
+def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         evaluate: Callable[[], dict], s: LoopSettings,
         log: Callable[[dict], None]) -> LoopResult:
     """Train ``model`` in place and leave it holding the best validation weights.
 
     Args:
-        ids: token ids per training example; labels: class index per example.
+        ids: token ids per training example; labels: target per example (class index or
+            number, whatever the task's ``loss_fn`` expects).
         evaluate: returns validation metrics (a dict holding ``s.metric``).
         log: receives one dict per logged event (train loss, evaluation).
     Returns:
@@ -75,7 +77,7 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list[int], pad_id:
     opt = torch.optim.AdamW(_param_groups(model, s.weight_decay), lr=s.learning_rate,
                             foreach=True)
     sched = get_linear_schedule_with_warmup(opt, round(s.warmup_ratio * total), total)
-    labels_t = torch.tensor(labels, dtype=torch.long)
+    labels_t = torch.tensor(labels)  # int64 class ids or float32 regression targets
     res = LoopResult()
     best_state: dict[str, torch.Tensor] | None = None
     bad_evals = 0
@@ -92,7 +94,9 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list[int], pad_id:
                  **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
         res.history.append(event)
         log(event)
-        if res.best_metric is None or value > res.best_metric:
+        better = value is not None and (res.best_metric is None or (
+            value > res.best_metric if s.greater_is_better else value < res.best_metric))
+        if better:
             res.best_metric, res.best_step, res.best_epoch = value, step, epoch
             # only trainable tensors change; copying them is enough to restore the best model
             best_state = {n: p.detach().clone() for n, p in model.named_parameters()

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 import tunelab
@@ -24,7 +26,7 @@ from tunelab.evaluation.report import write_report
 from tunelab.methods import count_parameters, get_method
 from tunelab.models import resolve_model
 from tunelab.runs import FORMAT_VERSION, RUN_FILE, check_output_dir, staged_dir, write_json
-from tunelab.tasks import get_task
+from tunelab.tasks import LOWER_IS_BETTER, get_task
 from tunelab.training.loop import LoopSettings, fit
 
 
@@ -85,25 +87,20 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
                        ("output_dir", t.output_dir)):
         if not value:
             raise ConfigError(f"missing required key '{key}' (--{key.replace('_', '-')})")
-    if t.metric_for_best not in ("accuracy", "macro_f1"):
-        raise ConfigError(f"key 'metric_for_best' = {t.metric_for_best!r}: "
-                          "use accuracy or macro_f1")
     check_output_dir(t.output_dir, t.overwrite)
 
     # 1. data, validated before anything slow happens
     train = task.read_examples(d.train, d.text_column, d.label_column)
     if d.max_train_examples:
-        train.texts, train.labels = train.texts[:d.max_train_examples], train.labels[:d.max_train_examples]
-        train.lines = train.lines[:d.max_train_examples]
-    names = task.label_names(train.labels)
-    if len(names) < 2:
-        raise ConfigError(f"{d.train}: only one label ({names[0]!r}) in the training data; "
-                          "classification needs at least two")
+        n = d.max_train_examples
+        train.texts, train.labels, train.lines = train.texts[:n], train.labels[:n], train.lines[:n]
+    spec = task.make_spec(train, {"regression_loss": t.regression_loss})
+    metric = task.DEFAULT_METRIC if t.metric_for_best == "auto" else t.metric_for_best
     splits = {"validation": task.read_examples(d.validation, d.text_column, d.label_column)}
     if d.test:
         splits["test"] = task.read_examples(d.test, d.text_column, d.label_column)
-    y_train = task.label_ids(train, names, d.label_column)
-    y = {k: task.label_ids(v, names, d.label_column) for k, v in splits.items()}
+    y_train = task.encode_targets(train, spec, d.label_column)
+    y = {k: task.encode_targets(v, spec, d.label_column) for k, v in splits.items()}
 
     # 2. model
     quiet_transformers()
@@ -113,7 +110,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source.path)
-    model = task.build_model(source.path, names)
+    model = task.build_model(source.path, spec)
     head = task.head_module_names(model)
     model = method.apply(model, method_options(cfg), head, task.PEFT_TASK_TYPE)
     trainable, total = count_parameters(model)
@@ -127,11 +124,15 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     ids_train = tokenize(tokenizer, train.texts, L)
     ids = {k: tokenize(tokenizer, v.texts, L) for k, v in splits.items()}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    import numpy as np
+    def split_logits(split: str) -> np.ndarray:
+        return predict_logits(model, ids[split], pad, batch_size=max(64, t.batch_size))
 
     def evaluate(split: str = "validation") -> dict:
-        logits = predict_logits(model, ids[split], pad, batch_size=max(64, t.batch_size))
-        return task.compute_metrics(logits, np.array(y[split]), names)
+        m = task.compute_metrics(split_logits(split), np.array(y[split]), spec)
+        if metric not in m:
+            raise ConfigError(f"key 'metric_for_best' = {metric!r} is not a {d.task} metric "
+                              f"(choose from {', '.join(k for k, v in m.items() if isinstance(v, float))})")
+        return m
 
     with staged_dir(t.output_dir, t.overwrite) as tmp:
         log_file = open(tmp / "train_log.jsonl", "w", encoding="utf-8")
@@ -147,19 +148,22 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
                 echo(f"  step {event['step']} epoch {event['epoch']:.2f}: loss "
                      f"{event['loss']:.4f}, {event['examples_per_s']:.1f} examples/s")
             if event["type"] == "eval":
-                echo(f"  epoch {event['epoch']:.2f} step {event['step']}: validation "
-                     f"accuracy {event['accuracy']:.4f} macro-F1 {event['macro_f1']:.4f} "
-                     f"loss {event['loss']:.4f}")
+                shown = ", ".join(f"{k} {event[k]:.4f}" for k in task.SUMMARY_METRICS
+                                  if isinstance(event.get(k), float))
+                echo(f"  epoch {event['epoch']:.2f} step {event['step']}: validation {shown}")
 
         settings = LoopSettings(
             epochs=t.epochs, batch_size=t.batch_size, learning_rate=lr,
             weight_decay=t.weight_decay, warmup_ratio=t.warmup_ratio,
             max_grad_norm=t.max_grad_norm, eval_steps=t.eval_steps,
-            patience=t.early_stopping_patience, metric=t.metric_for_best, seed=t.seed,
-            progress=bar)
-        res = fit(model, ids_train, y_train, pad, task.loss_fn, evaluate, settings, log)
+            patience=t.early_stopping_patience, metric=metric, seed=t.seed,
+            greater_is_better=metric not in LOWER_IS_BETTER, progress=bar)
+        res = fit(model, ids_train, y_train, pad, partial(task.loss_fn, spec=spec), evaluate,
+                  settings, log)
         log_file.close()
 
+        final = "test" if "test" in splits else "validation"
+        final_logits = split_logits(final)
         metrics: dict = {"validation": evaluate("validation")}
         if "test" in splits:
             metrics["test"] = evaluate("test")
@@ -168,7 +172,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
             "stopped_early": res.stopped_early, "train_seconds": res.train_seconds,
             "examples_seen": res.examples_seen,
             "examples_per_s": res.examples_seen / max(res.train_seconds, 1e-9),
-            f"best_validation_{t.metric_for_best}": res.best_metric,
+            "metric_for_best": metric, f"best_validation_{metric}": res.best_metric,
         }
         method.save(model, tmp)
         tokenizer.save_pretrained(tmp)
@@ -177,12 +181,13 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
             "format_version": FORMAT_VERSION, "tunelab_version": tunelab.__version__,
             "task": d.task, "method": method.name,
             "base_model": {"source": source.source, "path": source.path, "kind": source.kind},
-            "labels": names, "text_column": d.text_column, "label_column": d.label_column,
+            "labels": spec.get("labels", []), "target": spec, "text_column": d.text_column, "label_column": d.label_column,
             "max_length": L, "parameters": {"trainable": trainable, "total": total},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__,
         }
         write_json(tmp / "metrics.json", metrics)
-        write_report(tmp, info, metrics, res.history, t.metric_for_best)
+        write_report(tmp, info, metrics, res.history, metric, task,
+                     (final, final_logits, np.array(y[final]), spec))
         write_json(tmp / RUN_FILE, info)  # last: marks the folder complete
     return Path(t.output_dir), metrics
