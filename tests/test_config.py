@@ -75,3 +75,14 @@ def test_shipped_configs_validate(path):
     for key in ("train", "validation", "test"):
         value = getattr(cfg.data, key)
         assert value is None or (REPO / value).is_file(), f"{path.name}: {key} {value} missing"
+
+
+def test_metric_for_best_must_belong_to_the_task(tiny_model_dir, toy_data, tmp_path, capsys):
+    """Checked before training starts, with the task's metrics listed."""
+    from conftest import train_args
+
+    assert main(train_args(tiny_model_dir, toy_data, tmp_path / "o",
+                           "--metric-for-best", "rmse")) == 2
+    err = capsys.readouterr().err
+    assert "key 'metric_for_best' = 'rmse' is not a text-classification metric" in err
+    assert "accuracy" in err and not (tmp_path / "o").exists()

@@ -36,7 +36,8 @@ class DataArgs:
     validation: str | None = _f(None, "validation file: model selection and early stopping")
     test: str | None = _f(None, "optional test file, evaluated once with the best checkpoint")
     text_column: str = _f("text", "column (or JSON key) holding the text")
-    label_column: str = _f("label", "column (or JSON key) holding the label")
+    label_column: str = _f("label", "column (or JSON key) holding the target: a label; a number "
+                                    "for regression; a JSON list or 'a;b' for multi-label")
     max_train_examples: int | None = _f(None, "use only the first N training rows (quick runs)")
 
 

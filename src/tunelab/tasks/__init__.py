@@ -10,7 +10,9 @@ A task module provides:
 - ``encode_targets(examples, spec, label_column)``, ``build_model(path, spec)``,
   ``head_module_names(model)``, ``loss_fn(logits, targets, spec)``;
 - ``compute_metrics(logits, targets, spec)``, ``decode(logits, spec)``;
-- ``report_figures(...)`` and ``report_tables(metrics)`` for ``report.html``.
+- ``report_figures(...)`` and ``report_tables(metrics)`` for ``report.html``;
+- optionally ``tune_thresholds(logits, targets, spec)``: returns a spec calibrated on the
+  validation split after training (multi-label decision thresholds).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from __future__ import annotations
 from types import ModuleType
 
 from tunelab.errors import ConfigError
-from tunelab.tasks import regression, text_classification
+from tunelab.tasks import multi_label, regression, text_classification
 
 TASKS: dict[str, ModuleType] = {
     "text-classification": text_classification,
+    "multi-label": multi_label,
     "regression": regression,
 }
 

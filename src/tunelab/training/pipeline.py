@@ -101,6 +101,13 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
         splits["test"] = task.read_examples(d.test, d.text_column, d.label_column)
     y_train = task.encode_targets(train, spec, d.label_column)
     y = {k: task.encode_targets(v, spec, d.label_column) for k, v in splits.items()}
+    # fail now, not after an epoch, if metric_for_best is not one this task reports
+    dummy = np.zeros((len(y["validation"]), len(spec.get("labels", [])) or 1))
+    known = [k for k, v in task.compute_metrics(dummy, np.array(y["validation"]), spec).items()
+             if isinstance(v, float) or v is None]
+    if metric not in known:
+        raise ConfigError(f"key 'metric_for_best' = {metric!r} is not a {d.task} metric "
+                          f"(choose from {', '.join(known)})")
 
     # 2. model
     quiet_transformers()
@@ -128,11 +135,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
         return predict_logits(model, ids[split], pad, batch_size=max(64, t.batch_size))
 
     def evaluate(split: str = "validation") -> dict:
-        m = task.compute_metrics(split_logits(split), np.array(y[split]), spec)
-        if metric not in m:
-            raise ConfigError(f"key 'metric_for_best' = {metric!r} is not a {d.task} metric "
-                              f"(choose from {', '.join(k for k, v in m.items() if isinstance(v, float))})")
-        return m
+        return task.compute_metrics(split_logits(split), np.array(y[split]), spec)
 
     with staged_dir(t.output_dir, t.overwrite) as tmp:
         log_file = open(tmp / "train_log.jsonl", "w", encoding="utf-8")
@@ -162,6 +165,8 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
                   settings, log)
         log_file.close()
 
+        if hasattr(task, "tune_thresholds"):  # calibrate on validation, then score test
+            spec = task.tune_thresholds(split_logits("validation"), np.array(y["validation"]), spec)
         final = "test" if "test" in splits else "validation"
         final_logits = split_logits(final)
         metrics: dict = {"validation": evaluate("validation")}

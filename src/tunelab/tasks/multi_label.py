@@ -1,0 +1,149 @@
+"""Multi-label classification: any number of labels per text (sigmoid outputs).
+
+Labels come as a JSON list (JSONL) or a ';'-separated string (CSV/TSV); an empty value means
+"none of the labels". After training, one decision threshold per label is tuned on the
+validation split (the F1-maximising value on a grid) and saved with the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+from tunelab.data.readers import read_rows
+from tunelab.errors import DataError
+from tunelab.tasks.text_classification import Examples, head_module_names, label_names  # noqa: F401
+
+PEFT_TASK_TYPE = "SEQ_CLS"
+DESCRIPTION = "any number of labels per text; columns: text, labels (JSON list or 'a;b')"
+DEFAULT_METRIC = "micro_f1"
+SUMMARY_METRICS = ("micro_f1", "macro_f1", "subset_accuracy", "n")
+GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+def _split(value, path: str, line: int, column: str) -> list[str]:
+    if isinstance(value, list):
+        if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+            raise DataError(path, line, f"expected a list of labels, got {value!r}", field=column)
+        items = [str(v).strip() for v in value]
+    elif isinstance(value, (str, int)) and not isinstance(value, bool):
+        items = [p.strip() for p in str(value).split(";")]
+    else:
+        raise DataError(path, line, f"expected a list or 'a;b' string, got {value!r}",
+                        field=column)
+    return sorted({i for i in items if i})
+
+
+def read_examples(path: str, text_column: str, label_column: str) -> Examples:
+    rows = read_rows(path, required=[text_column, label_column], non_empty=[text_column])
+    return Examples([str(r.values[text_column]) for r in rows],
+                    [_split(r.values[label_column], path, r.line, label_column)  # type: ignore[misc]
+                     for r in rows], [r.line for r in rows], str(path))
+
+
+def make_spec(train: Examples, options: dict) -> dict:
+    names = label_names([lab for labs in train.labels for lab in labs])  # type: ignore[union-attr]
+    if len(names) < 1:
+        raise DataError(train.path, None, "no labels at all in the training data")
+    return {"labels": names, "thresholds": [0.5] * len(names)}
+
+
+def encode_targets(ex: Examples, spec: dict, label_column: str) -> list[list[float]]:
+    """Multi-hot vectors (N, num_labels); an unknown label names file and line."""
+    index = {n: i for i, n in enumerate(spec["labels"])}
+    out = []
+    for labs, line in zip(ex.labels, ex.lines):
+        v = [0.0] * len(index)
+        for lab in labs:  # type: ignore[union-attr]
+            if lab not in index:
+                raise DataError(ex.path, line, f"label '{lab}' was not seen in training "
+                                f"(known labels: {', '.join(spec['labels'])})", field=label_column)
+            v[index[lab]] = 1.0
+        out.append(v)
+    return out
+
+
+def build_model(path: str, spec: dict, **load_kwargs):
+    from transformers import AutoModelForSequenceClassification
+
+    names = spec["labels"]
+    return AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(names), problem_type="multi_label_classification",
+        id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
+        **load_kwargs)
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Tensor:
+    # logits, targets: (batch, num_labels)
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets.float())
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+def tune_thresholds(logits: np.ndarray, targets: np.ndarray, spec: dict) -> dict:
+    """Per label, the grid threshold with the best validation F1 (ties: closest to 0.5)."""
+    probs = _sigmoid(logits)
+    best = []
+    for j in range(probs.shape[1]):
+        scores = [(f1_score(targets[:, j], probs[:, j] >= t, zero_division=0), -abs(t - 0.5), t)
+                  for t in GRID]
+        best.append(float(max(scores)[2]))
+    return {**spec, "thresholds": best}
+
+
+def compute_metrics(logits: np.ndarray, targets: np.ndarray, spec: dict) -> dict:
+    """micro/macro F1, per-label precision/recall/F1, subset (exact-match) accuracy."""
+    names = spec["labels"]
+    pred = (_sigmoid(logits) >= np.array(spec["thresholds"])).astype(int)
+    true = targets.astype(int)
+    p, r, f, s = precision_recall_fscore_support(true, pred, zero_division=0)
+    probs = np.clip(_sigmoid(logits), 1e-12, 1 - 1e-12)
+    bce = -(true * np.log(probs) + (1 - true) * np.log(1 - probs)).mean()
+    return {
+        "micro_f1": float(f1_score(true, pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(true, pred, average="macro", zero_division=0)),
+        "subset_accuracy": float((pred == true).all(axis=1).mean()),
+        "loss": float(bce),
+        "n": int(len(true)),
+        "per_label": {n: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                          "support": int(s[i]), "threshold": spec["thresholds"][i]}
+                      for i, n in enumerate(names)},
+    }
+
+
+def decode(logits: np.ndarray, spec: dict) -> list[dict]:
+    """Per text: the labels over their thresholds, and every label's probability."""
+    probs = _sigmoid(logits)
+    out = []
+    for row in probs:
+        out.append({"labels": [n for n, p, t in zip(spec["labels"], row, spec["thresholds"])
+                               if p >= t],
+                    "scores": {n: float(p) for n, p in zip(spec["labels"], row)}})
+    return out
+
+
+def report_figures(plots: Path, split: str, logits: np.ndarray, targets: np.ndarray,
+                   spec: dict, metrics: dict) -> list[tuple[str, str]]:
+    import matplotlib.pyplot as plt
+
+    names = spec["labels"]
+    f1 = [metrics["per_label"][n]["f1"] for n in names]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(names) + 1.5), 3.4))
+    ax.bar(range(len(names)), f1, color="C0")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylim(0, 1), ax.set_ylabel("F1"), ax.set_title(f"F1 per label ({split})")
+    fig.tight_layout()
+    fig.savefig(plots / "per_label_f1.png", dpi=110)
+    plt.close(fig)
+    return [(f"F1 per label ({split})", "per_label_f1.png")]
+
+
+def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
+    rows = [(lab, v["precision"], v["recall"], v["f1"], v["support"], v["threshold"])
+            for lab, v in metrics["per_label"].items()]
+    return [("Per label", ("label", "precision", "recall", "F1", "support", "threshold"), rows)]
