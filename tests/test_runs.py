@@ -70,3 +70,15 @@ def test_half_written_folder_is_not_a_run(tmp_path):
     (tmp_path / "x" / "model.safetensors").write_bytes(b"")
     with pytest.raises(TunelabError, match="not a tunelab run folder"):
         read_run(tmp_path / "x")
+
+
+def test_stale_partial_of_a_killed_run_is_removed(tmp_path):
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    stale = tmp_path / f".run.partial-{dead.pid}"
+    stale.mkdir()
+    with staged_dir(tmp_path / "run", overwrite=False) as tmp:
+        (tmp / "tunelab.json").write_text("{}")
+    assert not stale.exists() and (tmp_path / "run" / "tunelab.json").exists()

@@ -35,9 +35,13 @@ class DataArgs:
     train: str | None = _f(None, "training file (.csv, .tsv or .jsonl)")
     validation: str | None = _f(None, "validation file: model selection and early stopping")
     test: str | None = _f(None, "optional test file, evaluated once with the best checkpoint")
-    text_column: str = _f("text", "column (or JSON key) holding the text")
-    label_column: str = _f("label", "column (or JSON key) holding the target: a label; a number "
-                                    "for regression; a JSON list or 'a;b' for multi-label")
+    text_column: str | None = _f(
+        None, "column (or JSON key) holding the text (default: text; tokens for "
+              "token-classification)")
+    label_column: str | None = _f(
+        None, "column (or JSON key) holding the target: a label; a number for regression; a "
+              "JSON list or 'a;b' for multi-label; tags for token-classification (default: "
+              "label; tags for token-classification)")
     max_train_examples: int | None = _f(None, "use only the first N training rows (quick runs)")
 
 

@@ -50,13 +50,18 @@ class TunedModel:
             texts: one text or a list of texts.
         Returns:
             per text, text classification: ``{"label", "score", "probabilities": {label: p}}``;
-            regression: ``{"value": number}``. A single dict when ``texts`` is a string.
+            regression: ``{"value": number}``; multi-label: ``{"labels", "scores"}``; token
+            classification: ``{"entities": [{"text", "type", "start", "end", "score"}]}``.
+            A single dict when ``texts`` is a string.
         """
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
         if not batch:
             return []
-        out = self.task.decode(self.logits(batch, batch_size), self.spec)
+        if hasattr(self.task, "predict_texts"):  # token tasks need offsets, not just logits
+            out = self.task.predict_texts(self, batch, batch_size)
+        else:
+            out = self.task.decode(self.logits(batch, batch_size), self.spec)
         return out[0] if single else out
 
     def evaluate(self, path: str, text_column: str | None = None,
@@ -64,9 +69,13 @@ class TunedModel:
         """Metrics on a labelled file (same columns as training unless given)."""
         tc = text_column or self.info["text_column"]
         lc = label_column or self.info["label_column"]
+        from tunelab.training.pipeline import encode_split
+
         ex = self.task.read_examples(path, tc, lc)
-        y = np.array(self.task.encode_targets(ex, self.spec, lc))
-        return self.task.compute_metrics(self.logits(ex.texts, batch_size), y, self.spec)
+        ids, y = encode_split(self.task, self.tokenizer, ex, self.spec, self.max_length, lc)
+        per_token = getattr(self.task, "PER_TOKEN", False)
+        logits = predict_logits(self.model, ids, self.pad_id, batch_size, per_token=per_token)
+        return self.task.compute_metrics(logits, y if per_token else np.array(y), self.spec)
 
 
 def load(path: str | os.PathLike, device: str | None = None) -> TunedModel:

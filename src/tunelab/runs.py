@@ -36,12 +36,25 @@ def check_output_dir(output_dir: str | Path, overwrite: bool) -> None:
         raise TunelabError(f"{out}: cannot write to {probe} (permission denied)")
 
 
+def _remove_stale_partials(out: Path) -> None:
+    """Drop staging folders left by runs that were killed (SIGKILL cannot clean up)."""
+    for p in out.parent.glob(f".{out.name}.partial-*"):
+        try:
+            pid = int(p.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)  # still running: leave it alone
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass
+
+
 @contextmanager
 def staged_dir(output_dir: str | Path, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary folder next to ``output_dir``; on success rename it into place."""
     out = Path(output_dir)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_partials(out)
         tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()

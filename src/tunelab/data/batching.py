@@ -56,8 +56,12 @@ def sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
 
 @torch.inference_mode()
 def predict_logits(model: torch.nn.Module, ids: list[list[int]], pad_id: int,
-                   batch_size: int = 64) -> np.ndarray:
-    """Logits for every example, in input order. Returns (N, num_labels) float32."""
+                   batch_size: int = 64, per_token: bool = False) -> np.ndarray | list[np.ndarray]:
+    """Logits for every example, in input order.
+
+    Returns:
+        (N, num_labels) float32; with ``per_token`` a list of (len(ids[i]), num_labels) arrays.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -66,6 +70,6 @@ def predict_logits(model: torch.nn.Module, ids: list[list[int]], pad_id: int,
         tensors = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id).items()}
         logits = model(**tensors).logits.float().cpu().numpy()
         for i, row in zip(batch, logits):
-            out[i] = row
+            out[i] = row[: len(ids[i])] if per_token else row  # drop padding positions
     model.train(was_training)
-    return np.stack(out)  # type: ignore[arg-type]
+    return out if per_token else np.stack(out)  # type: ignore[return-value,arg-type]

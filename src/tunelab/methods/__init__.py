@@ -27,7 +27,8 @@ class Method:
     apply: Callable[[torch.nn.Module, dict[str, Any], list[str], str], torch.nn.Module]
     save: Callable[[torch.nn.Module, Path], None]
     load: Callable[[Path, BuildFrom, str], torch.nn.Module]
-    tasks: tuple[str, ...] = ("text-classification", "multi-label", "regression")
+    tasks: tuple[str, ...] = ("text-classification", "multi-label", "regression",
+                              "token-classification")
 
 
 METHODS: dict[str, Method] = {}

@@ -11,6 +11,9 @@ A task module provides:
   ``head_module_names(model)``, ``loss_fn(logits, targets, spec)``;
 - ``compute_metrics(logits, targets, spec)``, ``decode(logits, spec)``;
 - ``report_figures(...)`` and ``report_tables(metrics)`` for ``report.html``;
+- optionally ``DEFAULT_COLUMNS``; ``encode(tokenizer, examples, spec, max_length, column)``,
+  ``collate_targets`` and ``PER_TOKEN`` (tasks with one target per token);
+  ``predict_texts(model, texts)`` (predictions that need the text, e.g. character offsets);
 - optionally ``tune_thresholds(logits, targets, spec)``: returns a spec calibrated on the
   validation split after training (multi-label decision thresholds).
 """
@@ -20,12 +23,14 @@ from __future__ import annotations
 from types import ModuleType
 
 from tunelab.errors import ConfigError
-from tunelab.tasks import multi_label, regression, text_classification
+from tunelab.tasks import (multi_label, regression, text_classification,
+                           token_classification)
 
 TASKS: dict[str, ModuleType] = {
     "text-classification": text_classification,
     "multi-label": multi_label,
     "regression": regression,
+    "token-classification": token_classification,
 }
 
 # metrics where smaller is better; every other metric is maximised

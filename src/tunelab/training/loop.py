@@ -57,7 +57,8 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         evaluate: Callable[[], dict], s: LoopSettings,
-        log: Callable[[dict], None]) -> LoopResult:
+        log: Callable[[dict], None],
+        collate_targets: Callable[[list], torch.Tensor] = torch.tensor) -> LoopResult:
     """Train ``model`` in place and leave it holding the best validation weights.
 
     Args:
@@ -65,6 +66,7 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
             number, whatever the task's ``loss_fn`` expects).
         evaluate: returns validation metrics (a dict holding ``s.metric``).
         log: receives one dict per logged event (train loss, evaluation).
+        collate_targets: batches targets into a tensor (token tasks pad per-position labels).
     Returns:
         LoopResult with the best metric, where it was reached, and the full history.
     """
@@ -77,7 +79,6 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
     opt = torch.optim.AdamW(_param_groups(model, s.weight_decay), lr=s.learning_rate,
                             foreach=True)
     sched = get_linear_schedule_with_warmup(opt, round(s.warmup_ratio * total), total)
-    labels_t = torch.tensor(labels)  # int64 class ids or float32 regression targets
     res = LoopResult()
     best_state: dict[str, torch.Tensor] | None = None
     bad_evals = 0
@@ -115,7 +116,8 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
         for batch in length_grouped_batches(lengths, s.batch_size, seed=s.seed + epoch_i):
             inputs = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id).items()}
             logits = model(**inputs).logits  # (B, num_labels)
-            loss = loss_fn(logits, labels_t[batch].to(device))
+            # int64 class ids, float32 numbers, or (B, T) per-token ids
+            loss = loss_fn(logits, collate_targets([labels[i] for i in batch]).to(device))
             loss.backward()
             if s.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(

@@ -71,6 +71,25 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def encode_split(task, tokenizer, ex, spec: dict, max_length: int, label_col: str):
+    """(token ids, targets) for one split; token tasks align labels to sub-words themselves."""
+    if hasattr(task, "encode"):
+        return task.encode(tokenizer, ex, spec, max_length, label_col)
+    return tokenize(tokenizer, ex.texts, max_length), task.encode_targets(ex, spec, label_col)
+
+
+def check_metric(task, metric: str, task_name: str, ids: list, targets, spec: dict,
+                 per_token: bool) -> None:
+    """Fail before training, not after an epoch, if ``metric`` is not one the task reports."""
+    k = len(spec.get("labels", [])) or 1
+    dummy = [np.zeros((len(x), k)) for x in ids] if per_token else np.zeros((len(ids), k))
+    known = [name for name, v in task.compute_metrics(dummy, targets, spec).items()
+             if isinstance(v, float) or v is None]
+    if metric not in known:
+        raise ConfigError(f"key 'metric_for_best' = {metric!r} is not a {task_name} metric "
+                          f"(choose from {', '.join(known)})")
+
+
 def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tuple[Path, dict]:
     """Train, evaluate and write the run folder described by ``cfg``.
 
@@ -90,33 +109,36 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     check_output_dir(t.output_dir, t.overwrite)
 
     # 1. data, validated before anything slow happens
-    train = task.read_examples(d.train, d.text_column, d.label_column)
+    cols = getattr(task, "DEFAULT_COLUMNS", ("text", "label"))
+    text_col, label_col = d.text_column or cols[0], d.label_column or cols[1]
+    train = task.read_examples(d.train, text_col, label_col)
     if d.max_train_examples:
         n = d.max_train_examples
         train.texts, train.labels, train.lines = train.texts[:n], train.labels[:n], train.lines[:n]
     spec = task.make_spec(train, {"regression_loss": t.regression_loss})
     metric = task.DEFAULT_METRIC if t.metric_for_best == "auto" else t.metric_for_best
-    splits = {"validation": task.read_examples(d.validation, d.text_column, d.label_column)}
+    splits = {"validation": task.read_examples(d.validation, text_col, label_col)}
     if d.test:
-        splits["test"] = task.read_examples(d.test, d.text_column, d.label_column)
-    y_train = task.encode_targets(train, spec, d.label_column)
-    y = {k: task.encode_targets(v, spec, d.label_column) for k, v in splits.items()}
-    # fail now, not after an epoch, if metric_for_best is not one this task reports
-    dummy = np.zeros((len(y["validation"]), len(spec.get("labels", [])) or 1))
-    known = [k for k, v in task.compute_metrics(dummy, np.array(y["validation"]), spec).items()
-             if isinstance(v, float) or v is None]
-    if metric not in known:
-        raise ConfigError(f"key 'metric_for_best' = {metric!r} is not a {d.task} metric "
-                          f"(choose from {', '.join(known)})")
+        splits["test"] = task.read_examples(d.test, text_col, label_col)
 
-    # 2. model
+    # 2. tokenizer, and every split encoded once (no tokenisation in the hot loop)
     quiet_transformers()
-    set_seed(t.seed)
-    torch.set_num_threads(t.num_threads or available_cores())
     source = resolve_model(cfg.model.model)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source.path)
+    L = cfg.model.max_length
+    ids_train, y_train = encode_split(task, tokenizer, train, spec, L, label_col)
+    ids, y = {}, {}
+    for k, v in splits.items():
+        ids[k], y[k] = encode_split(task, tokenizer, v, spec, L, label_col)
+    per_token = getattr(task, "PER_TOKEN", False)
+    targets = (lambda k: y[k]) if per_token else (lambda k: np.array(y[k]))
+    check_metric(task, metric, d.task, ids["validation"], targets("validation"), spec, per_token)
+
+    # 3. model
+    set_seed(t.seed)
+    torch.set_num_threads(t.num_threads or available_cores())
     model = task.build_model(source.path, spec)
     head = task.head_module_names(model)
     model = method.apply(model, method_options(cfg), head, task.PEFT_TASK_TYPE)
@@ -125,17 +147,14 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     echo(f"tunelab: {d.task} | {source.source} | method {method.name} | "
          f"{trainable:,} of {total:,} parameters train | lr {lr:g} | "
          f"{len(train.texts)} train / {len(splits['validation'].texts)} validation examples")
-
-    # 3. encode once (no tokenisation in the hot loop)
-    L = cfg.model.max_length
-    ids_train = tokenize(tokenizer, train.texts, L)
-    ids = {k: tokenize(tokenizer, v.texts, L) for k, v in splits.items()}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    def split_logits(split: str) -> np.ndarray:
-        return predict_logits(model, ids[split], pad, batch_size=max(64, t.batch_size))
+
+    def split_logits(split: str):
+        return predict_logits(model, ids[split], pad, batch_size=max(64, t.batch_size),
+                              per_token=per_token)
 
     def evaluate(split: str = "validation") -> dict:
-        return task.compute_metrics(split_logits(split), np.array(y[split]), spec)
+        return task.compute_metrics(split_logits(split), targets(split), spec)
 
     with staged_dir(t.output_dir, t.overwrite) as tmp:
         log_file = open(tmp / "train_log.jsonl", "w", encoding="utf-8")
@@ -162,11 +181,11 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
             patience=t.early_stopping_patience, metric=metric, seed=t.seed,
             greater_is_better=metric not in LOWER_IS_BETTER, progress=bar)
         res = fit(model, ids_train, y_train, pad, partial(task.loss_fn, spec=spec), evaluate,
-                  settings, log)
+                  settings, log, getattr(task, "collate_targets", torch.tensor))
         log_file.close()
 
         if hasattr(task, "tune_thresholds"):  # calibrate on validation, then score test
-            spec = task.tune_thresholds(split_logits("validation"), np.array(y["validation"]), spec)
+            spec = task.tune_thresholds(split_logits("validation"), targets("validation"), spec)
         final = "test" if "test" in splits else "validation"
         final_logits = split_logits(final)
         metrics: dict = {"validation": evaluate("validation")}
@@ -186,13 +205,14 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
             "format_version": FORMAT_VERSION, "tunelab_version": tunelab.__version__,
             "task": d.task, "method": method.name,
             "base_model": {"source": source.source, "path": source.path, "kind": source.kind},
-            "labels": spec.get("labels", []), "target": spec, "text_column": d.text_column, "label_column": d.label_column,
+            "labels": spec.get("labels", []), "target": spec,
+            "text_column": text_col, "label_column": label_col,
             "max_length": L, "parameters": {"trainable": trainable, "total": total},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__,
         }
         write_json(tmp / "metrics.json", metrics)
         write_report(tmp, info, metrics, res.history, metric, task,
-                     (final, final_logits, np.array(y[final]), spec))
+                     (final, final_logits, targets(final), spec))
         write_json(tmp / RUN_FILE, info)  # last: marks the folder complete
     return Path(t.output_dir), metrics

@@ -1,0 +1,255 @@
+"""Token classification (named entities): one tag per word, entities decoded to character spans.
+
+Input: JSONL rows ``{"tokens": [...], "tags": [...]}`` or CoNLL-style files (``.conll``,
+``.bio``, ``.bmes``, ``.iob``: "token tag" per line, a blank line between sentences). BIO,
+BIOES and BMES tags are accepted and converted to BIO. Sub-word alignment is "first piece": a
+word's tag is learnt and predicted on its first sub-word; the other pieces are ignored (-100).
+Words cut off by ``max_length`` are neither trained nor scored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tunelab.data.readers import Row, _decode, read_rows
+from tunelab.errors import DataError
+from tunelab.tasks.tags import parse_tag, spans, to_bio
+from tunelab.tasks.text_classification import Examples, head_module_names  # noqa: F401
+
+PEFT_TASK_TYPE = "TOKEN_CLS"
+DESCRIPTION = ("tags per word, e.g. named entities; JSONL tokens+tags or CoNLL 'token tag' "
+               "lines; BIO/BIOES/BMES")
+DEFAULT_METRIC = "f1"
+SUMMARY_METRICS = ("precision", "recall", "f1", "n")
+DEFAULT_COLUMNS = ("tokens", "tags")
+PER_TOKEN = True
+IGNORE = -100
+CONLL = (".conll", ".bio", ".bmes", ".iob", ".bioes")
+
+
+def _read_conll(path: str) -> list[Row]:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(path, None, e.strerror or "cannot read") from None
+    rows: list[Row] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = 1
+    for i, line in enumerate(_decode(path, raw).splitlines() + [""], start=1):
+        if not line.strip():
+            if tokens:
+                rows.append(Row(start, {"tokens": tokens, "tags": tags}))
+            tokens, tags, start = [], [], i + 1
+            continue
+        parts = line.rstrip().rsplit(None, 1)
+        if len(parts) != 2:
+            raise DataError(path, i, f"expected 'token tag', got {line.strip()!r}", field="tags")
+        try:
+            parse_tag(parts[1])
+        except ValueError as e:
+            raise DataError(path, i, str(e), field="tags") from None
+        tokens.append(parts[0])
+        tags.append(parts[1])
+    if not rows:
+        raise DataError(path, 1, "file is empty")
+    return rows
+
+
+def read_examples(path: str, text_column: str, label_column: str) -> Examples:
+    """Sentences as word lists with BIO tags; mismatches name file, line and field."""
+    if Path(path).suffix.lower() in CONLL:
+        rows = _read_conll(path)
+        text_column, label_column = "tokens", "tags"
+    else:
+        rows = read_rows(path, required=[text_column, label_column])
+    words, tags = [], []
+    for r in rows:
+        w, t = r.values[text_column], r.values[label_column]
+        if not (isinstance(w, list) and all(isinstance(x, str) for x in w) and w):
+            raise DataError(path, r.line, "expected a non-empty list of token strings",
+                            field=text_column)
+        if not (isinstance(t, list) and all(isinstance(x, str) for x in t)):
+            raise DataError(path, r.line, "expected a list of tag strings", field=label_column)
+        if len(w) != len(t):
+            raise DataError(path, r.line, f"{len(w)} tokens but {len(t)} tags",
+                            field=label_column)
+        try:
+            tags.append(to_bio(t))
+        except ValueError as e:
+            raise DataError(path, r.line, str(e), field=label_column) from None
+        words.append([x if x.strip() else "_" for x in w])  # a blank token would vanish
+    return Examples(words, tags, [r.line for r in rows], str(path))  # type: ignore[arg-type]
+
+
+def make_spec(train: Examples, options: dict) -> dict:
+    types = sorted({t.split("-", 1)[1] for seq in train.labels for t in seq if t != "O"})
+    if not types:
+        raise DataError(train.path, None, "no entity tags in the training data (all 'O')")
+    return {"labels": ["O"] + [f"{p}-{t}" for t in types for p in "BI"], "scheme": "BIO",
+            "alignment": "first-piece"}
+
+
+def encode(tokenizer, ex: Examples, spec: dict, max_length: int, label_column: str):
+    """Token ids and per-position label ids (first piece of each word; IGNORE elsewhere)."""
+    index = {n: i for i, n in enumerate(spec["labels"])}
+    enc = tokenizer(ex.texts, is_split_into_words=True, truncation=True, max_length=max_length,
+                    return_token_type_ids=False, return_attention_mask=False)
+    targets = []
+    for k, (tags, line) in enumerate(zip(ex.labels, ex.lines)):
+        prev = None
+        row = []
+        for w in enc.word_ids(k):
+            if w is None or w == prev:
+                row.append(IGNORE)
+            else:
+                tag = tags[w]  # type: ignore[index]
+                if tag not in index:
+                    raise DataError(ex.path, line, f"tag '{tag}' was not seen in training",
+                                    field=label_column)
+                row.append(index[tag])
+            prev = w
+        targets.append(row)
+    return enc["input_ids"], targets
+
+
+def encode_targets(ex: Examples, spec: dict, label_column: str):
+    raise NotImplementedError("token classification encodes targets with the tokenizer: encode()")
+
+
+def collate_targets(rows: list[list[int]]) -> torch.Tensor:
+    """Pad per-position labels to the batch's longest row with IGNORE. Returns (B, T)."""
+    longest = max(len(r) for r in rows)
+    return torch.tensor([r + [IGNORE] * (longest - len(r)) for r in rows], dtype=torch.long)
+
+
+def build_model(path: str, spec: dict, **load_kwargs):
+    from transformers import AutoModelForTokenClassification
+
+    names = spec["labels"]
+    return AutoModelForTokenClassification.from_pretrained(
+        path, num_labels=len(names), id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)}, **load_kwargs)
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Tensor:
+    # logits: (B, T, K); targets: (B, T) with IGNORE on padding, specials and later pieces
+    return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
+                                             ignore_index=IGNORE)
+
+
+def _word_tags(logits: list[np.ndarray], targets: list, spec: dict):
+    names = spec["labels"]
+    gold, pred = [], []
+    for lg, tg in zip(logits, targets):
+        tg = np.asarray(tg)
+        keep = tg != IGNORE
+        gold.append([names[i] for i in tg[keep]])
+        pred.append(to_bio([names[i] for i in lg[keep].argmax(-1)]))  # repair stray I- tags
+    return gold, pred
+
+
+def compute_metrics(logits: list[np.ndarray], targets: list, spec: dict) -> dict:
+    """Entity-level precision/recall/F1 (seqeval, exact span and type), micro overall and per
+    type, plus word-level tag accuracy."""
+    from seqeval.metrics import classification_report
+
+    gold, pred = _word_tags(logits, targets, spec)
+    rep = classification_report(gold, pred, output_dict=True, zero_division=0)
+    micro = rep.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+    flat_g = [t for s in gold for t in s]
+    flat_p = [t for s in pred for t in s]
+    nll, count = 0.0, 0
+    for lg, tg in zip(logits, targets):
+        tg = np.asarray(tg)
+        keep = tg != IGNORE
+        p = _softmax(lg[keep].astype(np.float64))
+        nll -= float(np.log(np.clip(p[np.arange(int(keep.sum())), tg[keep]], 1e-12, None)).sum())
+        count += int(keep.sum())
+    return {
+        "precision": float(micro["precision"]), "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "word_accuracy": float(np.mean([g == p for g, p in zip(flat_g, flat_p)])),
+        "loss": nll / max(1, count),
+        "n": len(gold),
+        "per_type": {k: {"precision": float(v["precision"]), "recall": float(v["recall"]),
+                         "f1": float(v["f1-score"]), "support": int(v["support"])}
+                     for k, v in rep.items() if not k.endswith("avg")},
+    }
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+def predict_texts(model, texts: list[str], batch_size: int = 64) -> list[dict]:
+    """Raw texts in, entities with character offsets out.
+
+    Args:
+        model: a loaded TunedModel (tokenizer, torch model, spec).
+    Returns:
+        per text ``{"entities": [{"text", "type", "start", "end", "score"}]}``; ``end`` is
+        exclusive, so ``text[start:end]`` is the entity; ``score`` is the mean probability of
+        the predicted tags over the entity's words.
+    """
+    from tunelab.data.batching import predict_logits
+
+    enc = model.tokenizer(texts, truncation=True, max_length=model.max_length,
+                          return_offsets_mapping=True, return_token_type_ids=False,
+                          return_attention_mask=False)
+    logits = predict_logits(model.model, enc["input_ids"], model.pad_id, batch_size,
+                            per_token=True)
+    names = model.spec["labels"]
+    out = []
+    for k, text in enumerate(texts):
+        probs = _softmax(logits[k].astype(np.float64))
+        offsets = enc["offset_mapping"][k]
+        words: dict[int, list[int]] = {}  # word -> [first piece, start char, end char]
+        for pos, w in enumerate(enc.word_ids(k)):
+            if w is None:
+                continue
+            s, e = offsets[pos]
+            if w not in words:
+                words[w] = [pos, s, e]
+            else:
+                words[w][2] = e
+        order = sorted(words)
+        tags = to_bio([names[int(probs[words[w][0]].argmax())] for w in order])
+        conf = [float(probs[words[w][0]].max()) for w in order]
+        ents = []
+        for typ, a, b in spans(tags):
+            start, end = words[order[a]][1], words[order[b]][2]
+            ents.append({"text": text[start:end], "type": typ, "start": int(start),
+                         "end": int(end), "score": float(np.mean(conf[a:b + 1]))})
+        out.append({"entities": ents})
+    return out
+
+
+def decode(logits, spec: dict) -> list[dict]:
+    raise NotImplementedError("token classification predicts from texts: predict_texts()")
+
+
+def report_figures(plots: Path, split: str, logits, targets, spec: dict,
+                   metrics: dict) -> list[tuple[str, str]]:
+    import matplotlib.pyplot as plt
+
+    types = list(metrics["per_type"])
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(types) + 1.5), 3.4))
+    ax.bar(range(len(types)), [metrics["per_type"][t]["f1"] for t in types], color="C0")
+    ax.set_xticks(range(len(types)), types), ax.set_ylim(0, 1), ax.set_ylabel("entity F1")
+    ax.set_title(f"entity F1 per type ({split})")
+    fig.tight_layout()
+    fig.savefig(plots / "per_type_f1.png", dpi=110)
+    plt.close(fig)
+    return [(f"Entity F1 per type ({split})", "per_type_f1.png")]
+
+
+def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
+    rows = [(t, v["precision"], v["recall"], v["f1"], v["support"])
+            for t, v in metrics["per_type"].items()]
+    return [("Per entity type", ("type", "precision", "recall", "F1", "support"), rows)]
+
