@@ -63,3 +63,31 @@ def test_real_minilm_learns_and_reloads(method, min_acc, small_real, tmp_path):
     assert m.evaluate(str(small_real["test"]))["accuracy"] == pytest.approx(
         summary["test"]["accuracy"])
     np.testing.assert_array_equal(m.logits(TEXTS), tunelab.load(out).logits(TEXTS))
+
+
+def test_real_minilm_regression_beats_mean_baseline(tmp_path):
+    """Mean human rating of real review sentences: well under the training-mean baseline."""
+    d = tmp_path / "r"
+    d.mkdir()
+    src = REPO / "data" / "en_ratings"
+    files = {}
+    for split, n in (("train", 1200), ("validation", 300), ("test", 300)):
+        with open(src / f"{split}.csv", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))[:n]
+        files[split] = d / f"{split}.csv"
+        with open(files[split], "w", encoding="utf-8", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["text", "rating"])
+            w.writeheader()
+            w.writerows(rows)
+    exe = Path(sys.executable).parent / "tunelab"
+    out = tmp_path / "run"
+    r = subprocess.run([str(exe), "train", "--task", "regression", "--model", "minilm-l6",
+                        "--train", str(files["train"]), "--validation", str(files["validation"]),
+                        "--test", str(files["test"]), "--label-column", "rating",
+                        "--epochs", "2", "--max-length", "64", "--output-dir", str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    test = json.loads(r.stdout.splitlines()[0])["test"]
+    assert test["mae"] < 0.75 * test["baseline_mae"] and test["pearson"] > 0.5, test
+    v = tunelab.load(out).predict(TEXTS)
+    assert v[0]["value"] > 0 > v[1]["value"]
