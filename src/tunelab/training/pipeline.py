@@ -71,6 +71,16 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def align_pad(model: torch.nn.Module, tokenizer) -> None:
+    """Decoder models often ship without a pad token; sequence heads need one to find the
+    last real token. Use the end-of-sequence token, as the Transformers docs suggest."""
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+
+
 def encode_split(task, tokenizer, ex, spec: dict, max_length: int, label_col: str):
     """(token ids, targets) for one split; token tasks align labels to sub-words themselves."""
     if hasattr(task, "encode"):
@@ -127,6 +137,8 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source.path)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
     L = cfg.model.max_length
     ids_train, y_train = encode_split(task, tokenizer, train, spec, L, label_col)
     ids, y = {}, {}
@@ -140,6 +152,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     set_seed(t.seed)
     torch.set_num_threads(t.num_threads or available_cores())
     model = task.build_model(source.path, spec)
+    align_pad(model, tokenizer)
     head = task.head_module_names(model)
     model = method.apply(model, method_options(cfg), head, task.PEFT_TASK_TYPE)
     trainable, total = count_parameters(model)
