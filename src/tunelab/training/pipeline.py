@@ -137,8 +137,6 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source.path)
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
     L = cfg.model.max_length
     ids_train, y_train = encode_split(task, tokenizer, train, spec, L, label_col)
     ids, y = {}, {}
