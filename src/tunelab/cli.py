@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=64)
     e.set_defaults(func=cmd_evaluate)
 
-    pr = sub.add_parser("predict", allow_abbrev=False, help="write one JSON object (label, probabilities) per text")
+    pr = sub.add_parser("predict", allow_abbrev=False, help="write one JSON object of predictions per text")
     pr.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
     pr.add_argument("--input", help="a .csv/.tsv/.jsonl/.txt file; default: stdin, one text "
                                     "per line")
