@@ -34,18 +34,22 @@ def _member(tar: tarfile.TarFile, suffix: str) -> bytes:
     raise SystemExit(f"{tar.name}: no member ending in {suffix}")
 
 
-def english_rows(vader_archive: Path) -> list[dict]:
+def _ratings_by_text(vader_archive: Path) -> dict[str, list[float]]:
+    """Every human mean rating per whitespace-normalised sentence (duplicates kept apart)."""
     with tarfile.open(vader_archive) as outer:
         inner_bytes = _member(outer, "additional_resources/hutto_ICWSM_2014.tar.gz")
     with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
         raw = _member(inner, "movieReviewSnippets_GroundTruth.txt").decode("utf-8")
     by_text: dict[str, list[float]] = defaultdict(list)
     for line in raw.splitlines():
-        if not line.strip():
-            continue
-        _id, rating, text = line.split("\t")
-        text = " ".join(text.split())
-        by_text[text].append(float(rating))
+        if line.strip():
+            _id, rating, text = line.split("\t")
+            by_text[" ".join(text.split())].append(float(rating))
+    return by_text
+
+
+def english_rows(vader_archive: Path) -> list[dict]:
+    by_text = _ratings_by_text(vader_archive)
     rows = []
     for text, ratings in by_text.items():
         signs = {r > 0 for r in ratings if abs(r) >= NEUTRAL_BAND}
@@ -59,15 +63,7 @@ def english_rows(vader_archive: Path) -> list[dict]:
 
 def rating_rows(vader_archive: Path) -> list[dict]:
     """Every sentence with its mean human rating (-4..+4), neutral ones included: regression."""
-    with tarfile.open(vader_archive) as outer:
-        inner_bytes = _member(outer, "additional_resources/hutto_ICWSM_2014.tar.gz")
-    with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
-        raw = _member(inner, "movieReviewSnippets_GroundTruth.txt").decode("utf-8")
-    by_text: dict[str, list[float]] = defaultdict(list)
-    for line in raw.splitlines():
-        if line.strip():
-            _id, rating, text = line.split("\t")
-            by_text[" ".join(text.split())].append(float(rating))
+    by_text = _ratings_by_text(vader_archive)
     # "label" here is only the stratification key of the split (sign of the rating)
     return [{"text": t, "rating": f"{sum(r) / len(r):.4f}",
              "label": "positive" if sum(r) > 0 else "negative"} for t, r in by_text.items()]
