@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import tunelab
+from conftest import write_csv
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "en_sentiment"
@@ -21,14 +22,11 @@ TEXTS = ["A gorgeous, moving and funny film.", "A boring, tedious mess of a movi
 pytestmark = pytest.mark.slow
 
 
-def _subset(src: Path, dst: Path, n: int) -> Path:
+def _subset(src: Path, dst: Path, n: int, fields=("text", "label")) -> Path:
+    """The first ``n`` rows of ``src`` with only ``fields``, written to ``dst``."""
     with open(src, encoding="utf-8") as f:
         rows = list(csv.DictReader(f))[:n]
-    with open(dst, "w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["text", "label"], extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    return dst
+    return write_csv(dst, [{k: r[k] for k in fields} for r in rows], fields)
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +70,7 @@ def test_real_minilm_regression_beats_mean_baseline(tmp_path):
     src = REPO / "data" / "en_ratings"
     files = {}
     for split, n in (("train", 1200), ("validation", 300), ("test", 300)):
-        with open(src / f"{split}.csv", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))[:n]
-        files[split] = d / f"{split}.csv"
-        with open(files[split], "w", encoding="utf-8", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["text", "rating"])
-            w.writeheader()
-            w.writerows(rows)
+        files[split] = _subset(src / f"{split}.csv", d / f"{split}.csv", n, ("text", "rating"))
     exe = Path(sys.executable).parent / "tunelab"
     out = tmp_path / "run"
     r = subprocess.run([str(exe), "train", "--task", "regression", "--model", "minilm-l6",

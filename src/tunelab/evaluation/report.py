@@ -46,6 +46,18 @@ def plot_confusion(cm: dict, title: str, out: Path) -> None:
     plt.close(fig)
 
 
+def plot_f1_bars(f1: dict[str, float], ylabel: str, title: str, out: Path) -> None:
+    """One bar per label or entity type, F1 on a 0..1 axis."""
+    names = list(f1)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(names) + 1.5), 3.4))
+    ax.bar(range(len(names)), [f1[n] for n in names], color="C0")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylim(0, 1), ax.set_ylabel(ylabel), ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'

@@ -7,9 +7,9 @@ A task module provides:
 - ``read_examples(path, text_column, label_column)``: validated examples;
 - ``make_spec(train, options)``: the JSON-able target description saved in the run folder
   (label set, or target mean/std);
-- ``encode_targets(examples, spec, label_column)``, ``build_model(path, spec)``,
-  ``head_module_names(model)``, ``loss_fn(logits, targets, spec)``;
-- ``compute_metrics(logits, targets, spec)``, ``decode(logits, spec)``;
+- ``encode_targets(examples, spec, label_column)`` (or ``encode``, below),
+  ``build_model(path, spec)``, ``head_module_names(model)``, ``loss_fn(logits, targets, spec)``;
+- ``compute_metrics(logits, targets, spec)``, ``decode(logits, spec)`` (or ``predict_texts``);
 - ``report_figures(...)`` and ``report_tables(metrics)`` for ``report.html``;
 - optionally ``DEFAULT_COLUMNS``; ``encode(tokenizer, examples, spec, max_length, column)``,
   ``collate_targets`` and ``PER_TOKEN`` (tasks with one target per token);

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from tunelab.data.readers import read_rows
 from tunelab.errors import DataError
-from tunelab.tasks.text_classification import Examples, head_module_names, label_names  # noqa: F401
+from tunelab.tasks.text_classification import (Examples, head_module_names,  # noqa: F401
+                                               label_names, read_labelled, unseen_label)
 
 PEFT_TASK_TYPE = "SEQ_CLS"
 DESCRIPTION = "any number of labels per text; columns: text, labels (JSON list or 'a;b')"
@@ -38,10 +38,10 @@ def _split(value, path: str, line: int, column: str) -> list[str]:
 
 
 def read_examples(path: str, text_column: str, label_column: str) -> Examples:
-    rows = read_rows(path, required=[text_column, label_column], non_empty=[text_column])
-    return Examples([str(r.values[text_column]) for r in rows],
-                    [_split(r.values[label_column], path, r.line, label_column)  # type: ignore[misc]
-                     for r in rows], [r.line for r in rows], str(path))
+    """Texts with their label lists; an empty label value means "none of the labels"."""
+    return read_labelled(path, text_column, label_column,
+                         lambda v, line: _split(v, path, line, label_column),
+                         label_non_empty=False)
 
 
 def make_spec(train: Examples, options: dict) -> dict:
@@ -59,8 +59,7 @@ def encode_targets(ex: Examples, spec: dict, label_column: str) -> list[list[flo
         v = [0.0] * len(index)
         for lab in labs:  # type: ignore[union-attr]
             if lab not in index:
-                raise DataError(ex.path, line, f"label '{lab}' was not seen in training "
-                                f"(known labels: {', '.join(spec['labels'])})", field=label_column)
+                raise unseen_label(ex, line, lab, spec["labels"], label_column)
             v[index[lab]] = 1.0
         out.append(v)
     return out
@@ -99,10 +98,10 @@ def tune_thresholds(logits: np.ndarray, targets: np.ndarray, spec: dict) -> dict
 def compute_metrics(logits: np.ndarray, targets: np.ndarray, spec: dict) -> dict:
     """micro/macro F1, per-label precision/recall/F1, subset (exact-match) accuracy."""
     names = spec["labels"]
-    pred = (_sigmoid(logits) >= np.array(spec["thresholds"])).astype(int)
+    probs = np.clip(_sigmoid(logits), 1e-12, 1 - 1e-12)
+    pred = (probs >= np.array(spec["thresholds"])).astype(int)
     true = targets.astype(int)
     p, r, f, s = precision_recall_fscore_support(true, pred, zero_division=0)
-    probs = np.clip(_sigmoid(logits), 1e-12, 1 - 1e-12)
     bce = -(true * np.log(probs) + (1 - true) * np.log(1 - probs)).mean()
     return {
         "micro_f1": float(f1_score(true, pred, average="micro", zero_division=0)),
@@ -129,17 +128,10 @@ def decode(logits: np.ndarray, spec: dict) -> list[dict]:
 
 def report_figures(plots: Path, split: str, logits: np.ndarray, targets: np.ndarray,
                    spec: dict, metrics: dict) -> list[tuple[str, str]]:
-    import matplotlib.pyplot as plt
+    from tunelab.evaluation.report import plot_f1_bars
 
-    names = spec["labels"]
-    f1 = [metrics["per_label"][n]["f1"] for n in names]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(names) + 1.5), 3.4))
-    ax.bar(range(len(names)), f1, color="C0")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_ylim(0, 1), ax.set_ylabel("F1"), ax.set_title(f"F1 per label ({split})")
-    fig.tight_layout()
-    fig.savefig(plots / "per_label_f1.png", dpi=110)
-    plt.close(fig)
+    plot_f1_bars({n: metrics["per_label"][n]["f1"] for n in spec["labels"]}, "F1",
+                 f"F1 per label ({split})", plots / "per_label_f1.png")
     return [(f"F1 per label ({split})", "per_label_f1.png")]
 
 

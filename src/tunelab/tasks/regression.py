@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab.data.readers import read_rows
 from tunelab.errors import ConfigError, DataError
-from tunelab.tasks.text_classification import Examples, head_module_names  # noqa: F401
+from tunelab.tasks.text_classification import (Examples, head_module_names,  # noqa: F401
+                                               read_labelled)
 
 PEFT_TASK_TYPE = "SEQ_CLS"
 DESCRIPTION = "one number per text (rating, score); columns: text, label (numeric)"
@@ -22,20 +22,17 @@ LOSSES = ("mse", "huber")
 
 def read_examples(path: str, text_column: str, label_column: str) -> Examples:
     """Read texts and numeric targets; a non-numeric target names file, line and field."""
-    rows = read_rows(path, required=[text_column, label_column],
-                     non_empty=[text_column, label_column])
-    values = []
-    for r in rows:
-        v = r.values[label_column]
+
+    def number(value: object, line: int) -> float:
         try:
-            x = float(v)
+            x = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            raise DataError(path, r.line, f"not a number: {v!r}", field=label_column) from None
+            raise DataError(path, line, f"not a number: {value!r}", field=label_column) from None
         if not math.isfinite(x):
-            raise DataError(path, r.line, f"not a finite number: {v!r}", field=label_column)
-        values.append(x)
-    return Examples([str(r.values[text_column]) for r in rows], values,  # type: ignore[arg-type]
-                    [r.line for r in rows], str(path))
+            raise DataError(path, line, f"not a finite number: {value!r}", field=label_column)
+        return x
+
+    return read_labelled(path, text_column, label_column, number)
 
 
 def make_spec(train: Examples, options: dict) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,18 +28,34 @@ class Examples:
     path: str = ""
 
 
+def read_labelled(path: str, text_column: str, label_column: str,
+                  convert: Callable[[object, int], object],
+                  label_non_empty: bool = True) -> Examples:
+    """Rows of (text, target) with the target passed through ``convert(value, line)``, which
+    raises DataError for a bad value. Shared by every task with one target per text."""
+    rows = read_rows(path, required=[text_column, label_column],
+                     non_empty=[text_column, label_column] if label_non_empty else [text_column])
+    return Examples([str(r.values[text_column]) for r in rows],
+                    [convert(r.values[label_column], r.line) for r in rows],  # type: ignore[misc]
+                    [r.line for r in rows], str(path))
+
+
+def _label_string(value: object, line: int) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
 def read_examples(path: str, text_column: str, label_column: str) -> Examples:
     """Read and validate a labelled file; labels are kept as strings ("1" and 1 are the same)."""
-    rows = read_rows(path, required=[text_column, label_column],
-                     non_empty=[text_column, label_column])
-    labels = []
-    for r in rows:
-        v = r.values[label_column]
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        labels.append(str(v).strip())
-    return Examples([str(r.values[text_column]) for r in rows], labels,
-                    [r.line for r in rows], str(path))
+    return read_labelled(path, text_column, label_column, _label_string)
+
+
+def unseen_label(ex: Examples, line: int, label: str, names: list[str],
+                 label_column: str) -> DataError:
+    """The error for a label the model never saw, naming file, line and field."""
+    return DataError(ex.path, line, f"label '{label}' was not seen in training "
+                     f"(known labels: {', '.join(names)})", field=label_column)
 
 
 def label_names(labels: list[str]) -> list[str]:
@@ -69,8 +86,7 @@ def label_ids(ex: Examples, names: list[str], label_column: str) -> list[int]:
     out = []
     for lab, line in zip(ex.labels, ex.lines):
         if lab not in index:
-            raise DataError(ex.path, line, f"label '{lab}' was not seen in training "
-                            f"(known labels: {', '.join(names)})", field=label_column)
+            raise unseen_label(ex, line, lab, names, label_column)
         out.append(index[lab])
     return out
 

@@ -17,7 +17,8 @@ import torch
 from tunelab.data.readers import Row, _decode, read_rows
 from tunelab.errors import DataError
 from tunelab.tasks.tags import parse_tag, spans, to_bio
-from tunelab.tasks.text_classification import Examples, head_module_names  # noqa: F401
+from tunelab.tasks.text_classification import (Examples, head_module_names,  # noqa: F401
+                                               softmax)
 
 PEFT_TASK_TYPE = "TOKEN_CLS"
 DESCRIPTION = ("tags per word, e.g. named entities; JSONL tokens+tags or CoNLL 'token tag' "
@@ -116,10 +117,6 @@ def encode(tokenizer, ex: Examples, spec: dict, max_length: int, label_column: s
     return enc["input_ids"], targets
 
 
-def encode_targets(ex: Examples, spec: dict, label_column: str):
-    raise NotImplementedError("token classification encodes targets with the tokenizer: encode()")
-
-
 def collate_targets(rows: list[list[int]]) -> torch.Tensor:
     """Pad per-position labels to the batch's longest row with IGNORE. Returns (B, T)."""
     longest = max(len(r) for r in rows)
@@ -166,7 +163,7 @@ def compute_metrics(logits: list[np.ndarray], targets: list, spec: dict) -> dict
     for lg, tg in zip(logits, targets):
         tg = np.asarray(tg)
         keep = tg != IGNORE
-        p = _softmax(lg[keep].astype(np.float64))
+        p = softmax(lg[keep].astype(np.float64))
         nll -= float(np.log(np.clip(p[np.arange(int(keep.sum())), tg[keep]], 1e-12, None)).sum())
         count += int(keep.sum())
     return {
@@ -179,11 +176,6 @@ def compute_metrics(logits: list[np.ndarray], targets: list, spec: dict) -> dict
                          "f1": float(v["f1-score"]), "support": int(v["support"])}
                      for k, v in rep.items() if not k.endswith("avg")},
     }
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max(-1, keepdims=True))
-    return z / z.sum(-1, keepdims=True)
 
 
 def predict_texts(model, texts: list[str], batch_size: int = 64) -> list[dict]:
@@ -206,7 +198,7 @@ def predict_texts(model, texts: list[str], batch_size: int = 64) -> list[dict]:
     names = model.spec["labels"]
     out = []
     for k, text in enumerate(texts):
-        probs = _softmax(logits[k].astype(np.float64))
+        probs = softmax(logits[k].astype(np.float64))
         offsets = enc["offset_mapping"][k]
         words: dict[int, list[int]] = {}  # word -> [first piece, start char, end char]
         for pos, w in enumerate(enc.word_ids(k)):
@@ -229,22 +221,12 @@ def predict_texts(model, texts: list[str], batch_size: int = 64) -> list[dict]:
     return out
 
 
-def decode(logits, spec: dict) -> list[dict]:
-    raise NotImplementedError("token classification predicts from texts: predict_texts()")
-
-
 def report_figures(plots: Path, split: str, logits, targets, spec: dict,
                    metrics: dict) -> list[tuple[str, str]]:
-    import matplotlib.pyplot as plt
+    from tunelab.evaluation.report import plot_f1_bars
 
-    types = list(metrics["per_type"])
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(types) + 1.5), 3.4))
-    ax.bar(range(len(types)), [metrics["per_type"][t]["f1"] for t in types], color="C0")
-    ax.set_xticks(range(len(types)), types), ax.set_ylim(0, 1), ax.set_ylabel("entity F1")
-    ax.set_title(f"entity F1 per type ({split})")
-    fig.tight_layout()
-    fig.savefig(plots / "per_type_f1.png", dpi=110)
-    plt.close(fig)
+    plot_f1_bars({t: v["f1"] for t, v in metrics["per_type"].items()}, "entity F1",
+                 f"entity F1 per type ({split})", plots / "per_type_f1.png")
     return [(f"Entity F1 per type ({split})", "per_type_f1.png")]
 
 
