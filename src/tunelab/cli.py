@@ -75,9 +75,13 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from tunelab.data.readers import read_texts
 
     m = tunelab.load(a.model_dir)
-    rows = read_texts(a.input, a.text_column or m.info["text_column"])
-    preds = m.predict([t for _, t in rows], batch_size=a.batch_size)
-    lines = [json.dumps({"text": t, **p}, ensure_ascii=False) for (_, t), p in zip(rows, preds)]
+    column = a.text_column or m.info["text_column"]
+    if hasattr(m.task, "read_inputs"):  # e.g. question answering: question plus context
+        rows = m.task.read_inputs(a.input, column)
+    else:
+        rows = [({"text": t}, t) for _, t in read_texts(a.input, column)]
+    preds = m.predict([item for _, item in rows], batch_size=a.batch_size)
+    lines = [json.dumps({**shown, **p}, ensure_ascii=False) for (shown, _), p in zip(rows, preds)]
     text = "\n".join(lines) + "\n"
     if a.output in (None, "-"):
         sys.stdout.write(text)
@@ -149,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", allow_abbrev=False, help="write one JSON object of predictions per text")
     pr.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
     pr.add_argument("--input", help="a .csv/.tsv/.jsonl/.txt file; default: stdin, one text "
-                                    "per line")
+                                    "per line (question-answering: JSON objects with question "
+                                    "and context, one per line)")
     pr.add_argument("--output", help="JSONL file to write; default: stdout")
     pr.add_argument("--text-column", help="default: the column used in training")
     pr.add_argument("--batch-size", type=int, default=64)

@@ -26,7 +26,11 @@ def _f(default: Any, help: str, **meta: Any) -> Any:
 @dataclass
 class ModelArgs:
     model: str = _f("minilm-l6", "model alias (see `tunelab models`), local folder or Hugging Face id")
-    max_length: int = _f(128, "maximum tokens per text; longer texts are truncated")
+    max_length: int = _f(128, "maximum tokens per text; longer texts are truncated (question-"
+                              "answering: per window; generation: prompt plus response)")
+    doc_stride: int = _f(128, "question-answering: tokens shared by neighbouring windows of a "
+                              "long context")
+    max_new_tokens: int = _f(32, "generation: most tokens generated per prompt")
 
 
 @dataclass
@@ -37,11 +41,12 @@ class DataArgs:
     test: str | None = _f(None, "optional test file, evaluated once with the best checkpoint")
     text_column: str | None = _f(
         None, "column (or JSON key) holding the text (default: text; tokens for "
-              "token-classification)")
+              "token-classification; question for question-answering; prompt for generation)")
     label_column: str | None = _f(
         None, "column (or JSON key) holding the target: a label; a number for regression; a "
               "JSON list or 'a;b' for multi-label; tags for token-classification (default: "
-              "label; tags for token-classification)")
+              "label; tags for token-classification; answers for question-answering; response for "
+              "generation)")
     max_train_examples: int | None = _f(None, "use only the first N training rows (quick runs)")
 
 
@@ -71,7 +76,8 @@ class TrainArgs:
         3, "stop after N evaluations without improvement (0 or null disables)")
     metric_for_best: str = _f(
         "auto", "validation metric that picks the best checkpoint (auto: accuracy for "
-                "classification, rmse for regression)")
+                "classification, rmse for regression, f1 for multi-label, NER and QA, loss "
+                "for generation)")
     regression_loss: str = _f("mse", "regression loss: mse or huber")
     seed: int = _f(42, "random seed for weights, data order and dropout")
     num_threads: int | None = _f(None, "CPU threads for PyTorch (default: all cores)")

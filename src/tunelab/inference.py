@@ -47,14 +47,17 @@ class TunedModel:
         """Predict for one text or a list of texts.
 
         Args:
-            texts: one text or a list of texts.
+            texts: one text or a list of texts; question answering takes
+                ``{"question", "context"}`` dicts (or one dict).
         Returns:
             per text, text classification: ``{"label", "score", "probabilities": {label: p}}``;
             regression: ``{"value": number}``; multi-label: ``{"labels", "scores"}``; token
-            classification: ``{"entities": [{"text", "type", "start", "end", "score"}]}``.
+            classification: ``{"entities": [{"text", "type", "start", "end", "score"}]}``;
+            question answering: ``{"answer", "start", "end", "score"}`` (character offsets in
+            the context); generation: ``{"generated": text}``.
             A single dict when ``texts`` is a string.
         """
-        single = isinstance(texts, str)
+        single = isinstance(texts, (str, dict))
         batch = [texts] if single else list(texts)
         if not batch:
             return []
@@ -74,6 +77,9 @@ class TunedModel:
         ex = self.task.read_examples(path, tc, lc)
         ids, y = encode_split(self.task, self.tokenizer, ex, self.spec, self.max_length, lc)
         per_token = getattr(self.task, "PER_TOKEN", False)
+        if hasattr(self.task, "evaluate_split"):
+            return self.task.evaluate_split(self.model, self.tokenizer, ids, y, self.spec,
+                                            batch_size=batch_size, full=True)
         logits = predict_logits(self.model, ids, self.pad_id, batch_size, per_token=per_token)
         return self.task.compute_metrics(logits, y if per_token else np.array(y), self.spec)
 

@@ -54,6 +54,13 @@ def sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
         yield order[j:j + batch_size]
 
 
+def output_logits(output) -> torch.Tensor:
+    """The logits of a model output; span heads give (B, T, 2): start and end scores."""
+    if getattr(output, "logits", None) is None and hasattr(output, "start_logits"):
+        return torch.stack([output.start_logits, output.end_logits], dim=-1)
+    return output.logits
+
+
 @torch.inference_mode()
 def predict_logits(model: torch.nn.Module, ids: list[list[int]], pad_id: int,
                    batch_size: int = 64, per_token: bool = False) -> np.ndarray | list[np.ndarray]:
@@ -68,7 +75,7 @@ def predict_logits(model: torch.nn.Module, ids: list[list[int]], pad_id: int,
     out: list[np.ndarray | None] = [None] * len(ids)
     for batch in sorted_batches([len(x) for x in ids], batch_size):
         tensors = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id).items()}
-        logits = model(**tensors).logits.float().cpu().numpy()
+        logits = output_logits(model(**tensors)).float().cpu().numpy()
         for i, row in zip(batch, logits):
             out[i] = row[: len(ids[i])] if per_token else row  # drop padding positions
     model.train(was_training)

@@ -104,6 +104,8 @@ def write_report(run_dir: Path, info: dict, metrics: dict, history: list[dict], 
     splits = [s for s in ("validation", "test") if s in metrics]
     keys = [k for k in task.SUMMARY_METRICS if k != "n"]
     scores = [(s, *[metrics[s].get(k) for k in keys], metrics[s]["n"]) for s in splits]
+    for s, m in metrics.get("before_training", {}).items():  # the base model, for contrast
+        scores.append((f"{s}, before fine-tuning", *[m.get(k) for k in keys], m["n"]))
     parts = [f"<h2>Scores</h2>{_table(scores, ('split', *keys, 'examples'))}"]
     for title, head, rows in task.report_tables(metrics[split]):
         parts.append(f"<h2>{html.escape(title)} ({split})</h2>{_table(rows, head)}")

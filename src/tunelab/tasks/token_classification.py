@@ -126,6 +126,9 @@ def collate_targets(rows: list[list[int]]) -> torch.Tensor:
 def build_model(path: str, spec: dict, **load_kwargs):
     from transformers import AutoModelForTokenClassification
 
+    from tunelab.models.heads import register_decoder_heads
+
+    register_decoder_heads()  # Gemma 3 has no token-classification class of its own
     names = spec["labels"]
     return AutoModelForTokenClassification.from_pretrained(
         path, num_labels=len(names), id2label=dict(enumerate(names)),

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from tunelab.data.batching import collate, length_grouped_batches
+from tunelab.data.batching import collate, length_grouped_batches, output_logits
 
 
 @dataclass
@@ -115,7 +115,7 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
     while step < total and not stop:
         for batch in length_grouped_batches(lengths, s.batch_size, seed=s.seed + epoch_i):
             inputs = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id).items()}
-            logits = model(**inputs).logits  # (B, num_labels)
+            logits = output_logits(model(**inputs))  # (B, num_labels), (B, T, K) per token
             # int64 class ids, float32 numbers, or (B, T) per-token ids
             loss = loss_fn(logits, collate_targets([labels[i] for i in batch]).to(device))
             loss.backward()

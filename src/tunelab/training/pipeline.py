@@ -91,10 +91,13 @@ def encode_split(task, tokenizer, ex, spec: dict, max_length: int, label_col: st
 def check_metric(task, metric: str, task_name: str, ids: list, targets, spec: dict,
                  per_token: bool) -> None:
     """Fail before training, not after an epoch, if ``metric`` is not one the task reports."""
-    k = len(spec.get("labels", [])) or 1
-    dummy = [np.zeros((len(x), k)) for x in ids] if per_token else np.zeros((len(ids), k))
-    known = [name for name, v in task.compute_metrics(dummy, targets, spec).items()
-             if isinstance(v, float) or v is None]
+    if hasattr(task, "METRIC_NAMES"):  # tasks that evaluate themselves list their metrics
+        known = list(task.METRIC_NAMES)
+    else:
+        k = spec.get("num_outputs") or len(spec.get("labels", [])) or 1
+        dummy = [np.zeros((len(x), k)) for x in ids] if per_token else np.zeros((len(ids), k))
+        known = [name for name, v in task.compute_metrics(dummy, targets, spec).items()
+                 if isinstance(v, float) or v is None]
     if metric not in known:
         raise ConfigError(f"key 'metric_for_best' = {metric!r} is not a {task_name} metric "
                           f"(choose from {', '.join(known)})")
@@ -125,7 +128,9 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     if d.max_train_examples:
         n = d.max_train_examples
         train.texts, train.labels, train.lines = train.texts[:n], train.labels[:n], train.lines[:n]
-    spec = task.make_spec(train, {"regression_loss": t.regression_loss})
+    spec = task.make_spec(train, {"regression_loss": t.regression_loss,
+                                  "doc_stride": cfg.model.doc_stride,
+                                  "max_new_tokens": cfg.model.max_new_tokens})
     metric = task.DEFAULT_METRIC if t.metric_for_best == "auto" else t.metric_for_best
     splits = {"validation": task.read_examples(d.validation, text_col, label_col)}
     if d.test:
@@ -164,8 +169,17 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
         return predict_logits(model, ids[split], pad, batch_size=max(64, t.batch_size),
                               per_token=per_token)
 
-    def evaluate(split: str = "validation") -> dict:
+    def evaluate(split: str = "validation", full: bool = False) -> dict:
+        if hasattr(task, "evaluate_split"):  # e.g. generation: no logits over the vocabulary
+            return task.evaluate_split(model, tokenizer, ids[split], targets(split), spec,
+                                       batch_size=max(16, t.batch_size), full=full)
         return task.compute_metrics(split_logits(split), targets(split), spec)
+
+    final = "test" if "test" in splits else "validation"
+    before = None
+    if getattr(task, "BASELINE_BEFORE_TRAINING", False):  # e.g. ROUGE-L of the base model
+        echo(f"tunelab: scoring the model before fine-tuning on the {final} split")
+        before = evaluate(final, full=True)
 
     with staged_dir(t.output_dir, t.overwrite) as tmp:
         log_file = open(tmp / "train_log.jsonl", "w", encoding="utf-8")
@@ -197,11 +211,12 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
 
         if hasattr(task, "tune_thresholds"):  # calibrate on validation, then score test
             spec = task.tune_thresholds(split_logits("validation"), targets("validation"), spec)
-        final = "test" if "test" in splits else "validation"
-        final_logits = split_logits(final)
-        metrics: dict = {"validation": evaluate("validation")}
+        final_logits = None if hasattr(task, "evaluate_split") else split_logits(final)
+        metrics: dict = {"validation": evaluate("validation", full=True)}
         if "test" in splits:
-            metrics["test"] = evaluate("test")
+            metrics["test"] = evaluate("test", full=True)
+        if before is not None:
+            metrics["before_training"] = {final: before}
         metrics["training"] = {
             "steps": res.steps, "best_step": res.best_step, "best_epoch": round(res.best_epoch, 4),
             "stopped_early": res.stopped_early, "train_seconds": res.train_seconds,

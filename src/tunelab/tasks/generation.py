@@ -1,0 +1,252 @@
+"""Generation: a causal language model learns to write the response to a prompt.
+
+Input: JSONL rows ``{"prompt": ..., "response": ...}`` (or CSV columns), or chat rows
+``{"messages": [{"role": "user", "content": ...}, ..., {"role": "assistant", "content": ...}]}``
+whose last assistant message is the response. When the tokenizer has a chat template the prompt
+is wrapped in it (as a user turn, or as the given conversation); otherwise prompt and response
+are joined as plain text. The loss covers the response tokens and the end-of-sequence token
+only, never the prompt. A prompt too long for ``max_length`` is cut from its end so the
+response always fits.
+
+Validation during training scores the response loss (and perplexity), which is cheap; the final
+evaluation also generates greedily and scores ROUGE-L (F1 over the longest common subsequence of
+words; CJK text per character) and exact match against the references. The same scores are taken
+with the model *before* fine-tuning, so every run shows what training changed.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tunelab.data.readers import read_rows
+from tunelab.errors import DataError
+from tunelab.tasks.question_answering import _tokens, normalize
+from tunelab.tasks.text_classification import Examples
+
+PEFT_TASK_TYPE = "CAUSAL_LM"
+DESCRIPTION = ("prompt -> response with a causal LM; JSONL prompt/response or chat messages; "
+               "loss on the response only; ROUGE-L, exact match, perplexity")
+DEFAULT_METRIC = "loss"
+SUMMARY_METRICS = ("rouge_l", "exact_match", "perplexity", "loss", "n")
+METRIC_NAMES = ("loss", "perplexity", "rouge_l", "exact_match")
+DEFAULT_COLUMNS = ("prompt", "response")
+BASELINE_BEFORE_TRAINING = True
+PER_TOKEN = True
+IGNORE = -100
+SAMPLES_SHOWN = 8
+
+
+def _messages(value, path: str, line: int, field: str) -> list[dict]:
+    if not (isinstance(value, list) and value and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and
+            isinstance(m.get("content"), str) for m in value)):
+        raise DataError(path, line, 'expected a list of {"role", "content"} messages',
+                        field=field)
+    return value
+
+
+def read_examples(path: str, text_column: str, label_column: str) -> Examples:
+    """Prompts (a string, or the chat messages before the answer) and their responses."""
+    rows = read_rows(path)
+    prompts, responses, lines = [], [], []
+    for r in rows:
+        v = r.values
+        if "messages" in v and text_column not in v:
+            msgs = _messages(v["messages"], path, r.line, "messages")
+            if msgs[-1]["role"] != "assistant" or len(msgs) < 2:
+                raise DataError(path, r.line, "the last message must be the assistant's "
+                                              "response, after at least one other",
+                                field="messages")
+            prompt: str | list = msgs[:-1]
+            response = msgs[-1]["content"]
+        else:
+            for name in (text_column, label_column):
+                if not isinstance(v.get(name), str) or not v[name].strip():
+                    raise DataError(path, r.line, "expected a non-empty string", field=name)
+            prompt, response = v[text_column], v[label_column]
+        if not response.strip():
+            raise DataError(path, r.line, "empty response", field=label_column)
+        prompts.append(prompt)
+        responses.append(response.strip())
+        lines.append(r.line)
+    return Examples(prompts, responses, lines, str(path))  # type: ignore[arg-type]
+
+
+def make_spec(train: Examples, options: dict) -> dict:
+    return {"labels": [], "max_new_tokens": int(options.get("max_new_tokens", 32))}
+
+
+def prompt_ids(tokenizer, prompt: str | list, budget: int) -> list[int]:
+    """Token ids of the prompt, ready for the response to follow, at most ``budget`` long.
+
+    With a chat template the prompt becomes a user turn plus the assistant header; a long prompt
+    is cut from the end of its (last) message so the template's tokens stay intact."""
+    msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    if tokenizer.chat_template:
+        def render(messages):
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                tokenize=True)
+            return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+        ids = render(msgs)
+        if len(ids) <= budget:
+            return ids
+        last = msgs[-1]["content"]
+        content = tokenizer(last, add_special_tokens=False)["input_ids"]
+        keep = max(1, len(content) - (len(ids) - budget) - 2)
+        cut = {**msgs[-1], "content": tokenizer.decode(content[:keep])}
+        return render(msgs[:-1] + [cut])[:budget]
+    text = "\n\n".join(m["content"] for m in msgs) + "\n"
+    ids = tokenizer(text)["input_ids"]
+    return ids[:budget]
+
+
+def _response_ids(tokenizer, response: str) -> list[int]:
+    ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    return ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+
+
+def encode(tokenizer, ex: Examples, spec: dict, max_length: int, label_column: str):
+    """Prompt + response ids per example; targets carry per-position labels (IGNORE on the
+    prompt), the prompt length and the reference text for generation."""
+    ids, targets = [], []
+    for prompt, response in zip(ex.texts, ex.labels):
+        resp = _response_ids(tokenizer, response)[: max(1, max_length // 2)]
+        p = prompt_ids(tokenizer, prompt, max_length - len(resp))
+        ids.append(p + resp)
+        targets.append({"labels": [IGNORE] * len(p) + resp, "prompt_len": len(p),
+                        "reference": response})
+    return ids, targets
+
+
+def collate_targets(rows: list[dict]) -> torch.Tensor:
+    longest = max(len(r["labels"]) for r in rows)
+    return torch.tensor([r["labels"] + [IGNORE] * (longest - len(r["labels"])) for r in rows],
+                        dtype=torch.long)
+
+
+def build_model(path: str, spec: dict, **load_kwargs):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, **load_kwargs)
+
+
+def head_module_names(model: torch.nn.Module) -> list[str]:
+    return []  # the language-model head is pretrained; methods adapt the body
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Tensor:
+    # logits: (B, T, V); position t predicts token t + 1, so shift by one
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().flatten(0, 1), targets[:, 1:].flatten(), ignore_index=IGNORE)
+
+
+def rouge_l(pred: str, ref: str) -> float:
+    """ROUGE-L F1: longest common subsequence of normalised words (CJK: characters)."""
+    p, r = _tokens(pred), _tokens(ref)
+    if not p or not r:
+        return float(p == r)
+    prev = [0] * (len(r) + 1)
+    for a in p:
+        cur = [0]
+        for j, b in enumerate(r):
+            cur.append(prev[j] + 1 if a == b else max(prev[j + 1], cur[j]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(p), lcs / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+@torch.inference_mode()
+def response_nll(model, ids: list[list[int]], targets: list[dict], pad_id: int,
+                 batch_size: int) -> tuple[float, int]:
+    """Summed negative log-likelihood of the response tokens, and their count."""
+    from tunelab.data.batching import collate, sorted_batches
+
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for batch in sorted_batches([len(x) for x in ids], batch_size):
+        inputs = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id).items()}
+        labels = collate_targets([targets[i] for i in batch]).to(device)
+        logits = model(**inputs).logits[:, :-1].float()
+        gold = labels[:, 1:]
+        nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), gold.flatten(),
+                                                ignore_index=IGNORE, reduction="sum")
+        total += float(nll)
+        count += int((gold != IGNORE).sum())
+    return total, count
+
+
+@torch.inference_mode()
+def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int,
+             batch_size: int = 16) -> list[str]:
+    """Greedy continuations of already-encoded prompts, in input order (left-padded batches)."""
+    from tunelab.data.batching import sorted_batches
+
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    stop = [t for t in {tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id",
+                                                        None)} if isinstance(t, int)]
+    out: list[str] = [""] * len(prompts)
+    for batch in sorted_batches([len(p) for p in prompts], batch_size):
+        longest = max(len(prompts[i]) for i in batch)
+        ids = torch.full((len(batch), longest), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, i in enumerate(batch):
+            p = prompts[i]
+            ids[row, longest - len(p):] = torch.tensor(p)
+            mask[row, longest - len(p):] = 1
+        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+                             eos_token_id=stop or None)
+        for row, i in enumerate(batch):
+            out[i] = tokenizer.decode(gen[row, longest:], skip_special_tokens=True).strip()
+    return out
+
+
+def evaluate_split(model, tokenizer, ids: list[list[int]], targets: list[dict], spec: dict,
+                   batch_size: int = 16, full: bool = False) -> dict:
+    """Response loss and perplexity; with ``full`` also generate and score ROUGE-L/EM."""
+    was_training = model.training
+    model.eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    total, count = response_nll(model, ids, targets, pad, batch_size)
+    loss = total / max(1, count)
+    metrics: dict = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "n": len(ids),
+                     "rouge_l": None, "exact_match": None}
+    if full:
+        prompts = [x[: t["prompt_len"]] for x, t in zip(ids, targets)]
+        preds = generate(model, tokenizer, prompts, spec["max_new_tokens"], batch_size)
+        refs = [t["reference"] for t in targets]
+        metrics["rouge_l"] = float(np.mean([rouge_l(p, r) for p, r in zip(preds, refs)]))
+        metrics["exact_match"] = float(np.mean([normalize(p) == normalize(r)
+                                                for p, r in zip(preds, refs)]))
+        metrics["samples"] = [{"reference": r, "generated": p}
+                              for p, r in list(zip(preds, refs))[:SAMPLES_SHOWN]]
+    model.train(was_training)
+    return metrics
+
+
+def predict_texts(model, prompts: list, batch_size: int = 16) -> list[dict]:
+    """Prompts (strings or chat message lists) in, ``{"generated": text}`` out."""
+    budget = max(8, model.max_length - model.spec["max_new_tokens"])
+    ids = [prompt_ids(model.tokenizer, p, budget) for p in prompts]
+    texts = generate(model.model, model.tokenizer, ids, model.spec["max_new_tokens"],
+                     batch_size)
+    return [{"generated": t} for t in texts]
+
+
+def report_figures(plots: Path, split: str, logits, targets, spec: dict,
+                   metrics: dict) -> list[tuple[str, str]]:
+    return []
+
+
+def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
+    rows = [(s["reference"], s["generated"]) for s in metrics.get("samples", [])]
+    return [("Generated examples", ("reference", "generated"), rows)] if rows else []
