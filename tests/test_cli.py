@@ -118,10 +118,19 @@ def test_console_script_error_has_no_traceback(tmp_path):
 
 
 def test_listing_commands(capsys):
-    for cmd, expect in (("models", "minilm-l6"), ("methods", "lora"),
-                        ("tasks", "text-classification")):
+    for cmd, expect in (("models", "gemma3-270m"), ("methods", "lora"),
+                        ("tasks", "question-answering")):
         assert main([cmd]) == 0
         assert expect in capsys.readouterr().out
+
+
+def test_max_examples_keep_the_first_rows(tiny_model_dir, toy_data, tmp_path):
+    out = tmp_path / "run"
+    assert main(train_args(tiny_model_dir, toy_data, out, "--epochs", "1",
+                           "--max-train-examples", "40", "--max-eval-examples", "10")) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["validation"]["n"] == metrics["test"]["n"] == 10
+    assert metrics["training"]["examples_seen"] == 40
 
 
 def test_report_html_is_well_formed_with_real_images(trained_runs):

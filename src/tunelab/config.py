@@ -48,6 +48,9 @@ class DataArgs:
               "label; tags for token-classification; answers for question-answering; response for "
               "generation)")
     max_train_examples: int | None = _f(None, "use only the first N training rows (quick runs)")
+    max_eval_examples: int | None = _f(
+        None, "use only the first N rows of validation and test (quick runs on a CPU; report "
+              "it with the scores)")
 
 
 @dataclass

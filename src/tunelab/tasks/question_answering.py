@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from tunelab.data.readers import _decode, read_rows
-from tunelab.errors import DataError
+from tunelab.errors import ConfigError, DataError
 from tunelab.tasks.text_classification import Examples
 
 PEFT_TASK_TYPE = "QUESTION_ANS"
@@ -138,6 +138,9 @@ def windows(tokenizer, questions: list[Question], max_length: int, stride: int):
     """
     q_len = max(len(tokenizer(q.question, add_special_tokens=False)["input_ids"])
                 for q in questions)
+    if q_len + 16 > max_length:
+        raise ConfigError(f"a question of {q_len} tokens leaves no room for its context in "
+                          f"max_length {max_length}; raise --max-length")
     if q_len + stride + 8 >= max_length:  # the tokenizer would loop forever or fail
         stride = max(0, (max_length - q_len) // 2 - 8)
     enc = tokenizer([q.question for q in questions], [q.context for q in questions],

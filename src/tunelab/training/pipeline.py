@@ -103,6 +103,11 @@ def check_metric(task, metric: str, task_name: str, ids: list, targets, spec: di
                           f"(choose from {', '.join(known)})")
 
 
+def keep_first(ex, n: int) -> None:
+    """Keep the first ``n`` examples of a split, in place."""
+    ex.texts, ex.labels, ex.lines = ex.texts[:n], ex.labels[:n], ex.lines[:n]
+
+
 def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tuple[Path, dict]:
     """Train, evaluate and write the run folder described by ``cfg``.
 
@@ -126,8 +131,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     text_col, label_col = d.text_column or cols[0], d.label_column or cols[1]
     train = task.read_examples(d.train, text_col, label_col)
     if d.max_train_examples:
-        n = d.max_train_examples
-        train.texts, train.labels, train.lines = train.texts[:n], train.labels[:n], train.lines[:n]
+        keep_first(train, d.max_train_examples)
     spec = task.make_spec(train, {"regression_loss": t.regression_loss,
                                   "doc_stride": cfg.model.doc_stride,
                                   "max_new_tokens": cfg.model.max_new_tokens})
@@ -135,6 +139,9 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     splits = {"validation": task.read_examples(d.validation, text_col, label_col)}
     if d.test:
         splits["test"] = task.read_examples(d.test, text_col, label_col)
+    if d.max_eval_examples:
+        for ex in splits.values():
+            keep_first(ex, d.max_eval_examples)
 
     # 2. tokenizer, and every split encoded once (no tokenisation in the hot loop)
     quiet_transformers()
@@ -212,7 +219,8 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
         if hasattr(task, "tune_thresholds"):  # calibrate on validation, then score test
             spec = task.tune_thresholds(split_logits("validation"), targets("validation"), spec)
         final_logits = None if hasattr(task, "evaluate_split") else split_logits(final)
-        metrics: dict = {"validation": evaluate("validation", full=True)}
+        # generation scores only the final split by generating (slow); validation keeps its loss
+        metrics: dict = {"validation": evaluate("validation", full=final == "validation")}
         if "test" in splits:
             metrics["test"] = evaluate("test", full=True)
         if before is not None:

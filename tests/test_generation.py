@@ -1,0 +1,154 @@
+"""Generation on a tiny Llama built in the test: response-only loss, chat template, prompt
+truncation, ROUGE-L, before/after scores, predict and reload."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+import tunelab
+from conftest import FILLER, NEG, POS
+from tunelab.cli import main
+from tunelab.errors import DataError
+from tunelab.tasks import generation as gen
+
+SPECIAL = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>"]
+TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def _tokenizer(chat: bool):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = SPECIAL + POS + NEG + FILLER + ["positive", "negative", "review", "<|system|>"]
+    t = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    t.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tok = PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<s>", eos_token="</s>",
+                                  pad_token="<pad>", unk_token="<unk>")
+    if chat:
+        tok.chat_template = TEMPLATE
+    return tok
+
+
+@pytest.fixture(scope="module")
+def tiny_lm_dir(tmp_path_factory):
+    """A 2-layer Llama with a word-level tokenizer and a chat template."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    d = tmp_path_factory.mktemp("tiny-llama")
+    tok = _tokenizer(chat=True)
+    tok.save_pretrained(d)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                      max_position_embeddings=64, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                      tie_word_embeddings=True)
+    LlamaForCausalLM(cfg).save_pretrained(d)
+    return d
+
+
+def _rows(n: int, seed: int) -> list[dict]:
+    """Prompt: a few words with two cue words; response: 'positive review' or 'negative
+    review' after the cues."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        pos = i % 2 == 0
+        words = rng.sample(FILLER, 3) + rng.sample(POS if pos else NEG, 2)
+        rng.shuffle(words)
+        rows.append({"prompt": " ".join(words),
+                     "response": "positive review" if pos else "negative review"})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def gen_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gen")
+    out = {}
+    for split, n, seed in (("train", 128, 1), ("validation", 24, 2), ("test", 24, 3)):
+        p = d / f"{split}.jsonl"
+        p.write_text("".join(json.dumps(r) + "\n" for r in _rows(n, seed)))
+        out[split] = p
+    return out
+
+
+def test_loss_covers_only_the_response(tiny_lm_dir):
+    tok = _tokenizer(chat=True)
+    ex = gen.Examples(["good movie", [{"role": "user", "content": "bad phone"}]],
+                      ["positive review", "negative review"], [1, 2], "x.jsonl")
+    ids, targets = gen.encode(tok, ex, gen.make_spec(ex, {}), 32, "response")
+    for x, t in zip(ids, targets):
+        n = t["prompt_len"]
+        assert set(t["labels"][:n]) == {gen.IGNORE}
+        assert t["labels"][n:] == x[n:]
+        assert x[n - 1] == tok.convert_tokens_to_ids("<|assistant|>")  # template applied
+        assert x[-1] == tok.eos_token_id
+    assert tok.decode(ids[0][targets[0]["prompt_len"]:], skip_special_tokens=True) == \
+        "positive review"
+
+
+def test_long_prompt_is_cut_but_keeps_the_template_and_response():
+    tok = _tokenizer(chat=True)
+    ex = gen.Examples([" ".join(FILLER * 5)], ["positive review"], [1], "x.jsonl")
+    ids, targets = gen.encode(tok, ex, gen.make_spec(ex, {}), 16, "response")
+    assert len(ids[0]) <= 16
+    n = targets[0]["prompt_len"]
+    assert ids[0][0] == tok.convert_tokens_to_ids("<|user|>")
+    assert ids[0][n - 1] == tok.convert_tokens_to_ids("<|assistant|>")
+    assert tok.decode(ids[0][n:], skip_special_tokens=True) == "positive review"
+
+
+def test_without_chat_template_prompt_and_response_are_plain_text():
+    tok = _tokenizer(chat=False)
+    ex = gen.Examples(["good movie"], ["positive review"], [1], "x.jsonl")
+    ids, targets = gen.encode(tok, ex, gen.make_spec(ex, {}), 32, "response")
+    assert tok.decode(ids[0][: targets[0]["prompt_len"]]) == "good movie"
+
+
+def test_rouge_l():
+    # normalised: "cat sat on mat" vs "cat on mat": LCS 3, precision 3/4, recall 1
+    assert gen.rouge_l("the cat sat on the mat", "the cat on the mat") == pytest.approx(6 / 7)
+    assert gen.rouge_l("a b c", "x y z") == 0.0
+    assert gen.rouge_l("新闻标题", "新闻") == pytest.approx(2 / 3)
+
+
+def test_chat_rows_and_bad_rows(tmp_path):
+    f = tmp_path / "chat.jsonl"
+    f.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                          {"role": "assistant", "content": "hello"}]}) + "\n"
+                 + json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    with pytest.raises(DataError) as e:
+        gen.read_examples(str(f), "prompt", "response")
+    assert str(e.value).startswith(f"{f}:2: field 'messages': the last message must be")
+
+
+def test_generation_trains_improves_and_reloads(tiny_lm_dir, gen_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--task", "generation", "--model", str(tiny_lm_dir),
+                 "--train", str(gen_data["train"]), "--validation", str(gen_data["validation"]),
+                 "--test", str(gen_data["test"]), "--max-length", "32", "--max-new-tokens", "4",
+                 "--epochs", "15", "--batch-size", "16", "--learning-rate", "1e-2",
+                 "--method", "lora", "--output-dir", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    before, after = metrics["before_training"]["test"], metrics["test"]
+    assert after["rouge_l"] > before["rouge_l"] + 0.3, (before, after)
+    assert after["perplexity"] < before["perplexity"]
+    assert after["samples"][0]["reference"] in ("positive review", "negative review")
+    assert "before fine-tuning" in (out / "report.html").read_text()
+
+    m = tunelab.load(out)
+    preds = m.predict([r["prompt"] for r in _rows(8, 3)])
+    assert all(set(p) == {"generated"} for p in preds)
+    agree = sum(p["generated"] == r["response"] for p, r in zip(preds, _rows(8, 3)))
+    assert agree / 8 == pytest.approx(
+        sum(s["generated"] == s["reference"] for s in after["samples"]) / 8)
+    capsys.readouterr()
+    assert main(["evaluate", "--model-dir", str(out), "--data", str(gen_data["test"])]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["rouge_l"] == pytest.approx(after["rouge_l"])
