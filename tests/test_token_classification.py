@@ -115,3 +115,27 @@ def test_bad_ner_files(tmp_path, name, content, expected):
     p.write_text(content)
     with pytest.raises(DataError, match=expected):
         tok_task.read_examples(str(p), "tokens", "tags")
+
+
+def test_raw_text_is_split_like_ner_corpora():
+    text = "李明 visited Paris, 2004年!"
+    words = [m.group() for m in tok_task.WORD.finditer(text)]
+    assert words == ["李", "明", "visited", "Paris", ",", "2004", "年", "!"]
+
+
+def test_causal_models_label_the_second_copy_only(tiny_model_dir):
+    """For decoder models the sentence is fed twice; only the second copy carries labels, one
+    per word, so every word is scored once with the whole sentence to its left."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    words = [["good", "movie", "zq"], ["bad"]]
+    ex = tok_task.Examples(words, [["B-PER", "O", "B-LOC"], ["B-LOC"]], [1, 2], "x.jsonl")
+    spec = {"labels": ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"], "repeat_input": True}
+    ids, targets = tok_task.encode(tok, ex, spec, 32, "tags")
+    for w, x, t in zip(words, ids, targets):
+        labelled = [i for i, v in enumerate(t) if v != tok_task.IGNORE]
+        assert len(labelled) == len(w)
+        assert labelled[0] > len(x) // 2 - 1  # all in the second copy
+    assert [spec["labels"][targets[0][i]] for i, v in enumerate(targets[0])
+            if v != tok_task.IGNORE] == ["B-PER", "O", "B-LOC"]

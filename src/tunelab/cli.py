@@ -54,6 +54,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     keys = get_task(cfg.data.task).SUMMARY_METRICS
     summary = {split: {k: metrics[split][k] for k in keys}
                for split in ("validation", "test") if split in metrics}
+    for split, m in metrics.get("before_training", {}).items():  # generation: the base model
+        summary[f"{split}_before_training"] = {k: m[k] for k in keys}
     summary["train_seconds"] = round(metrics["training"]["train_seconds"], 1)
     summary["examples_per_s"] = round(metrics["training"]["examples_per_s"], 1)
     print(json.dumps(summary))

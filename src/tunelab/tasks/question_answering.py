@@ -138,7 +138,7 @@ def windows(tokenizer, questions: list[Question], max_length: int, stride: int):
     """
     q_len = max(len(tokenizer(q.question, add_special_tokens=False)["input_ids"])
                 for q in questions)
-    if q_len + 16 > max_length:
+    if q_len + 8 > max_length:  # special tokens plus a few context tokens
         raise ConfigError(f"a question of {q_len} tokens leaves no room for its context in "
                           f"max_length {max_length}; raise --max-length")
     if q_len + stride + 8 >= max_length:  # the tokenizer would loop forever or fail

@@ -5,11 +5,22 @@ Input: JSONL rows ``{"tokens": [...], "tags": [...]}`` or CoNLL-style files (``.
 BIOES and BMES tags are accepted and converted to BIO. Sub-word alignment is "first piece": a
 word's tag is learnt and predicted on its first sub-word; the other pieces are ignored (-100).
 Words cut off by ``max_length`` are neither trained nor scored.
+
+Raw text at prediction is split into words the way NER corpora are: each CJK character is a
+word (as in MSRA), otherwise runs of letters/digits and single punctuation marks.
+
+Causal (decoder-only) models see only the words to the left, which cripples tagging: whether a
+word begins an entity depends on what follows. For them the input is the sentence twice and only
+the second copy is labelled and predicted; its tokens attend to the whole first copy ("repetition"
+as in Springer et al., 2024, *Repetition Improves Language Model Embeddings*). The spec records it
+(``repeat_input``), so prediction does the same.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import re
 
 import numpy as np
 import torch
@@ -91,28 +102,43 @@ def make_spec(train: Examples, options: dict) -> dict:
     if not types:
         raise DataError(train.path, None, "no entity tags in the training data (all 'O')")
     return {"labels": ["O"] + [f"{p}-{t}" for t in types for p in "BI"], "scheme": "BIO",
-            "alignment": "first-piece"}
+            "alignment": "first-piece", "repeat_input": bool(options.get("causal_model"))}
+
+
+def _word_inputs(words: list[list[str]], spec: dict) -> list[list[str]]:
+    return [w + w for w in words] if spec.get("repeat_input") else words
+
+
+def _scored(word_ids: list, n_words: int, spec: dict) -> list[int | None]:
+    """Per token position, the word it labels (first piece only, second copy when the input is
+    repeated), else None."""
+    offset = n_words if spec.get("repeat_input") else 0
+    out: list[int | None] = []
+    prev = None
+    for w in word_ids:
+        out.append(w - offset if w is not None and w != prev and w >= offset else None)
+        prev = w
+    return out
 
 
 def encode(tokenizer, ex: Examples, spec: dict, max_length: int, label_column: str):
     """Token ids and per-position label ids (first piece of each word; IGNORE elsewhere)."""
     index = {n: i for i, n in enumerate(spec["labels"])}
-    enc = tokenizer(ex.texts, is_split_into_words=True, truncation=True, max_length=max_length,
-                    return_token_type_ids=False, return_attention_mask=False)
+    enc = tokenizer(_word_inputs(ex.texts, spec), is_split_into_words=True,  # type: ignore
+                    truncation=True, max_length=max_length, return_token_type_ids=False,
+                    return_attention_mask=False)
     targets = []
-    for k, (tags, line) in enumerate(zip(ex.labels, ex.lines)):
-        prev = None
+    for k, (words, tags, line) in enumerate(zip(ex.texts, ex.labels, ex.lines)):
         row = []
-        for w in enc.word_ids(k):
-            if w is None or w == prev:
+        for w in _scored(enc.word_ids(k), len(words), spec):
+            if w is None:
                 row.append(IGNORE)
-            else:
-                tag = tags[w]  # type: ignore[index]
-                if tag not in index:
-                    raise DataError(ex.path, line, f"tag '{tag}' was not seen in training",
-                                    field=label_column)
-                row.append(index[tag])
-            prev = w
+                continue
+            tag = tags[w]  # type: ignore[index]
+            if tag not in index:
+                raise DataError(ex.path, line, f"tag '{tag}' was not seen in training",
+                                field=label_column)
+            row.append(index[tag])
         targets.append(row)
     return enc["input_ids"], targets
 
@@ -181,6 +207,11 @@ def compute_metrics(logits: list[np.ndarray], targets: list, spec: dict) -> dict
     }
 
 
+# a CJK character (one word each, as in MSRA), a run of letters/digits, or one other symbol
+WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff]|[^\W\u3400-\u9fff\uf900-\ufaff"
+                  r"\u3040-\u30ff]+|[^\w\s]")
+
+
 def predict_texts(model, texts: list[str], batch_size: int = 64) -> list[dict]:
     """Raw texts in, entities with character offsets out.
 
@@ -193,31 +224,25 @@ def predict_texts(model, texts: list[str], batch_size: int = 64) -> list[dict]:
     """
     from tunelab.data.batching import predict_logits
 
-    enc = model.tokenizer(texts, truncation=True, max_length=model.max_length,
-                          return_offsets_mapping=True, return_token_type_ids=False,
-                          return_attention_mask=False)
+    spans_per_text = [[m.span() for m in WORD.finditer(t)] or [(0, 0)] for t in texts]
+    words = [[t[a:b] for a, b in sp] for t, sp in zip(texts, spans_per_text)]
+    enc = model.tokenizer(_word_inputs(words, model.spec), is_split_into_words=True,
+                          truncation=True, max_length=model.max_length,
+                          return_token_type_ids=False, return_attention_mask=False)
     logits = predict_logits(model.model, enc["input_ids"], model.pad_id, batch_size,
                             per_token=True)
     names = model.spec["labels"]
     out = []
-    for k, text in enumerate(texts):
+    for k, (text, sp) in enumerate(zip(texts, spans_per_text)):
         probs = softmax(logits[k].astype(np.float64))
-        offsets = enc["offset_mapping"][k]
-        words: dict[int, list[int]] = {}  # word -> [first piece, start char, end char]
-        for pos, w in enumerate(enc.word_ids(k)):
-            if w is None:
-                continue
-            s, e = offsets[pos]
-            if w not in words:
-                words[w] = [pos, s, e]
-            else:
-                words[w][2] = e
-        order = sorted(words)
-        tags = to_bio([names[int(probs[words[w][0]].argmax())] for w in order])
-        conf = [float(probs[words[w][0]].max()) for w in order]
+        first = {w: pos for pos, w in enumerate(_scored(enc.word_ids(k), len(sp), model.spec))
+                 if w is not None}  # word -> its first piece (words cut by max_length missing)
+        order = sorted(first)
+        tags = to_bio([names[int(probs[first[w]].argmax())] for w in order])
+        conf = [float(probs[first[w]].max()) for w in order]
         ents = []
         for typ, a, b in spans(tags):
-            start, end = words[order[a]][1], words[order[b]][2]
+            start, end = sp[order[a]][0], sp[order[b]][1]
             ents.append({"text": text[start:end], "type": typ, "start": int(start),
                          "end": int(end), "score": float(np.mean(conf[a:b + 1]))})
         out.append({"entities": ents})

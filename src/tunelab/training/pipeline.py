@@ -103,6 +103,14 @@ def check_metric(task, metric: str, task_name: str, ids: list, targets, spec: di
                           f"(choose from {', '.join(known)})")
 
 
+def is_causal(path: str) -> bool:
+    """Whether the model is a decoder-only LM (its checkpoint is a ...ForCausalLM)."""
+    from transformers import AutoConfig
+
+    arch = getattr(AutoConfig.from_pretrained(path), "architectures", None) or []
+    return any(a.endswith("ForCausalLM") for a in arch)
+
+
 def keep_first(ex, n: int) -> None:
     """Keep the first ``n`` examples of a split, in place."""
     ex.texts, ex.labels, ex.lines = ex.texts[:n], ex.labels[:n], ex.lines[:n]
@@ -132,9 +140,6 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     train = task.read_examples(d.train, text_col, label_col)
     if d.max_train_examples:
         keep_first(train, d.max_train_examples)
-    spec = task.make_spec(train, {"regression_loss": t.regression_loss,
-                                  "doc_stride": cfg.model.doc_stride,
-                                  "max_new_tokens": cfg.model.max_new_tokens})
     metric = task.DEFAULT_METRIC if t.metric_for_best == "auto" else t.metric_for_best
     splits = {"validation": task.read_examples(d.validation, text_col, label_col)}
     if d.test:
@@ -143,9 +148,13 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
         for ex in splits.values():
             keep_first(ex, d.max_eval_examples)
 
-    # 2. tokenizer, and every split encoded once (no tokenisation in the hot loop)
+    # 2. model location, target spec, and every split encoded once (no tokenisation later)
     quiet_transformers()
     source = resolve_model(cfg.model.model)
+    spec = task.make_spec(train, {"regression_loss": t.regression_loss,
+                                  "doc_stride": cfg.model.doc_stride,
+                                  "max_new_tokens": cfg.model.max_new_tokens,
+                                  "causal_model": is_causal(source.path)})
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source.path)
