@@ -18,13 +18,11 @@ NEG = ["bad", "awful", "terrible", "hate", "poor", "boring", "sad", "broken"]
 FILLER = ["the", "movie", "phone", "was", "is", "really", "very", "a", "this", "it", "and"]
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
+def make_tiny_bert(d: Path, initializer_range: float = 0.02) -> Path:
     """A 2-layer, 32-hidden BERT encoder plus a WordPiece tokenizer, saved like a hub folder."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizer
 
-    d = tmp_path_factory.mktemp("tiny-bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POS, *NEG, *FILLER,
              *"abcdefghijklmnopqrstuvwxyz", *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]]
     # transformers 5: the tokenizer takes the vocabulary itself (a file path is not read)
@@ -32,9 +30,23 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     tok.save_pretrained(d)
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                     initializer_range=initializer_range)
     BertModel(cfg).save_pretrained(d)
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def learnable_model_dir(tmp_path_factory) -> Path:
+    """The tiny BERT with 10x larger random weights: at the usual 0.02 init its attention
+    barely mixes tokens, so methods that keep the body frozen (adapters, BitFit) could not
+    learn the toy task at all, and their tests would prove nothing."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert-learnable"), 0.2)
 
 
 def toy_rows(n: int, seed: int, labels=("negative", "positive")) -> list[dict]:

@@ -152,3 +152,27 @@ def test_generation_trains_improves_and_reloads(tiny_lm_dir, gen_data, tmp_path,
     assert main(["evaluate", "--model-dir", str(out), "--data", str(gen_data["test"])]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["rouge_l"] == pytest.approx(after["rouge_l"])
+
+
+def test_prefix_tuning_trains_a_decoder_and_reloads(tiny_lm_dir, gen_data, tmp_path):
+    """prefix-tuning (generation only): only the prefixes train; reload predicts the same."""
+    out = tmp_path / "run"
+    assert main(["train", "--task", "generation", "--model", str(tiny_lm_dir),
+                 "--train", str(gen_data["train"]), "--validation", str(gen_data["validation"]),
+                 "--max-length", "32", "--max-new-tokens", "4", "--epochs", "3",
+                 "--batch-size", "16", "--method", "prefix-tuning", "--num-virtual-tokens", "4",
+                 "--output-dir", str(out), "--no-progress"]) == 0
+    info = json.loads((out / "tunelab.json").read_text())
+    assert info["parameters"]["trainable"] == 2 * 2 * 4 * 32  # layers * (k, v) * tokens * dim
+    losses = [json.loads(x)["loss"] for x in (out / "train_log.jsonl").open() if '"train"' in x]
+    assert losses[-1] < losses[0]
+    prompts = [r["prompt"] for r in _rows(4, 5)]
+    assert tunelab.load(out).predict(prompts) == tunelab.load(out).predict(prompts)
+
+
+def test_prefix_tuning_is_refused_for_classification(tiny_lm_dir, gen_data, tmp_path, capsys):
+    assert main(["train", "--task", "text-classification", "--model", str(tiny_lm_dir),
+                 "--train", str(gen_data["train"]), "--validation", str(gen_data["validation"]),
+                 "--label-column", "response", "--text-column", "prompt",
+                 "--method", "prefix-tuning", "--output-dir", str(tmp_path / "r")]) == 2
+    assert "does not support task 'text-classification'" in capsys.readouterr().err

@@ -111,11 +111,25 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 
 def cmd_methods(a: argparse.Namespace) -> int:
-    from tunelab.methods import METHODS
+    from tunelab.methods import ALL_TASKS, METHODS
 
     for m in METHODS.values():
-        print(f"{m.name:<8} lr {m.default_learning_rate:<7g} tasks: {', '.join(m.tasks)}\n"
-              f"{'':<9}{m.description}")
+        tasks = "all" if m.tasks == ALL_TASKS else ", ".join(m.tasks)
+        extra = (f" | options: {', '.join(m.options)}" if m.options else "") + \
+            (" | mergeable" if m.merge else "")
+        print(f"{m.name:<14} {m.description}\n{'':<15}lr {m.default_learning_rate:g} | "
+              f"tasks: {tasks}{extra}")
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from tunelab.export import export_merged
+
+    if not a.merge:
+        raise TunelabError("choose what to export: --merge (a plain Transformers folder with "
+                           "the adapter folded into the weights)")
+    out = export_merged(a.model_dir, a.output_dir, a.overwrite)
+    print(f"merged model written to {out} (loads with transformers AutoModelFor... alone)")
     return 0
 
 
@@ -161,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--text-column", help="default: the column used in training")
     pr.add_argument("--batch-size", type=int, default=64)
     pr.set_defaults(func=cmd_predict)
+
+    x = sub.add_parser("export", allow_abbrev=False,
+                       help="write a run as a plain Transformers model folder (--merge)")
+    x.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
+    x.add_argument("--merge", action="store_true",
+                   help="fold the adapter (LoRA, AdaLoRA, IA3, ...) into the base weights")
+    x.add_argument("--output-dir", required=True, help="folder to create")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    x.set_defaults(func=cmd_export)
 
     for name, fn, help_ in (("models", cmd_models, "list the offline model aliases"),
                             ("methods", cmd_methods, "list fine-tuning methods"),

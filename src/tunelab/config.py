@@ -61,6 +61,18 @@ class MethodArgs:
     lora_dropout: float = _f(0.1, "dropout on the LoRA branch")
     lora_target_modules: str = _f(
         "all-linear", "comma-separated module names to adapt, or 'all-linear'")
+    use_rslora: bool = _f(False, "LoRA: rank-stabilised scaling alpha/sqrt(r)")
+    use_dora: bool = _f(False, "LoRA: DoRA, weight-decomposed LoRA (magnitude and direction)")
+    adalora_init_r: int = _f(12, "AdaLoRA: rank every adapted layer starts with")
+    adalora_target_r: int = _f(4, "AdaLoRA: average rank left after budgeting")
+    adalora_tinit: float = _f(0.1, "AdaLoRA: fraction of steps before budgeting starts")
+    adalora_tfinal: float = _f(0.2, "AdaLoRA: fraction of final steps with the ranks frozen")
+    freeze_trainable_layers: int = _f(2, "freeze: how many top layers train (0 = head only)")
+    num_virtual_tokens: int = _f(20, "prompt-tuning, p-tuning, prefix-tuning: virtual tokens")
+    prompt_encoder_hidden_size: int = _f(128, "p-tuning: hidden size of the prompt encoder MLP")
+    adapter_size: int = _f(64, "adapter: bottleneck width")
+    adapter_placement: str = _f("houlsby", "adapter: houlsby (after attention and feed-forward) "
+                                           "or pfeiffer (after feed-forward only)")
 
 
 @dataclass
@@ -70,7 +82,7 @@ class TrainArgs:
     epochs: float = _f(3.0, "passes over the training data")
     batch_size: int = _f(32, "examples per optimizer step")
     learning_rate: float | None = _f(
-        None, "peak learning rate; default depends on the method (full 5e-5, lora 1e-3)")
+        None, "peak learning rate; default depends on the method (`tunelab methods` lists them)")
     weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
     warmup_ratio: float = _f(0.06, "fraction of steps with linear warm-up before linear decay")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
@@ -210,6 +222,18 @@ def validate(cfg: RunConfig) -> None:
         (cfg.method.lora_r >= 1, "lora_r", cfg.method.lora_r, "must be >= 1"),
         (0 <= cfg.method.lora_dropout < 1, "lora_dropout", cfg.method.lora_dropout,
          "must be in [0, 1)"),
+        (cfg.method.freeze_trainable_layers >= 0, "freeze_trainable_layers",
+         cfg.method.freeze_trainable_layers, "must be >= 0"),
+        (cfg.method.num_virtual_tokens >= 1, "num_virtual_tokens", cfg.method.num_virtual_tokens,
+         "must be >= 1"),
+        (cfg.method.adapter_size >= 1, "adapter_size", cfg.method.adapter_size, "must be >= 1"),
+        (cfg.method.adapter_placement in ("houlsby", "pfeiffer"), "adapter_placement",
+         cfg.method.adapter_placement, "must be houlsby or pfeiffer"),
+        (1 <= cfg.method.adalora_target_r <= cfg.method.adalora_init_r, "adalora_target_r",
+         cfg.method.adalora_target_r, "must be between 1 and adalora_init_r"),
+        (cfg.method.adalora_tinit >= 0 and cfg.method.adalora_tfinal >= 0
+         and cfg.method.adalora_tinit + cfg.method.adalora_tfinal < 1, "adalora_tinit",
+         cfg.method.adalora_tinit, "and adalora_tfinal must be >= 0 and sum to less than 1"),
         (cfg.data.max_train_examples is None or cfg.data.max_train_examples >= 1,
          "max_train_examples", cfg.data.max_train_examples, "must be >= 1"),
     ]

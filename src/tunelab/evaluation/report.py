@@ -107,6 +107,13 @@ def write_report(run_dir: Path, info: dict, metrics: dict, history: list[dict], 
     for s, m in metrics.get("before_training", {}).items():  # the base model, for contrast
         scores.append((f"{s}, before fine-tuning", *[m.get(k) for k in keys], m["n"]))
     parts = [f"<h2>Scores</h2>{_table(scores, ('split', *keys, 'examples'))}"]
+    ada = info.get("method_details", {}).get("adalora")
+    if ada:  # where AdaLoRA moved its rank budget
+        rows = sorted(ada["final_ranks"].items(), key=lambda kv: -kv[1])
+        parts.append(f"<h2>AdaLoRA rank allocation</h2><p>total rank "
+                     f"{ada['total_rank']['initial']} at the start (rank {ada['init_r']} per "
+                     f"layer), {ada['total_rank']['final']} at the end (target average "
+                     f"{ada['target_r']})</p>{_table(rows, ('adapted layer', 'final rank'))}")
     for title, head, rows in task.report_tables(metrics[split]):
         parts.append(f"<h2>{html.escape(title)} ({split})</h2>{_table(rows, head)}")
     for title, name in figures:

@@ -25,5 +25,10 @@ def load(run_dir: Path, build_from: BuildFrom, base_path: str) -> torch.nn.Modul
     return build_from(str(run_dir))
 
 
+def unchanged(model: torch.nn.Module) -> torch.nn.Module:
+    """Methods that train the model's own weights are already a plain Transformers model."""
+    return model
+
+
 register_method(Method("full", "all weights train; largest run folder, usually the best accuracy",
-                       5e-5, apply, save, load))
+                       5e-5, apply, save, load, merge=unchanged))

@@ -58,7 +58,9 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         evaluate: Callable[[], dict], s: LoopSettings,
         log: Callable[[dict], None],
-        collate_targets: Callable[[list], torch.Tensor] = torch.tensor) -> LoopResult:
+        collate_targets: Callable[[list], torch.Tensor] = torch.tensor,
+        after_step: Callable[[int], None] | None = None,
+        regularizer: Callable[[], torch.Tensor] | None = None) -> LoopResult:
     """Train ``model`` in place and leave it holding the best validation weights.
 
     Args:
@@ -67,6 +69,9 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
         evaluate: returns validation metrics (a dict holding ``s.metric``).
         log: receives one dict per logged event (train loss, evaluation).
         collate_targets: batches targets into a tensor (token tasks pad per-position labels).
+        after_step: the method's hook after each optimizer step, given the 0-based step
+            (AdaLoRA's rank allocation needs the gradients, so it runs before zero_grad).
+        regularizer: the method's extra loss term (AdaLoRA's orthogonality penalty).
     Returns:
         LoopResult with the best metric, where it was reached, and the full history.
     """
@@ -118,12 +123,15 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
             logits = output_logits(model(**inputs))  # (B, num_labels), (B, T, K) per token
             # int64 class ids, float32 numbers, or (B, T) per-token ids
             loss = loss_fn(logits, collate_targets([labels[i] for i in batch]).to(device))
-            loss.backward()
+            objective = loss + regularizer() if regularizer else loss
+            objective.backward()
             if s.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(
                     [p for p in model.parameters() if p.requires_grad], s.max_grad_norm)
             opt.step()
             sched.step()
+            if after_step:
+                after_step(step)
             opt.zero_grad(set_to_none=True)
             step += 1
             res.examples_seen += len(batch)

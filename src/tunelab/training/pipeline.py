@@ -7,6 +7,7 @@ Every input is read and validated before the model loads, so bad data fails in a
 from __future__ import annotations
 
 import json
+import math
 import os
 from functools import partial
 import sys
@@ -38,6 +39,9 @@ def quiet_transformers() -> None:
 
     # PEFT 0.21 calls an API that transformers 5 deprecates; nothing a user can act on
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+    # PEFT's prefix tuning still passes past_key_values, which transformers 5 renamed
+    warnings.filterwarnings("ignore", message=".*`past_key_values` is deprecated.*")
+    warnings.filterwarnings("ignore", message=".*Both `past_key_values` and `cache` are set.*")
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
@@ -60,11 +64,20 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def method_options(cfg: C.RunConfig) -> dict:
+def method_options(cfg: C.RunConfig, total_steps: int) -> dict:
     """Plain keyword options for the method's ``apply`` (configs stay out of the methods)."""
-    m = cfg.method
-    return {"lora_r": m.lora_r, "lora_alpha": m.lora_alpha, "lora_dropout": m.lora_dropout,
-            "lora_target_modules": m.lora_target_modules}
+    import dataclasses
+
+    options = {k: v for k, v in dataclasses.asdict(cfg.method).items() if k != "method"}
+    return {**options, "total_steps": total_steps}
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (CPU), in MiB."""
+    import resource
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / (1024 * 1024) if sys.platform == "darwin" else kb / 1024
 
 
 def _stderr(msg: str) -> None:
@@ -173,7 +186,8 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     model = task.build_model(source.path, spec)
     align_pad(model, tokenizer)
     head = task.head_module_names(model)
-    model = method.apply(model, method_options(cfg), head, task.PEFT_TASK_TYPE)
+    total_steps = max(1, math.ceil(t.epochs * math.ceil(len(ids_train) / t.batch_size)))
+    model = method.apply(model, method_options(cfg, total_steps), head, task.PEFT_TASK_TYPE)
     trainable, total = count_parameters(model)
     lr = t.learning_rate or method.default_learning_rate
     echo(f"tunelab: {d.task} | {source.source} | method {method.name} | "
@@ -222,8 +236,12 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
             patience=t.early_stopping_patience, metric=metric, seed=t.seed,
             greater_is_better=metric not in LOWER_IS_BETTER, progress=bar)
         res = fit(model, ids_train, y_train, pad, partial(task.loss_fn, spec=spec), evaluate,
-                  settings, log, getattr(task, "collate_targets", torch.tensor))
+                  settings, log, getattr(task, "collate_targets", torch.tensor),
+                  after_step=method.after_step and partial(method.after_step, model),
+                  regularizer=method.regularizer and partial(method.regularizer, model))
         log_file.close()
+        if method.finalize:  # e.g. AdaLoRA: re-mask ranks after the best weights are restored
+            method.finalize(model)
 
         if hasattr(task, "tune_thresholds"):  # calibrate on validation, then score test
             spec = task.tune_thresholds(split_logits("validation"), targets("validation"), spec)
@@ -240,6 +258,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
             "examples_seen": res.examples_seen,
             "examples_per_s": res.examples_seen / max(res.train_seconds, 1e-9),
             "metric_for_best": metric, f"best_validation_{metric}": res.best_metric,
+            "peak_memory_mb": round(peak_memory_mb(), 1),
         }
         method.save(model, tmp)
         tokenizer.save_pretrained(tmp)
@@ -254,6 +273,8 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__,
         }
+        if method.describe:
+            info["method_details"] = method.describe(model)
         write_json(tmp / "metrics.json", metrics)
         write_report(tmp, info, metrics, res.history, metric, task,
                      (final, final_logits, targets(final), spec))

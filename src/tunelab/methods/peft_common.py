@@ -1,0 +1,39 @@
+"""What every PEFT-backed method shares: saving the adapter, reloading it, merging it.
+
+The trap these helpers exist for: PEFT only saves modules listed in ``modules_to_save``. A head
+left out trains in memory, is not saved, and comes back random after reload. Every PEFT method
+passes the task head explicitly, and the method test matrix checks predictions after reload.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tunelab.methods import BuildFrom
+
+
+def save(model: torch.nn.Module, out: Path) -> None:
+    # adapter_config.json + adapter_model.safetensors (adapter weights and the full task head)
+    model.save_pretrained(out, safe_serialization=True)
+    card = out / "README.md"  # PEFT's hub model-card template; tunelab.json describes the run
+    if card.is_file() and "[More Information Needed]" in card.read_text(encoding="utf-8"):
+        card.unlink()
+
+
+def load(run_dir: Path, build_from: BuildFrom, base_path: str) -> torch.nn.Module:
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(build_from(base_path), str(run_dir), is_trainable=False)
+
+
+def merge(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold the adapter into the base weights; the task head copy that trained is kept."""
+    return model.merge_and_unload()
+
+
+def targets(options: dict, default="all-linear"):
+    """``lora_target_modules`` as PEFT wants it: 'all-linear' or a list of names."""
+    t = options.get("lora_target_modules") or default
+    return t if t == "all-linear" else [s.strip() for s in str(t).split(",") if s.strip()]
