@@ -40,9 +40,10 @@ def test_compare_tabulates_every_method(learnable_model_dir, toy_data, tmp_path,
 def test_compare_rejects_a_method_that_does_not_fit_the_task(tiny_model_dir, toy_data, tmp_path,
                                                            capsys):
     assert main(["compare", "--model", str(tiny_model_dir), "--train", str(toy_data["train"]),
-                 "--validation", str(toy_data["validation"]), "--methods", "lora,prefix-tuning",
+                 "--validation", str(toy_data["validation"]), "--methods", "lora,prompt-tuning",
+                 "--task", "token-classification",
                  "--output-dir", str(tmp_path / "c")]) == 2
-    assert "method 'prefix-tuning' does not support task" in capsys.readouterr().err
+    assert "method 'prompt-tuning' does not support task 'token-classification'" in capsys.readouterr().err
 
 
 def test_a_failed_method_is_a_row_not_a_crash(tmp_path):

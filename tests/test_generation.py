@@ -169,10 +169,3 @@ def test_prefix_tuning_trains_a_decoder_and_reloads(tiny_lm_dir, gen_data, tmp_p
     prompts = [r["prompt"] for r in _rows(4, 5)]
     assert tunelab.load(out).predict(prompts) == tunelab.load(out).predict(prompts)
 
-
-def test_prefix_tuning_is_refused_for_classification(tiny_lm_dir, gen_data, tmp_path, capsys):
-    assert main(["train", "--task", "text-classification", "--model", str(tiny_lm_dir),
-                 "--train", str(gen_data["train"]), "--validation", str(gen_data["validation"]),
-                 "--label-column", "response", "--text-column", "prompt",
-                 "--method", "prefix-tuning", "--output-dir", str(tmp_path / "r")]) == 2
-    assert "does not support task 'text-classification'" in capsys.readouterr().err

@@ -74,13 +74,14 @@ EXPECTED = {
     "ia3": lambda n: "ia3_l" in n or "classifier" in n,
     "prompt-tuning": lambda n: "prompt_encoder" in n or "classifier" in n,
     "p-tuning": lambda n: "prompt_encoder" in n or "classifier" in n,
+    "prefix-tuning": lambda n: n in ("keys", "values") or n.startswith("model.classifier."),
     "adapter": lambda n: ".tunelab_adapter." in n or "LayerNorm" in n and "embeddings" not in n
     or n.startswith("classifier."),
 }
 
 
 def test_every_method_is_in_the_matrix():
-    assert set(EXPECTED) | {"prefix-tuning"} == set(METHODS)
+    assert set(EXPECTED) == set(METHODS)
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
@@ -232,3 +233,33 @@ def test_lora_options_rslora_and_dora(tiny_model_dir):
     assert any("lora_magnitude_vector" in n for n, p in dora.named_parameters()
                if p.requires_grad)
     assert count_parameters(dora)[0] > count_parameters(plain)[0]
+
+
+def test_prefix_model_masks_and_positions(tiny_model_dir):
+    """The prefixes enter through the attention cache: with them masked out the model is the
+    base model exactly (so the mask and position ids are right); unmasked they change it."""
+    from tunelab.methods.prefix import PrefixModel
+
+    base = _fresh(tiny_model_dir).eval()
+    wrapped = PrefixModel(_fresh(tiny_model_dir).eval(), 3).eval()
+    assert wrapped.keys.shape == (2, 2, 3, 16)  # layers, heads, tokens, head dim
+    ids = torch.tensor([[2, 5, 9, 11, 3], [2, 7, 3, 0, 0]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        ref = base(input_ids=ids, attention_mask=mask).logits
+        hidden = wrapped.model(input_ids=ids, attention_mask=torch.cat(
+            [torch.zeros(2, 3).long(), mask], 1), cache=_cache(wrapped, 2),
+            position_ids=torch.arange(5).expand(2, 5)).logits
+        seen = wrapped(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(hidden, ref)
+    assert not torch.allclose(seen, ref)
+
+
+def _cache(wrapped, b):
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for i in range(wrapped.keys.shape[0]):
+        cache.update(wrapped.keys[i].expand(b, -1, -1, -1), wrapped.values[i].expand(
+            b, -1, -1, -1), i)
+    return cache
