@@ -49,7 +49,8 @@ def _train(method: str, data: dict[str, Path], out: Path) -> dict:
     return json.loads(r.stdout.splitlines()[0])
 
 
-@pytest.mark.parametrize("method,min_acc", [("full", 0.75), ("lora", 0.75)])
+@pytest.mark.parametrize("method,min_acc", [("full", 0.75), ("lora", 0.75), ("ia3", 0.75),
+                                            ("adapter", 0.75)])
 def test_real_minilm_learns_and_reloads(method, min_acc, small_real, tmp_path):
     out = tmp_path / method
     summary = _train(method, small_real, out)
@@ -61,6 +62,18 @@ def test_real_minilm_learns_and_reloads(method, min_acc, small_real, tmp_path):
     assert m.evaluate(str(small_real["test"]))["accuracy"] == pytest.approx(
         summary["test"]["accuracy"])
     np.testing.assert_array_equal(m.logits(TEXTS), tunelab.load(out).logits(TEXTS))
+    if method == "lora":  # the merged export, read by plain Transformers, predicts the same
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from tunelab.export import export_merged
+
+        merged = export_merged(out, tmp_path / "merged")
+        plain = AutoModelForSequenceClassification.from_pretrained(str(merged)).eval()
+        tok = AutoTokenizer.from_pretrained(str(merged))
+        with torch.no_grad():
+            logits = plain(**tok(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
+        np.testing.assert_allclose(logits, m.logits(TEXTS), atol=1e-4)
 
 
 def test_real_minilm_regression_beats_mean_baseline(tmp_path):

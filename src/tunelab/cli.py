@@ -22,6 +22,9 @@ EXAMPLES = """examples:
       --test data/en_sentiment/test.csv --method lora --output-dir runs/reviews
   tunelab evaluate --model-dir runs/reviews --data data/en_sentiment/test.csv
   echo "a gorgeous, moving film" | tunelab predict --model-dir runs/reviews
+  tunelab methods                       # fine-tuning methods, their defaults and tasks
+  tunelab compare ... --methods full,lora,ia3,adapter --output-dir runs/compare
+  tunelab export --model-dir runs/reviews --merge --output-dir exports/reviews
 """
 
 

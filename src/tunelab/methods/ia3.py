@@ -23,5 +23,5 @@ def apply(model: torch.nn.Module, options: dict[str, Any], head: list[str],
 
 
 register_method(Method("ia3", "IA3 (PEFT): learned rescaling vectors on keys, values and "
-                       "feed-forward layers; the fewest trainable weights", 5e-3, apply,
+                       "feed-forward layers; the fewest trainable weights", 2e-2, apply,
                        peft_common.save, peft_common.load, merge=peft_common.merge))
