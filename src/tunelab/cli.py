@@ -53,7 +53,15 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = C.build(overrides, a.config)
     from tunelab.tasks import get_task
 
-    run_dir, metrics = run_training(cfg)
+    from tunelab.training.loop import Interrupted
+
+    try:
+        run_dir, metrics = run_training(cfg)
+    except Interrupted as e:
+        where = f"; checkpoint saved in {e.checkpoint}" if e.checkpoint else ""
+        print(f"tunelab: interrupted at step {e.step}{where}\nresume with the same command "
+              "plus --resume", file=sys.stderr)
+        return 130
     keys = get_task(cfg.data.task).SUMMARY_METRICS
     summary = {split: {k: metrics[split][k] for k in keys}
                for split in ("validation", "test") if split in metrics}
@@ -181,6 +189,16 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(a: argparse.Namespace) -> int:
+    from tunelab import run_index
+
+    if a.compare:
+        print(run_index.compare_runs(*a.compare))
+    else:
+        print(run_index.format_runs(run_index.list_runs(a.dir)))
+    return 0
+
+
 def cmd_tasks(a: argparse.Namespace) -> int:
     from tunelab.tasks import TASKS
 
@@ -249,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--output-dir", required=True, help="folder to create")
     x.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     x.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("runs", allow_abbrev=False,
+                       help="list runs (finished, running, resumable) or compare two")
+    r.add_argument("dir", nargs="?", default="runs", help="folder holding run folders "
+                                                          "(default: runs)")
+    r.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                   help="two run folders: differing settings and metrics side by side")
+    r.set_defaults(func=cmd_runs)
 
     for name, fn, help_ in (("models", cmd_models, "list the offline model aliases"),
                             ("methods", cmd_methods, "list fine-tuning methods"),

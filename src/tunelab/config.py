@@ -80,11 +80,19 @@ class TrainArgs:
     output_dir: str | None = _f(None, "run folder to create (refused if it exists, see --overwrite)")
     overwrite: bool = _f(False, "replace an existing output folder (only once training succeeds)")
     epochs: float = _f(3.0, "passes over the training data")
-    batch_size: int = _f(32, "examples per optimizer step")
+    batch_size: int = _f(32, "examples per forward pass (per process)")
+    gradient_accumulation_steps: int = _f(
+        1, "forward passes per optimizer step: the update equals one batch of "
+           "batch_size * N (loss normalised over all its examples/tokens)")
     learning_rate: float | None = _f(
         None, "peak learning rate; default depends on the method (`tunelab methods` lists them)")
     weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
-    warmup_ratio: float = _f(0.06, "fraction of steps with linear warm-up before linear decay")
+    warmup_ratio: float = _f(0.06, "fraction of steps with linear warm-up before the schedule")
+    lr_scheduler: str = _f("linear", "after warm-up: linear (decay to 0), cosine, or constant")
+    precision: str = _f("auto", "fp32, bf16 or fp16 (GPU only); auto: bf16 on a GPU that has "
+                                "it, else fp16 on a GPU, fp32 on a CPU")
+    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass: "
+                                             "less memory, about 30% slower")
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
     eval_steps: int | None = _f(None, "also evaluate every N optimizer steps (default: per epoch)")
     early_stopping_patience: int | None = _f(
@@ -94,9 +102,17 @@ class TrainArgs:
                 "classification, rmse for regression, f1 for multi-label, NER and QA, loss "
                 "for generation)")
     regression_loss: str = _f("mse", "regression loss: mse or huber")
+    save_steps: int | None = _f(200, "checkpoint every N optimizer steps, and after every epoch "
+                                      "(0 or null: only per epoch)")
+    save_total_limit: int = _f(2, "checkpoints kept (the newest)")
+    resume: bool = _f(False, "continue the interrupted run of --output-dir from its newest "
+                             "checkpoint (in <output-dir>.checkpoints/)")
+    resume_from: str | None = _f(None, "continue from this checkpoint folder")
     seed: int = _f(42, "random seed for weights, data order and dropout")
     num_threads: int | None = _f(None, "CPU threads for PyTorch (default: all cores)")
     progress: bool = _f(True, "show a progress bar (use --no-progress to hide it)")
+    report_to: str = _f("tensorboard", "tensorboard (event files in <run>/tensorboard), mlflow "
+                                       "(a local store in mlruns/ next to the run) or none")
 
 
 GROUPS: dict[str, type] = {"model": ModelArgs, "data": DataArgs, "method": MethodArgs,
@@ -213,6 +229,16 @@ def validate(cfg: RunConfig) -> None:
     checks = [
         (t.epochs > 0, "epochs", t.epochs, "must be > 0"),
         (t.batch_size >= 1, "batch_size", t.batch_size, "must be >= 1"),
+        (t.gradient_accumulation_steps >= 1, "gradient_accumulation_steps",
+         t.gradient_accumulation_steps, "must be >= 1"),
+        (t.lr_scheduler in ("linear", "cosine", "constant"), "lr_scheduler", t.lr_scheduler,
+         "must be linear, cosine or constant"),
+        (t.precision in ("auto", "fp32", "bf16", "fp16"), "precision", t.precision,
+         "must be auto, fp32, bf16 or fp16"),
+        (t.save_steps is None or t.save_steps >= 0, "save_steps", t.save_steps, "must be >= 0"),
+        (t.report_to in ("tensorboard", "mlflow", "none"), "report_to", t.report_to,
+         "must be tensorboard, mlflow or none"),
+        (t.save_total_limit >= 1, "save_total_limit", t.save_total_limit, "must be >= 1"),
         (t.learning_rate is None or t.learning_rate > 0, "learning_rate", t.learning_rate,
          "must be > 0"),
         (0 <= t.warmup_ratio < 1, "warmup_ratio", t.warmup_ratio, "must be in [0, 1)"),

@@ -139,6 +139,11 @@ def head_module_names(model: torch.nn.Module) -> list[str]:
     return []  # the language-model head is pretrained; methods adapt the body
 
 
+def loss_units(targets: torch.Tensor) -> int:
+    """Response tokens that are predicted (targets shifted by one), the loss's denominator."""
+    return int((targets[:, 1:] != IGNORE).sum())
+
+
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Tensor:
     # logits: (B, T, V); position t predicts token t + 1, so shift by one
     return torch.nn.functional.cross_entropy(

@@ -161,6 +161,11 @@ def build_model(path: str, spec: dict, **load_kwargs):
         label2id={n: i for i, n in enumerate(names)}, **load_kwargs)
 
 
+def loss_units(targets: torch.Tensor) -> int:
+    """Labelled positions: the mean loss is over these, so accumulation weights by them."""
+    return int((targets != IGNORE).sum())
+
+
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Tensor:
     # logits: (B, T, K); targets: (B, T) with IGNORE on padding, specials and later pieces
     return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from functools import partial
 import sys
 import time
@@ -28,7 +29,9 @@ from tunelab.methods import count_parameters, get_method
 from tunelab.models import resolve_model
 from tunelab.runs import FORMAT_VERSION, RUN_FILE, check_output_dir, staged_dir, write_json
 from tunelab.tasks import LOWER_IS_BETTER, get_task
-from tunelab.training.loop import LoopSettings, fit
+from tunelab.training import checkpoint
+from tunelab.training.loop import LoopSettings, count_examples, fit
+from tunelab.training.trackers import make_tracker
 
 
 def quiet_transformers() -> None:
@@ -124,6 +127,52 @@ def is_causal(path: str) -> bool:
     return any(a.endswith("ForCausalLM") for a in arch)
 
 
+# keys that may differ between an interrupted run and its resumption
+RESUME_MAY_CHANGE = {"output_dir", "overwrite", "resume", "resume_from", "progress",
+                     "num_threads", "save_steps", "save_total_limit", "report_to"}
+
+
+def find_resume_point(cfg: C.RunConfig, ckpt_dir: Path) -> Path | None:
+    """The checkpoint to continue from, or None for a fresh run; refuses to silently start
+    over on top of an interrupted run's checkpoints, or to resume with different settings."""
+    t = cfg.train
+    if t.resume_from:
+        point = Path(t.resume_from)
+        if not (point / checkpoint.DONE).is_file():
+            raise ConfigError(f"{point}: not a complete tunelab checkpoint")
+    else:
+        found = checkpoint.complete(ckpt_dir)
+        if not t.resume:
+            if found and not t.overwrite:
+                raise ConfigError(f"{ckpt_dir} holds checkpoints of an interrupted run: add "
+                                  "--resume to continue it, or --overwrite to start over")
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            return None
+        if not found:
+            raise ConfigError(f"nothing to resume: no checkpoint in {ckpt_dir}")
+        point = found[-1]
+    saved = point / "config.yaml"
+    if saved.is_file() and saved.stat().st_size:
+        before = C.load_yaml(saved)
+        now = cfg.flat()
+        for k, v in before.items():
+            if k not in RESUME_MAY_CHANGE and now.get(k) != v:
+                raise ConfigError(f"cannot resume {point}: key '{k}' was {v!r} in the "
+                                  f"interrupted run and is {now.get(k)!r} now")
+    return point
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> what this device does well; fp16 needs a GPU."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("key 'precision' = 'fp16' needs a GPU; on a CPU use bf16 or fp32")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
 def keep_first(ex, n: int) -> None:
     """Keep the first ``n`` examples of a split, in place."""
     ex.texts, ex.labels, ex.lines = ex.texts[:n], ex.labels[:n], ex.lines[:n]
@@ -146,6 +195,8 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
         if not value:
             raise ConfigError(f"missing required key '{key}' (--{key.replace('_', '-')})")
     check_output_dir(t.output_dir, t.overwrite)
+    ckpt_dir = checkpoint.checkpoints_dir(t.output_dir)
+    resume_from = find_resume_point(cfg, ckpt_dir)
 
     # 1. data, validated before anything slow happens
     cols = getattr(task, "DEFAULT_COLUMNS", ("text", "label"))
@@ -185,13 +236,17 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     torch.set_num_threads(t.num_threads or available_cores())
     model = task.build_model(source.path, spec)
     align_pad(model, tokenizer)
+    precision = resolve_precision(t.precision, next(model.parameters()).device)
+    if t.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     head = task.head_module_names(model)
-    total_steps = max(1, math.ceil(t.epochs * math.ceil(len(ids_train) / t.batch_size)))
+    per_step = t.batch_size * t.gradient_accumulation_steps
+    total_steps = max(1, math.ceil(t.epochs * math.ceil(len(ids_train) / per_step)))
     model = method.apply(model, method_options(cfg, total_steps), head, task.PEFT_TASK_TYPE)
     trainable, total = count_parameters(model)
     lr = t.learning_rate or method.default_learning_rate
     echo(f"tunelab: {d.task} | {source.source} | method {method.name} | "
-         f"{trainable:,} of {total:,} parameters train | lr {lr:g} | "
+         f"{trainable:,} of {total:,} parameters train | lr {lr:g} | {precision} | "
          f"{len(train.texts)} train / {len(splits['validation'].texts)} validation examples")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -213,14 +268,20 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
 
     with staged_dir(t.output_dir, t.overwrite) as tmp:
         log_file = open(tmp / "train_log.jsonl", "w", encoding="utf-8")
+        tracker = make_tracker(t.report_to, tmp, Path(t.output_dir), cfg.flat())
 
         bar = t.progress and sys.stderr.isatty()
         # without a terminal (CI logs, nohup) print a plain line about every 10% instead
         every = max(10, 10 * round(len(ids_train) * t.epochs / t.batch_size / 100))
 
         def log(event: dict) -> None:
+            replayed = event.pop("replayed", False)  # history of a resumed run: file only
             log_file.write(json.dumps(event) + "\n")
             log_file.flush()
+            if tracker is not None:
+                tracker.log(event)
+            if replayed:
+                return
             if event["type"] == "train" and t.progress and not bar and event["step"] % every == 0:
                 echo(f"  step {event['step']} epoch {event['epoch']:.2f}: loss "
                      f"{event['loss']:.4f}, {event['examples_per_s']:.1f} examples/s")
@@ -234,12 +295,23 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
             weight_decay=t.weight_decay, warmup_ratio=t.warmup_ratio,
             max_grad_norm=t.max_grad_norm, eval_steps=t.eval_steps,
             patience=t.early_stopping_patience, metric=metric, seed=t.seed,
-            greater_is_better=metric not in LOWER_IS_BETTER, progress=bar)
-        res = fit(model, ids_train, y_train, pad, partial(task.loss_fn, spec=spec), evaluate,
-                  settings, log, getattr(task, "collate_targets", torch.tensor),
-                  after_step=method.after_step and partial(method.after_step, model),
-                  regularizer=method.regularizer and partial(method.regularizer, model))
-        log_file.close()
+            greater_is_better=metric not in LOWER_IS_BETTER, progress=bar,
+            gradient_accumulation_steps=t.gradient_accumulation_steps,
+            lr_scheduler=t.lr_scheduler, precision=precision, save_steps=t.save_steps or None,
+            save_total_limit=t.save_total_limit, checkpoint_dir=ckpt_dir,
+            checkpoint_config=C.to_yaml(cfg), resume_from=resume_from)
+        if resume_from is not None:
+            echo(f"tunelab: resuming from {resume_from}")
+        try:
+            res = fit(model, ids_train, y_train, pad, partial(task.loss_fn, spec=spec), evaluate,
+                      settings, log, getattr(task, "collate_targets", torch.tensor),
+                      after_step=method.after_step and partial(method.after_step, model),
+                      regularizer=method.regularizer and partial(method.regularizer, model),
+                      loss_units=getattr(task, "loss_units", count_examples))
+        finally:
+            log_file.close()
+            if tracker is not None:
+                tracker.close()
         if method.finalize:  # e.g. AdaLoRA: re-mask ranks after the best weights are restored
             method.finalize(model)
 
@@ -279,4 +351,5 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
         write_report(tmp, info, metrics, res.history, metric, task,
                      (final, final_logits, targets(final), spec))
         write_json(tmp / RUN_FILE, info)  # last: marks the folder complete
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the finished run supersedes its checkpoints
     return Path(t.output_dir), metrics

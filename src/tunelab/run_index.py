@@ -1,0 +1,117 @@
+"""``tunelab runs``: what is in a runs folder (finished, running, resumable, failed), and two
+runs side by side."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from tunelab.errors import TunelabError
+from tunelab.runs import RUN_FILE, read_run
+from tunelab.training.checkpoint import DONE, complete
+
+SUFFIX = ".checkpoints"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _key_metric(run: Path, info: dict) -> tuple[str, float | None]:
+    from tunelab.tasks import get_task
+
+    try:
+        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return "", None
+    metric = get_task(info["task"]).DEFAULT_METRIC
+    split = "test" if "test" in metrics else "validation"
+    return f"{split} {metric}", metrics.get(split, {}).get(metric)
+
+
+def list_runs(root: str | Path) -> list[dict]:
+    """One row per run in ``root``: name, status, task, model, method, metric, seconds."""
+    base = Path(root)
+    if not base.is_dir():
+        raise TunelabError(f"{base}: runs folder not found")
+    rows: dict[str, dict] = {}
+    for p in sorted(base.iterdir()):
+        if (p / RUN_FILE).is_file():
+            info = read_run(p)
+            name, value = _key_metric(p, info)
+            secs = json.loads((p / "metrics.json").read_text(encoding="utf-8")
+                              )["training"]["train_seconds"] if (p / "metrics.json").is_file() \
+                else None
+            rows[p.name] = {"run": p.name, "status": "finished", "task": info["task"],
+                            "model": info["base_model"]["source"], "method": info["method"],
+                            "metric": name, "value": value, "train_seconds": secs}
+        elif p.name.startswith(".") and ".partial-" in p.name:
+            run = p.name[1:].rsplit(".partial-", 1)
+            pid = int(run[1]) if run[1].isdigit() else 0
+            if pid and _alive(pid):
+                rows.setdefault(run[0], {"run": run[0], "status": f"running (pid {pid})"})
+        elif p.name.endswith(SUFFIX) and complete(p):
+            name = p.name[: -len(SUFFIX)]
+            last = complete(p)[-1]
+            state = json.loads((last / DONE).read_text(encoding="utf-8"))
+            cfg = yaml.safe_load((last / "config.yaml").read_text(encoding="utf-8")) \
+                if (last / "config.yaml").is_file() else {}
+            cfg = cfg or {}
+            row = rows.setdefault(name, {"run": name})
+            if "status" not in row:
+                row.update({"status": f"resumable (step {state['step']})",
+                            "task": cfg.get("task"), "model": cfg.get("model"),
+                            "method": cfg.get("method"),
+                            "train_seconds": state.get("train_seconds")})
+    return list(rows.values())
+
+
+def format_runs(rows: list[dict]) -> str:
+    head = ("run", "status", "task", "model", "method", "metric", "value", "train (s)")
+    lines = [head]
+    for r in rows:
+        v, s = r.get("value"), r.get("train_seconds")
+        lines.append((r["run"], r.get("status", ""), r.get("task") or "", r.get("model") or "",
+                      r.get("method") or "", r.get("metric") or "",
+                      f"{v:.4f}" if isinstance(v, float) else "",
+                      f"{s:.0f}" if isinstance(s, (int, float)) else ""))
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+                     for row in lines)
+
+
+def compare_runs(a: str | Path, b: str | Path) -> str:
+    """Settings that differ and every summary metric, side by side."""
+    ra, rb = Path(a), Path(b)
+    ia, ib = read_run(ra), read_run(rb)
+    ca = yaml.safe_load((ra / "config.yaml").read_text(encoding="utf-8"))
+    cb = yaml.safe_load((rb / "config.yaml").read_text(encoding="utf-8"))
+    ma = json.loads((ra / "metrics.json").read_text(encoding="utf-8"))
+    mb = json.loads((rb / "metrics.json").read_text(encoding="utf-8"))
+    rows = [("", ra.name, rb.name)]
+    for k in sorted(set(ca) | set(cb)):
+        if ca.get(k) != cb.get(k) and k != "output_dir":
+            rows.append((k, str(ca.get(k)), str(cb.get(k))))
+    rows.append(("trainable parameters", f"{ia['parameters']['trainable']:,}",
+                 f"{ib['parameters']['trainable']:,}"))
+    for split in ("validation", "test"):
+        for k, v in ma.get(split, {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                w = mb.get(split, {}).get(k)
+                rows.append((f"{split} {k}", f"{v:.4f}" if isinstance(v, float) else str(v),
+                             f"{w:.4f}" if isinstance(w, float) else str(w)))
+    for k in ("train_seconds", "examples_per_s", "peak_memory_mb"):
+        va, vb = ma["training"].get(k), mb["training"].get(k)
+        rows.append((k.replace("_", " "), f"{va:.1f}" if va is not None else "",
+                     f"{vb:.1f}" if vb is not None else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
