@@ -73,7 +73,10 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     pred = trainer.predict(test).predictions.argmax(-1)
     acc = float((pred == np.array(test.labels)).mean())
+    import resource
+
     out = {"reference": "transformers.Trainer", "train_seconds": seconds,
+           "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "examples_per_s": len(train) * a.epochs / seconds, "test_accuracy": acc,
            "epochs": a.epochs, "train_examples": len(train)}
     print(json.dumps(out))

@@ -49,8 +49,12 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 def cmd_train(a: argparse.Namespace) -> int:
     from tunelab.training.pipeline import run_training
 
+    import os
+
     overrides = {k: v for k, v in vars(a).items() if k in C.FIELDS}
     cfg = C.build(overrides, a.config)
+    if cfg.train.num_processes > 1 and "WORLD_SIZE" not in os.environ:
+        return launch(cfg.train.num_processes, a.argv)
     from tunelab.tasks import get_task
 
     from tunelab.training.loop import Interrupted
@@ -62,6 +66,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         print(f"tunelab: interrupted at step {e.step}{where}\nresume with the same command "
               "plus --resume", file=sys.stderr)
         return 130
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # the main process reports
     keys = get_task(cfg.data.task).SUMMARY_METRICS
     summary = {split: {k: metrics[split][k] for k in keys}
                for split in ("validation", "test") if split in metrics}
@@ -72,6 +78,18 @@ def cmd_train(a: argparse.Namespace) -> int:
     print(json.dumps(summary))
     print(f"run folder: {run_dir}\nreport:     {run_dir / 'report.html'}")
     return 0
+
+
+def launch(n: int, argv: list[str]) -> int:
+    """Run this same command in ``n`` data-parallel processes with torchrun (PyTorch's own
+    launcher; rendezvous on this machine). Returns the launcher's exit code."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={n}", "-m", "tunelab", *argv]
+    print(f"tunelab: starting {n} processes: torchrun --standalone --nproc-per-node={n} "
+          f"-m tunelab {' '.join(argv)}", file=sys.stderr, flush=True)
+    return subprocess.call(cmd)
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
@@ -287,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tunelab`` console script. Returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for relaunching under torchrun
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

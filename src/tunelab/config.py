@@ -109,7 +109,11 @@ class TrainArgs:
                              "checkpoint (in <output-dir>.checkpoints/)")
     resume_from: str | None = _f(None, "continue from this checkpoint folder")
     seed: int = _f(42, "random seed for weights, data order and dropout")
-    num_threads: int | None = _f(None, "CPU threads for PyTorch (default: all cores)")
+    num_threads: int | None = _f(None, "CPU threads for PyTorch per process (default: the cores "
+                                        "divided among the processes)")
+    num_processes: int = _f(1, "data-parallel processes on this machine, started with torchrun "
+                               "(each takes --batch-size examples per step); under accelerate "
+                               "launch or torchrun the launcher's count is used")
     progress: bool = _f(True, "show a progress bar (use --no-progress to hide it)")
     report_to: str = _f("tensorboard", "tensorboard (event files in <run>/tensorboard), mlflow "
                                        "(a local store in mlruns/ next to the run) or none")
@@ -238,6 +242,7 @@ def validate(cfg: RunConfig) -> None:
         (t.save_steps is None or t.save_steps >= 0, "save_steps", t.save_steps, "must be >= 0"),
         (t.report_to in ("tensorboard", "mlflow", "none"), "report_to", t.report_to,
          "must be tensorboard, mlflow or none"),
+        (t.num_processes >= 1, "num_processes", t.num_processes, "must be >= 1"),
         (t.save_total_limit >= 1, "save_total_limit", t.save_total_limit, "must be >= 1"),
         (t.learning_rate is None or t.learning_rate > 0, "learning_rate", t.learning_rate,
          "must be > 0"),

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from tunelab.data.batching import collate, length_grouped_batches, output_logits
 from tunelab.training import checkpoint
 from tunelab.training.checkpoint import LoopState
+from tunelab.training.distributed import Dist
 
 SCHEDULERS = ("linear", "cosine", "constant")
 
@@ -108,7 +109,8 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
         collate_targets: Callable[[list], torch.Tensor] = torch.tensor,
         after_step: Callable[[int], None] | None = None,
         regularizer: Callable[[], torch.Tensor] | None = None,
-        loss_units: Callable[[torch.Tensor], int] = count_examples) -> LoopResult:
+        loss_units: Callable[[torch.Tensor], int] = count_examples,
+        dist: Dist | None = None) -> LoopResult:
     """Train ``model`` in place and leave it holding the best validation weights.
 
     Args:
@@ -126,6 +128,9 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
         loss_units: how many units a micro-batch's mean loss is over. With accumulation each
             micro-batch's loss is weighted by its share of the step's units, so K micro-batches
             of B give the update of one batch of K*B (not a mean of per-micro-batch means).
+        dist: the process group; with W processes every optimizer step takes a batch of
+            B*K*W, each process its round-robin share, and the loss weights use the units of
+            all processes, so W processes give the update of one process with batch B*K*W.
     Returns:
         LoopResult with the best metric, where it was reached, and the full history.
     Raises:
@@ -133,9 +138,10 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
     """
     from transformers import get_scheduler
 
+    dist = dist or Dist()
     device = next(model.parameters()).device
     lengths = [len(x) for x in ids]
-    per_step = s.batch_size * s.gradient_accumulation_steps
+    per_step = s.batch_size * s.gradient_accumulation_steps * dist.world
     steps_per_epoch = math.ceil(len(ids) / per_step)
     total = max(1, math.ceil(s.epochs * steps_per_epoch))
     opt = torch.optim.AdamW(_param_groups(model, s.weight_decay), lr=s.learning_rate,
@@ -151,6 +157,7 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
         for event in st.history:
             log({**event, "replayed": True})
     trainable = [p for p in model.parameters() if p.requires_grad]
+    forward = dist.wrap(model)  # DistributedDataParallel across processes
     eval_seconds = 0.0  # excluded from training throughput
     t0, seconds_before = time.perf_counter(), st.train_seconds
 
@@ -207,20 +214,27 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
         while st.step < total and not stop:
             batches = length_grouped_batches(lengths, per_step, seed=s.seed + st.epoch)
             for big in batches[st.batch_in_epoch:]:
-                micro = [big[j:j + s.batch_size] for j in range(0, len(big), s.batch_size)]
+                mine = big[dist.rank::dist.world]
+                # a process with no example left in a short last batch still joins the
+                # gradient all-reduce, with a zero-weighted example
+                weight = 1.0 if mine else 0.0
+                mine = mine or big[:1]
+                micro = [mine[j:j + s.batch_size] for j in range(0, len(mine), s.batch_size)]
                 targets = [collate_targets([labels[i] for i in mb]) for mb in micro]
-                units = [loss_units(t) for t in targets]
-                n_units = max(1, sum(units))
+                units = [loss_units(t) * weight for t in targets]
+                # DDP averages gradients over processes: scale by world / all processes' units
+                n_units = max(1.0, dist.all_sum(sum(units))) / dist.world
                 step_loss = 0.0
                 for mb, tgt, n in zip(micro, targets, units):
                     inputs = {k: v.to(device) for k, v in collate([ids[i] for i in mb],
                                                                   pad_id).items()}
                     with _autocast(device, s.precision):
-                        logits = output_logits(model(**inputs))  # (B, K) or (B, T, K)
+                        logits = output_logits(forward(**inputs))  # (B, K) or (B, T, K)
                     loss = loss_fn(logits.float(), tgt.to(device)) * (n / n_units)
                     part = loss + regularizer() / len(micro) if regularizer else loss
                     scaler.scale(part).backward()
                     step_loss += loss.item()
+                step_loss = dist.all_sum(step_loss) / dist.world  # the global batch's loss
                 if s.max_grad_norm > 0:
                     scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(trainable, s.max_grad_norm)
@@ -258,7 +272,8 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
                     save_checkpoint()
                 if fault and fault[1] == st.step:
                     os.kill(os.getpid(), fault[0])
-                if interrupted and st.step < total:
+                # every process stops at the same step, or the others would wait forever
+                if dist.all_sum(float(interrupted)) > 0 and st.step < total:
                     bar.close()
                     raise Interrupted(st.step, save_checkpoint())
                 if stop or st.step >= total:

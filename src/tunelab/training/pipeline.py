@@ -6,6 +6,7 @@ Every input is read and validated before the model loads, so bad data fails in a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from tunelab.methods import count_parameters, get_method
 from tunelab.models import resolve_model
 from tunelab.runs import FORMAT_VERSION, RUN_FILE, check_output_dir, staged_dir, write_json
 from tunelab.tasks import LOWER_IS_BETTER, get_task
-from tunelab.training import checkpoint
+from tunelab.training import checkpoint, distributed
 from tunelab.training.loop import LoopSettings, count_examples, fit
 from tunelab.training.trackers import make_tracker
 
@@ -81,6 +82,10 @@ def peak_memory_mb() -> float:
 
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / (1024 * 1024) if sys.platform == "darwin" else kb / 1024
+
+
+def _silent(msg: str) -> None:
+    pass
 
 
 def _stderr(msg: str) -> None:
@@ -186,6 +191,10 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     """
     C.validate(cfg)
     d, t = cfg.data, cfg.train
+    dist = distributed.setup()
+    if not dist.is_main:
+        echo = _silent
+    t.num_processes = dist.world  # the run records how it was trained
     task = get_task(d.task)
     method = get_method(cfg.method.method)
     if d.task not in method.tasks:
@@ -233,16 +242,17 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
 
     # 3. model
     set_seed(t.seed)
-    torch.set_num_threads(t.num_threads or available_cores())
+    torch.set_num_threads(t.num_threads or max(1, available_cores() // dist.world))
     model = task.build_model(source.path, spec)
     align_pad(model, tokenizer)
-    precision = resolve_precision(t.precision, next(model.parameters()).device)
+    precision = resolve_precision(t.precision, dist.device)
     if t.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     head = task.head_module_names(model)
     per_step = t.batch_size * t.gradient_accumulation_steps
     total_steps = max(1, math.ceil(t.epochs * math.ceil(len(ids_train) / per_step)))
     model = method.apply(model, method_options(cfg, total_steps), head, task.PEFT_TASK_TYPE)
+    model.to(dist.device)
     trainable, total = count_parameters(model)
     lr = t.learning_rate or method.default_learning_rate
     echo(f"tunelab: {d.task} | {source.source} | method {method.name} | "
@@ -251,8 +261,14 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def split_logits(split: str):
-        return predict_logits(model, ids[split], pad, batch_size=max(64, t.batch_size),
-                              per_token=per_token)
+        """Logits of a split; across processes each predicts its share, then all gather."""
+        mine = distributed.shard(len(ids[split]), dist)
+        part = predict_logits(model, [ids[split][i] for i in mine], pad,
+                              batch_size=max(64, t.batch_size), per_token=per_token)
+        if dist.world == 1:
+            return part
+        rows = distributed.unshard(dist.gather(list(part)), len(ids[split]))
+        return rows if per_token else np.stack(rows)
 
     def evaluate(split: str = "validation", full: bool = False) -> dict:
         if hasattr(task, "evaluate_split"):  # e.g. generation: no logits over the vocabulary
@@ -266,9 +282,13 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
         echo(f"tunelab: scoring the model before fine-tuning on the {final} split")
         before = evaluate(final, full=True)
 
-    with staged_dir(t.output_dir, t.overwrite) as tmp:
-        log_file = open(tmp / "train_log.jsonl", "w", encoding="utf-8")
-        tracker = make_tracker(t.report_to, tmp, Path(t.output_dir), cfg.flat())
+    # only the main process writes: the others train and evaluate alongside it
+    with staged_dir(t.output_dir, t.overwrite) if dist.is_main else \
+            contextlib.nullcontext(None) as tmp:
+        log_file = open(tmp / "train_log.jsonl", "w", encoding="utf-8") if tmp else \
+            open(os.devnull, "w")
+        tracker = make_tracker(t.report_to, tmp, Path(t.output_dir), cfg.flat()) if tmp \
+            else None
 
         bar = t.progress and sys.stderr.isatty()
         # without a terminal (CI logs, nohup) print a plain line about every 10% instead
@@ -298,7 +318,8 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
             greater_is_better=metric not in LOWER_IS_BETTER, progress=bar,
             gradient_accumulation_steps=t.gradient_accumulation_steps,
             lr_scheduler=t.lr_scheduler, precision=precision, save_steps=t.save_steps or None,
-            save_total_limit=t.save_total_limit, checkpoint_dir=ckpt_dir,
+            save_total_limit=t.save_total_limit,
+            checkpoint_dir=ckpt_dir if dist.is_main else None,
             checkpoint_config=C.to_yaml(cfg), resume_from=resume_from)
         if resume_from is not None:
             echo(f"tunelab: resuming from {resume_from}")
@@ -307,7 +328,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
                       settings, log, getattr(task, "collate_targets", torch.tensor),
                       after_step=method.after_step and partial(method.after_step, model),
                       regularizer=method.regularizer and partial(method.regularizer, model),
-                      loss_units=getattr(task, "loss_units", count_examples))
+                      loss_units=getattr(task, "loss_units", count_examples), dist=dist)
         finally:
             log_file.close()
             if tracker is not None:
@@ -332,6 +353,8 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
             "metric_for_best": metric, f"best_validation_{metric}": res.best_metric,
             "peak_memory_mb": round(peak_memory_mb(), 1),
         }
+        if tmp is None:
+            return Path(t.output_dir), metrics
         method.save(model, tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "config.yaml").write_text(C.to_yaml(cfg), encoding="utf-8")
@@ -351,5 +374,6 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
         write_report(tmp, info, metrics, res.history, metric, task,
                      (final, final_logits, targets(final), spec))
         write_json(tmp / RUN_FILE, info)  # last: marks the folder complete
-    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the finished run supersedes its checkpoints
+    if dist.is_main:  # the finished run supersedes its checkpoints
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     return Path(t.output_dir), metrics

