@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,3 +62,21 @@ def test_two_processes_equal_one_with_the_same_global_batch(no_dropout_bert, toy
     import yaml
 
     assert yaml.safe_load((two / "config.yaml").read_text())["num_processes"] == 2
+
+
+def test_accelerate_launch_runs_two_processes(no_dropout_bert, toy_data, tmp_path):
+    """`accelerate launch --multi_gpu` (no GPU needed) starts 2 processes on gloo: half the
+    optimizer steps of one process, the run recorded as 2 processes."""
+    import yaml
+
+    out = tmp_path / "run"
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch",
+           "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
+           "no", "--dynamo_backend", "no", "-m", "tunelab", "train", "--model",
+           str(no_dropout_bert), "--train", str(toy_data["train"]), "--validation",
+           str(toy_data["validation"]), "--epochs", "1", "--batch-size", "8", "--max-length",
+           "32", "--output-dir", str(out), "--no-progress", "--report-to", "none"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert yaml.safe_load((out / "config.yaml").read_text())["num_processes"] == 2
+    assert json.loads((out / "metrics.json").read_text())["training"]["steps"] == 6
