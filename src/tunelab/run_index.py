@@ -4,38 +4,29 @@ runs side by side."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import yaml
 
 from tunelab.errors import TunelabError
-from tunelab.runs import RUN_FILE, read_run
+from tunelab.runs import RUN_FILE, pid_alive, read_run
 from tunelab.training.checkpoint import DONE, complete
 
 SUFFIX = ".checkpoints"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _key_metric(run: Path, info: dict) -> tuple[str, float | None]:
+def _key_metric(run: Path, info: dict) -> tuple[str, float | None, float | None]:
+    """(which metric, its value, training seconds) from the run's metrics.json."""
     from tunelab.tasks import get_task
 
     try:
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return "", None
+        return "", None, None
     metric = get_task(info["task"]).DEFAULT_METRIC
     split = "test" if "test" in metrics else "validation"
-    return f"{split} {metric}", metrics.get(split, {}).get(metric)
+    return (f"{split} {metric}", metrics.get(split, {}).get(metric),
+            metrics.get("training", {}).get("train_seconds"))
 
 
 def list_runs(root: str | Path) -> list[dict]:
@@ -47,17 +38,14 @@ def list_runs(root: str | Path) -> list[dict]:
     for p in sorted(base.iterdir()):
         if (p / RUN_FILE).is_file():
             info = read_run(p)
-            name, value = _key_metric(p, info)
-            secs = json.loads((p / "metrics.json").read_text(encoding="utf-8")
-                              )["training"]["train_seconds"] if (p / "metrics.json").is_file() \
-                else None
+            name, value, secs = _key_metric(p, info)
             rows[p.name] = {"run": p.name, "status": "finished", "task": info["task"],
                             "model": info["base_model"]["source"], "method": info["method"],
                             "metric": name, "value": value, "train_seconds": secs}
         elif p.name.startswith(".") and ".partial-" in p.name:
             run = p.name[1:].rsplit(".partial-", 1)
             pid = int(run[1]) if run[1].isdigit() else 0
-            if pid and _alive(pid):
+            if pid and pid_alive(pid):
                 rows.setdefault(run[0], {"run": run[0], "status": f"running (pid {pid})"})
         elif p.name.endswith(SUFFIX) and complete(p):
             name = p.name[: -len(SUFFIX)]

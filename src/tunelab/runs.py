@@ -36,16 +36,23 @@ def check_output_dir(output_dir: str | Path, overwrite: bool) -> None:
         raise TunelabError(f"{out}: cannot write to {probe} (permission denied)")
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one owned by another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _remove_stale_partials(out: Path) -> None:
     """Drop staging folders left by runs that were killed (SIGKILL cannot clean up)."""
     for p in out.parent.glob(f".{out.name}.partial-*"):
-        try:
-            pid = int(p.name.rsplit("-", 1)[1])
-            os.kill(pid, 0)  # still running: leave it alone
-        except ProcessLookupError:
+        suffix = p.name.rsplit("-", 1)[1]
+        if suffix.isdigit() and not pid_alive(int(suffix)):  # a live run is left alone
             shutil.rmtree(p, ignore_errors=True)
-        except (ValueError, PermissionError):
-            pass
 
 
 @contextmanager

@@ -102,6 +102,14 @@ def count_examples(targets: torch.Tensor) -> int:
     return int(targets.shape[0])
 
 
+def plan_steps(n_examples: int, batch_size: int, accumulation: int, world: int,
+               epochs: float) -> tuple[int, int]:
+    """(optimizer steps per epoch, total optimizer steps): each step takes
+    batch_size * accumulation * world examples."""
+    per_epoch = math.ceil(n_examples / (batch_size * accumulation * world))
+    return per_epoch, max(1, math.ceil(epochs * per_epoch))
+
+
 def _fault_injection() -> tuple[int, int] | None:
     """``TUNELAB_FAULT=kill@7`` (or ``int@7``) sends this process SIGKILL (SIGINT) after step
     7: how the crash and Ctrl-C tests interrupt a real run at a known point."""
@@ -152,8 +160,8 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
     device = next(model.parameters()).device
     lengths = [len(x) for x in ids]
     per_step = s.batch_size * s.gradient_accumulation_steps * dist.world
-    steps_per_epoch = math.ceil(len(ids) / per_step)
-    total = max(1, math.ceil(s.epochs * steps_per_epoch))
+    steps_per_epoch, total = plan_steps(len(ids), s.batch_size, s.gradient_accumulation_steps,
+                                        dist.world, s.epochs)
     opt = _adamw(model, s)
     sched = get_scheduler(s.lr_scheduler if s.lr_scheduler != "constant"
                           else "constant_with_warmup", opt,

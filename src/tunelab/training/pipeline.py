@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 from functools import partial
@@ -31,7 +30,7 @@ from tunelab.models import resolve_model
 from tunelab.runs import FORMAT_VERSION, RUN_FILE, check_output_dir, staged_dir, write_json
 from tunelab.tasks import LOWER_IS_BETTER, get_task
 from tunelab.training import checkpoint, distributed
-from tunelab.training.loop import LoopSettings, count_examples, fit
+from tunelab.training.loop import LoopSettings, count_examples, fit, plan_steps
 from tunelab.training.trackers import make_tracker
 
 
@@ -137,7 +136,7 @@ RESUME_MAY_CHANGE = {"output_dir", "overwrite", "resume", "resume_from", "progre
                      "num_threads", "save_steps", "save_total_limit", "report_to"}
 
 
-def find_resume_point(cfg: C.RunConfig, ckpt_dir: Path) -> Path | None:
+def find_resume_point(cfg: C.RunConfig, ckpt_dir: Path, is_main: bool = True) -> Path | None:
     """The checkpoint to continue from, or None for a fresh run; refuses to silently start
     over on top of an interrupted run's checkpoints, or to resume with different settings."""
     t = cfg.train
@@ -151,7 +150,8 @@ def find_resume_point(cfg: C.RunConfig, ckpt_dir: Path) -> Path | None:
             if found and not t.overwrite:
                 raise ConfigError(f"{ckpt_dir} holds checkpoints of an interrupted run: add "
                                   "--resume to continue it, or --overwrite to start over")
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            if is_main:  # only the main process writes (or deletes)
+                shutil.rmtree(ckpt_dir, ignore_errors=True)
             return None
         if not found:
             raise ConfigError(f"nothing to resume: no checkpoint in {ckpt_dir}")
@@ -205,7 +205,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
             raise ConfigError(f"missing required key '{key}' (--{key.replace('_', '-')})")
     check_output_dir(t.output_dir, t.overwrite)
     ckpt_dir = checkpoint.checkpoints_dir(t.output_dir)
-    resume_from = find_resume_point(cfg, ckpt_dir)
+    resume_from = find_resume_point(cfg, ckpt_dir, dist.is_main)
 
     # 1. data, validated before anything slow happens
     cols = getattr(task, "DEFAULT_COLUMNS", ("text", "label"))
@@ -249,8 +249,8 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     if t.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     head = task.head_module_names(model)
-    per_step = t.batch_size * t.gradient_accumulation_steps
-    total_steps = max(1, math.ceil(t.epochs * math.ceil(len(ids_train) / per_step)))
+    _, total_steps = plan_steps(len(ids_train), t.batch_size, t.gradient_accumulation_steps,
+                                dist.world, t.epochs)
     model = method.apply(model, method_options(cfg, total_steps), head, task.PEFT_TASK_TYPE)
     model.to(dist.device)
     trainable, total = count_parameters(model)
@@ -264,7 +264,8 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
         """Logits of a split; across processes each predicts its share, then all gather."""
         mine = distributed.shard(len(ids[split]), dist)
         part = predict_logits(model, [ids[split][i] for i in mine], pad,
-                              batch_size=max(64, t.batch_size), per_token=per_token)
+                              batch_size=max(64, t.batch_size), per_token=per_token) \
+            if mine else []  # a split smaller than the number of processes
         if dist.world == 1:
             return part
         rows = distributed.unshard(dist.gather(list(part)), len(ids[split]))
@@ -292,7 +293,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
 
         bar = t.progress and sys.stderr.isatty()
         # without a terminal (CI logs, nohup) print a plain line about every 10% instead
-        every = max(10, 10 * round(len(ids_train) * t.epochs / t.batch_size / 100))
+        every = max(10, 10 * round(total_steps / 100))
 
         def log(event: dict) -> None:
             replayed = event.pop("replayed", False)  # history of a resumed run: file only
