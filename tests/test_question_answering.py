@@ -128,6 +128,13 @@ def test_qa_trains_predicts_and_reloads(tiny_model_dir, qa_data, tmp_path, capsy
     assert [x["id"] for x in lines] == ["q0", "q1", "q2"]
     assert {"question", "answer", "start", "end", "score"} <= set(lines[0])
 
+    # the ONNX export (start and end logits per token) answers the same
+    assert main(["export", "--model-dir", str(out), "--format", "onnx", "--output-dir",
+                 str(tmp_path / "onnx")]) == 0
+    onnx = tunelab.load(tmp_path / "onnx").predict(
+        [{"question": r["question"], "context": r["context"]} for r in rows])
+    assert [p["answer"] for p in onnx] == [p["answer"] for p in preds]
+
 
 class _Stdin:
     def __init__(self, text: str) -> None:

@@ -74,6 +74,17 @@ def test_real_minilm_learns_and_reloads(method, min_acc, small_real, tmp_path):
         with torch.no_grad():
             logits = plain(**tok(TEXTS, padding=True, return_tensors="pt")).logits.numpy()
         np.testing.assert_allclose(logits, m.logits(TEXTS), atol=1e-4)
+    if method == "full":  # the real graph gets ONNX Runtime's fusions; int8 keeps accuracy
+        from tunelab.export import export_model
+
+        rec = export_model(out, tmp_path / "int8", "onnx", quantize="int8",
+                           eval_data=str(small_real["test"]), log=lambda *_: None)
+        assert "Attention" in rec["fusions"], rec
+        assert rec["parity_fp32"]["max_abs_logit_diff"] < 1e-3, rec
+        assert abs(rec["metrics_after"]["accuracy"] - rec["metrics_before"]["accuracy"]) \
+            <= 0.02, rec
+        assert [p["label"] for p in tunelab.load(tmp_path / "int8").predict(TEXTS)] == \
+            ["positive", "negative"]
 
 
 def test_real_minilm_regression_beats_mean_baseline(tmp_path):

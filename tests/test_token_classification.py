@@ -77,6 +77,16 @@ def test_ner_cli_end_to_end(tiny_model_dir, ner_data, tmp_path, capsys):
     assert metrics["f1"] == pytest.approx(summary["test"]["f1"])
     assert set(metrics["per_type"]) == {"PER", "LOC"}
 
+    # the ONNX export (per-token outputs, dynamic sequence axis) finds the same entities
+    assert main(["export", "--model-dir", str(out), "--format", "onnx", "--output-dir",
+                 str(tmp_path / "onnx")]) == 0
+    onnx = tunelab.load(tmp_path / "onnx")
+    got = onnx.predict(text)["entities"]
+    assert [(e["text"], e["start"], e["end"]) for e in got] == \
+        [(e["text"], e["start"], e["end"]) for e in ents]
+    assert [e["score"] for e in got] == pytest.approx([e["score"] for e in ents], abs=1e-4)
+    assert onnx.evaluate(str(ner_data["test"]))["f1"] == pytest.approx(metrics["f1"])
+
 
 def test_schemes_convert_to_the_same_spans():
     bioes = ["B-PER", "E-PER", "O", "S-LOC", "B-ORG", "I-ORG", "E-ORG"]

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from tunelab.data.batching import predict_logits, tokenize
+from tunelab.errors import TunelabError
 from tunelab.methods import get_method
 from tunelab.models import resolve_model
 from tunelab.runs import read_run
@@ -85,11 +86,12 @@ class TunedModel:
 
 
 def load(path: str | os.PathLike, device: str | None = None) -> TunedModel:
-    """Load a tunelab run folder for prediction.
+    """Load a run folder or an export folder for prediction, on the fastest backend it has.
 
     Args:
-        path: the folder written by ``tunelab train``.
-        device: torch device; default CPU (or CUDA when available).
+        path: a folder written by ``tunelab train`` or ``tunelab export``.
+        device: torch device; default CPU (or CUDA when available). ONNX exports run on
+            ONNX Runtime's CPU provider.
     Returns:
         TunedModel ready for ``predict``.
     """
@@ -100,6 +102,14 @@ def load(path: str | os.PathLike, device: str | None = None) -> TunedModel:
     quiet_transformers()
     run_dir = Path(path)
     info = read_run(run_dir)
+    export = info.get("export") or {}
+    check_files(run_dir, export)
+    _set_threads()
+    tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
+    if export.get("format") == "onnx":
+        from tunelab.backends import OnnxModule
+
+        return TunedModel(run_dir, info, OnnxModule(run_dir / "model.onnx"), tokenizer)
     task = get_task(info["task"])
     method = get_method(info["method"])
     base = info["base_model"]
@@ -107,9 +117,37 @@ def load(path: str | os.PathLike, device: str | None = None) -> TunedModel:
     base_path = resolve_model(base["source"]).path if base["kind"] == "alias" else base["path"]
     spec = info.get("target") or {"labels": list(info["labels"])}
     model = method.load(run_dir, lambda p: task.build_model(p, spec), base_path)
-    tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
     align_pad(model, tokenizer)
     model.eval()
+    if export.get("quantize") == "int8":  # hf export: float weights on disk, int8 in memory
+        from tunelab.backends import quantize_torch_int8
+
+        return TunedModel(run_dir, info, quantize_torch_int8(model), tokenizer)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(dev)
     return TunedModel(run_dir, info, model, tokenizer)
+
+
+def check_files(folder: Path, export: dict) -> None:
+    """A clear error naming the first missing file of an incomplete folder."""
+    if export.get("format") == "onnx":
+        need = ["model.onnx", "config.json", "tokenizer_config.json"]
+    elif export:
+        need = ["config.json", "model.safetensors", "tokenizer_config.json"]
+    else:
+        need = ["tokenizer_config.json"]
+    for name in need:
+        if not (folder / name).is_file():
+            what = "export" if export else "run"
+            again = "tunelab export" if export else "tunelab train"
+            raise TunelabError(f"{folder}: incomplete {what} folder, {name} is missing "
+                               f"(re-create it with `{again}`)")
+
+
+def _set_threads() -> None:
+    """One intra-op thread per core this process may use (a container's share, not the
+    host's count, which oversubscribes and slows everything down)."""
+    from tunelab.backends import cpu_threads
+
+    if torch.get_num_threads() > cpu_threads():
+        torch.set_num_threads(cpu_threads())

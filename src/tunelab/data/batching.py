@@ -70,13 +70,17 @@ def predict_logits(model: torch.nn.Module, ids: list[list[int]], pad_id: int,
         (N, num_labels) float32; with ``per_token`` a list of (len(ids[i]), num_labels) arrays.
     """
     was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    if was_training:  # switching walks every module: a cost per call a server notices
+        model.eval()
+    from tunelab.backends import model_device
+
+    device = model_device(model)
     out: list[np.ndarray | None] = [None] * len(ids)
     for batch in sorted_batches([len(x) for x in ids], batch_size):
         tensors = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id).items()}
         logits = output_logits(model(**tensors)).float().cpu().numpy()
         for i, row in zip(batch, logits):
             out[i] = row[: len(ids[i])] if per_token else row  # drop padding positions
-    model.train(was_training)
+    if was_training:
+        model.train()
     return out if per_token else np.stack(out)  # type: ignore[return-value,arg-type]

@@ -1,5 +1,5 @@
-"""Exports of a run folder: merged Transformers folders (more formats build on this)."""
+"""Exports of a run folder: merged Transformers folders, ONNX graphs, int8, pruned."""
 
-from tunelab.export.merge import export_merged
+from tunelab.export.build import FORMATS, export_merged, export_model
 
-__all__ = ["export_merged"]
+__all__ = ["FORMATS", "export_merged", "export_model"]

@@ -1,0 +1,306 @@
+"""The FastAPI app of ``tunelab serve``.
+
+    GET  /healthz                      alive (no key needed)
+    GET  /readyz                       200 once every model is loaded, else 503
+    GET  /metrics                      Prometheus text format
+    GET  /v1/models                    name, task, labels, method, metrics, backend
+    POST /v1/models/{name}/predict     {"inputs": "text" | ["text", ...]}  (question answering:
+                                       {"question", "context"} objects)
+    POST /v1/models/{name}/reload      re-read the model folder (admin key), no request dropped
+
+With a keys file every ``/v1`` call needs ``Authorization: Bearer <key>``: 401 without a
+valid key, 403 for a reload with a user key, 429 past the per-key rate limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from tunelab.serving import metrics
+from tunelab.serving.batcher import MicroBatcher
+from tunelab.serving.guard import RateLimiter, mask_personal_data
+from tunelab.serving.keys import ApiKey, match, read_keys
+from tunelab.serving.settings import ServeSettings
+
+log = logging.getLogger("tunelab.serve")
+_MODEL_PATH = re.compile(r"^/v1/models/([^/]+)/(predict|reload)$")
+
+
+class QAInput(BaseModel):
+    """One question about one context (question-answering models)."""
+
+    model_config = ConfigDict(extra="forbid")
+    question: str
+    context: str
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"inputs": "a gorgeous, moving film"},
+        {"inputs": ["great phone", "broke in a day"]}]})
+    inputs: str | list[str] | QAInput | list[QAInput] = Field(
+        description="one text or a list of texts; question answering: one or a list of "
+                    "{question, context} objects")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    predictions: list[dict[str, Any]] = Field(
+        description="one per input, in order. Text classification: label, score, "
+                    "probabilities; regression: value; multi-label: labels, scores; token "
+                    "classification: entities (text, type, start, end, score); question "
+                    "answering: answer, start, end, score; generation: generated")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    task: str
+    labels: list[str]
+    method: str
+    backend: str
+    folder: str
+    loaded_at: str
+    metrics: dict[str, Any]
+    export: dict[str, Any] | None = None
+
+
+class Served:
+    """One model: its folder, the loaded model and its batcher."""
+
+    def __init__(self, name: str, folder: str, settings: ServeSettings) -> None:
+        self.name, self.folder, self.settings = name, folder, settings
+        self.model = None
+        self.loaded_at = ""
+        self.batcher = MicroBatcher(self._predict, settings.max_batch_size,
+                                    settings.max_wait_ms / 1000.0,
+                                    on_batch=lambda n: metrics.BATCH.labels(name).observe(n))
+
+    def _predict(self, items: list) -> list:
+        return self.model.predict(items, batch_size=max(len(items), 1))
+
+    def load(self) -> None:
+        import tunelab
+
+        model = tunelab.load(self.folder)
+        self.model, self.loaded_at = model, datetime.now(timezone.utc).isoformat(
+            timespec="seconds")
+
+    def info(self) -> dict:
+        m = self.model
+        scores = {}
+        f = Path(self.folder) / "metrics.json"
+        if f.is_file():
+            data = json.loads(f.read_text(encoding="utf-8"))
+            scores = {k: v for k, v in (data.get("test") or data.get("validation") or {}).items()
+                      if isinstance(v, (int, float))}
+        backend = "onnxruntime" if type(m.model).__name__ == "OnnxModule" else "pytorch"
+        return {"name": self.name, "task": m.task_name, "labels": m.labels, "method": m.method,
+                "backend": backend, "folder": self.folder, "loaded_at": self.loaded_at,
+                "metrics": scores, "export": m.info.get("export")}
+
+
+def _status(code: int, detail: str, **headers: str) -> HTTPException:
+    return HTTPException(status_code=code, detail=detail, headers=headers or None)
+
+
+def require_json(request: Request) -> None:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise _status(415, "send the body as JSON with Content-Type: application/json")
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    """The app for ``settings``; models load in the background once it starts."""
+    _configure_logging()
+    keys: list[ApiKey] = read_keys(settings.api_keys_file) if settings.api_keys_file else []
+    limiter = RateLimiter(settings.rate_limit)
+    served = {name: Served(name, folder, settings) for name, folder in settings.models.items()}
+    state: dict[str, Any] = {"ready": False, "error": None}
+
+    async def load_all() -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            for s in served.values():
+                await loop.run_in_executor(None, s.load)
+                log.info("model %s loaded from %s", s.name, s.folder)
+            state["ready"] = True
+        except Exception as e:  # reported by /readyz; the process stays up for /healthz
+            state["error"] = f"{type(e).__name__}: {e}"
+            log.error("loading models failed: %s", state["error"])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for s in served.values():
+            s.batcher.start()
+        loader = asyncio.create_task(load_all())
+        yield
+        loader.cancel()
+        for s in served.values():  # uvicorn has let in-flight requests finish by now
+            await s.batcher.close()
+
+    app = FastAPI(title="tunelab", version=_version(), lifespan=lifespan,
+                  max_body_size=settings.max_body_bytes,
+                  description="Predict with fine-tuned tunelab models. With an API keys file, "
+                              "/v1 calls need `Authorization: Bearer <key>`.")
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        t0 = time.perf_counter()
+        path = request.url.path
+        m = _MODEL_PATH.match(path)
+        model = m.group(1) if m and m.group(1) in served else "-"
+        endpoint = m.group(2) if m else ("models" if path == "/v1/models" else "other")
+        if path.startswith("/v1/"):
+            response = _authorize(request, keys, limiter)
+        else:
+            response = None
+        if response is None:
+            response = await call_next(request)
+        metrics.REQUESTS.labels(model, endpoint, str(response.status_code)).inc()
+        if m or endpoint == "models":
+            metrics.LATENCY.labels(model, endpoint).observe(time.perf_counter() - t0)
+        return response
+
+    def get(name: str) -> Served:
+        s = served.get(name)
+        if s is None:
+            raise _status(404, f"unknown model {name!r}; served: {', '.join(served)}")
+        if s.model is None:
+            raise _status(503, f"model {name!r} is still loading", **{"Retry-After": "1"})
+        return s
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready yet"}})
+    def readyz():
+        if state["ready"]:
+            return {"status": "ready", "models": list(served)}
+        body = {"status": "loading" if state["error"] is None else "failed",
+                "error": state["error"]}
+        return JSONResponse(body, status_code=503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        data, ctype = metrics.render()
+        return Response(data, media_type=ctype)
+
+    @app.get("/v1/models", response_model=list[ModelInfo], tags=["models"])
+    def list_models() -> list[dict]:
+        return [s.info() for s in served.values() if s.model is not None]
+
+    @app.post("/v1/models/{name}/predict", response_model=PredictResponse, tags=["models"],
+              dependencies=[Depends(require_json)],
+              responses={401: {"description": "missing or invalid API key"},
+                         404: {"description": "unknown model"},
+                         413: {"description": "body or number of texts over the limit"},
+                         415: {"description": "not JSON"},
+                         429: {"description": "rate limit"}})
+    async def predict(name: str, body: PredictRequest, request: Request) -> dict:
+        s = get(name)
+        items = body.inputs if isinstance(body.inputs, list) else [body.inputs]
+        _check_inputs(items, s, settings)
+        plain = [x.model_dump() if isinstance(x, QAInput) else x for x in items]
+        metrics.QUEUE.labels(name).inc()
+        try:
+            outs = await s.batcher.submit(plain)
+        finally:
+            metrics.QUEUE.labels(name).dec()
+        metrics.TEXTS.labels(name).inc(len(plain))
+        if settings.log_requests:
+            key = getattr(request.state, "key", None)
+            shown = [mask_personal_data(x if isinstance(x, str) else json.dumps(x,
+                                                                                ensure_ascii=False))
+                     [:200] for x in plain]
+            log.info("predict model=%s key=%s texts=%d %s", name, key.name if key else "-",
+                     len(plain), json.dumps(shown, ensure_ascii=False))
+        return {"model": name, "predictions": outs}
+
+    @app.post("/v1/models/{name}/reload", response_model=ModelInfo, tags=["models"],
+              responses={403: {"description": "needs an admin key"}})
+    async def reload(name: str, request: Request) -> dict:
+        key = getattr(request.state, "key", None)
+        if keys and (key is None or not key.admin):
+            raise _status(403, "reloading a model needs an admin key")
+        s = get(name)
+        import tunelab
+
+        fresh = await asyncio.get_running_loop().run_in_executor(None, tunelab.load, s.folder)
+        s.model = fresh  # the batch in flight finishes on the old model; the next uses this
+        s.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        log.info("model %s reloaded from %s", name, s.folder)
+        return s.info()
+
+    return app
+
+
+def _authorize(request: Request, keys: list[ApiKey], limiter: RateLimiter):
+    """None if the request may go on, else the 401/429 response."""
+    if keys:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        key = match(keys, token.strip()) if scheme.lower() == "bearer" and token else None
+        if key is None:
+            return JSONResponse({"detail": "missing or invalid API key"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
+        request.state.key = key
+        who = f"key:{key.name}"
+    else:
+        who = f"addr:{request.client.host if request.client else '-'}"
+    wait = limiter.check(who)
+    if wait > 0:
+        return JSONResponse({"detail": "rate limit exceeded; retry later"}, status_code=429,
+                            headers={"Retry-After": str(max(1, round(wait)))})
+    return None
+
+
+def _check_inputs(items: list, s: Served, settings: ServeSettings) -> None:
+    if not items:
+        raise _status(422, "inputs is empty: send one text or a non-empty list")
+    if len(items) > settings.max_texts:
+        raise _status(413, f"{len(items)} inputs in one request; the limit is "
+                           f"{settings.max_texts}")
+    qa = s.model.task_name == "question-answering"
+    for i, x in enumerate(items):
+        if qa != isinstance(x, QAInput):
+            need = "{question, context} objects" if qa else "texts (strings)"
+            raise _status(422, f"model {s.name!r} ({s.model.task_name}) takes {need}")
+        text = x.context + x.question if qa else x
+        if len(text) > settings.max_text_chars:
+            raise _status(422, f"input {i} has {len(text)} characters; the limit is "
+                               f"{settings.max_text_chars}")
+        if not text.strip():
+            raise _status(422, f"input {i} is empty")
+
+
+def _configure_logging() -> None:
+    """Our lines on stderr next to uvicorn's, once per process."""
+    if not log.handlers:
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("%(levelname)s:     tunelab: %(message)s"))
+        log.addHandler(h)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def _version() -> str:
+    from tunelab import __version__
+
+    return __version__
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's factory in every worker process: settings come from the environment."""
+    return create_app(ServeSettings.from_env())

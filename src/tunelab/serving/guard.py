@@ -1,0 +1,48 @@
+"""Per-key rate limiting and masking of personal data in request logs."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+# order matters: ID-card numbers before phone numbers (both are digit runs)
+_PATTERNS = [
+    ("<email>", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
+    # mainland China resident ID: 17 digits + digit or X
+    ("<id>", re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)")),
+    # phone numbers: +country, separators, 7+ digits (also 11-digit mainland mobiles)
+    ("<phone>", re.compile(r"(?<!\w)(?:\+\d{1,3}[\s-]?)?(?:\(\d{1,4}\)[\s-]?)?"
+                           r"\d[\d\s-]{5,}\d(?!\w)")),
+]
+
+
+def mask_personal_data(text: str) -> str:
+    """Replace e-mail addresses, ID-card numbers and phone numbers with placeholders."""
+    for placeholder, pattern in _PATTERNS:
+        text = pattern.sub(placeholder, text)
+    return text
+
+
+class RateLimiter:
+    """A token bucket per key: ``per_minute`` requests a minute, bursts up to that many."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self.buckets: dict[str, tuple[float, float]] = {}
+        self.lock = threading.Lock()
+
+    def check(self, key: str) -> float:
+        """0 if the request may go ahead, else the seconds until it may."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        with self.lock:
+            tokens, last = self.buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self.buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self.buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
