@@ -356,9 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="two run folders: differing settings and metrics side by side")
     r.set_defaults(func=cmd_runs)
 
-    from tunelab.serving.launch import add_parsers
+    from tunelab.functions.cli import add_parsers as function_parsers
+    from tunelab.serving.launch import add_parsers as serving_parsers
 
-    add_parsers(sub)
+    serving_parsers(sub)
+    function_parsers(sub)
 
     for name, fn, help_ in (("models", cmd_models, "list the offline model aliases"),
                             ("methods", cmd_methods, "list fine-tuning methods"),

@@ -7,6 +7,8 @@
     POST /v1/models/{name}/predict     {"inputs": "text" | ["text", ...]}  (question answering:
                                        {"question", "context"} objects)
     POST /v1/models/{name}/reload      re-read the model folder (admin key), no request dropped
+    POST /v1/functions/{name}          with --functions: analyze_sentiment, classify, ... with
+                                       their arguments as a JSON object
 
 With a keys file every ``/v1`` call needs ``Authorization: Bearer <key>``: 401 without a
 valid key, 403 for a reload with a user key, 429 past the per-key rate limit.
@@ -15,6 +17,7 @@ valid key, 403 for a reload with a user key, 429 past the per-key rate limit.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import re
@@ -28,6 +31,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from tunelab.functions import FUNCTIONS
 from tunelab.serving import metrics
 from tunelab.serving.batcher import MicroBatcher
 from tunelab.serving.guard import RateLimiter, mask_personal_data
@@ -35,6 +39,8 @@ from tunelab.serving.keys import ApiKey, match, read_keys
 from tunelab.serving.settings import ServeSettings
 
 log = logging.getLogger("tunelab.serve")
+# the path parameter of /v1/functions/{name}: OpenAPI lists the functions by name
+FunctionName = enum.Enum("FunctionName", {n: n for n in FUNCTIONS}, type=str)
 SUB_BATCH = 8
 _MODEL_PATH = re.compile(r"^/v1/models/([^/]+)/(predict|reload)$")
 
@@ -164,7 +170,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         path = request.url.path
         m = _MODEL_PATH.match(path)
         model = m.group(1) if m and m.group(1) in served else "-"
-        endpoint = m.group(2) if m else ("models" if path == "/v1/models" else "other")
+        endpoint = m.group(2) if m else ("models" if path == "/v1/models" else
+                                         "function" if path.startswith("/v1/functions/")
+                                         else "other")
         if path.startswith("/v1/"):
             response = _authorize(request, keys, limiter)
         else:
@@ -172,7 +180,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if response is None:
             response = await call_next(request)
         metrics.REQUESTS.labels(model, endpoint, str(response.status_code)).inc()
-        if m or endpoint == "models":
+        if m or endpoint in ("models", "function"):
             metrics.LATENCY.labels(model, endpoint).observe(time.perf_counter() - t0)
         return response
 
@@ -247,7 +255,54 @@ def create_app(settings: ServeSettings) -> FastAPI:
         log.info("model %s reloaded from %s", name, s.folder)
         return s.info()
 
+    if settings.functions:
+        _add_function_routes(app, settings)
     return app
+
+
+def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
+    """``POST /v1/functions/{name}``: the task functions of :mod:`tunelab.functions`, their
+    arguments as a JSON object, backed by the model registry (``tunelab register``)."""
+    import dataclasses
+    import inspect
+
+    from tunelab.errors import TunelabError
+
+    @app.post("/v1/functions/{name}", tags=["functions"],
+              dependencies=[Depends(require_json)],
+              responses={404: {"description": "no model registered for the function"}})
+    async def call_function(name: FunctionName, args: dict[str, Any]) -> dict:
+        """Call a task function; the body holds its arguments, e.g. {"text": "..."}
+        (`tunelab functions --schema` lists them)."""
+        name = name.value
+        fn = FUNCTIONS[name]
+        params = inspect.signature(fn).parameters
+        extra = set(args) - set(params)
+        missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty
+                   and k not in args]
+        if extra or missing:
+            raise _status(422, f"{name} takes {', '.join(params)}"
+                               + (f"; unknown: {', '.join(sorted(extra))}" if extra else "")
+                               + (f"; missing: {', '.join(missing)}" if missing else ""))
+        for k, v in args.items():
+            texts = v if isinstance(v, list) else [v]
+            if isinstance(v, list) and len(v) > settings.max_texts:
+                raise _status(413, f"{k} has {len(v)} items; the limit is {settings.max_texts}")
+            if any(isinstance(t, str) and len(t) > settings.max_text_chars for t in texts):
+                raise _status(422, f"{k} is longer than {settings.max_text_chars} characters")
+            kind = type(params[k].default) if params[k].default is not inspect.Parameter.empty \
+                else str
+            if not all(isinstance(t, kind) and (kind is not str or t.strip()) for t in texts) \
+                    or (isinstance(v, list) and not v):
+                raise _status(422, f"{k} must be a non-empty {kind.__name__}"
+                                   + (" or a list of them" if kind is str else ""))
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(None, lambda: fn(**args))
+        except TunelabError as e:  # no model registered, or one of the wrong task
+            raise _status(404, str(e)) from None
+        as_json = (lambda r: dataclasses.asdict(r) if dataclasses.is_dataclass(r)
+                   else [as_json(x) for x in r] if isinstance(r, list) else r)
+        return {"function": name, "result": as_json(result)}
 
 
 def _authorize(request: Request, keys: list[ApiKey], limiter: RateLimiter):

@@ -30,8 +30,6 @@ def parse_models(specs: list[str]) -> dict[str, str]:
         info = read_run(folder)
         check_files(Path(folder), info.get("export") or {})
         models[name] = str(Path(folder).resolve())
-    if not models:
-        raise TunelabError("give at least one --model NAME=DIR")
     return models
 
 
@@ -75,7 +73,7 @@ def add_parsers(sub) -> None:
                "  curl -H 'Authorization: Bearer KEY' -H 'Content-Type: application/json' \\\n"
                "       -d '{\"inputs\": [\"great phone\"]}' "
                "http://127.0.0.1:8000/v1/models/sentiment/predict")
-    s.add_argument("--model", action="append", default=[], metavar="NAME=DIR", required=True,
+    s.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
                    help="a model to serve under NAME (repeat for more)")
     s.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only)")
@@ -101,6 +99,9 @@ def add_parsers(sub) -> None:
     s.add_argument("--log-requests", action="store_true",
                    help="log each prediction request, with e-mails, phone and ID numbers "
                         "masked")
+    s.add_argument("--functions", action="store_true",
+                   help="also serve the task functions (POST /v1/functions/NAME: "
+                        "analyze_sentiment, classify, ...) backed by the model registry")
     s.set_defaults(func=cmd_serve)
 
     k = sub.add_parser("keys", allow_abbrev=False, help="make API keys for `tunelab serve`")
@@ -115,11 +116,14 @@ def add_parsers(sub) -> None:
 
 
 def cmd_serve(a) -> int:
+    if not a.model and not a.functions:
+        raise TunelabError("give at least one --model NAME=DIR, or --functions")
     settings = ServeSettings(
         models=parse_models(a.model), api_keys_file=a.api_keys_file,
         max_batch_size=a.max_batch_size, max_wait_ms=a.max_wait_ms,
         max_body_bytes=a.max_body_bytes, max_texts=a.max_texts,
-        max_text_chars=a.max_text_chars, rate_limit=a.rate_limit, log_requests=a.log_requests)
+        max_text_chars=a.max_text_chars, rate_limit=a.rate_limit, log_requests=a.log_requests,
+        functions=a.functions)
     serve(settings, a.host, a.port, a.workers)
     return 0
 

@@ -25,6 +25,7 @@ class ServeSettings:
         rate_limit: requests per minute per API key (per client address without keys);
             0 turns it off. Counted per worker process.
         log_requests: one log line per request, personal data in texts masked.
+        functions: serve the task functions (POST /v1/functions/NAME) from the registry.
     """
 
     models: dict[str, str] = field(default_factory=dict)
@@ -36,6 +37,7 @@ class ServeSettings:
     max_text_chars: int = 10_000
     rate_limit: int = 600
     log_requests: bool = False
+    functions: bool = False
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

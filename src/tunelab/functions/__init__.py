@@ -1,0 +1,138 @@
+"""Typed functions backed by fine-tuned models: call them, do not think about run folders.
+
+    >>> from tunelab.functions import analyze_sentiment, extract_entities
+    >>> analyze_sentiment("the battery died after a day")
+    Sentiment(label='negative', score=0.97)
+
+Each function finds its model through the registry (``tunelab register NAME FOLDER``, see
+:mod:`tunelab.functions.registry`), loads it once, and is safe to call from many threads.
+A list in gives a list out. ``tunelab functions --schema`` prints these signatures as JSON
+Schema tool definitions, generated from the code below.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from tunelab.functions.registry import model_for
+
+
+@dataclass(frozen=True)
+class Sentiment:
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Label:
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Entity:
+    text: str
+    type: str
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+def _run(name: str, task: str, items: list):
+    return model_for(name, task).predict(items)
+
+
+def analyze_sentiment(text: str | list[str]) -> Sentiment | list[Sentiment]:
+    """Sentiment of a text: its label (e.g. positive or negative) and the model's confidence.
+
+    Args:
+        text: the text to judge, or a list of texts.
+    """
+    out = [Sentiment(p["label"], float(p["score"]))
+           for p in _run("analyze_sentiment", "text-classification", _listed(text))]
+    return out if isinstance(text, list) else out[0]
+
+
+def classify(text: str | list[str], model: str = "classify") -> Label | list[Label]:
+    """Classify a text with a fine-tuned classifier (topic, intent, ...).
+
+    Args:
+        text: the text to classify, or a list of texts.
+        model: registry name of the classifier to use.
+    """
+    out = [Label(p["label"], float(p["score"]))
+           for p in _run(model, "text-classification", _listed(text))]
+    return out if isinstance(text, list) else out[0]
+
+
+def score(text: str | list[str], model: str = "score") -> float | list[float]:
+    """A numeric score for a text (e.g. a rating) from a fine-tuned regression model.
+
+    Args:
+        text: the text to score, or a list of texts.
+        model: registry name of the regression model to use.
+    """
+    out = [float(p["value"]) for p in _run(model, "regression", _listed(text))]
+    return out if isinstance(text, list) else out[0]
+
+
+def extract_entities(text: str | list[str]) -> list[Entity] | list[list[Entity]]:
+    """Named entities in a text, with their type and character offsets.
+
+    Args:
+        text: the text to search, or a list of texts.
+    """
+    out = [[Entity(e["text"], e["type"], int(e["start"]), int(e["end"]), float(e["score"]))
+            for e in p["entities"]]
+           for p in _run("extract_entities", "token-classification", _listed(text))]
+    return out if isinstance(text, list) else out[0]
+
+
+def answer(question: str, context: str) -> Answer:
+    """The span of the context that answers the question.
+
+    Args:
+        question: what to ask.
+        context: the text that holds the answer.
+    """
+    p = _run("answer", "question-answering", [{"question": question, "context": context}])[0]
+    return Answer(p["answer"], int(p["start"]), int(p["end"]), float(p["score"]))
+
+
+_generate_lock = threading.Lock()
+
+
+def generate(prompt: str | list[str], max_new_tokens: int = 32) -> str | list[str]:
+    """Text generated from a prompt by a fine-tuned generation model.
+
+    Args:
+        prompt: the prompt, or a list of prompts.
+        max_new_tokens: most tokens to generate.
+    """
+    m = model_for("generate", "generation")
+    with _generate_lock:  # the token budget is part of the shared model's spec
+        old, m.spec["max_new_tokens"] = m.spec["max_new_tokens"], int(max_new_tokens)
+        try:
+            out = [p["generated"] for p in m.predict(_listed(prompt))]
+        finally:
+            m.spec["max_new_tokens"] = old
+    return out if isinstance(prompt, list) else out[0]
+
+
+def _listed(x) -> list:
+    return list(x) if isinstance(x, list) else [x]
+
+
+FUNCTIONS = {f.__name__: f for f in (analyze_sentiment, classify, score, extract_entities,
+                                     answer, generate)}
+
+__all__ = ["Answer", "Entity", "FUNCTIONS", "Label", "Sentiment", *FUNCTIONS]

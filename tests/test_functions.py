@@ -1,0 +1,205 @@
+"""Task functions on tiny registered models: types and values, the registry, thread safety,
+the generated tool schemas, and the HTTP function endpoints."""
+
+from __future__ import annotations
+
+import json
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+import tunelab
+from conftest import toy_rows, write_csv
+from tunelab.cli import main
+from tunelab.errors import TunelabError
+
+SAMPLE = ["good great film", "awful bad plot", "fine"]
+
+
+def _train(args: list[str]) -> None:
+    train = args[args.index("--train") + 1]  # plumbing tests: validate on the training file
+    assert main(["train", "--epochs", "2", "--batch-size", "16", "--learning-rate", "3e-3",
+                 "--no-progress", "--report-to", "none", "--validation", train, *args]) == 0
+
+
+@pytest.fixture(scope="module")
+def runs(trained_runs, tiny_model_dir, tmp_path_factory):
+    """One tiny run per task (a couple of epochs: the tests check types and plumbing)."""
+    from test_generation import _rows as gen_rows
+    from test_generation import _tokenizer
+    from test_question_answering import _row as qa_row
+    from test_token_classification import _sentence
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    d = tmp_path_factory.mktemp("fn")
+    rows = toy_rows(64, 5)
+    for r in rows:
+        r["rating"] = 1.0 if r["label"] == "positive" else -1.0
+    ratings = write_csv(d / "ratings.csv", rows, ("text", "label", "rating"))
+    _train(["--task", "regression", "--model", str(tiny_model_dir), "--train", str(ratings),
+            "--label-column", "rating", "--output-dir", str(d / "score")])
+    rng = random.Random(0)
+    ner = d / "ner.jsonl"
+    ner.write_text("".join(json.dumps(dict(zip(("tokens", "tags"), _sentence(rng, "BIO"))))
+                           + "\n" for _ in range(64)))
+    _train(["--task", "token-classification", "--model", str(tiny_model_dir), "--train",
+            str(ner), "--output-dir", str(d / "ner")])
+    qa = d / "qa.jsonl"
+    qa.write_text("".join(json.dumps(qa_row(rng, i)) + "\n" for i in range(48)))
+    _train(["--task", "question-answering", "--model", str(tiny_model_dir), "--train", str(qa),
+            "--max-length", "32", "--doc-stride", "8", "--output-dir", str(d / "qa")])
+    lm = d / "tiny-llama"
+    tok = _tokenizer(chat=True)
+    tok.save_pretrained(lm)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id)).save_pretrained(lm)
+    pairs = d / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in gen_rows(32, 1)))
+    _train(["--task", "generation", "--model", str(lm), "--train", str(pairs),
+            "--max-new-tokens", "4", "--output-dir", str(d / "gen")])
+    return {"classify": trained_runs["full"], "score": d / "score", "ner": d / "ner",
+            "qa": d / "qa", "gen": d / "gen"}
+
+
+@pytest.fixture()
+def registry(runs, tmp_path, monkeypatch):
+    f = tmp_path / "models.yaml"
+    monkeypatch.setenv("TUNELAB_MODELS", str(f))
+    for name, run in (("analyze_sentiment", runs["classify"]), ("classify", runs["classify"]),
+                      ("tickets", runs["classify"]), ("score", runs["score"]),
+                      ("extract_entities", runs["ner"]), ("answer", runs["qa"]),
+                      ("generate", runs["gen"])):
+        assert main(["register", name, str(run)]) == 0
+    return f
+
+
+def test_every_function_returns_its_type(registry, runs):
+    from tunelab import functions as F
+
+    want = tunelab.load(runs["classify"]).predict(SAMPLE)
+    got = F.analyze_sentiment(SAMPLE)
+    assert [type(x) for x in got] == [F.Sentiment] * 3
+    assert [(x.label, round(x.score, 6)) for x in got] == \
+        [(w["label"], round(w["score"], 6)) for w in want]
+    one = F.analyze_sentiment("good great film")
+    assert isinstance(one, F.Sentiment) and one.label == got[0].label
+    assert one.score == pytest.approx(got[0].score, abs=1e-5)  # padded with others or not
+    assert F.classify("fine", model="tickets") == F.classify("fine")
+    assert isinstance(F.classify(["fine"])[0], F.Label)
+    s = F.score(SAMPLE)
+    assert len(s) == 3 and all(isinstance(x, float) for x in s)
+    assert isinstance(F.score("fine"), float)
+    text = "the great excellent movie was awful"
+    ents = F.extract_entities(text)
+    assert isinstance(ents, list) and all(isinstance(e, F.Entity) for e in ents)
+    for e in ents:
+        assert text[e.start:e.end] == e.text and 0 < e.score <= 1
+    assert len(F.extract_entities([text, "fine"])) == 2
+    context = "the plot was great but the sound was awful"
+    a = F.answer("good", context)
+    assert isinstance(a, F.Answer) and context[a.start:a.end] == a.text
+    g = F.generate("good great film", max_new_tokens=3)
+    assert isinstance(g, str) and len(g.split()) <= 3
+    assert len(F.generate(["good", "bad"], max_new_tokens=2)) == 2
+    m = tunelab.load(runs["gen"])
+    assert m.spec["max_new_tokens"] == 4  # the per-call budget did not leak into the run
+
+
+def test_unregistered_function_says_how_to_register(tmp_path, monkeypatch):
+    from tunelab import functions as F
+
+    monkeypatch.setenv("TUNELAB_MODELS", str(tmp_path / "empty.yaml"))
+    with pytest.raises(TunelabError, match=r"no model registered for 'extract_entities'.*"
+                                           r"tunelab register extract_entities runs/"):
+        F.extract_entities("x")
+
+
+def test_register_checks_the_task(runs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TUNELAB_MODELS", str(tmp_path / "m.yaml"))
+    assert main(["register", "score", str(runs["classify"])]) == 2
+    assert "needs a regression model" in capsys.readouterr().err
+    assert not (tmp_path / "m.yaml").exists()
+
+
+def test_models_load_once_and_threads_share_them(registry, monkeypatch):
+    from tunelab import functions as F
+    from tunelab.functions import registry as R
+
+    R._cache.clear()
+    calls = []
+    real = tunelab.load
+    monkeypatch.setattr(tunelab, "load", lambda p, **k: calls.append(p) or real(p, **k))
+    with ThreadPoolExecutor(8) as pool:
+        out = list(pool.map(lambda i: F.analyze_sentiment(SAMPLE[i % 3]), range(32)))
+    assert len(calls) == 1 and len(out) == 32
+    assert out[0] == out[3] == out[6]
+
+
+def test_tool_schemas_are_json_schema_generated_from_the_signatures(capsys):
+    import inspect
+
+    import jsonschema_rs
+
+    from tunelab.functions import FUNCTIONS
+    from tunelab.functions.schema import tools
+
+    assert main(["functions", "--schema"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == tools()
+    assert [t["function"]["name"] for t in printed] == list(FUNCTIONS)
+    for spec in printed:
+        fn = FUNCTIONS[spec["function"]["name"]]
+        params = spec["function"]["parameters"]
+        jsonschema_rs.meta.validate(params)  # a valid JSON Schema document
+        sig = inspect.signature(fn).parameters
+        assert list(params["properties"]) == list(sig)
+        assert params["required"] == [k for k, p in sig.items()
+                                      if p.default is inspect.Parameter.empty]
+        assert spec["function"]["description"] == inspect.getdoc(fn).split("\n\n")[0] \
+            .replace("\n", " ")
+    by = {t["function"]["name"]: t["function"]["parameters"] for t in printed}
+    ok = jsonschema_rs.validator_for(by["classify"])
+    assert ok.is_valid({"text": ["a", "b"], "model": "tickets"})
+    assert not ok.is_valid({"text": 3}) and not ok.is_valid({"model": "x"})
+    assert by["generate"]["properties"]["max_new_tokens"] == {
+        "type": "integer", "description": "most tokens to generate.", "default": 32}
+
+
+def test_function_endpoints_over_http(registry, keys_file, tmp_path):
+    from serving_helpers import Server
+
+    file, key = keys_file
+    s = Server(["--functions", "--api-keys-file", str(file)], tmp_path / "log")
+    try:
+        status, body, _ = s.request("POST", "/v1/functions/analyze_sentiment",
+                                    {"text": "good great film"}, key=key)
+        from tunelab import functions as F
+
+        want = F.analyze_sentiment("good great film")
+        assert status == 200 and body["result"]["label"] == want.label
+        status, body, _ = s.request("POST", "/v1/functions/answer",
+                                    {"question": "good", "context": "a great plot"}, key=key)
+        assert status == 200 and set(body["result"]) == {"text", "start", "end", "score"}
+        assert s.request("POST", "/v1/functions/analyze_sentiment", {"text": "x"})[0] == 401
+        assert s.request("POST", "/v1/functions/nope", {"text": "x"}, key=key)[0] == 422
+        status, body, _ = s.request("POST", "/v1/functions/classify", {"txt": "x"}, key=key)
+        assert status == 422 and "unknown: txt" in body["detail"]
+        assert s.request("POST", "/v1/functions/classify", {"text": 5}, key=key)[0] == 422
+        assert s.request("POST", "/v1/functions/classify", {"text": "x" * 20000},
+                         key=key)[0] == 422
+    finally:
+        s.stop()
+
+
+@pytest.fixture()
+def keys_file(tmp_path):
+    from tunelab.serving.keys import add_key
+
+    f = tmp_path / "keys.txt"
+    return f, add_key(f, "app")
