@@ -190,7 +190,11 @@ def test_function_endpoints_over_http(registry, keys_file, tmp_path):
         assert s.request("POST", "/v1/functions/nope", {"text": "x"}, key=key)[0] == 422
         status, body, _ = s.request("POST", "/v1/functions/classify", {"txt": "x"}, key=key)
         assert status == 422 and "unknown: txt" in body["detail"]
-        assert s.request("POST", "/v1/functions/classify", {"text": 5}, key=key)[0] == 422
+        for bad in ({"text": 5}, {"text": []}, {"text": [" "]}, {"text": "x", "model": ["a"]}):
+            assert s.request("POST", "/v1/functions/classify", bad, key=key)[0] == 422, bad
+        for bad in ({"prompt": "x", "max_new_tokens": [1, 2]},
+                    {"prompt": "x", "max_new_tokens": True}):
+            assert s.request("POST", "/v1/functions/generate", bad, key=key)[0] == 422, bad
         assert s.request("POST", "/v1/functions/classify", {"text": "x" * 20000},
                          key=key)[0] == 422
     finally:

@@ -265,6 +265,7 @@ def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
     arguments as a JSON object, backed by the model registry (``tunelab register``)."""
     import dataclasses
     import inspect
+    import typing
 
     from tunelab.errors import TunelabError
 
@@ -284,18 +285,21 @@ def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
             raise _status(422, f"{name} takes {', '.join(params)}"
                                + (f"; unknown: {', '.join(sorted(extra))}" if extra else "")
                                + (f"; missing: {', '.join(missing)}" if missing else ""))
+        hints = typing.get_type_hints(fn)
         for k, v in args.items():
-            texts = v if isinstance(v, list) else [v]
-            if isinstance(v, list) and len(v) > settings.max_texts:
+            allowed = typing.get_args(hints[k]) or (hints[k],)
+            listable = any(typing.get_origin(a) is list for a in allowed)
+            kind = next(a for a in allowed if a in (str, int, float))
+            if isinstance(v, list) and listable and len(v) > settings.max_texts:
                 raise _status(413, f"{k} has {len(v)} items; the limit is {settings.max_texts}")
-            if any(isinstance(t, str) and len(t) > settings.max_text_chars for t in texts):
-                raise _status(422, f"{k} is longer than {settings.max_text_chars} characters")
-            kind = type(params[k].default) if params[k].default is not inspect.Parameter.empty \
-                else str
-            if not all(isinstance(t, kind) and (kind is not str or t.strip()) for t in texts) \
-                    or (isinstance(v, list) and not v):
+            items = v if isinstance(v, list) and listable else [v]
+            # exact types: JSON true is not an integer here, and a list needs a list type
+            if not items or not all(type(t) is kind and (kind is not str or t.strip())
+                                    for t in items):
                 raise _status(422, f"{k} must be a non-empty {kind.__name__}"
-                                   + (" or a list of them" if kind is str else ""))
+                                   + (" or a list of them" if listable else ""))
+            if any(isinstance(t, str) and len(t) > settings.max_text_chars for t in items):
+                raise _status(422, f"{k} is longer than {settings.max_text_chars} characters")
         try:
             result = await asyncio.get_running_loop().run_in_executor(None, lambda: fn(**args))
         except TunelabError as e:  # no model registered, or one of the wrong task
