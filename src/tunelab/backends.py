@@ -67,9 +67,10 @@ class OnnxModule:
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  **_: object) -> SimpleNamespace:
         ids = input_ids.cpu().numpy()
-        given = {"input_ids": ids, "attention_mask": attention_mask.cpu().numpy(),
-                 "token_type_ids": np.zeros_like(ids)}
-        outs = self.session.run(None, {k: given[k] for k in self.input_names})
+        feeds = {"input_ids": ids, "attention_mask": attention_mask.cpu().numpy()}
+        if "token_type_ids" in self.input_names:  # graphs traced with one segment
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        outs = self.session.run(None, {k: feeds[k] for k in self.input_names})
         return SimpleNamespace(**{n: torch.from_numpy(o) for n, o in zip(self.output_names,
                                                                           outs)})
 

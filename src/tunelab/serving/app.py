@@ -89,6 +89,7 @@ class Served:
     def __init__(self, name: str, folder: str, settings: ServeSettings) -> None:
         self.name, self.folder, self.settings = name, folder, settings
         self.model = None
+        self.scores: dict = {}
         self.loaded_at = ""
         self.batcher = MicroBatcher(self._predict, settings.max_batch_size,
                                     settings.max_wait_ms / 1000.0,
@@ -100,24 +101,26 @@ class Served:
         return self.model.predict(items, batch_size=SUB_BATCH)
 
     def load(self) -> None:
+        """(Re)load the folder; the swap is one assignment, so the batch in flight finishes
+        on the old model and the next one uses the new."""
         import tunelab
 
         model = tunelab.load(self.folder)
-        self.model, self.loaded_at = model, datetime.now(timezone.utc).isoformat(
-            timespec="seconds")
-
-    def info(self) -> dict:
-        m = self.model
         scores = {}
         f = Path(self.folder) / "metrics.json"
-        if f.is_file():
+        if f.is_file():  # read here, once per load, not on every GET /v1/models
             data = json.loads(f.read_text(encoding="utf-8"))
             scores = {k: v for k, v in (data.get("test") or data.get("validation") or {}).items()
                       if isinstance(v, (int, float))}
+        self.model, self.scores, self.loaded_at = model, scores, datetime.now(
+            timezone.utc).isoformat(timespec="seconds")
+
+    def info(self) -> dict:
+        m = self.model
         backend = "onnxruntime" if type(m.model).__name__ == "OnnxModule" else "pytorch"
         return {"name": self.name, "task": m.task_name, "labels": m.labels, "method": m.method,
                 "backend": backend, "folder": self.folder, "loaded_at": self.loaded_at,
-                "metrics": scores, "export": m.info.get("export")}
+                "metrics": self.scores, "export": m.info.get("export")}
 
 
 def _status(code: int, detail: str, **headers: str) -> HTTPException:
@@ -252,11 +255,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if keys and (key is None or not key.admin):
             raise _status(403, "reloading a model needs an admin key")
         s = get(name)
-        import tunelab
-
-        fresh = await asyncio.get_running_loop().run_in_executor(None, tunelab.load, s.folder)
-        s.model = fresh  # the batch in flight finishes on the old model; the next uses this
-        s.loaded_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        await asyncio.get_running_loop().run_in_executor(None, s.load)
         log.info("model %s reloaded from %s", name, s.folder)
         return s.info()
 
