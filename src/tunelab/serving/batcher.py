@@ -1,18 +1,26 @@
 """Dynamic micro-batching: concurrent requests for one model share a forward pass.
 
-Requests wait in a queue. The batching task takes the first one, then everything already
-queued, then waits up to ``max_wait`` seconds for more, until ``max_batch`` texts are
-gathered; one forward pass answers them all (in a worker thread, so the event loop keeps
-accepting requests meanwhile), and each request gets its own slice back. While a pass runs the
-next requests queue up, so under load batches fill by themselves and a lone request waits at
-most ``max_wait``.
+Requests go into a thread-safe queue. One worker thread per model takes the first, then
+everything already queued, then waits up to ``max_wait`` seconds for more, until ``max_batch``
+texts are gathered; one forward pass answers them all, and each request gets its own slice
+back on the event loop. While a pass runs the next requests queue up, so under load batches
+fill by themselves and a lone request waits at most ``max_wait``.
+
+The gathering happens in the worker thread, not on the event loop: the next pass starts the
+moment the previous one ends, even while the event loop is still busy sending that pass's
+responses. (With the gathering on the event loop the model sat idle a fifth of the time under
+16 concurrent clients, waiting for the loop to come back to the batching task.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+import time
 from typing import Any, Callable
+
+_STOP = object()
 
 
 class MicroBatcher:
@@ -22,77 +30,89 @@ class MicroBatcher:
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.predict, self.max_batch, self.max_wait = predict, max_batch, max_wait
         self.on_batch = on_batch
-        self.queue: asyncio.Queue[tuple[list, asyncio.Future]] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunelab-batch")
-        self.task: asyncio.Task | None = None
-        self.carry: tuple[list, asyncio.Future] | None = None  # opens the next batch
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.pending = 0  # requests submitted and not answered yet (event-loop side)
 
     def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run())
+        self.thread = threading.Thread(target=self._work, args=(asyncio.get_running_loop(),),
+                                       name="tunelab-batch", daemon=True)
+        self.thread.start()
 
     async def close(self) -> None:
-        """Answer what is queued, then stop."""
-        while not self.queue.empty() or self.carry is not None:
+        """Answer what is queued, then stop the worker."""
+        while self.pending:
             await asyncio.sleep(0.005)
-        if self.task:
-            self.task.cancel()
-        self.executor.shutdown(wait=True)
+        if self.thread is not None:
+            self.queue.put(_STOP)
+            await asyncio.get_running_loop().run_in_executor(None, self.thread.join)
+            self.thread = None
 
     @property
     def depth(self) -> int:
-        return self.queue.qsize() + (self.carry is not None)
+        return self.pending
 
     async def submit(self, items: list) -> list:
         """The outputs for ``items``, in order, computed together with other requests'."""
         fut = asyncio.get_running_loop().create_future()
-        await self.queue.put((items, fut))
-        return await fut
+        self.pending += 1
+        self.queue.put((items, fut))
+        try:
+            return await fut
+        finally:
+            self.pending -= 1
 
-    async def _gather(self) -> list[tuple[list, asyncio.Future]]:
-        if self.carry is not None:
-            batch, self.carry = [self.carry], None
-        else:
-            batch = [await self.queue.get()]
-        n = len(batch[0][0])
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait
+    # --- the worker thread -------------------------------------------------------------
+    def _gather(self, carry) -> tuple[list, Any]:
+        """One batch (and the request that would have overflowed it, which opens the next)."""
+        first = carry if carry is not None else self.queue.get()
+        if first is _STOP:
+            return [], _STOP
+        batch, n = [first], len(first[0])
+        deadline = time.monotonic() + self.max_wait
         while n < self.max_batch:
-            if self.queue.empty():
-                left = deadline - loop.time()
+            try:
+                nxt = self.queue.get_nowait()
+            except queue.Empty:
+                left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 try:
-                    nxt = await asyncio.wait_for(self.queue.get(), left)
-                except asyncio.TimeoutError:
+                    nxt = self.queue.get(timeout=left)
+                except queue.Empty:
                     break
-            else:
-                nxt = self.queue.get_nowait()
-            if n + len(nxt[0]) > self.max_batch:  # would overflow: it opens the next batch
-                self.carry = nxt
-                break
+            if nxt is _STOP or n + len(nxt[0]) > self.max_batch:
+                return batch, nxt
             batch.append(nxt)
             n += len(nxt[0])
-        return batch
+        return batch, None
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _work(self, loop: asyncio.AbstractEventLoop) -> None:
+        carry = None
         while True:
-            batch = await self._gather()
-            batch = [(items, fut) for items, fut in batch if not fut.cancelled()]
+            batch, carry = self._gather(carry)
             if not batch:
-                continue
+                return
+            batch = [(items, fut) for items, fut in batch if not fut.cancelled()]
             flat: list[Any] = [x for items, _ in batch for x in items]
-            if self.on_batch:
-                self.on_batch(len(flat))
-            try:
-                outs = await loop.run_in_executor(self.executor, self.predict, flat)
-            except Exception as e:  # the model failed: every request in the batch hears it
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(e)
-                continue
-            i = 0
-            for items, fut in batch:
-                if not fut.done():
-                    fut.set_result(outs[i:i + len(items)])
-                i += len(items)
+            if flat:
+                if self.on_batch:
+                    self.on_batch(len(flat))
+                try:
+                    loop.call_soon_threadsafe(_answer, batch, self.predict(flat), None)
+                except Exception as e:  # the model failed: every request in the batch hears it
+                    loop.call_soon_threadsafe(_answer, batch, None, e)
+            if carry is _STOP:
+                return
+
+
+def _answer(batch: list, outs: list | None, error: Exception | None) -> None:
+    """On the event loop: each request's slice of the outputs (or the model's error)."""
+    i = 0
+    for items, fut in batch:
+        if not fut.done():
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(outs[i:i + len(items)])
+        i += len(items)
