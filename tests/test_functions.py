@@ -18,67 +18,6 @@ from tunelab.errors import TunelabError
 SAMPLE = ["good great film", "awful bad plot", "fine"]
 
 
-def _train(args: list[str]) -> None:
-    train = args[args.index("--train") + 1]  # plumbing tests: validate on the training file
-    assert main(["train", "--epochs", "2", "--batch-size", "16", "--learning-rate", "3e-3",
-                 "--no-progress", "--report-to", "none", "--validation", train, *args]) == 0
-
-
-@pytest.fixture(scope="module")
-def runs(trained_runs, tiny_model_dir, tmp_path_factory):
-    """One tiny run per task (a couple of epochs: the tests check types and plumbing)."""
-    from test_generation import _rows as gen_rows
-    from test_generation import _tokenizer
-    from test_question_answering import _row as qa_row
-    from test_token_classification import _sentence
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    d = tmp_path_factory.mktemp("fn")
-    rows = toy_rows(64, 5)
-    for r in rows:
-        r["rating"] = 1.0 if r["label"] == "positive" else -1.0
-    ratings = write_csv(d / "ratings.csv", rows, ("text", "label", "rating"))
-    _train(["--task", "regression", "--model", str(tiny_model_dir), "--train", str(ratings),
-            "--label-column", "rating", "--output-dir", str(d / "score")])
-    rng = random.Random(0)
-    ner = d / "ner.jsonl"
-    ner.write_text("".join(json.dumps(dict(zip(("tokens", "tags"), _sentence(rng, "BIO"))))
-                           + "\n" for _ in range(64)))
-    _train(["--task", "token-classification", "--model", str(tiny_model_dir), "--train",
-            str(ner), "--output-dir", str(d / "ner")])
-    qa = d / "qa.jsonl"
-    qa.write_text("".join(json.dumps(qa_row(rng, i)) + "\n" for i in range(48)))
-    _train(["--task", "question-answering", "--model", str(tiny_model_dir), "--train", str(qa),
-            "--max-length", "32", "--doc-stride", "8", "--output-dir", str(d / "qa")])
-    lm = d / "tiny-llama"
-    tok = _tokenizer(chat=True)
-    tok.save_pretrained(lm)
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id)).save_pretrained(lm)
-    pairs = d / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps(r) + "\n" for r in gen_rows(32, 1)))
-    _train(["--task", "generation", "--model", str(lm), "--train", str(pairs),
-            "--max-new-tokens", "4", "--output-dir", str(d / "gen")])
-    return {"classify": trained_runs["full"], "score": d / "score", "ner": d / "ner",
-            "qa": d / "qa", "gen": d / "gen"}
-
-
-@pytest.fixture()
-def registry(runs, tmp_path, monkeypatch):
-    f = tmp_path / "models.yaml"
-    monkeypatch.setenv("TUNELAB_MODELS", str(f))
-    for name, run in (("analyze_sentiment", runs["classify"]), ("classify", runs["classify"]),
-                      ("tickets", runs["classify"]), ("score", runs["score"]),
-                      ("extract_entities", runs["ner"]), ("answer", runs["qa"]),
-                      ("generate", runs["gen"])):
-        assert main(["register", name, str(run)]) == 0
-    return f
-
-
 def test_every_function_returns_its_type(registry, runs):
     from tunelab import functions as F
 

@@ -25,6 +25,64 @@ def add_parsers(sub) -> None:
     f.add_argument("--schema", action="store_true",
                    help="print JSON Schema tool definitions (OpenAI function-calling format)")
     f.set_defaults(func=cmd_functions)
+    _add_router_parsers(sub)
+
+
+def _add_router_parsers(sub) -> None:
+    from tunelab.functions.router import DEFAULT_THRESHOLD
+
+    def common(p) -> None:
+        p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                       help="below this routing confidence, call nothing and list the "
+                            f"candidates (default {DEFAULT_THRESHOLD})")
+        p.add_argument("--router", metavar="DIR",
+                       help="router folder (default: the model registered as 'route')")
+
+    r = sub.add_parser("route", allow_abbrev=False,
+                       help="route a plain-language request to a task function and call it",
+                       description="Pick the task function for REQUEST with the router (a "
+                                   "fine-tuned intent classifier, see route-train), fill its "
+                                   "arguments, call it and print JSON: function, confidence, "
+                                   "arguments, result. Below --threshold, or when no function "
+                                   "fits, it calls nothing and prints the candidates (exit "
+                                   "code 3).",
+                       epilog="example:\n  tunelab route \"is this review positive? the "
+                              "battery died after two days\"")
+    r.add_argument("request")
+    common(r)
+    r.add_argument("--dry-run", action="store_true",
+                   help="pick the function and fill its arguments, but do not call it")
+    r.set_defaults(func=cmd_route)
+    c = sub.add_parser("chat", allow_abbrev=False, help="a small REPL over the router",
+                       description="Type requests, get routed answers; 'quit' or Ctrl-D "
+                                   "ends.")
+    common(c)
+    c.set_defaults(func=cmd_chat)
+    t = sub.add_parser("route-train", allow_abbrev=False,
+                       help="train the router on the shipped English and Chinese requests",
+                       description="Fine-tune the router (an intent classifier over the task "
+                                   "functions) on the example requests shipped with tunelab, "
+                                   "measure it on the held-out requests (new phrasings, English "
+                                   "and Chinese), and register it as 'route'.",
+                       epilog="example:\n  tunelab route-train --output-dir runs/router")
+    t.add_argument("--output-dir", default="runs/router")
+    t.add_argument("--data", metavar="DIR",
+                   help="your own example requests instead of the shipped ones: train.csv, "
+                        "validation.csv and test.csv with text, label (a function name or "
+                        "'none') and lang columns")
+    t.add_argument("--model", default="gemma3-270m",
+                   help="base model; it must read English and Chinese (default gemma3-270m)")
+    t.add_argument("--method", default="lora")
+    t.add_argument("--epochs", type=float, default=3.0)
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--learning-rate", type=float)
+    t.add_argument("--max-length", type=int, default=128, help="most tokens per request")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--no-register", action="store_true",
+                   help="do not register the router in models.yaml")
+    t.add_argument("--no-progress", dest="progress", action="store_false")
+    t.set_defaults(func=cmd_route_train)
 
 
 def cmd_register(a) -> int:
@@ -53,4 +111,106 @@ def cmd_functions(a) -> int:
     others = {k: v for k, v in reg.items() if k not in FUNCTIONS}
     for name, folder in others.items():
         print(f"{name:<18} {'(model= name)':<21} {folder}")
+    return 0
+
+
+def _routed_json(r) -> dict:
+    import dataclasses
+
+    as_json = (lambda x: dataclasses.asdict(x) if dataclasses.is_dataclass(x)
+               else [as_json(y) for y in x] if isinstance(x, list) else x)
+    out = {"request": r.request, "function": r.function, "confidence": round(r.confidence, 4),
+           "candidates": [{"function": f, "probability": round(p, 4)}
+                          for f, p in r.candidates]}
+    if r.unsure:
+        out["unsure"] = True
+        out["reason"] = ("no task function serves this request" if r.out_of_scope else
+                         "routing confidence under the threshold")
+    else:
+        out["arguments"] = r.arguments
+        out["result"] = as_json(r.result)
+    return out
+
+
+def cmd_route(a) -> int:
+    from tunelab.functions.router import plan, route
+
+    r = (plan([a.request], a.threshold, a.router)[0] if a.dry_run
+         else route(a.request, a.threshold, a.router))
+    print(json.dumps(_routed_json(r), ensure_ascii=False, indent=2))
+    return 3 if r.unsure else 0
+
+
+def cmd_chat(a) -> int:
+    import sys
+
+    from tunelab.errors import TunelabError
+    from tunelab.functions.router import route, router_model
+
+    router_model(a.router)  # fail now, not at the first question
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("tunelab chat: ask for a sentiment, a topic, a score, entities, an answer or a "
+              "text. 'quit' ends.")
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except EOFError:
+            break
+        line = line.strip()
+        if not line:
+            continue
+        if line.lower() in ("quit", "exit", ":q", "退出"):
+            break
+        try:
+            r = route(line, a.threshold, a.router)
+        except TunelabError as e:  # e.g. no model registered for the chosen function
+            print(f"{e}")
+            continue
+        if r.out_of_scope:
+            print("that is not something I can do: I can judge sentiment, classify, score, "
+                  "find entities, answer a question about a text, or write a text.")
+        elif r.unsure:
+            options = ", ".join(f"{f} ({p:.0%})" for f, p in r.candidates)
+            print(f"not sure what you want ({r.confidence:.0%}); did you mean: {options}? "
+                  "Rephrase the request.")
+        else:
+            print(f"{r.function} ({r.confidence:.0%}): {_routed_json(r)['result']}")
+    return 0
+
+
+def cmd_route_train(a) -> int:
+    import os
+
+    from tunelab import config as C
+    from tunelab.functions.registry import register
+    from tunelab.functions.router import DATA, evaluate
+    from tunelab.errors import TunelabError
+    from tunelab.training.pipeline import run_training
+
+    data = Path(a.data) if a.data else DATA
+    for name in ("train.csv", "validation.csv", "test.csv"):
+        if not (data / name).is_file():
+            raise TunelabError(f"{data / name}: missing (--data needs train.csv, "
+                               "validation.csv and test.csv)")
+    overrides = {"task": "text-classification", "model": a.model, "method": a.method,
+                 "train": str(data / "train.csv"), "validation": str(data / "validation.csv"),
+                 "test": str(data / "test.csv"), "output_dir": a.output_dir,
+                 "epochs": a.epochs, "batch_size": a.batch_size, "seed": a.seed,
+                 "max_length": a.max_length,
+                 "overwrite": a.overwrite, "progress": a.progress}
+    if a.learning_rate is not None:
+        overrides["learning_rate"] = a.learning_rate
+    run_dir, _ = run_training(C.build(overrides))
+    report = evaluate(str(run_dir), data / "test.csv")  # held-out requests, per language
+    tmp = Path(run_dir) / "route_eval.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, Path(run_dir) / "route_eval.json")
+    print(json.dumps({k: v if not isinstance(v, dict) else
+                      {m: round(x, 4) if isinstance(x, float) else x for m, x in v.items()}
+                      for k, v in report.items()}))
+    if not a.no_register:
+        p = register("route", str(run_dir))
+        print(f"route -> {Path(run_dir).resolve()} (in {p})")
+    print(f"router: {run_dir}\ntry:    tunelab route \"is this review positive? great phone\"")
     return 0

@@ -23,7 +23,8 @@ ENV = "TUNELAB_MODELS"
 # the task each built-in function needs; any other registry name is a classify/score model
 TASK_OF = {"analyze_sentiment": "text-classification", "classify": "text-classification",
            "score": "regression", "extract_entities": "token-classification",
-           "answer": "question-answering", "generate": "generation"}
+           "answer": "question-answering", "generate": "generation",
+           "route": "text-classification"}  # the router (tunelab route-train)
 TRAIN_HINT = {"text-classification": "--task text-classification --train reviews.csv",
               "regression": "--task regression --train ratings.csv --label-column rating",
               "token-classification": "--task token-classification --train ner.jsonl",
