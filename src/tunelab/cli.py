@@ -359,8 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     from tunelab.functions.cli import add_parsers as function_parsers
     from tunelab.serving.launch import add_parsers as serving_parsers
 
+    from tunelab.overfit_cli import add_parsers as overfit_parsers
+
     serving_parsers(sub)
     function_parsers(sub)
+    overfit_parsers(sub)
 
     for name, fn, help_ in (("models", cmd_models, "list the offline model aliases"),
                             ("methods", cmd_methods, "list fine-tuning methods"),

@@ -48,6 +48,9 @@ class DataArgs:
               "label; tags for token-classification; answers for question-answering; response for "
               "generation)")
     max_train_examples: int | None = _f(None, "use only the first N training rows (quick runs)")
+    max_train_examples_per_class: int | None = _f(
+        None, "keep at most N training examples per label, drawn with the seed (few-shot "
+              "learning curves; text-classification)")
     max_eval_examples: int | None = _f(
         None, "use only the first N rows of validation and test (quick runs on a CPU; report "
               "it with the scores)")
@@ -119,8 +122,31 @@ class TrainArgs:
                                        "(a local store in mlruns/ next to the run) or none")
 
 
+@dataclass
+class RegularisationArgs:
+    label_smoothing: float = _f(0.0, "cross-entropy label smoothing (e.g. 0.1; text- and "
+                                     "token-classification)")
+    class_weights: str | None = _f(None, "auto: weight each class's loss by n / (classes x "
+                                         "its count), for imbalanced labels")
+    rdrop_alpha: float = _f(0.0, "R-Drop: two dropout passes per batch and this weight on "
+                                 "their symmetric KL divergence (e.g. 1.0; 0 = off)")
+    adversarial: str | None = _f(None, "adversarial training on the word embeddings: fgm or pgd")
+    adv_epsilon: float = _f(1.0, "fgm/pgd: L2 norm of each example's embedding perturbation")
+    adv_steps: int = _f(3, "pgd: ascent steps per batch")
+    adv_alpha: float = _f(0.3, "pgd: L2 size of each ascent step")
+    hidden_dropout: float | None = _f(None, "override the model's hidden dropout")
+    attention_dropout: float | None = _f(None, "override the model's attention dropout")
+    classifier_dropout: float | None = _f(None, "override the dropout before the task head")
+    augment: str | None = _f(None, "augment the training split: eda (synonym replacement, "
+                                   "insertion, swap, deletion; English and Chinese) or mlm "
+                                   "(contextual substitution with --augment-mlm-model)")
+    augment_copies: int = _f(1, "augmented versions per training example")
+    augment_alpha: float = _f(0.1, "share of the words each augmentation changes")
+    augment_mlm_model: str | None = _f(None, "masked language model folder for --augment mlm")
+
+
 GROUPS: dict[str, type] = {"model": ModelArgs, "data": DataArgs, "method": MethodArgs,
-                           "train": TrainArgs}
+                           "train": TrainArgs, "regularisation": RegularisationArgs}
 
 
 @dataclass
@@ -129,6 +155,7 @@ class RunConfig:
     data: DataArgs = field(default_factory=DataArgs)
     method: MethodArgs = field(default_factory=MethodArgs)
     train: TrainArgs = field(default_factory=TrainArgs)
+    regularisation: RegularisationArgs = field(default_factory=RegularisationArgs)
 
     def flat(self) -> dict[str, Any]:
         """All keys in the flat namespace, as written to a run's ``config.yaml``."""
@@ -229,7 +256,7 @@ def build(overrides: dict[str, Any], config_file: str | None = None) -> RunConfi
 
 def validate(cfg: RunConfig) -> None:
     """Range checks that do not depend on other modules."""
-    t, m = cfg.train, cfg.model
+    t, m, r = cfg.train, cfg.model, cfg.regularisation
     checks = [
         (t.epochs > 0, "epochs", t.epochs, "must be > 0"),
         (t.batch_size >= 1, "batch_size", t.batch_size, "must be >= 1"),
@@ -267,6 +294,25 @@ def validate(cfg: RunConfig) -> None:
          cfg.method.adalora_tinit, "and adalora_tfinal must be >= 0 and sum to less than 1"),
         (cfg.data.max_train_examples is None or cfg.data.max_train_examples >= 1,
          "max_train_examples", cfg.data.max_train_examples, "must be >= 1"),
+        (cfg.data.max_train_examples_per_class is None
+         or cfg.data.max_train_examples_per_class >= 1, "max_train_examples_per_class",
+         cfg.data.max_train_examples_per_class, "must be >= 1"),
+        (0 <= r.label_smoothing < 1, "label_smoothing", r.label_smoothing, "must be in [0, 1)"),
+        (r.class_weights in (None, "auto"), "class_weights", r.class_weights, "must be auto"),
+        (r.rdrop_alpha >= 0, "rdrop_alpha", r.rdrop_alpha, "must be >= 0"),
+        (r.adversarial in (None, "fgm", "pgd"), "adversarial", r.adversarial,
+         "must be fgm or pgd"),
+        (r.adv_epsilon > 0, "adv_epsilon", r.adv_epsilon, "must be > 0"),
+        (r.adv_steps >= 1, "adv_steps", r.adv_steps, "must be >= 1"),
+        (r.adv_alpha > 0, "adv_alpha", r.adv_alpha, "must be > 0"),
+        *[(v is None or 0 <= v < 1, k, v, "must be in [0, 1)") for k, v in (
+            ("hidden_dropout", r.hidden_dropout), ("attention_dropout", r.attention_dropout),
+            ("classifier_dropout", r.classifier_dropout))],
+        (r.augment in (None, "eda", "mlm"), "augment", r.augment, "must be eda or mlm"),
+        (r.augment != "mlm" or bool(r.augment_mlm_model), "augment_mlm_model",
+         r.augment_mlm_model, "is required by --augment mlm"),
+        (r.augment_copies >= 1, "augment_copies", r.augment_copies, "must be >= 1"),
+        (0 < r.augment_alpha < 1, "augment_alpha", r.augment_alpha, "must be in (0, 1)"),
     ]
     for ok, key, value, why in checks:
         if not ok:

@@ -102,6 +102,10 @@ def load(path: str | os.PathLike, device: str | None = None) -> TunedModel:
     quiet_transformers()
     run_dir = Path(path)
     info = read_run(run_dir)
+    if info.get("kind") == "ensemble":  # members averaged; each loads on its own backend
+        from tunelab.ensemble import load_ensemble
+
+        return load_ensemble(run_dir, info)
     export = info.get("export") or {}
     check_files(run_dir, export)
     _set_threads()

@@ -113,7 +113,18 @@ def head_module_names(model: torch.nn.Module) -> list[str]:
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor, spec: dict) -> torch.Tensor:
     # logits: (batch, num_labels); labels: (batch,)
-    return torch.nn.functional.cross_entropy(logits.float(), labels)
+    return torch.nn.functional.cross_entropy(logits.float(), labels, **ce_options(spec, logits))
+
+
+def ce_options(spec: dict, logits: torch.Tensor) -> dict:
+    """Label smoothing and class weights from the spec (--label-smoothing, --class-weights)."""
+    out: dict = {}
+    if spec.get("label_smoothing"):
+        out["label_smoothing"] = spec["label_smoothing"]
+    if spec.get("class_weights"):
+        out["weight"] = torch.tensor(spec["class_weights"], dtype=torch.float32,
+                                     device=logits.device)
+    return out
 
 
 def compute_metrics(logits: np.ndarray, labels: np.ndarray, spec: dict) -> dict:

@@ -28,8 +28,8 @@ import torch
 from tunelab.data.readers import Row, _decode, read_rows
 from tunelab.errors import DataError
 from tunelab.tasks.tags import parse_tag, spans, to_bio
-from tunelab.tasks.text_classification import (Examples, head_module_names,  # noqa: F401
-                                               softmax)
+from tunelab.tasks.text_classification import (Examples, ce_options,  # noqa: F401
+                                               head_module_names, softmax)
 
 PEFT_TASK_TYPE = "TOKEN_CLS"
 DESCRIPTION = ("tags per word, e.g. named entities; JSONL tokens+tags or CoNLL 'token tag' "
@@ -169,7 +169,7 @@ def loss_units(targets: torch.Tensor) -> int:
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Tensor:
     # logits: (B, T, K); targets: (B, T) with IGNORE on padding, specials and later pieces
     return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
-                                             ignore_index=IGNORE)
+                                             ignore_index=IGNORE, **ce_options(spec, logits))
 
 
 def _word_tags(logits: list[np.ndarray], targets: list, spec: dict):

@@ -21,6 +21,7 @@ from tunelab.data.batching import collate, length_grouped_batches, output_logits
 from tunelab.training import checkpoint
 from tunelab.training.checkpoint import LoopState
 from tunelab.training.distributed import Dist
+from tunelab.training.robust import EmbeddingAttack, rdrop_divergence
 
 SCHEDULERS = ("linear", "cosine", "constant")
 
@@ -48,6 +49,13 @@ class LoopSettings:
     checkpoint_dir: Path | None = None     # None: no checkpoints
     checkpoint_config: str = ""            # the run's config.yaml, stored in each checkpoint
     resume_from: Path | None = None
+    # against overfitting (tunelab.training.robust)
+    rdrop_alpha: float = 0.0               # R-Drop weight; 0 = off
+    rdrop_keep: Callable[[torch.Tensor], torch.Tensor] | None = None  # per-token: which count
+    adversarial: str | None = None         # fgm | pgd
+    adv_epsilon: float = 1.0
+    adv_steps: int = 3
+    adv_alpha: float = 0.3
 
 
 @dataclass
@@ -175,6 +183,8 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
             log({**event, "replayed": True})
     trainable = [p for p in model.parameters() if p.requires_grad]
     forward = dist.wrap(model)  # DistributedDataParallel across processes
+    attack = EmbeddingAttack(model, s.adversarial, s.adv_epsilon, s.adv_steps,
+                             s.adv_alpha) if s.adversarial else None
     eval_seconds = 0.0  # excluded from training throughput
     t0, seconds_before = time.perf_counter(), st.train_seconds
 
@@ -245,11 +255,27 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
                 for mb, tgt, n in zip(micro, targets, units):
                     inputs = {k: v.to(device) for k, v in collate([ids[i] for i in mb],
                                                                   pad_id).items()}
-                    with _autocast(device, s.precision):
-                        logits = output_logits(forward(**inputs))  # (B, K) or (B, T, K)
-                    loss = loss_fn(logits.float(), tgt.to(device)) * (n / n_units)
-                    part = loss + regularizer() / len(micro) if regularizer else loss
-                    scaler.scale(part).backward()
+                    tgt, share = tgt.to(device), n / n_units
+
+                    def batch_loss() -> tuple[torch.Tensor, torch.Tensor]:
+                        with _autocast(device, s.precision):
+                            logits = output_logits(forward(**inputs))  # (B, K) or (B, T, K)
+                        return logits, loss_fn(logits.float(), tgt)
+
+                    with attack.capture() if attack else contextlib.nullcontext():
+                        logits, loss = batch_loss()
+                        if s.rdrop_alpha:  # a second pass with other dropout masks
+                            logits2, loss2 = batch_loss()
+                            keep = s.rdrop_keep(tgt) if s.rdrop_keep else None
+                            loss = 0.5 * (loss + loss2) + s.rdrop_alpha * rdrop_divergence(
+                                logits, logits2, keep)
+                        loss = loss * share
+                        part = loss + regularizer() / len(micro) if regularizer else loss
+                        scaler.scale(part).backward()
+                    if attack:  # the same batch again on adversarial embeddings
+                        adv = attack.loss(lambda: batch_loss()[1] * share,
+                                          inputs["attention_mask"])
+                        scaler.scale(adv).backward()
                     step_loss += loss.item()
                 step_loss = dist.all_sum(step_loss) / dist.world  # the global batch's loss
                 if s.max_grad_norm > 0:
@@ -298,6 +324,8 @@ def fit(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        if attack:
+            attack.close()
     bar.close()
     if best is not None:
         with torch.no_grad():

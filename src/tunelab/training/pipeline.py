@@ -29,7 +29,7 @@ from tunelab.methods import count_parameters, get_method
 from tunelab.models import resolve_model
 from tunelab.runs import FORMAT_VERSION, RUN_FILE, check_output_dir, staged_dir, write_json
 from tunelab.tasks import LOWER_IS_BETTER, get_task
-from tunelab.training import checkpoint, distributed
+from tunelab.training import checkpoint, distributed, overfitting
 from tunelab.training.loop import LoopSettings, count_examples, fit, plan_steps
 from tunelab.training.trackers import make_tracker
 
@@ -183,14 +183,18 @@ def keep_first(ex, n: int) -> None:
     ex.texts, ex.labels, ex.lines = ex.texts[:n], ex.labels[:n], ex.lines[:n]
 
 
-def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tuple[Path, dict]:
+def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr,
+                 on_eval: Callable[[dict], None] | None = None) -> tuple[Path, dict]:
     """Train, evaluate and write the run folder described by ``cfg``.
+
+    ``on_eval`` receives every validation event (e.g. a hyper-parameter search prunes bad
+    trials from it by raising); an exception there abandons the run and writes nothing.
 
     Returns:
         (run folder, metrics dict as written to metrics.json)
     """
     C.validate(cfg)
-    d, t = cfg.data, cfg.train
+    d, t, r = cfg.data, cfg.train, cfg.regularisation
     dist = distributed.setup()
     if not dist.is_main:
         echo = _silent
@@ -203,6 +207,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
                        ("output_dir", t.output_dir)):
         if not value:
             raise ConfigError(f"missing required key '{key}' (--{key.replace('_', '-')})")
+    overfitting.check(d.task, r, dist.world)
     check_output_dir(t.output_dir, t.overwrite)
     ckpt_dir = checkpoint.checkpoints_dir(t.output_dir)
     resume_from = find_resume_point(cfg, ckpt_dir, dist.is_main)
@@ -213,6 +218,10 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     train = task.read_examples(d.train, text_col, label_col)
     if d.max_train_examples:
         keep_first(train, d.max_train_examples)
+    if d.max_train_examples_per_class:
+        overfitting.per_class_subset(train, d.max_train_examples_per_class, t.seed, d.task)
+    n_original = len(train.texts)
+    augmented = overfitting.augment_train(train, r, t.seed) if r.augment else []
     metric = task.DEFAULT_METRIC if t.metric_for_best == "auto" else t.metric_for_best
     splits = {"validation": task.read_examples(d.validation, text_col, label_col)}
     if d.test:
@@ -228,6 +237,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
                                   "doc_stride": cfg.model.doc_stride,
                                   "max_new_tokens": cfg.model.max_new_tokens,
                                   "causal_model": is_causal(source.path)})
+    spec.update(overfitting.loss_options(d.task, r, train.labels[:n_original], spec))
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source.path)
@@ -243,7 +253,7 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     # 3. model
     set_seed(t.seed)
     torch.set_num_threads(t.num_threads or max(1, available_cores() // dist.world))
-    model = task.build_model(source.path, spec)
+    model = task.build_model(source.path, spec, **overfitting.dropout_overrides(source.path, r))
     align_pad(model, tokenizer)
     precision = resolve_precision(t.precision, dist.device)
     if t.gradient_checkpointing:
@@ -257,7 +267,8 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
     lr = t.learning_rate or method.default_learning_rate
     echo(f"tunelab: {d.task} | {source.source} | method {method.name} | "
          f"{trainable:,} of {total:,} parameters train | lr {lr:g} | {precision} | "
-         f"{len(train.texts)} train / {len(splits['validation'].texts)} validation examples")
+         f"{len(train.texts)} train / {len(splits['validation'].texts)} validation examples"
+         + (f" ({len(augmented)} of the train examples augmented)" if augmented else ""))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def split_logits(split: str):
@@ -307,6 +318,8 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
                 echo(f"  step {event['step']} epoch {event['epoch']:.2f}: loss "
                      f"{event['loss']:.4f}, {event['examples_per_s']:.1f} examples/s")
             if event["type"] == "eval":
+                if on_eval is not None:
+                    on_eval(event)
                 shown = ", ".join(f"{k} {event[k]:.4f}" for k in task.SUMMARY_METRICS
                                   if isinstance(event.get(k), float))
                 echo(f"  epoch {event['epoch']:.2f} step {event['step']}: validation {shown}")
@@ -321,7 +334,10 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
             lr_scheduler=t.lr_scheduler, precision=precision, save_steps=t.save_steps or None,
             save_total_limit=t.save_total_limit,
             checkpoint_dir=ckpt_dir if dist.is_main else None,
-            checkpoint_config=C.to_yaml(cfg), resume_from=resume_from)
+            checkpoint_config=C.to_yaml(cfg), resume_from=resume_from,
+            rdrop_alpha=r.rdrop_alpha, adversarial=r.adversarial, adv_epsilon=r.adv_epsilon,
+            adv_steps=r.adv_steps, adv_alpha=r.adv_alpha,
+            rdrop_keep=(lambda tgt: tgt != -100) if per_token else None)
         if resume_from is not None:
             echo(f"tunelab: resuming from {resume_from}")
         try:
@@ -371,6 +387,10 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr) -> tup
         }
         if method.describe:
             info["method_details"] = method.describe(model)
+        if overfitting.summary(r):
+            info["regularisation"] = overfitting.summary(r)
+        if augmented:  # for inspection: what the model was trained on besides the file
+            overfitting.write_augmented(augmented, tmp / "augmented_train.csv")
         write_json(tmp / "metrics.json", metrics)
         write_report(tmp, info, metrics, res.history, metric, task,
                      (final, final_logits, targets(final), spec))
