@@ -257,7 +257,12 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr,
     align_pad(model, tokenizer)
     precision = resolve_precision(t.precision, dist.device)
     if t.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable(
+                activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
     head = task.head_module_names(model)
     _, total_steps = plan_steps(len(ids_train), t.batch_size, t.gradient_accumulation_steps,
                                 dist.world, t.epochs)
