@@ -3,11 +3,13 @@ the stand-alone tools against overfitting on small data."""
 
 from __future__ import annotations
 
+from tunelab.helpformat import ExamplesFormatter
+
 import json
 
 
 def add_parsers(sub) -> None:
-    a = sub.add_parser("augment", allow_abbrev=False,
+    a = sub.add_parser("augment", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="write an augmented copy of a training file (EDA or masked LM)",
                        description="Augment a CSV/TSV/JSONL training file: the original rows, "
                                    "then COPIES augmented versions of each (other columns "
@@ -27,7 +29,7 @@ def add_parsers(sub) -> None:
     a.add_argument("--mlm-model", help="masked language model folder (--method mlm)")
     a.set_defaults(func=cmd_augment)
 
-    e = sub.add_parser("ensemble", allow_abbrev=False,
+    e = sub.add_parser("ensemble", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="combine runs into one model that averages their probabilities",
                        description="Make a self-contained folder from two or more runs of the "
                                    "same classification task; it loads, predicts and serves "
@@ -40,7 +42,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--overwrite", action="store_true")
     e.set_defaults(func=cmd_ensemble)
 
-    s = sub.add_parser("search", allow_abbrev=False,
+    s = sub.add_parser("search", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="hyper-parameter search with Optuna (pruning bad trials)",
                        description="Train up to TRIALS runs of CONFIG with values drawn from "
                                    "SPACE (TPE sampler), prune trials behind the median, and "

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from tunelab.helpformat import ExamplesFormatter
+
 import json
 from pathlib import Path
 
 
 def add_parsers(sub) -> None:
-    r = sub.add_parser("register", allow_abbrev=False,
+    r = sub.add_parser("register", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="back a function (analyze_sentiment, classify, ...) with a model",
                        description="Map NAME to a run or export folder in the model registry "
                                    "(models.yaml; $TUNELAB_MODELS names another file). NAME is "
@@ -20,7 +22,7 @@ def add_parsers(sub) -> None:
     r.add_argument("--file", help="registry file (default: $TUNELAB_MODELS, ./models.yaml, "
                                   "~/.config/tunelab/models.yaml, first that exists)")
     r.set_defaults(func=cmd_register)
-    f = sub.add_parser("functions", allow_abbrev=False,
+    f = sub.add_parser("functions", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="list the task functions and their models, or print tool schemas")
     f.add_argument("--schema", action="store_true",
                    help="print JSON Schema tool definitions (OpenAI function-calling format)")
@@ -38,7 +40,7 @@ def _add_router_parsers(sub) -> None:
         p.add_argument("--router", metavar="DIR",
                        help="router folder (default: the model registered as 'route')")
 
-    r = sub.add_parser("route", allow_abbrev=False,
+    r = sub.add_parser("route", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="route a plain-language request to a task function and call it",
                        description="Pick the task function for REQUEST with the router (a "
                                    "fine-tuned intent classifier, see route-train), fill its "
@@ -53,12 +55,13 @@ def _add_router_parsers(sub) -> None:
     r.add_argument("--dry-run", action="store_true",
                    help="pick the function and fill its arguments, but do not call it")
     r.set_defaults(func=cmd_route)
-    c = sub.add_parser("chat", allow_abbrev=False, help="a small REPL over the router",
+    c = sub.add_parser("chat", allow_abbrev=False, formatter_class=ExamplesFormatter,
+                       help="a small REPL over the router",
                        description="Type requests, get routed answers; 'quit' or Ctrl-D "
                                    "ends.")
     common(c)
     c.set_defaults(func=cmd_chat)
-    t = sub.add_parser("route-train", allow_abbrev=False,
+    t = sub.add_parser("route-train", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="train the router on the shipped English and Chinese requests",
                        description="Fine-tune the router (an intent classifier over the task "
                                    "functions) on the example requests shipped with tunelab, "
