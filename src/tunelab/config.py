@@ -222,13 +222,14 @@ def coerce(key: str, value: Any, source: str) -> Any:
     raise ConfigError(f"{source}: key '{key}' expects {tp.__name__}, got {value!r}")
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a flat YAML config; keys may use '-' or '_'. Unknown keys are errors."""
+def read_mapping(path: str | Path, what: str = "config file") -> dict[Any, Any]:
+    """A YAML file's top-level mapping ({} when empty); missing file, bad YAML (with its line)
+    or another shape is a ConfigError naming the file."""
     p = Path(path)
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
+        raise ConfigError(f"{p}: {what} not found") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -237,8 +238,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping of key: value, got {type(raw).__name__}")
-    return {str(k).replace("-", "_"): coerce(str(k).replace("-", "_"), v, str(p))
-            for k, v in raw.items()}
+    return raw
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a flat YAML config; keys may use '-' or '_'. Unknown keys are errors."""
+    return {str(k).replace("-", "_"): coerce(str(k).replace("-", "_"), v, str(path))
+            for k, v in read_mapping(path).items()}
 
 
 def build(overrides: dict[str, Any], config_file: str | None = None) -> RunConfig:

@@ -22,8 +22,6 @@ import shutil
 import time
 from pathlib import Path
 
-import yaml
-
 from tunelab import config as C
 from tunelab.errors import ConfigError, TunelabError
 
@@ -31,13 +29,8 @@ from tunelab.errors import ConfigError, TunelabError
 def read_space(path: str) -> dict[str, object]:
     """Check every entry of the space file: a known key, a range or a non-empty list."""
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: search space file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    if not isinstance(raw, dict) or not raw:
+    raw = C.read_mapping(p, "search space file")
+    if not raw:
         raise ConfigError(f"{p}: expected 'key: range or list' entries")
     space = {}
     for key, spec in raw.items():

@@ -128,6 +128,15 @@ def generate(prompt: str | list[str], max_new_tokens: int = 32) -> str | list[st
     return out if isinstance(prompt, list) else out[0]
 
 
+def as_json(result):
+    """A function's result as plain JSON values (dataclasses to dicts, lists kept)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(result):
+        return dataclasses.asdict(result)
+    return [as_json(x) for x in result] if isinstance(result, list) else result
+
+
 def _listed(x) -> list:
     return list(x) if isinstance(x, list) else [x]
 
@@ -135,4 +144,4 @@ def _listed(x) -> list:
 FUNCTIONS = {f.__name__: f for f in (analyze_sentiment, classify, score, extract_entities,
                                      answer, generate)}
 
-__all__ = ["Answer", "Entity", "FUNCTIONS", "Label", "Sentiment", *FUNCTIONS]
+__all__ = ["Answer", "Entity", "FUNCTIONS", "Label", "Sentiment", "as_json", *FUNCTIONS]

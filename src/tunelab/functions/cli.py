@@ -118,10 +118,8 @@ def cmd_functions(a) -> int:
 
 
 def _routed_json(r) -> dict:
-    import dataclasses
+    from tunelab.functions import as_json
 
-    as_json = (lambda x: dataclasses.asdict(x) if dataclasses.is_dataclass(x)
-               else [as_json(y) for y in x] if isinstance(x, list) else x)
     out = {"request": r.request, "function": r.function, "confidence": round(r.confidence, 4),
            "candidates": [{"function": f, "probability": round(p, 4)}
                           for f, p in r.candidates]}

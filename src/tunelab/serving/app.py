@@ -31,7 +31,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunelab.functions import FUNCTIONS
+from tunelab.functions import FUNCTIONS, as_json
 from tunelab.serving import metrics
 from tunelab.serving.batcher import MicroBatcher
 from tunelab.serving.guard import RateLimiter, mask_personal_data
@@ -256,7 +256,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
 def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
     """``POST /v1/functions/{name}``: the task functions of :mod:`tunelab.functions`, their
     arguments as a JSON object, backed by the model registry (``tunelab register``)."""
-    import dataclasses
     import inspect
     import typing
 
@@ -297,8 +296,6 @@ def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
             result = await asyncio.get_running_loop().run_in_executor(None, lambda: fn(**args))
         except TunelabError as e:  # no model registered, or one of the wrong task
             raise _status(404, str(e)) from None
-        as_json = (lambda r: dataclasses.asdict(r) if dataclasses.is_dataclass(r)
-                   else [as_json(x) for x in r] if isinstance(r, list) else r)
         return {"function": name, "result": as_json(result)}
 
 

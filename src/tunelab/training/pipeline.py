@@ -392,8 +392,8 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr,
         }
         if method.describe:
             info["method_details"] = method.describe(model)
-        if overfitting.summary(r):
-            info["regularisation"] = overfitting.summary(r)
+        if regularisation := overfitting.summary(r):
+            info["regularisation"] = regularisation
         if augmented:  # for inspection: what the model was trained on besides the file
             overfitting.write_augmented(augmented, tmp / "augmented_train.csv")
         write_json(tmp / "metrics.json", metrics)

@@ -12,6 +12,7 @@ symmetric KL divergence between the two predictions to the mean of their losses.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -57,17 +58,14 @@ class EmbeddingAttack:
             out = out + self.delta
         return out
 
+    @contextlib.contextmanager
     def capture(self):
-        attack = self
-
-        class _Capture:
-            def __enter__(self):
-                attack.recording, attack.embedded = True, None
-
-            def __exit__(self, *exc):
-                attack.recording = False
-
-        return _Capture()
+        """Record the embedding output (and its gradient) of the passes inside."""
+        self.recording, self.embedded = True, None
+        try:
+            yield
+        finally:
+            self.recording = False
 
     def _project(self, delta: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         delta = delta * mask.unsqueeze(-1).to(delta.dtype)
