@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tunelab.cli import main
 
@@ -52,12 +53,12 @@ def test_runs_lists_finished_and_resumable_and_compares(tiny_model_dir, toy_data
     assert _train(tiny_model_dir, toy_data, root / "a", "--report-to", "none") == 0
     assert _train(tiny_model_dir, toy_data, root / "b", "--report-to", "none",
                   "--method", "lora", "--learning-rate", "1e-2") == 0
-    env = {**os.environ, "TUNELAB_FAULT": "kill@4"}
-    r = subprocess.run([sys.executable, "-m", "tunelab", "train", "--model",
+    faulty = str(Path(__file__).with_name("faulty_train.py"))
+    r = subprocess.run([sys.executable, faulty, "kill@4", "train", "--model",
                         str(tiny_model_dir), "--train", str(toy_data["train"]),
                         "--validation", str(toy_data["validation"]), "--epochs", "2",
                         "--batch-size", "16", "--save-steps", "3", "--output-dir",
-                        str(root / "c"), "--no-progress"], env=env, capture_output=True)
+                        str(root / "c"), "--no-progress"], capture_output=True)
     assert r.returncode == -9
     capsys.readouterr()
     assert main(["runs", str(root)]) == 0

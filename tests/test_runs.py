@@ -63,7 +63,7 @@ def test_interrupted_staging_leaves_nothing(tmp_path):
 def test_overwrite_replaces_only_after_success(tiny_model_dir, toy_data, tmp_path):
     out = _old_run(tmp_path)
     assert main(train_args(tiny_model_dir, toy_data, out, "--overwrite", "--epochs", "1")) == 0
-    assert read_run(out)["task"] == "text-classification"
+    assert read_run(out).task == "text-classification"
 
 
 def test_half_written_folder_is_not_a_run(tmp_path):

@@ -74,6 +74,7 @@ def _first_step_grads(model_dir: Path, data: Path, batch_size: int, k: int,
 
     from tunelab.tasks import token_classification as tcls
     from tunelab.training.loop import LoopSettings, fit
+    from tunelab.training.supervised import StepSettings, supervised_job
 
     ex = tcls.read_examples(str(data), "tokens", "tags")
     spec = tcls.make_spec(ex, {"causal_model": False})
@@ -88,13 +89,13 @@ def _first_step_grads(model_dir: Path, data: Path, batch_size: int, k: int,
             grads.update({n: p.grad.clone() for n, p in model.named_parameters()
                           if p.grad is not None})
 
-    settings = LoopSettings(epochs=1, batch_size=batch_size, learning_rate=1e-3,
-                            weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=0.0,
-                            eval_steps=None, patience=None, metric="f1", seed=0,
-                            progress=False, gradient_accumulation_steps=k)
-    fit(model, ids, y, tok.pad_token_id, partial(tcls.loss_fn, spec=spec), lambda: {"f1": 0.0},
-        settings, lambda e: None, tcls.collate_targets, after_step=capture,
-        loss_units=units or tcls.loss_units)
+    steps = StepSettings(epochs=1, batch_size=batch_size, learning_rate=1e-3,
+                         weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=0.0, seed=0,
+                         gradient_accumulation_steps=k)
+    job = supervised_job(model, ids, y, tok.pad_token_id, partial(tcls.loss_fn, spec=spec),
+                         steps, tcls.collate_targets, after_step=capture,
+                         loss_units=units or tcls.loss_units)
+    fit(job, LoopSettings(epochs=1, metric="f1"), lambda: {"f1": 0.0}, lambda e: None)
     return grads
 
 
@@ -124,10 +125,15 @@ def test_accumulated_run_matches_through_the_cli(no_dropout_model, ner_file, tmp
     assert a["f1"] == pytest.approx(b["f1"], abs=1e-6)
 
 
+FAULTY = Path(__file__).with_name("faulty_train.py")
+
+
 def _cli(args: list[str], fault: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TUNELAB_FAULT": fault or ""}
-    return subprocess.run([sys.executable, "-m", "tunelab", *args], capture_output=True,
-                          text=True, env=env, timeout=600)
+    """``tunelab ARGS`` in a child process; ``fault`` (``kill@7``, ``int@5``) runs it through
+    tests/faulty_train.py, which adds the fault-injecting callback to the training loop."""
+    cmd = [sys.executable, str(FAULTY), fault, *args] if fault else \
+        [sys.executable, "-m", "tunelab", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
 def _toy_args(model: Path, data: dict, out: Path, *extra: str) -> list[str]:
@@ -188,14 +194,14 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tiny_model_dir, tmp_pa
     opt = torch.optim.AdamW(model.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     d = tmp_path / "ck"
-    checkpoint.save(d, model, opt, sched, checkpoint.LoopState(step=1), None, keep=2)
+    checkpoint.save(d, model, [opt], [sched], checkpoint.LoopState(step=1), None, keep=2)
 
     def disk_full(*a, **k):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
     with pytest.raises(TunelabError, match="No space left on device.*previous checkpoint"):
-        checkpoint.save(d, model, opt, sched, checkpoint.LoopState(step=2), None, keep=2)
+        checkpoint.save(d, model, [opt], [sched], checkpoint.LoopState(step=2), None, keep=2)
     assert [p.name for p in d.iterdir()] == ["step-000001"]
     assert checkpoint.complete(d) == [d / "step-000001"]
 

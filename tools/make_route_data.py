@@ -7,6 +7,12 @@ and every payload is shared by all functions (so the router has to read the requ
 text it is about). Reproducible:
 
     .venv/bin/python tools/make_route_data.py   # writes src/tunelab/functions/route_data/
+
+These are the requests of the built-in functions, the ones registered with
+``route_examples=ROUTE_DATA`` (tunelab.functions); ``main`` refuses to write when the two lists
+differ. A function registered elsewhere brings its own CSV of requests instead
+(``TaskFunction.route_examples``), and ``tunelab.functions.router.route_dataset`` adds them
+to these, so this file never has to list functions it does not ship.
 """
 
 from __future__ import annotations
@@ -409,7 +415,18 @@ def build(seed: int = 0, per_template: int = 3) -> tuple[list[dict], list[dict]]
     return train, test
 
 
+def check_functions() -> None:
+    """Stop if TEMPLATES and the built-in functions that route on these requests drift."""
+    from tunelab.functions import ROUTE_DATA, task_functions
+
+    shipped = [f.name for f in task_functions() if f.route_examples == ROUTE_DATA]
+    if sorted(shipped) != sorted(TEMPLATES):
+        raise SystemExit(f"TEMPLATES covers {', '.join(TEMPLATES)} but the functions routed on "
+                         f"the shipped requests are {', '.join(shipped)}")
+
+
 def main() -> None:
+    check_functions()
     train, test = build()
     n_val = len(train) * 15 // 100  # validation: model selection, same templates as training
     validation, train = train[:n_val], train[n_val:]

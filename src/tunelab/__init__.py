@@ -6,12 +6,12 @@
     [{'label': 'positive', 'score': 0.97, 'probabilities': {...}}, ...]
 """
 
-__version__ = "0.1.0"
+from tunelab.version import __version__
 
 
 def load(path, device=None):
-    """Load a run folder written by ``tunelab train``; see :func:`tunelab.inference.load`."""
-    from tunelab.inference import load as _load
+    """Load a run folder written by ``tunelab train``; see :func:`tunelab.loading.load`."""
+    from tunelab.loading import load as _load
 
     return _load(path, device=device)
 

@@ -29,11 +29,12 @@ EXAMPLES = """examples:
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    for group_name, cls in C.GROUPS.items():
+    known = C.fields()
+    for group_name, cls in C.groups().items():
         g = p.add_argument_group(f"{group_name} options")
         for f in dataclasses.fields(cls):
             flag = "--" + f.name.replace("_", "-")
-            tp, _ = C.base_type(C.FIELDS[f.name][2])
+            tp, _ = C.base_type(known[f.name][2])
             default = f" (default: {f.default})" if f.default is not None else ""
             help_ = f.metadata["help"] + default
             if tp is bool:
@@ -51,7 +52,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     import os
 
-    overrides = {k: v for k, v in vars(a).items() if k in C.FIELDS}
+    overrides = {k: v for k, v in vars(a).items() if k in C.fields()}
     cfg = C.build(overrides, a.config)
     if cfg.train.num_processes > 1 and "WORLD_SIZE" not in os.environ:
         return launch(cfg.train.num_processes, a.argv)
@@ -68,7 +69,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         return 130
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # the main process reports
-    keys = get_task(cfg.data.task).SUMMARY_METRICS
+    keys = get_task(cfg.data.task).summary_metrics
     summary = {split: {k: metrics[split][k] for k in keys}
                for split in ("validation", "test") if split in metrics}
     for split, m in metrics.get("before_training", {}).items():  # generation: the base model
@@ -106,8 +107,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from tunelab.data.readers import read_texts
 
     m = tunelab.load(a.model_dir)
-    column = a.text_column or m.info["text_column"]
-    if hasattr(m.task, "read_inputs"):  # e.g. question answering: question plus context
+    column = a.text_column or m.info.text_column
+    if m.task.read_inputs is not None:  # e.g. question answering: question plus context
         rows = m.task.read_inputs(a.input, column)
     else:
         rows = [({"text": t}, t) for _, t in read_texts(a.input, column)]
@@ -140,11 +141,13 @@ def cmd_models(a: argparse.Namespace) -> int:
 
 
 def cmd_methods(a: argparse.Namespace) -> int:
-    from tunelab.methods import ALL_TASKS, METHODS
+    from tunelab.methods import METHODS
+    from tunelab.tasks import TASKS
 
     for m in METHODS.values():
-        tasks = "all" if m.tasks == ALL_TASKS else ", ".join(m.tasks)
-        extra = (f" | options: {', '.join(m.options)}" if m.options else "") + \
+        tasks = "all" if len(m.tasks()) == len(TASKS) else ", ".join(m.tasks())
+        options = [f.name for f in m.option_fields()]
+        extra = (f" | options: {', '.join(options)}" if options else "") + \
             (" | mergeable" if m.merge else "")
         print(f"{m.name:<14} {m.description}\n{'':<15}lr {m.default_learning_rate:g} | "
               f"tasks: {tasks}{extra}")
@@ -155,11 +158,11 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tunelab.evaluation import compare
-    from tunelab.methods import get_method
+    from tunelab.methods import check_supported, get_method
     from tunelab.runs import write_json
     from tunelab.tasks import get_task
 
-    overrides = {k: v for k, v in vars(a).items() if k in C.FIELDS}
+    overrides = {k: v for k, v in vars(a).items() if k in C.fields()}
     if "method" in overrides:
         raise TunelabError("tunelab compare takes --methods a,b,c (not --method)")
     cfg = C.build(overrides, a.config)
@@ -171,17 +174,16 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from tunelab.methods import METHODS
 
     names = [m.strip() for m in a.methods.split(",") if m.strip()] if a.methods else \
-        [m for m in METHODS if cfg.data.task in METHODS[m].tasks]
+        [m for m in METHODS if METHODS[m].supports(task)]
     for name in names:
-        if cfg.data.task not in get_method(name).tasks:
-            raise TunelabError(f"method '{name}' does not support task '{cfg.data.task}'")
+        check_supported(get_method(name), task)
     out = Path(cfg.train.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.train.progress = False
     base = out / "compare_config.yaml"
     base.write_text(C.to_yaml(cfg), encoding="utf-8")
     echo = (lambda s: print(s, file=sys.stderr, flush=True))
-    keys = [k for k in task.SUMMARY_METRICS if k != "n"]
+    keys = [k for k in task.summary_metrics if k != "n"]
     rows = []
     for name in names:
         err = compare.run_method(base, name, out / name, cfg.train.overwrite, echo)
@@ -255,8 +257,8 @@ def cmd_runs(a: argparse.Namespace) -> int:
 def cmd_tasks(a: argparse.Namespace) -> int:
     from tunelab.tasks import TASKS
 
-    for name, mod in TASKS.items():
-        print(f"{name:<20} {mod.DESCRIPTION}")
+    for name, task in TASKS.items():
+        print(f"{name:<20} {task.description}")
     return 0
 
 

@@ -57,28 +57,6 @@ class DataArgs:
 
 
 @dataclass
-class MethodArgs:
-    method: str = _f("full", "fine-tuning method (see `tunelab methods`)")
-    lora_r: int = _f(16, "LoRA rank")
-    lora_alpha: int = _f(32, "LoRA scaling numerator (scale = alpha / r)")
-    lora_dropout: float = _f(0.1, "dropout on the LoRA branch")
-    lora_target_modules: str = _f(
-        "all-linear", "comma-separated module names to adapt, or 'all-linear'")
-    use_rslora: bool = _f(False, "LoRA: rank-stabilised scaling alpha/sqrt(r)")
-    use_dora: bool = _f(False, "LoRA: DoRA, weight-decomposed LoRA (magnitude and direction)")
-    adalora_init_r: int = _f(12, "AdaLoRA: rank every adapted layer starts with")
-    adalora_target_r: int = _f(4, "AdaLoRA: average rank left after budgeting")
-    adalora_tinit: float = _f(0.1, "AdaLoRA: fraction of steps before budgeting starts")
-    adalora_tfinal: float = _f(0.2, "AdaLoRA: fraction of final steps with the ranks frozen")
-    freeze_trainable_layers: int = _f(2, "freeze: how many top layers train (0 = head only)")
-    num_virtual_tokens: int = _f(20, "prompt-tuning, p-tuning, prefix-tuning: virtual tokens")
-    prompt_encoder_hidden_size: int = _f(128, "p-tuning: hidden size of the prompt encoder MLP")
-    adapter_size: int = _f(64, "adapter: bottleneck width")
-    adapter_placement: str = _f("houlsby", "adapter: houlsby (after attention and feed-forward) "
-                                           "or pfeiffer (after feed-forward only)")
-
-
-@dataclass
 class TrainArgs:
     output_dir: str | None = _f(None, "run folder to create (refused if it exists, see --overwrite)")
     overwrite: bool = _f(False, "replace an existing output folder (only once training succeeds)")
@@ -145,38 +123,59 @@ class RegularisationArgs:
     augment_mlm_model: str | None = _f(None, "masked language model folder for --augment mlm")
 
 
-GROUPS: dict[str, type] = {"model": ModelArgs, "data": DataArgs, "method": MethodArgs,
-                           "train": TrainArgs, "regularisation": RegularisationArgs}
+_method_args: tuple[tuple[str, ...], type] | None = None
+
+
+def method_args_class() -> type:
+    """The ``method`` group: the method's name plus every registered method's options, each
+    once (derived from the method registry, so a new method's options need no edit here)."""
+    global _method_args
+    from tunelab.methods import METHODS
+    from tunelab.methods.base import option_fields
+
+    key = tuple(METHODS)
+    if _method_args is None or _method_args[0] != key:
+        specs: list[tuple[str, Any, Any]] = [
+            ("method", str, _f("full", "fine-tuning method (see `tunelab methods`)"))]
+        for name, (f, tp) in option_fields().items():
+            specs.append((name, tp, field(default=f.default, metadata=dict(f.metadata))))
+        _method_args = (key, dataclasses.make_dataclass("MethodArgs", specs))
+    return _method_args[1]
+
+
+def groups() -> dict[str, type]:
+    """Config groups in order; the key namespace is flat across them."""
+    return {"model": ModelArgs, "data": DataArgs, "method": method_args_class(),
+            "train": TrainArgs, "regularisation": RegularisationArgs}
 
 
 @dataclass
 class RunConfig:
     model: ModelArgs = field(default_factory=ModelArgs)
     data: DataArgs = field(default_factory=DataArgs)
-    method: MethodArgs = field(default_factory=MethodArgs)
+    method: Any = field(default_factory=lambda: method_args_class()())
     train: TrainArgs = field(default_factory=TrainArgs)
     regularisation: RegularisationArgs = field(default_factory=RegularisationArgs)
 
     def flat(self) -> dict[str, Any]:
         """All keys in the flat namespace, as written to a run's ``config.yaml``."""
         out: dict[str, Any] = {}
-        for g in GROUPS:
+        for g in groups():
             out.update(dataclasses.asdict(getattr(self, g)))
         return out
 
 
-def _index() -> dict[str, tuple[str, dataclasses.Field, Any]]:
+def fields() -> dict[str, tuple[str, dataclasses.Field, Any]]:
     """key -> (group, field, resolved type annotation)."""
     idx: dict[str, tuple[str, dataclasses.Field, Any]] = {}
-    for g, cls in GROUPS.items():
+    for g, cls in groups().items():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            assert f.name not in idx, f"config key {f.name!r} defined twice"
+            if f.name in idx:
+                raise ValueError(f"config key {f.name!r} is defined twice (groups "
+                                 f"{idx[f.name][0]} and {g})")
             idx[f.name] = (g, f, hints[f.name])
     return idx
-
-
-FIELDS = _index()
 
 
 def base_type(tp: Any) -> tuple[type, bool]:
@@ -190,10 +189,11 @@ def base_type(tp: Any) -> tuple[type, bool]:
 
 def coerce(key: str, value: Any, source: str) -> Any:
     """Check and convert one value for ``key``; raise ConfigError naming key and value."""
-    if key not in FIELDS:
+    known = fields()
+    if key not in known:
         raise ConfigError(f"{source}: unknown key '{key}' (value {value!r}); "
-                          f"known keys: {', '.join(sorted(FIELDS))}")
-    tp, optional = base_type(FIELDS[key][2])
+                          f"known keys: {', '.join(sorted(known))}")
+    tp, optional = base_type(known[key][2])
     if value is None:
         if optional:
             return None
@@ -255,13 +255,14 @@ def build(overrides: dict[str, Any], config_file: str | None = None) -> RunConfi
     for k, v in overrides.items():
         values[k] = coerce(k, v, "command line")
     cfg = RunConfig()
+    known = fields()
     for k, v in values.items():
-        setattr(getattr(cfg, FIELDS[k][0]), k, v)
+        setattr(getattr(cfg, known[k][0]), k, v)
     return cfg
 
 
 def validate(cfg: RunConfig) -> None:
-    """Range checks that do not depend on other modules."""
+    """Range checks; each method checks its own options (``methods.check_options``)."""
     t, m, r = cfg.train, cfg.model, cfg.regularisation
     checks = [
         (t.epochs > 0, "epochs", t.epochs, "must be > 0"),
@@ -283,21 +284,6 @@ def validate(cfg: RunConfig) -> None:
         (t.weight_decay >= 0, "weight_decay", t.weight_decay, "must be >= 0"),
         (m.max_length >= 8, "max_length", m.max_length, "must be >= 8"),
         (t.eval_steps is None or t.eval_steps >= 1, "eval_steps", t.eval_steps, "must be >= 1"),
-        (cfg.method.lora_r >= 1, "lora_r", cfg.method.lora_r, "must be >= 1"),
-        (0 <= cfg.method.lora_dropout < 1, "lora_dropout", cfg.method.lora_dropout,
-         "must be in [0, 1)"),
-        (cfg.method.freeze_trainable_layers >= 0, "freeze_trainable_layers",
-         cfg.method.freeze_trainable_layers, "must be >= 0"),
-        (cfg.method.num_virtual_tokens >= 1, "num_virtual_tokens", cfg.method.num_virtual_tokens,
-         "must be >= 1"),
-        (cfg.method.adapter_size >= 1, "adapter_size", cfg.method.adapter_size, "must be >= 1"),
-        (cfg.method.adapter_placement in ("houlsby", "pfeiffer"), "adapter_placement",
-         cfg.method.adapter_placement, "must be houlsby or pfeiffer"),
-        (1 <= cfg.method.adalora_target_r <= cfg.method.adalora_init_r, "adalora_target_r",
-         cfg.method.adalora_target_r, "must be between 1 and adalora_init_r"),
-        (cfg.method.adalora_tinit >= 0 and cfg.method.adalora_tfinal >= 0
-         and cfg.method.adalora_tinit + cfg.method.adalora_tfinal < 1, "adalora_tinit",
-         cfg.method.adalora_tinit, "and adalora_tfinal must be >= 0 and sum to less than 1"),
         (cfg.data.max_train_examples is None or cfg.data.max_train_examples >= 1,
          "max_train_examples", cfg.data.max_train_examples, "must be >= 1"),
         (cfg.data.max_train_examples_per_class is None
@@ -323,6 +309,12 @@ def validate(cfg: RunConfig) -> None:
     for ok, key, value, why in checks:
         if not ok:
             raise ConfigError(f"key '{key}' = {value!r} {why}")
+    from tunelab.methods import METHODS, check_options
+
+    values = dataclasses.asdict(cfg.method)
+    for method in METHODS.values():  # every method's option ranges, as the flags are shared
+        if method.options is not None:
+            check_options(method.make_options(values))
 
 
 def to_yaml(cfg: RunConfig) -> str:

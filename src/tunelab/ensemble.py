@@ -17,16 +17,23 @@ from pathlib import Path
 
 import numpy as np
 
+from tunelab.data.batching import predict_logits
 from tunelab.errors import TunelabError
-from tunelab.inference import TunedModel
-from tunelab.runs import FORMAT_VERSION, RUN_FILE, read_run
+from tunelab.inference import TunedModel, load_run
+from tunelab.runs import RunInfo, read_run, staged_dir, write_metrics, write_run
+from tunelab.tasks import TASKS, get_task
+from tunelab.tasks.encoding import encode_split
+from tunelab.version import __version__
 
-TASKS = ("text-classification", "multi-label")
 KIND = "ensemble"
 
 
+def _averaged(task: str) -> bool:
+    return get_task(task).probabilities is not None
+
+
 def _probabilities(task: str, logits: np.ndarray) -> np.ndarray:
-    if task == "multi-label":
+    if get_task(task).probabilities == "sigmoid":
         return 1.0 / (1.0 + np.exp(-logits))
     z = np.exp(logits - logits.max(-1, keepdims=True))
     return z / z.sum(-1, keepdims=True)
@@ -35,15 +42,15 @@ def _probabilities(task: str, logits: np.ndarray) -> np.ndarray:
 def _as_logits(task: str, p: np.ndarray) -> np.ndarray:
     """Scores whose softmax (sigmoid) gives back ``p``, for the task's own decoder."""
     p = np.clip(p, 1e-12, 1 - 1e-12)
-    return np.log(p) - np.log1p(-p) if task == "multi-label" else np.log(p)
+    return np.log(p) - np.log1p(-p) if get_task(task).probabilities == "sigmoid" else np.log(p)
 
 
 class EnsembleModel(TunedModel):
     """Loaded ensemble: the TunedModel interface, predictions from the members' mean."""
 
-    def __init__(self, run_dir: Path, info: dict, members: list[TunedModel]) -> None:
+    def __init__(self, run_dir: Path, info: RunInfo, members: list[TunedModel]) -> None:
         first = members[0]
-        super().__init__(run_dir, {**first.info, **info}, None, first.tokenizer)
+        super().__init__(run_dir, info, None, first.tokenizer)
         self.members = members
         self.spec = first.spec
         # each member's columns in the first member's label order
@@ -63,57 +70,48 @@ class EnsembleModel(TunedModel):
 
     def evaluate(self, path: str, text_column: str | None = None,
                  label_column: str | None = None, batch_size: int = 64) -> dict:
-        from tunelab.data.batching import predict_logits
-        from tunelab.training.pipeline import encode_split
-
-        tc = text_column or self.info["text_column"]
-        lc = label_column or self.info["label_column"]
-        ex = self.task.read_examples(path, tc, lc)
+        lc = label_column or self.info.label_column
+        ex = self.task.read_examples(path, text_column or self.info.text_column, lc)
         member_logits, y = [], None
         for m in self.members:  # each member with its own tokenizer
             ids, ym = encode_split(m.task, m.tokenizer, ex, m.spec, m.max_length, lc)
             y = ym if y is None else y
             member_logits.append(predict_logits(m.model, ids, m.pad_id, batch_size))
         # the targets are encoded in the first member's label order, as is the mean
+        assert self.task.compute_metrics is not None
         return self.task.compute_metrics(self._mean(member_logits), np.array(y), self.spec)
 
 
-def load_ensemble(run_dir: Path, info: dict) -> EnsembleModel:
-    import tunelab
-
-    members = [tunelab.load(run_dir / rel) for rel in info["members"]]
+def load_ensemble(run_dir: Path, info: RunInfo, device: str | None = None) -> EnsembleModel:
+    """Each member on its own backend (members are never ensembles themselves)."""
+    members = [load_run(run_dir / rel, read_run(run_dir / rel), device)
+               for rel in info.members or []]
+    if not members:
+        raise TunelabError(f"{run_dir}: an ensemble without members")
     return EnsembleModel(run_dir, info, members)
 
 
 def make_ensemble(model_dirs: list[str], output: str, eval_data: str | None = None,
-                  overwrite: bool = False, log=print) -> dict:
+                  overwrite: bool = False, log=print) -> RunInfo:
     """Write the ensemble folder (staged, then renamed into place); returns its tunelab.json.
     With ``eval_data``, every member and the ensemble are scored on it (metrics.json)."""
-    import json
-
-    import tunelab
-
     if len(model_dirs) < 2:
         raise TunelabError("an ensemble needs at least two --model-dirs")
     infos = [read_run(d) for d in model_dirs]
+    tasks = [t for t in TASKS if _averaged(t)]
     for d, i in zip(model_dirs, infos):
-        if i["task"] not in TASKS:
-            raise TunelabError(f"{d}: a {i['task']} model; ensembles average probabilities "
-                               f"of {' or '.join(TASKS)} models")
-        if i.get("method") == KIND:
+        if i.task not in tasks:
+            raise TunelabError(f"{d}: a {i.task} model; ensembles average probabilities "
+                               f"of {' or '.join(tasks)} models")
+        if i.kind == KIND:
             raise TunelabError(f"{d}: already an ensemble; list its members instead")
-        if i["task"] != infos[0]["task"] or sorted(i.get("labels", [])) != sorted(
-                infos[0].get("labels", [])):
+        if i.task != infos[0].task or sorted(i.labels) != sorted(infos[0].labels):
             raise TunelabError(f"{d}: its task or labels differ from {model_dirs[0]}'s "
-                               f"({i['task']} {i.get('labels')} vs {infos[0]['task']} "
-                               f"{infos[0].get('labels')})")
+                               f"({i.task} {i.labels} vs {infos[0].task} {infos[0].labels})")
     out = Path(output)
     if out.exists() and not overwrite:
         raise TunelabError(f"{out}: already exists (use --overwrite to replace it)")
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "members").mkdir(parents=True)
-    try:
+    with staged_dir(out, overwrite=True) as tmp:
         rels = []
         for k, d in enumerate(model_dirs):
             rel = f"members/{k}-{Path(d).resolve().name}"
@@ -121,14 +119,12 @@ def make_ensemble(model_dirs: list[str], output: str, eval_data: str | None = No
                 "checkpoints", "tensorboard", "mlruns"))
             rels.append(rel)
         first = infos[0]
-        info = {"format_version": FORMAT_VERSION, "tunelab_version": tunelab.__version__,
-                "task": first["task"], "method": KIND, "kind": KIND, "labels": first["labels"],
-                "target": first.get("target"), "text_column": first["text_column"],
-                "label_column": first["label_column"], "max_length": first["max_length"],
-                "members": rels, "member_sources": [str(Path(d).resolve()) for d in model_dirs],
-                "combine": "mean of probabilities",
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        (tmp / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        info = RunInfo(task=first.task, method=KIND, kind=KIND, labels=first.labels,
+                       target=first.target, text_column=first.text_column,
+                       label_column=first.label_column, max_length=first.max_length,
+                       members=rels, member_sources=[str(Path(d).resolve()) for d in model_dirs],
+                       combine="mean of probabilities", tunelab_version=__version__,
+                       created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         if eval_data:
             ens = load_ensemble(tmp, info)
             scores = {"ensemble": ens.evaluate(eval_data)}
@@ -136,17 +132,10 @@ def make_ensemble(model_dirs: list[str], output: str, eval_data: str | None = No
                 scores[rel] = m.evaluate(eval_data)
             keep = ("accuracy", "macro_f1", "micro_f1", "samples_f1", "n")
             summary = {k: {m: v for m, v in s.items() if m in keep} for k, s in scores.items()}
-            (tmp / "metrics.json").write_text(json.dumps({"eval_data": eval_data,
-                                                          **summary}, indent=2) + "\n",
-                                              encoding="utf-8")
-            info["metrics"] = summary
+            write_metrics(tmp, {"eval_data": eval_data, **summary})
+            info.metrics = summary
             for name, s in summary.items():
                 log(f"  {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in s.items()
                                               if isinstance(v, float)))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_run(tmp, info)
     return info

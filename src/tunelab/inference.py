@@ -1,8 +1,11 @@
-"""Load a run folder and predict: ``tunelab.load(path).predict(texts)``."""
+"""A loaded run folder that predicts: ``TunedModel`` and how a plain run or export loads.
+
+``tunelab.load`` (in :mod:`tunelab.loading`) picks the loader by the folder's kind. Nothing here
+imports training, evaluation reports or plotting: serving and the task functions stay light.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +13,12 @@ import torch
 
 from tunelab.data.batching import predict_logits, tokenize
 from tunelab.errors import TunelabError
-from tunelab.methods import get_method
+from tunelab.methods import MethodContext, get_method
 from tunelab.models import resolve_model
-from tunelab.runs import read_run
+from tunelab.models.hf import align_pad, pad_id, quiet_transformers
+from tunelab.runs import RunInfo
 from tunelab.tasks import get_task
+from tunelab.tasks.encoding import as_targets, encode_split
 
 
 class TunedModel:
@@ -24,16 +29,17 @@ class TunedModel:
         info: the run's ``tunelab.json``.
     """
 
-    def __init__(self, run_dir: Path, info: dict, model: torch.nn.Module, tokenizer) -> None:
+    def __init__(self, run_dir: Path, info: RunInfo, model: torch.nn.Module | None,
+                 tokenizer) -> None:
         self.run_dir, self.info, self.model, self.tokenizer = run_dir, info, model, tokenizer
-        self.task_name: str = info["task"]
+        self.task_name: str = info.task
         self.task = get_task(self.task_name)
-        self.labels: list[str] = list(info.get("labels", []))
+        self.labels: list[str] = list(info.labels)
         # what the targets are: {"labels": [...]} or regression {"mean", "std", ...}
-        self.spec: dict = info.get("target") or {"labels": self.labels}
-        self.method: str = info["method"]
-        self.max_length: int = int(info["max_length"])
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.spec: dict = dict(info.spec)
+        self.method: str = info.method
+        self.max_length: int = info.max_length
+        self.pad_id = pad_id(tokenizer)
 
     def __repr__(self) -> str:
         return (f"TunedModel({str(self.run_dir)!r}, task={self.task_name!r}, "
@@ -62,51 +68,40 @@ class TunedModel:
         batch = [texts] if single else list(texts)
         if not batch:
             return []
-        if hasattr(self.task, "predict_texts"):  # token tasks need offsets, not just logits
+        if self.task.predict_texts is not None:  # token tasks need offsets, not just logits
             out = self.task.predict_texts(self, batch, batch_size)
         else:
+            assert self.task.decode is not None  # Task: one of decode and predict_texts
             out = self.task.decode(self.logits(batch, batch_size), self.spec)
         return out[0] if single else out
 
     def evaluate(self, path: str, text_column: str | None = None,
                  label_column: str | None = None, batch_size: int = 64) -> dict:
         """Metrics on a labelled file (same columns as training unless given)."""
-        tc = text_column or self.info["text_column"]
-        lc = label_column or self.info["label_column"]
-        from tunelab.training.pipeline import encode_split
-
-        ex = self.task.read_examples(path, tc, lc)
+        lc = label_column or self.info.label_column
+        ex = self.task.read_examples(path, text_column or self.info.text_column, lc)
         ids, y = encode_split(self.task, self.tokenizer, ex, self.spec, self.max_length, lc)
-        per_token = getattr(self.task, "PER_TOKEN", False)
-        if hasattr(self.task, "evaluate_split"):
+        if self.task.evaluate_split is not None:
             return self.task.evaluate_split(self.model, self.tokenizer, ids, y, self.spec,
                                             batch_size=batch_size, full=True)
-        logits = predict_logits(self.model, ids, self.pad_id, batch_size, per_token=per_token)
-        return self.task.compute_metrics(logits, y if per_token else np.array(y), self.spec)
+        assert self.task.compute_metrics is not None
+        logits = predict_logits(self.model, ids, self.pad_id, batch_size,
+                                per_token=self.task.per_token)
+        return self.task.compute_metrics(logits, as_targets(self.task, y), self.spec)
 
 
-def load(path: str | os.PathLike, device: str | None = None) -> TunedModel:
-    """Load a run folder or an export folder for prediction, on the fastest backend it has.
+def load_run(run_dir: Path, info: RunInfo, device: str | None = None) -> TunedModel:
+    """Load a training run or an export folder on the fastest backend it has.
 
     Args:
-        path: a folder written by ``tunelab train`` or ``tunelab export``.
+        run_dir: the folder; info: its ``tunelab.json``.
         device: torch device; default CPU (or CUDA when available). ONNX exports run on
             ONNX Runtime's CPU provider.
-    Returns:
-        TunedModel ready for ``predict``.
     """
     from transformers import AutoTokenizer
 
-    from tunelab.training.pipeline import align_pad, quiet_transformers
-
     quiet_transformers()
-    run_dir = Path(path)
-    info = read_run(run_dir)
-    if info.get("kind") == "ensemble":  # members averaged; each loads on its own backend
-        from tunelab.ensemble import load_ensemble
-
-        return load_ensemble(run_dir, info)
-    export = info.get("export") or {}
+    export = info.export or {}
     check_files(run_dir, export)
     _set_threads()
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
@@ -114,13 +109,15 @@ def load(path: str | os.PathLike, device: str | None = None) -> TunedModel:
         from tunelab.backends import OnnxModule
 
         return TunedModel(run_dir, info, OnnxModule(run_dir / "model.onnx"), tokenizer)
-    task = get_task(info["task"])
-    method = get_method(info["method"])
-    base = info["base_model"]
+    task = get_task(info.task)
+    method = get_method(info.method)
+    base = info.base_model or {}
     # an alias is re-resolved: the weights package may live elsewhere on this machine
-    base_path = resolve_model(base["source"]).path if base["kind"] == "alias" else base["path"]
-    spec = info.get("target") or {"labels": list(info["labels"])}
-    model = method.load(run_dir, lambda p: task.build_model(p, spec), base_path)
+    base_path = resolve_model(base["source"]).path if base.get("kind") == "alias" else \
+        base.get("path", "")
+    spec = info.spec
+    model = method.load(run_dir, lambda p: task.build_model(p, spec), base_path,
+                        MethodContext(task))
     align_pad(model, tokenizer)
     model.eval()
     if export.get("quantize") == "int8":  # hf export: float weights on disk, int8 in memory

@@ -76,7 +76,7 @@ def cmd_ensemble(a) -> int:
     from tunelab.ensemble import make_ensemble
 
     info = make_ensemble(a.model_dirs, a.output, a.eval_data, a.overwrite)
-    print(f"ensemble of {len(info['members'])} {info['task']} models: {a.output}")
+    print(f"ensemble of {len(info.members or [])} {info.task} models: {a.output}")
     return 0
 
 

@@ -6,24 +6,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
 from tunelab.errors import TunelabError
-from tunelab.runs import RUN_FILE, pid_alive, read_run
+from tunelab.runs import RunInfo, is_run, pid_alive, read_config, read_metrics, read_run
 from tunelab.training.checkpoint import DONE, complete
 
 SUFFIX = ".checkpoints"
 
 
-def _key_metric(run: Path, info: dict) -> tuple[str, float | None, float | None]:
+def _key_metric(run: Path, info: RunInfo) -> tuple[str, float | None, float | None]:
     """(which metric, its value, training seconds) from the run's metrics.json."""
     from tunelab.tasks import get_task
 
     try:
-        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        metrics = read_metrics(run)
+    except TunelabError:
         return "", None, None
-    metric = get_task(info["task"]).DEFAULT_METRIC
+    metric = get_task(info.task).default_metric
     split = "test" if "test" in metrics else "validation"
     return (f"{split} {metric}", metrics.get(split, {}).get(metric),
             metrics.get("training", {}).get("train_seconds"))
@@ -36,11 +34,12 @@ def list_runs(root: str | Path) -> list[dict]:
         raise TunelabError(f"{base}: runs folder not found")
     rows: dict[str, dict] = {}
     for p in sorted(base.iterdir()):
-        if (p / RUN_FILE).is_file():
+        if is_run(p):
             info = read_run(p)
             name, value, secs = _key_metric(p, info)
-            rows[p.name] = {"run": p.name, "status": "finished", "task": info["task"],
-                            "model": info["base_model"]["source"], "method": info["method"],
+            rows[p.name] = {"run": p.name, "status": "finished", "task": info.task,
+                            "model": (info.base_model or {}).get("source"),
+                            "method": info.method,
                             "metric": name, "value": value, "train_seconds": secs}
         elif p.name.startswith(".") and ".partial-" in p.name:
             run = p.name[1:].rsplit(".partial-", 1)
@@ -51,9 +50,7 @@ def list_runs(root: str | Path) -> list[dict]:
             name = p.name[: -len(SUFFIX)]
             last = complete(p)[-1]
             state = json.loads((last / DONE).read_text(encoding="utf-8"))
-            cfg = yaml.safe_load((last / "config.yaml").read_text(encoding="utf-8")) \
-                if (last / "config.yaml").is_file() else {}
-            cfg = cfg or {}
+            cfg = read_config(last, required=False)
             row = rows.setdefault(name, {"run": name})
             if "status" not in row:
                 row.update({"status": f"resumable (step {state['step']})",
@@ -81,16 +78,14 @@ def compare_runs(a: str | Path, b: str | Path) -> str:
     """Settings that differ and every summary metric, side by side."""
     ra, rb = Path(a), Path(b)
     ia, ib = read_run(ra), read_run(rb)
-    ca = yaml.safe_load((ra / "config.yaml").read_text(encoding="utf-8"))
-    cb = yaml.safe_load((rb / "config.yaml").read_text(encoding="utf-8"))
-    ma = json.loads((ra / "metrics.json").read_text(encoding="utf-8"))
-    mb = json.loads((rb / "metrics.json").read_text(encoding="utf-8"))
+    ca, cb = read_config(ra), read_config(rb)
+    ma, mb = read_metrics(ra), read_metrics(rb)
     rows = [("", ra.name, rb.name)]
     for k in sorted(set(ca) | set(cb)):
         if ca.get(k) != cb.get(k) and k != "output_dir":
             rows.append((k, str(ca.get(k)), str(cb.get(k))))
-    rows.append(("trainable parameters", f"{ia['parameters']['trainable']:,}",
-                 f"{ib['parameters']['trainable']:,}"))
+    rows.append(("trainable parameters", f"{(ia.parameters or {}).get('trainable', 0):,}",
+                 f"{(ib.parameters or {}).get('trainable', 0):,}"))
     for split in ("validation", "test"):
         for k, v in ma.get(split, {}).items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):

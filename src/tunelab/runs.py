@@ -1,8 +1,14 @@
-"""Run folders: staged in a hidden temporary folder, renamed into place only when complete.
+"""Run folders: the one reader and writer of a run's self-description.
 
-A crash (or Ctrl-C, or a full disk) never leaves a folder at ``output_dir`` that looks complete
+This module alone reads and writes ``tunelab.json`` (a typed :class:`RunInfo` with a format
+version), ``metrics.json``, ``config.yaml`` and ``train_log.jsonl``; weights, tokenizers and ONNX
+graphs stay with the method or exporter that writes them. Every system on top of the engine
+(serving, functions, the studio, monitoring, ...) reads run folders through here.
+
+Folders are staged in a hidden temporary folder and renamed into place only when complete. A
+crash (or Ctrl-C, or a full disk) never leaves a folder at ``output_dir`` that looks complete
 but is not, and an existing folder is only replaced (with ``--overwrite``) after the new one is
-fully written. ``tunelab.json`` is the marker that a folder is a finished run.
+fully written. ``tunelab.json``, written last, is the marker that a folder is finished.
 """
 
 from __future__ import annotations
@@ -10,13 +16,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any
 
 from tunelab.errors import TunelabError
 
 RUN_FILE = "tunelab.json"
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.yaml"
+LOG_FILE = "train_log.jsonl"
 FORMAT_VERSION = 1
 
 
@@ -86,14 +97,101 @@ def staged_dir(output_dir: str | Path, overwrite: bool) -> Iterator[Path]:
         raise
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a reader sees the old file or the new one,
+    never half of it (temporary file in the same folder, then rename)."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise TunelabError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
-def read_run(run_dir: str | Path) -> dict:
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def _read_json(f: Path, what: str) -> Any:
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TunelabError(f"{f}: {what} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TunelabError(f"{f}: corrupt {what} ({e})") from None
+
+
+@dataclass
+class RunInfo:
+    """A run folder's self-description (``tunelab.json``): what it is, how to load it, and how
+    it was made. Kinds: ``run`` (tunelab train), ``ensemble`` (tunelab ensemble); an export is
+    a run with an ``export`` record. Keys this version does not know are kept in ``extra`` and
+    written back unchanged."""
+
+    task: str
+    method: str
+    text_column: str
+    label_column: str
+    max_length: int
+    labels: list[str] = field(default_factory=list)
+    target: dict | None = None        # the task's spec: labels, thresholds, mean/std, ...
+    base_model: dict | None = None    # {"source", "path", "kind": alias|local|hub}
+    kind: str = "run"
+    format_version: int = FORMAT_VERSION
+    tunelab_version: str = ""
+    created: str = ""
+    torch: str | None = None
+    parameters: dict | None = None    # {"trainable", "total"}
+    method_details: dict | None = None
+    regularisation: dict | None = None
+    export: dict | None = None        # tunelab export's record (format, parity, metrics, ...)
+    members: list[str] | None = None  # ensemble: member folders, relative to this one
+    member_sources: list[str] | None = None
+    combine: str | None = None
+    metrics: dict | None = None       # ensemble: members' and ensemble's scores
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def spec(self) -> dict:
+        """What the targets are: {"labels": [...]} or regression {"mean", "std", ...}."""
+        return self.target or {"labels": list(self.labels)}
+
+    def to_json(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "extra" and v is not None}
+        if out.get("kind") == "run":  # folders of format 1 had no kind for plain runs
+            del out["kind"]
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: Any, source: Path) -> RunInfo:
+        """Check and convert a parsed ``tunelab.json``; errors name the file and the key."""
+        if not isinstance(data, dict):
+            raise TunelabError(f"{source}: corrupt run description (not a JSON object)")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise TunelabError(f"{source}: run format {version!r} is not supported by this "
+                               f"tunelab (expects {FORMAT_VERSION})")
+        known = {f.name for f in fields(cls)} - {"extra"}
+        missing = [k for k in ("task", "method", "text_column", "label_column", "max_length")
+                   if k not in data]
+        if missing:
+            raise TunelabError(f"{source}: corrupt run description, key '{missing[0]}' is "
+                               "missing")
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("kind") is None:
+            values["kind"] = "run"
+        try:
+            values["max_length"] = int(values["max_length"])
+        except (TypeError, ValueError):
+            raise TunelabError(f"{source}: key 'max_length' = {data['max_length']!r} is not a "
+                               "number") from None
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
     """The run's self-description; a clear error if ``run_dir`` is not a finished run."""
     p = Path(run_dir)
     if not p.is_dir():
@@ -102,11 +200,72 @@ def read_run(run_dir: str | Path) -> dict:
     if not f.is_file():
         raise TunelabError(f"{p}: not a tunelab run folder (no {RUN_FILE}); "
                            "train one with `tunelab train ... --output-dir DIR`")
-    try:
-        info = json.loads(f.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TunelabError(f"{f}: corrupt run description ({e})") from None
-    if info.get("format_version") != FORMAT_VERSION:
-        raise TunelabError(f"{f}: run format {info.get('format_version')!r} is not supported "
-                           f"by this tunelab (expects {FORMAT_VERSION})")
-    return info
+    return RunInfo.from_json(_read_json(f, "run description"), f)
+
+
+def write_run(run_dir: Path, info: RunInfo) -> None:
+    """Write ``tunelab.json``: last, as it marks the folder complete."""
+    write_json(Path(run_dir) / RUN_FILE, info.to_json())
+
+
+def is_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished run (its ``tunelab.json``)."""
+    return (Path(folder) / RUN_FILE).is_file()
+
+
+def read_metrics(run_dir: str | Path, required: bool = True) -> dict:
+    """The run's ``metrics.json`` ({} when absent and not ``required``)."""
+    f = Path(run_dir) / METRICS_FILE
+    if not required and not f.is_file():
+        return {}
+    data = _read_json(f, "metrics file")
+    if not isinstance(data, dict):
+        raise TunelabError(f"{f}: corrupt metrics file (not a JSON object)")
+    return data
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> None:
+    write_json(Path(run_dir) / METRICS_FILE, metrics)
+
+
+def read_config(folder: str | Path, required: bool = True) -> dict:
+    """The flat settings of a run (or checkpoint) folder's ``config.yaml``, as written; {}
+    when absent and not ``required``. Validation against today's keys is the caller's."""
+    from tunelab.config import read_mapping
+
+    f = Path(folder) / CONFIG_FILE
+    if not required and not (f.is_file() and f.stat().st_size):
+        return {}
+    return read_mapping(f, "run config")
+
+
+def write_config(folder: Path, yaml_text: str) -> None:
+    atomic_write_text(Path(folder) / CONFIG_FILE, yaml_text)
+
+
+def open_train_log(folder: Path | None) -> IO[str]:
+    """The writer of ``train_log.jsonl`` (one JSON event per line); a sink for None."""
+    if folder is None:
+        return open(os.devnull, "w", encoding="utf-8")
+    return open(Path(folder) / LOG_FILE, "w", encoding="utf-8")
+
+
+def read_train_log(run_dir: str | Path) -> list[dict]:
+    """The events of ``train_log.jsonl`` (train and eval), in order; [] when absent."""
+    f = Path(run_dir) / LOG_FILE
+    if not f.is_file():
+        return []
+    return [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line]
+
+
+def data_file(run_dir: str | Path, split: str) -> str | None:
+    """The file a run used for ``split`` (train, validation, test), from its config.yaml."""
+    value = read_config(run_dir, required=False).get(split)
+    return str(value) if value else None
+
+
+def copy_records(src: Path, dst: Path) -> None:
+    """Carry a run's settings and scores into a folder made from it (an export)."""
+    for name in (METRICS_FILE, CONFIG_FILE):
+        if (Path(src) / name).is_file():
+            shutil.copy2(Path(src) / name, Path(dst) / name)

@@ -35,7 +35,7 @@ def read_space(path: str) -> dict[str, object]:
     space = {}
     for key, spec in raw.items():
         k = str(key).replace("-", "_")
-        if k not in C.FIELDS:
+        if k not in C.fields():
             raise ConfigError(f"{p}: unknown key '{key}'")
         if k in ("output_dir", "train", "validation", "test", "overwrite", "resume"):
             raise ConfigError(f"{p}: '{key}' cannot be searched")
@@ -58,7 +58,7 @@ def read_space(path: str) -> dict[str, object]:
 def _suggest(trial, key: str, spec) -> object:
     if isinstance(spec, list):  # plain scalars or null, as Optuna's choices must be
         return trial.suggest_categorical(key, spec)
-    tp, _ = C.base_type(C.FIELDS[key][2])
+    tp, _ = C.base_type(C.fields()[key][2])
     if spec.get("type") == "int" or tp is int:
         return trial.suggest_int(key, int(spec["low"]), int(spec["high"]),
                                  log=bool(spec.get("log")))
@@ -79,7 +79,7 @@ def search(config_file: str, space_file: str, trials: int, output: str,
         raise ConfigError("--trials must be >= 1")
     space = read_space(space_file)
     base = C.build({}, config_file)
-    metric = (get_task(base.data.task).DEFAULT_METRIC if base.train.metric_for_best == "auto"
+    metric = (get_task(base.data.task).default_metric if base.train.metric_for_best == "auto"
               else base.train.metric_for_best)
     direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
     out = Path(output)

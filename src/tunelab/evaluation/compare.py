@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Callable
 
-from tunelab.runs import RUN_FILE
+from tunelab.runs import is_run, read_config, read_metrics, read_run
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
@@ -31,7 +30,7 @@ def weights_size_mb(run_dir: Path) -> float:
 def run_method(config_file: Path, method: str, out: Path, overwrite: bool,
                echo: Callable[[str], None]) -> str | None:
     """Train ``method`` into ``out`` in a child process; returns an error line or None."""
-    if (out / RUN_FILE).is_file() and not overwrite:
+    if is_run(out) and not overwrite:
         echo(f"tunelab compare: {method}: reusing the finished run in {out}")
         return None
     cmd = [sys.executable, "-m", "tunelab", "train", "--config", str(config_file),
@@ -55,11 +54,11 @@ def collect(out: Path, method: str, error: str | None, metric_keys: list[str]) -
     run = out / method
     if error:
         return {**row, "error": error}
-    info = json.loads((run / RUN_FILE).read_text(encoding="utf-8"))
-    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    info = read_run(run)
+    metrics = read_metrics(run)
     split = "test" if "test" in metrics else "validation"
     tr = metrics["training"]
-    p = info["parameters"]
+    p = info.parameters or {"trainable": 0, "total": 1}
     row.update({
         "trainable_params": p["trainable"],
         "trainable_pct": 100.0 * p["trainable"] / p["total"],
@@ -76,9 +75,7 @@ def collect(out: Path, method: str, error: str | None, metric_keys: list[str]) -
 
 
 def _learning_rate(run: Path) -> float | None:
-    import yaml
-
-    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    cfg = read_config(run)
     if cfg.get("learning_rate"):
         return cfg["learning_rate"]
     from tunelab.methods import get_method
@@ -119,10 +116,7 @@ def to_csv(rows: list[dict], metric_keys: list[str]) -> str:
 
 def plot(rows: list[dict], metric: str, out: Path) -> None:
     """Main metric vs. trainable share and training time, one point per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tunelab.plots import plt
 
     ok = [r for r in rows if "error" not in r and r.get(metric) is not None]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -7,55 +7,8 @@ import base64
 import html
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-
-def plot_curves(history: list[dict], metric: str, out: Path) -> None:
-    train = [e for e in history if e["type"] == "train"]
-    evals = [e for e in history if e["type"] == "eval"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    a.plot([e["step"] for e in train], [e["loss"] for e in train], label="training loss")
-    if evals and "loss" in evals[0]:
-        a.plot([e["step"] for e in evals], [e["loss"] for e in evals], "o-",
-               label="validation loss")
-    a.set_xlabel("optimizer step"), a.set_ylabel("loss"), a.legend(), a.grid(alpha=0.3)
-    b.plot([e["step"] for e in evals], [e.get(metric) for e in evals], "o-", color="C2")
-    b.set_xlabel("optimizer step"), b.set_ylabel(f"validation {metric}"), b.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-
-
-def plot_confusion(cm: dict, title: str, out: Path) -> None:
-    labels, m = cm["labels"], cm["matrix"]
-    n = len(labels)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.5 + 0.7 * n), max(3.4, 1.2 + 0.6 * n)))
-    ax.imshow(m, cmap="Blues")
-    ax.set_xticks(range(n), labels, rotation=45, ha="right"), ax.set_yticks(range(n), labels)
-    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
-    top = max(max(r) for r in m) or 1
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, str(m[i][j]), ha="center", va="center",
-                    color="white" if m[i][j] > top / 2 else "black")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-
-
-def plot_f1_bars(f1: dict[str, float], ylabel: str, title: str, out: Path) -> None:
-    """One bar per label or entity type, F1 on a 0..1 axis."""
-    names = list(f1)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(names) + 1.5), 3.4))
-    ax.bar(range(len(names)), [f1[n] for n in names], color="C0")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_ylim(0, 1), ax.set_ylabel(ylabel), ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+from tunelab.plots import plot_curves
+from tunelab.runs import RunInfo
 
 
 def _img(path: Path, alt: str) -> str:
@@ -76,12 +29,12 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def write_report(run_dir: Path, info: dict, metrics: dict, history: list[dict], metric: str,
+def write_report(run_dir: Path, info: RunInfo, metrics: dict, history: list[dict], metric: str,
                  task, final: tuple) -> Path:
     """Write ``plots/*.png`` and ``report.html`` into ``run_dir``; returns the HTML path.
 
     Args:
-        task: the task module (its ``report_figures`` / ``report_tables`` add task plots).
+        task: the task record (its ``report_figures`` / ``report_tables`` add task plots).
         final: (split name, logits, encoded targets, spec) of the split the task plots show.
     """
     plots = run_dir / "plots"
@@ -91,23 +44,23 @@ def write_report(run_dir: Path, info: dict, metrics: dict, history: list[dict], 
     figures = [("Training curves", "curves.png")] + task.report_figures(
         plots, split, logits, targets, spec, metrics[split])
     tr = metrics["training"]
-    summary = [("task", info["task"]), ("base model", info["base_model"]["source"]),
-               ("method", info["method"]),
-               ("trainable parameters", f"{info['parameters']['trainable']:,} of "
-                                        f"{info['parameters']['total']:,}"),
+    params = info.parameters or {"trainable": 0, "total": 0}
+    summary = [("task", info.task), ("base model", (info.base_model or {}).get("source")),
+               ("method", info.method),
+               ("trainable parameters", f"{params['trainable']:,} of {params['total']:,}"),
                ("training time (s)", round(tr["train_seconds"], 1)),
                ("examples/s", round(tr["examples_per_s"], 1)),
                ("best checkpoint", f"step {tr['best_step']} (validation {metric} "
                                    f"{_fmt(tr.get(f'best_validation_{metric}'))})")]
-    if info.get("labels"):
-        summary.append(("labels", ", ".join(info["labels"])))
+    if info.labels:
+        summary.append(("labels", ", ".join(info.labels)))
     splits = [s for s in ("validation", "test") if s in metrics]
-    keys = [k for k in task.SUMMARY_METRICS if k != "n"]
+    keys = [k for k in task.summary_metrics if k != "n"]
     scores = [(s, *[metrics[s].get(k) for k in keys], metrics[s]["n"]) for s in splits]
     for s, m in metrics.get("before_training", {}).items():  # the base model, for contrast
         scores.append((f"{s}, before fine-tuning", *[m.get(k) for k in keys], m["n"]))
     parts = [f"<h2>Scores</h2>{_table(scores, ('split', *keys, 'examples'))}"]
-    ada = info.get("method_details", {}).get("adalora")
+    ada = (info.method_details or {}).get("adalora")
     if ada:  # where AdaLoRA moved its rank budget
         rows = sorted(ada["final_ranks"].items(), key=lambda kv: -kv[1])
         parts.append(f"<h2>AdaLoRA rank allocation</h2><p>total rank "
@@ -120,7 +73,7 @@ def write_report(run_dir: Path, info: dict, metrics: dict, history: list[dict], 
         parts.append(f"<h2>{html.escape(title)}</h2>{_img(plots / name, title)}")
     body = "\n".join(parts)
     page = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>tunelab report: {html.escape(info['task'])}</title>
+<title>tunelab report: {html.escape(info.task)}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 10px}}
 img{{max-width:100%}}</style></head><body>

@@ -16,6 +16,7 @@ written to a temporary path and renamed into place, like a run folder.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +25,10 @@ import numpy as np
 
 from tunelab.errors import TunelabError
 from tunelab.methods import get_method
-from tunelab.runs import RUN_FILE, check_output_dir, read_run, staged_dir, write_json
+from tunelab.tasks import get_task
+from tunelab.runs import (RunInfo, check_output_dir, copy_records, data_file, read_run,
+                          staged_dir, write_run)
+from tunelab.tasks.encoding import encode_split
 
 FORMATS = ("hf", "onnx")
 ONNX_FILE = "model.onnx"
@@ -42,12 +46,11 @@ def export_model(run_dir: str | Path, output_dir: str | Path, fmt: str = "hf",
             ONNX, pruning or quantization without --eval-data, ...), or bad files.
     """
     import tunelab
-    from tunelab.tasks import get_task
 
     run = Path(run_dir)
     info = read_run(run)
-    method = get_method(info["method"])
-    task = get_task(info["task"])
+    method = get_method(info.method)
+    task = get_task(info.task)
     _check_options(info, method, fmt, quantize, prune, sparsity, eval_data)
     check_output_dir(output_dir, overwrite)
     if eval_data and not Path(eval_data).is_file():
@@ -59,7 +62,7 @@ def export_model(run_dir: str | Path, output_dir: str | Path, fmt: str = "hf",
     model = loaded.model
     record: dict = {"format": fmt, "merged_method": method.name, "source_run": str(run.resolve()),
                     "quantize": quantize, "eval_data": eval_data,
-                    "metric": task.DEFAULT_METRIC}
+                    "metric": task.default_metric}
     evaluate = (lambda m: _evaluate(loaded, m, eval_data)) if eval_data else None
     if evaluate:
         log(f"evaluating the unexported model on {eval_data} ...")
@@ -85,20 +88,18 @@ def export_model(run_dir: str | Path, output_dir: str | Path, fmt: str = "hf",
         else:
             _write_onnx(loaded, model, heads, tmp, quantize, eval_data, record, evaluate, log)
         loaded.tokenizer.save_pretrained(tmp)
-        for name in ("metrics.json", "config.yaml"):
-            if (run / name).is_file():
-                shutil.copy2(run / name, tmp / name)
+        copy_records(run, tmp)
         record["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())
                            if p.is_file()}
         record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        write_json(tmp / RUN_FILE, {**info, "method": "full", "export": record})
+        write_run(tmp, dataclasses.replace(info, method="full", export=record))
     return record
 
 
-def _check_options(info: dict, method, fmt: str, quantize, prune, sparsity, eval_data) -> None:
+def _check_options(info: RunInfo, method, fmt: str, quantize, prune, sparsity, eval_data) -> None:
     if fmt not in FORMATS:
         raise TunelabError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
-    done = info.get("export") or {}
+    done = info.export or {}
     if done.get("format") == "onnx" or done.get("quantize"):
         raise TunelabError(f"this folder is already an {done['format']} "
                            f"{'int8 ' if done.get('quantize') else ''}export; export from the "
@@ -107,7 +108,7 @@ def _check_options(info: dict, method, fmt: str, quantize, prune, sparsity, eval
         raise TunelabError(f"method '{method.name}' cannot be merged into the base weights "
                            "(it adds computation the base model does not have), so it has no "
                            "standalone export; load the run folder with tunelab.load instead")
-    if fmt == "onnx" and info["task"] == "generation":
+    if fmt == "onnx" and get_task(info.task).generative:
         raise TunelabError("generation runs export with --format hf (an ONNX graph of one "
                            "forward pass cannot generate by itself)")
     if quantize not in (None, "int8"):
@@ -143,28 +144,19 @@ def _parity_ids(loaded, eval_data: str | None) -> list[list[int]]:
     from tunelab.data.batching import tokenize
 
     texts: list = []
-    for path in (eval_data, _validation_path(loaded.run_dir)):
+    for path in (eval_data, data_file(loaded.run_dir, "validation")):
         if path and Path(path).is_file():
-            ex = loaded.task.read_examples(path, loaded.info["text_column"],
-                                           loaded.info["label_column"])
-            if hasattr(loaded.task, "encode"):
-                return loaded.task.encode(loaded.tokenizer, ex, loaded.spec,
-                                          loaded.max_length, loaded.info["label_column"])[0][:256]
+            lc = loaded.info.label_column
+            ex = loaded.task.read_examples(path, loaded.info.text_column, lc)
+            if loaded.task.encode is not None:
+                return encode_split(loaded.task, loaded.tokenizer, ex, loaded.spec,
+                                    loaded.max_length, lc)[0][:256]
             texts = ex.texts[:256]
             break
     if not texts:
         vocab = [t for t in loaded.tokenizer.get_vocab() if t.isalpha()][:400]
         texts = [" ".join(vocab[i:i + 12 + i % 9]) for i in range(0, len(vocab), 7)]
     return tokenize(loaded.tokenizer, texts, loaded.max_length)
-
-
-def _validation_path(run: Path) -> str | None:
-    import yaml
-
-    f = run / "config.yaml"
-    if not f.is_file():
-        return None
-    return (yaml.safe_load(f.read_text(encoding="utf-8")) or {}).get("validation")
 
 
 def _write_onnx(loaded, model, heads, tmp: Path, quantize, eval_data, record, evaluate,

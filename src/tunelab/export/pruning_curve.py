@@ -8,7 +8,10 @@ from pathlib import Path
 
 import torch
 
+from tunelab.data.batching import collate, output_logits, sorted_batches
 from tunelab.export import prune as P
+from tunelab.runs import data_file
+from tunelab.tasks.encoding import encode_split
 
 
 def sparsity_grid(target: float) -> list[float]:
@@ -22,7 +25,7 @@ def prune_with_curve(loaded, model: torch.nn.Module, kind: str, target: float,
     """Returns (pruned model, heads removed per layer, record); the curve is plotted to
     ``out_dir/pruning_curve.png``."""
     head_names = loaded.task.head_module_names(model)
-    metric = loaded.task.DEFAULT_METRIC
+    metric = loaded.task.default_metric
     importance = None
     if kind == "heads":
         importance = _importance(loaded, model, eval_data)
@@ -55,24 +58,17 @@ def prune_with_curve(loaded, model: torch.nn.Module, kind: str, target: float,
 
 
 def importance_source(loaded, eval_data: str) -> str:
-    from tunelab.export.build import _validation_path
-
-    val = _validation_path(loaded.run_dir)
+    val = data_file(loaded.run_dir, "validation")
     return val if val and Path(val).is_file() else eval_data
 
 
 def _importance(loaded, model, eval_data: str) -> torch.Tensor:
     """Head importance on the run's validation split (the evaluation file if it is gone)."""
-    from tunelab.data.batching import collate, sorted_batches
-    from tunelab.training.pipeline import encode_split
-
-    task, lc = loaded.task, loaded.info["label_column"]
-    ex = task.read_examples(importance_source(loaded, eval_data), loaded.info["text_column"], lc)
+    task, lc = loaded.task, loaded.info.label_column
+    ex = task.read_examples(importance_source(loaded, eval_data), loaded.info.text_column, lc)
     ids, y = encode_split(task, loaded.tokenizer, ex, loaded.spec, loaded.max_length, lc)
-    collate_targets = getattr(task, "collate_targets", torch.tensor)
+    collate_targets = task.collate_targets
     loss = partial(task.loss_fn, spec=loaded.spec)
-
-    from tunelab.data.batching import output_logits
 
     def batches():
         for b in sorted_batches([len(x) for x in ids], 32):
@@ -82,7 +78,7 @@ def _importance(loaded, model, eval_data: str) -> torch.Tensor:
 
 
 def _plot(curve: list[dict], kind: str, metric: str, out: Path) -> None:
-    from tunelab.evaluation.report import plt
+    from tunelab.plots import plt
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
     ax.plot([100 * c["achieved"] for c in curve], [c.get(metric) for c in curve], "o-")

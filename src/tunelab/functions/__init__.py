@@ -2,12 +2,17 @@
 
     >>> from tunelab.functions import analyze_sentiment, extract_entities
     >>> analyze_sentiment("the battery died after a day")
-    Sentiment(label='negative', score=0.97)
+    Label(label='negative', score=0.97)
 
 Each function finds its model through the registry (``tunelab register NAME FOLDER``, see
 :mod:`tunelab.functions.registry`), loads it once, and is safe to call from many threads.
 A list in gives a list out. ``tunelab functions --schema`` prints these signatures as JSON
 Schema tool definitions, generated from the code below.
+
+Every function is declared once, at the bottom, in the catalog
+(:mod:`tunelab.functions.catalog`); ``FUNCTIONS``, the CLI, the HTTP endpoint, the schemas
+and the router all read it there, so a function added with ``register_function`` (here or in
+another package) shows up everywhere with no other edit.
 """
 
 from __future__ import annotations
@@ -15,19 +20,22 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from tunelab.functions.arguments import prompt_argument, question_arguments, text_argument
+from tunelab.functions.catalog import (FUNCTIONS, ROUTE_DATA, FolderKind, TaskFunction,
+                                       register_folder_kind, register_function,
+                                       task_functions, unregister_function)
 from tunelab.functions.registry import model_for
 
 
 @dataclass(frozen=True)
-class Sentiment:
-    label: str
-    score: float
-
-
-@dataclass(frozen=True)
 class Label:
+    """A predicted label and the model's confidence in it (classify, analyze_sentiment)."""
+
     label: str
     score: float
+
+
+Sentiment = Label  # analyze_sentiment's result: the same shape, kept as a name for old code
 
 
 @dataclass(frozen=True)
@@ -47,18 +55,20 @@ class Answer:
     score: float
 
 
-def _run(name: str, task: str, items: list):
+def _run(name: str, task: str | None, items: list):
+    """Predictions of the model registered as ``name``; ``task`` None: the one the function
+    named ``name`` declares (below), so it is written once."""
     return model_for(name, task).predict(items)
 
 
-def analyze_sentiment(text: str | list[str]) -> Sentiment | list[Sentiment]:
+def analyze_sentiment(text: str | list[str]) -> Label | list[Label]:
     """Sentiment of a text: its label (e.g. positive or negative) and the model's confidence.
 
     Args:
         text: the text to judge, or a list of texts.
     """
-    out = [Sentiment(p["label"], float(p["score"]))
-           for p in _run("analyze_sentiment", "text-classification", _listed(text))]
+    out = [Label(p["label"], float(p["score"]))
+           for p in _run("analyze_sentiment", None, _listed(text))]
     return out if isinstance(text, list) else out[0]
 
 
@@ -93,7 +103,7 @@ def extract_entities(text: str | list[str]) -> list[Entity] | list[list[Entity]]
     """
     out = [[Entity(e["text"], e["type"], int(e["start"]), int(e["end"]), float(e["score"]))
             for e in p["entities"]]
-           for p in _run("extract_entities", "token-classification", _listed(text))]
+           for p in _run("extract_entities", None, _listed(text))]
     return out if isinstance(text, list) else out[0]
 
 
@@ -104,7 +114,7 @@ def answer(question: str, context: str) -> Answer:
         question: what to ask.
         context: the text that holds the answer.
     """
-    p = _run("answer", "question-answering", [{"question": question, "context": context}])[0]
+    p = _run("answer", None, [{"question": question, "context": context}])[0]
     return Answer(p["answer"], int(p["start"]), int(p["end"]), float(p["score"]))
 
 
@@ -118,7 +128,7 @@ def generate(prompt: str | list[str], max_new_tokens: int = 32) -> str | list[st
         prompt: the prompt, or a list of prompts.
         max_new_tokens: most tokens to generate.
     """
-    m = model_for("generate", "generation")
+    m = model_for("generate")
     with _generate_lock:  # the token budget is part of the shared model's spec
         old, m.spec["max_new_tokens"] = m.spec["max_new_tokens"], int(max_new_tokens)
         try:
@@ -141,7 +151,24 @@ def _listed(x) -> list:
     return list(x) if isinstance(x, list) else [x]
 
 
-FUNCTIONS = {f.__name__: f for f in (analyze_sentiment, classify, score, extract_entities,
-                                     answer, generate)}
+# the built-in functions, one line each: backed by runs of their task, routed with the
+# shipped example requests (route_data/), each filling its arguments by its own rule
+_BUILTIN = {"folder_kind": "run", "route_examples": ROUTE_DATA}
+register_function(TaskFunction("analyze_sentiment", analyze_sentiment, task="text-classification",
+                               fill_arguments=text_argument, **_BUILTIN))
+register_function(TaskFunction("classify", classify, task="text-classification",
+                               fill_arguments=text_argument, **_BUILTIN))
+register_function(TaskFunction("score", score, task="regression",
+                               fill_arguments=text_argument, **_BUILTIN))
+register_function(TaskFunction("extract_entities", extract_entities, task="token-classification",
+                               fill_arguments=text_argument, **_BUILTIN))
+register_function(TaskFunction("answer", answer, task="question-answering",
+                               fill_arguments=question_arguments, **_BUILTIN))
+register_function(TaskFunction("generate", generate, task="generation",
+                               fill_arguments=prompt_argument, **_BUILTIN))
 
-__all__ = ["Answer", "Entity", "FUNCTIONS", "Label", "Sentiment", "as_json", *FUNCTIONS]
+__all__ = ["Answer", "Entity", "FUNCTIONS", "FolderKind", "Label", "ROUTE_DATA", "Sentiment",
+           "TaskFunction",
+           "analyze_sentiment", "answer", "as_json", "classify", "extract_entities",
+           "generate", "register_folder_kind", "register_function", "score",
+           "task_functions", "unregister_function"]

@@ -9,16 +9,18 @@ from pathlib import Path
 
 
 def add_parsers(sub) -> None:
+    from tunelab.functions import FUNCTIONS
+
     r = sub.add_parser("register", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="back a function (analyze_sentiment, classify, ...) with a model",
-                       description="Map NAME to a run or export folder in the model registry "
+                       description="Map NAME to a run or export folder (or the kind of folder "
+                                   "the function is backed by) in the model registry "
                                    "(models.yaml; $TUNELAB_MODELS names another file). NAME is "
-                                   "a function (analyze_sentiment, classify, score, "
-                                   "extract_entities, answer, generate) or any name that "
+                                   f"a function ({', '.join(FUNCTIONS)}) or any name that "
                                    "classify(text, model=NAME) / score(...) will use.",
                        epilog="example:\n  tunelab register analyze_sentiment runs/reviews")
     r.add_argument("name")
-    r.add_argument("folder", help="run or export folder")
+    r.add_argument("folder", help="run or export folder (or the function's kind of folder)")
     r.add_argument("--file", help="registry file (default: $TUNELAB_MODELS, ./models.yaml, "
                                   "~/.config/tunelab/models.yaml, first that exists)")
     r.set_defaults(func=cmd_register)
@@ -102,19 +104,26 @@ def cmd_functions(a) -> int:
 
         print(json.dumps(tools(), indent=2))
         return 0
-    from tunelab.functions import FUNCTIONS
-    from tunelab.functions.registry import TASK_OF, read_registry, registry_path
+    from tunelab.functions import FUNCTIONS, task_functions
+    from tunelab.functions.registry import read_registry, registry_path
 
     reg = read_registry()
     print(f"registry: {registry_path()}")
-    for name, fn in FUNCTIONS.items():
-        summary = (fn.__doc__ or "").strip().splitlines()[0]
-        print(f"{name:<18} {TASK_OF[name]:<21} {reg.get(name, '(not registered)')}\n"
+    for f in task_functions():
+        summary = ((f.func.__doc__ or "").strip().splitlines() or [""])[0]
+        print(f"{f.name:<18} {_needs(f):<21} {reg.get(f.name, '(not registered)')}\n"
               f"{'':<18} {summary}")
     others = {k: v for k, v in reg.items() if k not in FUNCTIONS}
     for name, folder in others.items():
         print(f"{name:<18} {'(model= name)':<21} {folder}")
     return 0
+
+
+def _needs(f) -> str:
+    """What a function's folder must be, for the listing: a run's task, else its kind."""
+    if f.folder_kind == "run":
+        return f.task or "(any run)"
+    return f"{f.folder_kind}: {f.task}" if f.task else f"({f.folder_kind} folder)"
 
 
 def _routed_json(r) -> dict:

@@ -1,4 +1,4 @@
-"""Which model folder backs which function: a small ``models.yaml`` registry.
+"""Which folder backs which function: a small ``models.yaml`` registry.
 
     analyze_sentiment: runs/reviews
     classify: runs/topics          # the default model of classify(); others by name:
@@ -7,6 +7,8 @@
 Where it is read from, first found wins: ``$TUNELAB_MODELS`` (a file), ``./models.yaml``,
 ``~/.config/tunelab/models.yaml``. ``tunelab register NAME FOLDER`` writes it (atomically).
 Models load lazily, once per process, under a lock; they are then shared by every thread.
+How a folder is checked and loaded is up to its kind (:mod:`tunelab.functions.catalog`): a
+run for the built-in functions, whatever kind a function registered elsewhere declares.
 """
 
 from __future__ import annotations
@@ -18,21 +20,15 @@ from pathlib import Path
 import yaml
 
 from tunelab.errors import TunelabError
+from tunelab.functions.catalog import FolderKind, folder_kind, get_function
 
 ENV = "TUNELAB_MODELS"
-# the task each built-in function needs; any other registry name is a classify/score model
-TASK_OF = {"analyze_sentiment": "text-classification", "classify": "text-classification",
-           "score": "regression", "extract_entities": "token-classification",
-           "answer": "question-answering", "generate": "generation",
-           "route": "text-classification"}  # the router (tunelab route-train)
-TRAIN_HINT = {"text-classification": "--task text-classification --train reviews.csv",
-              "regression": "--task regression --train ratings.csv --label-column rating",
-              "token-classification": "--task token-classification --train ner.jsonl",
-              "question-answering": "--task question-answering --train qa.jsonl",
-              "generation": "--task generation --train pairs.jsonl"}
+# registry names that back no task function but still need a certain kind of run
+NAMED = {"route": "text-classification"}  # the router (tunelab route-train)
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, str], object] = {}
+# (name, folder) -> (the loaded object, what its folder holds)
+_cache: dict[tuple[str, str], tuple[object, str]] = {}
 
 
 def registry_path() -> Path:
@@ -60,14 +56,26 @@ def read_registry(path: Path | None = None) -> dict[str, str]:
             for k, v in data.items()}
 
 
-def register(name: str, folder: str, path: Path | None = None) -> Path:
-    """Map ``name`` to ``folder`` in the registry; the folder's task must fit the function."""
-    from tunelab.runs import read_run
+def requirement(name: str, task: str | None = None) -> tuple[FolderKind, str | None]:
+    """The folder kind and task (None: any) that ``name`` needs: a task function's own, the
+    router's, else a run (any other name is a classify/score model); ``task`` overrides."""
+    fn = get_function(name)
+    kind = folder_kind(fn.folder_kind if fn else "run")
+    return kind, task or (fn.task if fn else NAMED.get(name))
 
-    info = read_run(folder)
-    need = TASK_OF.get(name)
-    if need and info["task"] != need:
-        raise TunelabError(f"{folder} is a {info['task']} model; {name} needs a {need} model")
+
+def _wrong_task(name: str, folder: str, got: str, need: str | None) -> TunelabError:
+    return TunelabError(f"{name!r} is registered to {folder}, a {got} model; this function "
+                        f"needs {need}")
+
+
+def register(name: str, folder: str, path: Path | None = None) -> Path:
+    """Map ``name`` to ``folder`` in the registry; the folder's kind and task must fit the
+    function (checked now, from the folder's self-description, without loading it)."""
+    kind, need = requirement(name)
+    got = kind.describe(folder)  # raises when the folder is not of this kind
+    if need and got != need:
+        raise TunelabError(f"{folder} is a {got} model; {name} needs a {need} model")
     p = path or registry_path()
     entries = {}
     if p.is_file():
@@ -82,22 +90,30 @@ def register(name: str, folder: str, path: Path | None = None) -> Path:
     return p
 
 
-def model_for(name: str, task: str):
-    """The loaded model registered under ``name`` (loaded on first use, then shared)."""
+def model_for(name: str, task: str | None = None):
+    """The loaded object registered under ``name`` (loaded on first use, then shared).
+
+    Args:
+        name: a task function, or another registry name (``classify(text, model=NAME)``).
+        task: what the caller needs the folder to hold; None: the function's own ``task``.
+    Returns:
+        what the name's folder kind loads (a run: a ``TunedModel``).
+    """
+    kind, need = requirement(name, task)
     folder = read_registry().get(name)
     if folder is None:
-        raise TunelabError(
-            f"no model registered for {name!r} (registry: {registry_path()}); train and "
-            f"register one: tunelab train {TRAIN_HINT[task]} --output-dir runs/{name} && "
-            f"tunelab register {name} runs/{name}")
-    key = (name, folder)
+        fn = get_function(name)
+        hint = fn.how_to_get(need) if fn else kind.how_to_get(name, need)
+        raise TunelabError(f"no model registered for {name!r} (registry: {registry_path()}); "
+                           f"{hint}")
     with _lock:
-        if key not in _cache:
-            import tunelab
-
-            m = tunelab.load(folder)
-            if m.task_name != task:
-                raise TunelabError(f"{name!r} is registered to {folder}, a {m.task_name} "
-                                   f"model; this function needs {task}")
-            _cache[key] = m
-        return _cache[key]
+        cached = _cache.get((name, folder))
+        if cached is None:
+            got = kind.describe(folder)  # raises when the folder is not of this kind
+            if need and got != need:  # refused before anything is loaded
+                raise _wrong_task(name, folder, got, need)
+            cached = _cache[(name, folder)] = (kind.load(folder), got)
+    model, got = cached
+    if need and got != need:  # loaded earlier for a caller that needed something else
+        raise _wrong_task(name, folder, got, need)
+    return model

@@ -3,30 +3,39 @@
     >>> from tunelab.functions.router import route
     >>> route("is this review positive or negative? the battery died after two days")
     Routed(function='analyze_sentiment', confidence=0.97, arguments={'text': 'the battery
-    died after two days'}, result=Sentiment(label='negative', score=0.98), candidates=[...])
+    died after two days'}, result=Label(label='negative', score=0.98), candidates=[...])
 
 The router is an ordinary tunelab text classifier whose labels are function names, trained on
-the example requests shipped in ``route_data/`` (English and Chinese; ``tunelab route-train``)
-and registered as ``route``. Its top probability is the routing confidence; below the
+example requests (those shipped in ``route_data/`` are English and Chinese; ``tunelab
+route-train``) and registered as ``route``. Its top probability is the routing confidence; below the
 threshold nothing is called and the candidates are returned instead of a guess.
 
-Arguments are filled by rules, documented in :func:`fill_arguments`: the text a request is
-about is what follows its first colon, or what it quotes, else the whole request; a question
-is the sentence that ends in a question mark, and its context is the rest.
+The labels are not a fixed list: they are the task functions in the catalog that bring
+example requests (``TaskFunction.route_examples``), plus ``none``; :func:`route_dataset`
+assembles the training requests for exactly those, so a function registered in one line is
+routed once the router is retrained. Each function fills its own arguments from the request
+(:func:`fill_arguments` dispatches; the built-in rules are in
+:mod:`tunelab.functions.arguments`: the text a request is about is what it quotes or what
+follows its first colon, else the whole request; a question is the sentence that ends in a
+question mark, and its context is the rest).
 """
 
 from __future__ import annotations
 
-import re
+import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunelab.errors import TunelabError
 from tunelab.functions import FUNCTIONS
+from tunelab.functions.arguments import payload, question_and_context  # noqa: F401 (API)
+from tunelab.functions.catalog import ROUTE_DATA, TaskFunction, get_function, task_functions
 from tunelab.functions.registry import model_for, read_registry
 
-DATA = Path(__file__).with_name("route_data")  # train.csv, validation.csv, test.csv
+DATA = ROUTE_DATA  # the shipped requests: train.csv, validation.csv, test.csv
+SPLITS = ("train", "validation", "test")
 ROUTER = "route"  # its registry name
 NONE = "none"  # the router's label for requests no task function serves
 DEFAULT_THRESHOLD = 0.5
@@ -54,69 +63,15 @@ class Routed:
         return self.unsure and self.candidates[0][0] == NONE
 
 
-_QUOTES = re.compile(r"[\"“「『](.{4,}?)[\"”」』]", re.S)
-_SEPARATOR = re.compile(r"[:：]\s*|\s*——\s*|\s+--?\s+")
-_ASKED = re.compile(r"^[^?？]{3,80}[?？]\s*(.+)$", re.S)  # "is it positive? <text>"
-# labels a request may put in front of its parts ("question: ... context: ...")
-_LABEL = re.compile(r"^\w{1,12}\s*[:：]\s*")  # "原文：", "context:" left at the start
-_TAIL_QUESTION = re.compile(r"^(.*)(?:[,，)）]|\s--?\s)\s*([^,，)）]+[?？])$", re.S)
-_QUESTION_LABEL = re.compile(r"(?i)(question|问题)\s*[:：]\s*")
-_QUESTION = re.compile(r"[^.!?。！？:：—\"“”]*[?？]")
-
-
-def payload(request: str) -> str:
-    """The text a request is about: a quoted part, else what follows its first colon (or
-    dash), else what follows a leading question ("is this positive? <text>"), else the whole
-    request."""
-    q = _QUOTES.search(request)
-    if q:
-        return q.group(1).strip()
-    parts = _SEPARATOR.split(request, maxsplit=1)
-    if len(parts) == 2 and parts[1].strip():
-        return parts[1].strip()
-    asked = _ASKED.match(request.strip())
-    if asked:
-        return asked.group(1).strip()
-    return request.strip()
-
-
-def question_and_context(request: str) -> tuple[str, str]:
-    """Split a request into a question (the last stretch ending in ``?``/``？``) and its
-    context (the :func:`payload` of the rest); no question mark: the whole request is
-    both."""
-    found = list(_QUESTION.finditer(request))
-    if not found:
-        text = request.strip()
-        return text, text
-    m = found[-1]
-    before, after = request[:m.start()], request[m.end():]
-    question = _QUESTION_LABEL.sub("", m.group(0)).strip(" ,，")
-    if not (before + after).strip():  # "given that <context>, <question>?"
-        tail = _TAIL_QUESTION.match(request.strip())
-        if tail:
-            before, question = tail.group(1), tail.group(2).strip()
-    rest = _QUESTION_LABEL.sub("", before + " " + after).strip()
-    context = _LABEL.sub("", payload(rest)) if rest else ""
-    context = re.sub(r"\s+", " ", context).strip(" ,，.。-—()（）")
-    return question or request.strip(), context or request.strip()
-
-
 def fill_arguments(function: str, request: str) -> dict[str, Any]:
-    """The arguments for ``function`` taken from ``request``.
-
-    analyze_sentiment, classify, score, extract_entities: ``text`` = :func:`payload`;
-    answer: ``question`` and ``context`` from :func:`question_and_context`;
-    generate: ``prompt`` = the whole request (the instruction is the prompt).
-    """
-    if function == "answer":
-        q, c = question_and_context(request)
-        return {"question": q, "context": c}
-    if function == "generate":
-        return {"prompt": request.strip()}
-    if function not in FUNCTIONS:
+    """The arguments for ``function`` taken from ``request``, by the function's own rule
+    (``TaskFunction.fill_arguments``; the built-in rules are in
+    :mod:`tunelab.functions.arguments`)."""
+    fn = get_function(function)
+    if fn is None:
         raise TunelabError(f"the router chose {function!r}, which is not a task function; "
                            "was the router trained on other labels?")
-    return {"text": payload(request)}
+    return fn.arguments(request)
 
 
 def router_model(folder: str | None = None):
@@ -130,7 +85,7 @@ def router_model(folder: str | None = None):
                            "and register it: tunelab route-train --output-dir runs/router")
     else:
         model = model_for(ROUTER, "text-classification")
-    unknown = [x for x in model.labels if x not in FUNCTIONS and x != NONE]
+    unknown = [x for x in model.labels if get_function(x) is None and x != NONE]
     if model.task_name != "text-classification" or unknown:
         raise TunelabError(f"{folder or ROUTER}: not a router (its labels must be task "
                            f"functions; found {', '.join(unknown) or model.task_name})")
@@ -187,3 +142,96 @@ def evaluate(folder: str | None = None, path: Path | None = None,
         report["out_of_scope"] = {"requests": len(declined),
                                   "declined": sum(declined) / len(declined)}
     return {"threshold": threshold, **report}
+
+
+# --- the router's labels and training requests, from the catalog ----------------------
+def route_labels() -> list[str]:
+    """The router's label set: every registered task function that brings example requests
+    (in registration order), then ``none``."""
+    return [f.name for f in task_functions() if f.route_examples is not None] + [NONE]
+
+
+def route_rows() -> dict[str, list[dict[str, str]]]:
+    """The router's requests per split (train, validation, test), rows of text, label, lang.
+
+    Folders of labelled requests (the shipped ``route_data/``) give the rows labelled with a
+    function that names the folder, in file order (so with only the built-in functions the
+    result is the shipped files themselves), and the shipped ``none`` rows; then each
+    function's own CSV is appended, in registration order.
+    """
+    out: dict[str, list[dict[str, str]]] = {s: [] for s in SPLITS}
+    keep: dict[Path, set[str]] = {ROUTE_DATA: {NONE}}  # out-of-scope requests always
+    routed = [f for f in task_functions() if f.route_examples is not None]
+    for f in routed:
+        if f.route_examples.is_dir():
+            keep.setdefault(f.route_examples, set()).add(f.name)
+    for folder, labels in keep.items():
+        for split in SPLITS:
+            with open(folder / f"{split}.csv", encoding="utf-8", newline="") as fh:
+                out[split] += [{"text": r["text"], "label": r["label"], "lang": r["lang"]}
+                               for r in csv.DictReader(fh) if r["label"] in labels]
+    for f in routed:
+        if not f.route_examples.is_dir():
+            for split, row in _own_examples(f):
+                out[split].append(row)
+    return out
+
+
+def route_dataset(out_dir: str | os.PathLike) -> Path:
+    """Write the router's training requests for the functions registered now:
+    ``train.csv``, ``validation.csv`` and ``test.csv`` (columns text, label, lang) in
+    ``out_dir``, which ``tunelab route-train`` then trains on.
+
+    Args:
+        out_dir: folder to write into (created; the three files are replaced atomically).
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for split, rows in route_rows().items():
+        tmp = out / f".{split}.csv.tmp"
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["text", "label", "lang"])
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, out / f"{split}.csv")
+    return out
+
+
+# examples without a split column: of every 7 in a language, 5 train, 1 validation, 1 test,
+# so even a short list reaches every split
+_CYCLE = ("train", "train", "train", "train", "validation", "train", "test")
+
+
+def _own_examples(f: TaskFunction) -> list[tuple[str, dict[str, str]]]:
+    """(split, row) for the requests in a function's own CSV: columns text and lang, an
+    optional split; a label column, if any, must name the function."""
+    path = f.route_examples
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"text", "lang"} - set(reader.fieldnames or [])
+        if missing:
+            raise TunelabError(f"{path}: example requests need the columns text and lang "
+                               f"(missing: {', '.join(sorted(missing))})")
+        rows = list(reader)
+    if not rows:
+        raise TunelabError(f"{path}: no example requests for {f.name}")
+    seen: dict[str, int] = {}
+    out = []
+    for line, r in enumerate(rows, start=2):
+        text, lang = (r.get("text") or "").strip(), (r.get("lang") or "").strip()
+        if not text or not lang:
+            raise TunelabError(f"{path}:{line}: empty {'text' if not text else 'lang'}")
+        if (r.get("label") or f.name) != f.name:
+            raise TunelabError(f"{path}:{line}: label {r['label']!r}, but these are the "
+                               f"example requests of {f.name}")
+        split = (r.get("split") or "").strip()
+        if not split:
+            split = _CYCLE[seen.get(lang, 0) % len(_CYCLE)]
+            seen[lang] = seen.get(lang, 0) + 1
+        elif split not in SPLITS:
+            raise TunelabError(f"{path}:{line}: split {split!r} is not one of "
+                               f"{', '.join(SPLITS)}")
+        out.append((split, {"text": text, "label": f.name, "lang": lang}))
+    return out

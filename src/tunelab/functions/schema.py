@@ -43,27 +43,29 @@ def _doc(fn) -> tuple[str, dict[str, str]]:
     return summary, params
 
 
-def tool_spec(fn) -> dict:
-    """One ``{"type": "function", "function": {name, description, parameters}}`` entry."""
+def tool_spec(fn, name: str | None = None) -> dict:
+    """One ``{"type": "function", "function": {name, description, parameters}}`` entry;
+    ``name`` is the function's registered name (default: its ``__name__``)."""
     hints = typing.get_type_hints(fn)
     summary, described = _doc(fn)
     props, required = {}, []
-    for name, p in inspect.signature(fn).parameters.items():
-        schema = json_type(hints[name])
-        if name in described:
-            schema["description"] = described[name]
+    for arg, p in inspect.signature(fn).parameters.items():
+        schema = json_type(hints[arg])
+        if arg in described:
+            schema["description"] = described[arg]
         if p.default is inspect.Parameter.empty:
-            required.append(name)
+            required.append(arg)
         else:
             schema["default"] = p.default
-        props[name] = schema
+        props[arg] = schema
     return {"type": "function",
-            "function": {"name": fn.__name__, "description": summary,
+            "function": {"name": name or fn.__name__, "description": summary,
                          "parameters": {"type": "object", "properties": props,
                                         "required": required, "additionalProperties": False}}}
 
 
 def tools() -> list[dict]:
-    from tunelab.functions import FUNCTIONS
+    """The tool definitions of every registered task function, in registration order."""
+    from tunelab.functions.catalog import FUNCTIONS
 
-    return [tool_spec(f) for f in FUNCTIONS.values()]
+    return [tool_spec(fn, name) for name, fn in FUNCTIONS.items()]

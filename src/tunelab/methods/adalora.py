@@ -12,30 +12,52 @@ saved with the adapter, recorded in ``tunelab.json`` and shown in the report.
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
-from tunelab.methods import Method, peft_common, register_method
+from tunelab.errors import ConfigError
+from tunelab.methods import peft_common
+from tunelab.methods.base import Method, MethodContext, option, register_method
 
 ORTH_REG_WEIGHT = 0.5
 
 
-def apply(model: torch.nn.Module, options: dict[str, Any], head: list[str],
-          peft_task_type: str) -> torch.nn.Module:
+@dataclass
+class AdaLoraOptions:
+    adalora_init_r: int = option(12, "AdaLoRA: rank every adapted layer starts with")
+    adalora_target_r: int = option(4, "AdaLoRA: average rank left after budgeting")
+    adalora_tinit: float = option(0.1, "AdaLoRA: fraction of steps before budgeting starts")
+    adalora_tfinal: float = option(0.2, "AdaLoRA: fraction of final steps with the ranks frozen")
+    lora_alpha: int = peft_common.lora_alpha()
+    lora_dropout: float = peft_common.lora_dropout()
+    lora_target_modules: str = peft_common.lora_target_modules()
+
+    def validate(self) -> None:
+        if not 1 <= self.adalora_target_r <= self.adalora_init_r:
+            raise ConfigError(f"key 'adalora_target_r' = {self.adalora_target_r!r} must be "
+                              "between 1 and adalora_init_r")
+        if not (self.adalora_tinit >= 0 and self.adalora_tfinal >= 0
+                and self.adalora_tinit + self.adalora_tfinal < 1):
+            raise ConfigError(f"key 'adalora_tinit' = {self.adalora_tinit!r} and adalora_tfinal "
+                              "must be >= 0 and sum to less than 1")
+
+
+def apply(model: torch.nn.Module, options: AdaLoraOptions,
+          ctx: MethodContext) -> torch.nn.Module:
     from peft import AdaLoraConfig, get_peft_model
 
-    total = max(int(options.get("total_steps") or 0), 3)
-    tinit = int(float(options.get("adalora_tinit", 0.1)) * total)
-    tfinal = int(float(options.get("adalora_tfinal", 0.2)) * total)
+    total = max(ctx.total_steps, 3)
+    tinit = int(options.adalora_tinit * total)
+    tfinal = int(options.adalora_tfinal * total)
     if total - tinit - tfinal < 1:  # PEFT needs at least one budgeting step
         tinit, tfinal = 0, 0
     cfg = AdaLoraConfig(
-        task_type=peft_task_type, init_r=int(options.get("adalora_init_r", 12)),
-        target_r=int(options.get("adalora_target_r", 4)),
-        lora_alpha=int(options.get("lora_alpha", 32)),
-        lora_dropout=float(options.get("lora_dropout", 0.1)),
-        target_modules=peft_common.targets(options), modules_to_save=list(head) or None,
+        task_type=ctx.task.peft_task_type, init_r=options.adalora_init_r,
+        target_r=options.adalora_target_r, lora_alpha=options.lora_alpha,
+        lora_dropout=options.lora_dropout,
+        target_modules=peft_common.targets(options.lora_target_modules),
+        modules_to_save=list(ctx.head) or None,
         total_step=total, tinit=tinit, tfinal=tfinal,
         deltaT=max(1, min(10, (total - tinit - tfinal) // 10 or 1)),
         orth_reg_weight=ORTH_REG_WEIGHT)
@@ -113,8 +135,6 @@ def describe(model: torch.nn.Module) -> dict:
 register_method(Method(
     "adalora", "AdaLoRA (PEFT): LoRA whose rank budget is reallocated to important layers "
     "during training; final ranks in the report", 2e-3, apply, _quiet(peft_common.save),
-    _quiet(peft_common.load), options=("adalora_init_r", "adalora_target_r", "adalora_tinit",
-                               "adalora_tfinal", "lora_alpha", "lora_dropout",
-                               "lora_target_modules"),
+    _quiet(peft_common.load), options=AdaLoraOptions,
     merge=peft_common.merge, after_step=after_step, regularizer=regularizer, finalize=finalize,
     describe=describe))

@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
 from tunelab.errors import ConfigError, TunelabError
-from tunelab.methods import BuildFrom, Method, partial, register_method
+from tunelab.methods import partial
+from tunelab.methods.base import BuildFrom, Method, MethodContext, option, register_method
 
 CONFIG_FILE = "tunelab_adapters.json"
 PLACEMENTS = ("houlsby", "pfeiffer")
@@ -75,10 +76,18 @@ def insert(model: torch.nn.Module, size: int, placement: str) -> list[str]:
     return names
 
 
-def apply(model: torch.nn.Module, options: dict[str, Any], head: list[str],
-          peft_task_type: str) -> torch.nn.Module:
-    size = int(options.get("adapter_size", 64))
-    placement = str(options.get("adapter_placement", "houlsby"))
+@dataclass
+class AdapterOptions:
+    adapter_size: int = option(64, "adapter: bottleneck width", lambda v: v >= 1, "must be >= 1")
+    adapter_placement: str = option(
+        "houlsby", "adapter: houlsby (after attention and feed-forward) or pfeiffer (after "
+        "feed-forward only)", lambda v: v in PLACEMENTS, "must be houlsby or pfeiffer")
+
+
+def apply(model: torch.nn.Module, options: AdapterOptions,
+          ctx: MethodContext) -> torch.nn.Module:
+    head = list(ctx.head)
+    size, placement = options.adapter_size, options.adapter_placement
     insert(model, size, placement)
     model.tunelab_adapter_config = {"adapter_size": size, "adapter_placement": placement}
     _, layers = partial.layer_stack(model)
@@ -99,7 +108,8 @@ def save(model: torch.nn.Module, out: Path) -> None:
                                    encoding="utf-8")
 
 
-def load(run_dir: Path, build_from: BuildFrom, base_path: str) -> torch.nn.Module:
+def load(run_dir: Path, build_from: BuildFrom, base_path: str,
+         ctx: MethodContext) -> torch.nn.Module:
     f = Path(run_dir) / CONFIG_FILE
     if not f.is_file():
         raise TunelabError(f"{run_dir}: incomplete run folder, {CONFIG_FILE} is missing")
@@ -112,4 +122,4 @@ def load(run_dir: Path, build_from: BuildFrom, base_path: str) -> torch.nn.Modul
 
 register_method(Method("adapter", "bottleneck adapters after attention and feed-forward "
                        "(Houlsby) or feed-forward only (Pfeiffer); small run folder", 1e-3,
-                       apply, save, load, options=("adapter_size", "adapter_placement")))
+                       apply, save, load, options=AdapterOptions))

@@ -6,18 +6,16 @@ refused with a message rather than silently training a linear probe.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import torch
 
 from tunelab.errors import ConfigError
-from tunelab.methods import BuildFrom, Method, partial, register_method
+from tunelab.methods import partial
+from tunelab.methods.base import Method, MethodContext, register_method
 from tunelab.methods.full import unchanged
 
 
-def apply(model: torch.nn.Module, options: dict[str, Any], head: list[str],
-          peft_task_type: str) -> torch.nn.Module:
+def apply(model: torch.nn.Module, options: None, ctx: MethodContext) -> torch.nn.Module:
+    head = list(ctx.head)
     biases = [n for n, _ in model.named_parameters()
               if n.endswith(".bias") and not partial.in_head(n, head)]
     if not biases:
@@ -27,10 +25,6 @@ def apply(model: torch.nn.Module, options: dict[str, Any], head: list[str],
         model, lambda n: n.endswith(".bias") or partial.in_head(n, head))
 
 
-def load(run_dir: Path, build_from: BuildFrom, base_path: str) -> torch.nn.Module:
-    return partial.load_trainable(build_from(base_path), run_dir)
-
-
 register_method(Method("bitfit", "BitFit: only bias terms and the head train; tiny run folder "
                        "(models with biases, e.g. BERT/MiniLM)", 1e-3, apply,
-                       partial.save_trainable, load, merge=unchanged))
+                       partial.save_trainable, partial.load, merge=unchanged))

@@ -4,19 +4,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
-from tunelab.methods import BuildFrom, Method, partial, register_method
+from tunelab.methods import partial
+from tunelab.methods.base import Method, MethodContext, option, register_method
 from tunelab.methods.full import unchanged
 
 
-def apply(model: torch.nn.Module, options: dict[str, Any], head: list[str],
-          peft_task_type: str) -> torch.nn.Module:
+@dataclass
+class FreezeOptions:
+    freeze_trainable_layers: int = option(2, "freeze: how many top layers train (0 = head only)",
+                                          lambda v: v >= 0, "must be >= 0")
+
+
+def apply(model: torch.nn.Module, options: FreezeOptions, ctx: MethodContext) -> torch.nn.Module:
+    head = list(ctx.head)
     stack_name, layers = partial.layer_stack(model)
-    n = max(0, min(int(options.get("freeze_trainable_layers", 2)), len(layers)))
+    n = max(0, min(options.freeze_trainable_layers, len(layers)))
     frozen_layers = {f"{stack_name}.{i}." for i in range(len(layers) - n)}
 
     def keep(name: str) -> bool:
@@ -29,11 +35,7 @@ def apply(model: torch.nn.Module, options: dict[str, Any], head: list[str],
     return partial.train_only(model, keep)
 
 
-def load(run_dir: Path, build_from: BuildFrom, base_path: str) -> torch.nn.Module:
-    return partial.load_trainable(build_from(base_path), run_dir)
-
-
 register_method(Method("freeze", "train only the top N layers (freeze_trainable_layers) and the "
                        "head; fast steps, saves only what trained", 1e-4, apply,
-                       partial.save_trainable, load, options=("freeze_trainable_layers",),
+                       partial.save_trainable, partial.load, options=FreezeOptions,
                        merge=unchanged))

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import torch
 
-from tunelab.methods import BuildFrom, Method, register_method
+from tunelab.methods.base import BuildFrom, Method, MethodContext, register_method
 
 
-def apply(model: torch.nn.Module, options: dict[str, Any], head: list[str],
-          peft_task_type: str) -> torch.nn.Module:
+def apply(model: torch.nn.Module, options: None, ctx: MethodContext) -> torch.nn.Module:
     for p in model.parameters():
         p.requires_grad_(True)
     return model
@@ -21,7 +18,8 @@ def save(model: torch.nn.Module, out: Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
 
 
-def load(run_dir: Path, build_from: BuildFrom, base_path: str) -> torch.nn.Module:
+def load(run_dir: Path, build_from: BuildFrom, base_path: str,
+         ctx: MethodContext) -> torch.nn.Module:
     return build_from(str(run_dir))
 
 

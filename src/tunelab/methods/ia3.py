@@ -7,19 +7,17 @@ q/v/down_proj). IA3 needs a high learning rate: its vectors start at 1 and must 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from tunelab.methods import Method, peft_common, register_method
+from tunelab.methods import peft_common
+from tunelab.methods.base import Method, MethodContext, register_method
 
 
-def apply(model: torch.nn.Module, options: dict[str, Any], head: list[str],
-          peft_task_type: str) -> torch.nn.Module:
+def apply(model: torch.nn.Module, options: None, ctx: MethodContext) -> torch.nn.Module:
     from peft import IA3Config, get_peft_model
 
-    return get_peft_model(model, IA3Config(task_type=peft_task_type,
-                                           modules_to_save=list(head) or None))
+    return get_peft_model(model, IA3Config(task_type=ctx.task.peft_task_type,
+                                           modules_to_save=list(ctx.head) or None))
 
 
 register_method(Method("ia3", "IA3 (PEFT): learned rescaling vectors on keys, values and "

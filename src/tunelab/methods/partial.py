@@ -50,6 +50,11 @@ def load_trainable(model: torch.nn.Module, run_dir: Path) -> torch.nn.Module:
     return model
 
 
+def load(run_dir: Path, build_from, base_path: str, ctx) -> torch.nn.Module:
+    """The ``load`` of every method that saves only what trained: base weights + that file."""
+    return load_trainable(build_from(base_path), run_dir)
+
+
 def layer_stack(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
     """The longest list of transformer blocks (BERT ``encoder.layer``, Llama ``model.layers``)."""
     best: tuple[str, torch.nn.ModuleList] | None = None

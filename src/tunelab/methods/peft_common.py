@@ -8,10 +8,11 @@ passes the task head explicitly, and the method test matrix checks predictions a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from tunelab.methods import BuildFrom
+from tunelab.methods.base import BuildFrom, MethodContext, option
 
 
 def save(model: torch.nn.Module, out: Path) -> None:
@@ -22,7 +23,8 @@ def save(model: torch.nn.Module, out: Path) -> None:
         card.unlink()
 
 
-def load(run_dir: Path, build_from: BuildFrom, base_path: str) -> torch.nn.Module:
+def load(run_dir: Path, build_from: BuildFrom, base_path: str,
+         ctx: MethodContext) -> torch.nn.Module:
     from peft import PeftModel
 
     return PeftModel.from_pretrained(build_from(base_path), str(run_dir), is_trainable=False)
@@ -33,7 +35,20 @@ def merge(model: torch.nn.Module) -> torch.nn.Module:
     return model.merge_and_unload()
 
 
-def targets(options: dict, default="all-linear"):
+def targets(names: str) -> str | list[str]:
     """``lora_target_modules`` as PEFT wants it: 'all-linear' or a list of names."""
-    t = options.get("lora_target_modules") or default
+    t = names or "all-linear"
     return t if t == "all-linear" else [s.strip() for s in str(t).split(",") if s.strip()]
+
+
+# options shared by LoRA and AdaLoRA (one type, one default: the registry checks it)
+def lora_alpha() -> Any:
+    return option(32, "LoRA scaling numerator (scale = alpha / r)")
+
+
+def lora_dropout() -> Any:
+    return option(0.1, "dropout on the LoRA branch", lambda v: 0 <= v < 1, "must be in [0, 1)")
+
+
+def lora_target_modules() -> Any:
+    return option("all-linear", "comma-separated module names to adapt, or 'all-linear'")

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from tunelab.errors import TunelabError
-from tunelab.methods import BuildFrom, partial
+from tunelab.methods import partial
+from tunelab.methods.base import BuildFrom, MethodContext
 
 CONFIG_FILE = "tunelab_prefix.json"
 
@@ -71,9 +72,9 @@ class PrefixModel(torch.nn.Module):
                           position_ids=positions, **kwargs)
 
 
-def apply(model: torch.nn.Module, options: dict[str, Any], head: list[str]) -> torch.nn.Module:
+def apply(model: torch.nn.Module, num_virtual_tokens: int, head: list[str]) -> torch.nn.Module:
     partial.train_only(model, lambda n: partial.in_head(n, head))
-    return PrefixModel(model, int(options.get("num_virtual_tokens", 20)))
+    return PrefixModel(model, num_virtual_tokens)
 
 
 def save(model: PrefixModel, out: Path) -> None:
@@ -82,7 +83,8 @@ def save(model: PrefixModel, out: Path) -> None:
         {"num_virtual_tokens": model.num_virtual_tokens}) + "\n", encoding="utf-8")
 
 
-def load(run_dir: Path, build_from: BuildFrom, base_path: str) -> torch.nn.Module:
+def load(run_dir: Path, build_from: BuildFrom, base_path: str,
+         ctx: MethodContext) -> torch.nn.Module:
     f = Path(run_dir) / CONFIG_FILE
     if not f.is_file():
         raise TunelabError(f"{run_dir}: incomplete run folder, {CONFIG_FILE} is missing")

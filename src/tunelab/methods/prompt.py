@@ -13,54 +13,89 @@ output per text; per-token tasks would see shifted positions. The head of those 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tunelab.methods import SEQUENCE_TASKS, BuildFrom, Method, peft_common, prefix, register_method
+from tunelab.methods import peft_common, prefix
+from tunelab.methods.base import BuildFrom, Method, MethodContext, option, register_method
+from tunelab.tasks.base import Task
 
 
-def _apply(kind: str):
-    def apply(model: torch.nn.Module, options: dict[str, Any], head: list[str],
-              peft_task_type: str) -> torch.nn.Module:
-        from peft import (PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig,
-                          get_peft_model)
+def _virtual_tokens() -> Any:
+    return option(20, "prompt-tuning, p-tuning, prefix-tuning: virtual tokens", lambda v: v >= 1,
+                  "must be >= 1")
 
-        n = int(options.get("num_virtual_tokens", 20))
-        if kind == "prompt-tuning":
-            cfg = PromptTuningConfig(task_type=peft_task_type, num_virtual_tokens=n)
-        elif kind == "p-tuning":
-            cfg = PromptEncoderConfig(
-                task_type=peft_task_type, num_virtual_tokens=n,
-                encoder_hidden_size=int(options.get("prompt_encoder_hidden_size", 128)))
-        else:
-            if peft_task_type != "CAUSAL_LM":
-                return prefix.apply(model, options, head)
-            cfg = PrefixTuningConfig(task_type=peft_task_type, num_virtual_tokens=n)
-        return get_peft_model(model, cfg)
-    return apply
+
+@dataclass
+class PromptOptions:
+    num_virtual_tokens: int = _virtual_tokens()
+
+
+@dataclass
+class PTuningOptions:
+    num_virtual_tokens: int = _virtual_tokens()
+    prompt_encoder_hidden_size: int = option(128, "p-tuning: hidden size of the prompt encoder "
+                                                  "MLP")
+
+
+def _one_output_per_text(task: Task) -> bool:
+    return task.sequence_level
+
+
+def _prompt_tuning(model: torch.nn.Module, options: PromptOptions,
+                   ctx: MethodContext) -> torch.nn.Module:
+    from peft import PromptTuningConfig, get_peft_model
+
+    return get_peft_model(model, PromptTuningConfig(
+        task_type=ctx.task.peft_task_type, num_virtual_tokens=options.num_virtual_tokens))
+
+
+def _p_tuning(model: torch.nn.Module, options: PTuningOptions,
+              ctx: MethodContext) -> torch.nn.Module:
+    from peft import PromptEncoderConfig, get_peft_model
+
+    return get_peft_model(model, PromptEncoderConfig(
+        task_type=ctx.task.peft_task_type, num_virtual_tokens=options.num_virtual_tokens,
+        encoder_hidden_size=options.prompt_encoder_hidden_size))
+
+
+def _peft_prefix(task: Task) -> bool:
+    """PEFT's prefix tuning serves generation; for every other task it refuses the model
+    (see methods/prefix.py), so the choice follows the task, at training and at loading."""
+    return task.generative
+
+
+def _prefix_tuning(model: torch.nn.Module, options: PromptOptions,
+                   ctx: MethodContext) -> torch.nn.Module:
+    if not _peft_prefix(ctx.task):
+        return prefix.apply(model, options.num_virtual_tokens, list(ctx.head))
+    from peft import PrefixTuningConfig, get_peft_model
+
+    return get_peft_model(model, PrefixTuningConfig(
+        task_type=ctx.task.peft_task_type, num_virtual_tokens=options.num_virtual_tokens))
 
 
 def _save_prefix(model: torch.nn.Module, out: Path) -> None:
     (prefix.save if isinstance(model, prefix.PrefixModel) else peft_common.save)(model, out)
 
 
-def _load_prefix(run_dir: Path, build_from: BuildFrom, base_path: str) -> torch.nn.Module:
-    own = (Path(run_dir) / prefix.CONFIG_FILE).is_file()
-    return (prefix.load if own else peft_common.load)(run_dir, build_from, base_path)
+def _load_prefix(run_dir: Path, build_from: BuildFrom, base_path: str,
+                 ctx: MethodContext) -> torch.nn.Module:
+    load = peft_common.load if _peft_prefix(ctx.task) else prefix.load
+    return load(run_dir, build_from, base_path, ctx)
 
 
 register_method(Method("prompt-tuning", "soft prompt (PEFT): trainable virtual-token "
                        "embeddings before the text; tiny, weaker on small models", 3e-2,
-                       _apply("prompt-tuning"), peft_common.save, peft_common.load,
-                       tasks=SEQUENCE_TASKS, options=("num_virtual_tokens",)))
+                       _prompt_tuning, peft_common.save, peft_common.load,
+                       options=PromptOptions, supports=_one_output_per_text))
 register_method(Method("p-tuning", "P-tuning (PEFT): virtual tokens produced by a small "
                        "trainable MLP; steadier than a bare soft prompt", 1e-2,
-                       _apply("p-tuning"), peft_common.save, peft_common.load,
-                       tasks=SEQUENCE_TASKS,
-                       options=("num_virtual_tokens", "prompt_encoder_hidden_size")))
+                       _p_tuning, peft_common.save, peft_common.load,
+                       options=PTuningOptions, supports=_one_output_per_text))
 register_method(Method("prefix-tuning", "prefix tuning: trainable key/value prefixes in every "
                        "attention layer (PEFT for generation, own module otherwise)", 1e-2,
-                       _apply("prefix-tuning"), _save_prefix, _load_prefix,
-                       options=("num_virtual_tokens",)))
+                       _prefix_tuning, _save_prefix, _load_prefix, options=PromptOptions))

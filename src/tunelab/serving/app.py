@@ -24,7 +24,6 @@ import re
 import time
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -32,6 +31,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunelab.functions import FUNCTIONS, as_json
+from tunelab.runs import read_metrics
 from tunelab.serving import metrics
 from tunelab.serving.batcher import MicroBatcher
 from tunelab.serving.guard import RateLimiter, mask_personal_data
@@ -111,12 +111,10 @@ class Served:
         import tunelab
 
         model = tunelab.load(self.folder)
-        scores = {}
-        f = Path(self.folder) / "metrics.json"
-        if f.is_file():  # read here, once per load, not on every GET /v1/models
-            data = json.loads(f.read_text(encoding="utf-8"))
-            scores = {k: v for k, v in (data.get("test") or data.get("validation") or {}).items()
-                      if isinstance(v, (int, float))}
+        # read here, once per load, not on every GET /v1/models
+        data = read_metrics(self.folder, required=False)
+        scores = {k: v for k, v in (data.get("test") or data.get("validation") or {}).items()
+                  if isinstance(v, (int, float))}
         self.model, self.scores, self.loaded_at = model, scores, datetime.now(
             timezone.utc).isoformat(timespec="seconds")
 
@@ -124,7 +122,7 @@ class Served:
         m = self.model
         return {"name": self.name, "task": m.task_name, "labels": m.labels, "method": m.method,
                 "backend": self.backend, "folder": self.folder, "loaded_at": self.loaded_at,
-                "metrics": self.scores, "export": m.info.get("export")}
+                "metrics": self.scores, "export": m.info.export}
 
 
 def _status(code: int, detail: str, **headers: str) -> HTTPException:
@@ -260,6 +258,11 @@ def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
     import typing
 
     from tunelab.errors import TunelabError
+
+    # rebuilt with each app, so every function registered by now is served and listed (the
+    # annotation below is a string, resolved from this module's globals when decorated)
+    global FunctionName
+    FunctionName = enum.Enum("FunctionName", {n: n for n in FUNCTIONS}, type=str)
 
     @app.post("/v1/functions/{name}", tags=["functions"],
               dependencies=[Depends(require_json)],

@@ -28,7 +28,7 @@ def parse_models(specs: list[str]) -> dict[str, str]:
         if name in models:
             raise TunelabError(f"--model {name!r} is given twice")
         info = read_run(folder)
-        check_files(Path(folder), info.get("export") or {})
+        check_files(Path(folder), info.export or {})
         models[name] = str(Path(folder).resolve())
     return models
 

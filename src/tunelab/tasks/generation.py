@@ -24,8 +24,8 @@ import torch
 
 from tunelab.data.readers import read_rows
 from tunelab.errors import DataError
-from tunelab.tasks.question_answering import _tokens, normalize
-from tunelab.tasks.text_classification import Examples
+from tunelab.tasks.base import Task, register_task
+from tunelab.tasks.examples import Examples, answer_tokens, normalize
 
 PEFT_TASK_TYPE = "CAUSAL_LM"
 DESCRIPTION = ("prompt -> response with a causal LM; JSONL prompt/response or chat messages; "
@@ -34,8 +34,6 @@ DEFAULT_METRIC = "loss"
 SUMMARY_METRICS = ("rouge_l", "exact_match", "perplexity", "loss", "n")
 METRIC_NAMES = ("loss", "perplexity", "rouge_l", "exact_match")
 DEFAULT_COLUMNS = ("prompt", "response")
-BASELINE_BEFORE_TRAINING = True
-PER_TOKEN = True
 IGNORE = -100
 SAMPLES_SHOWN = 8
 
@@ -152,7 +150,7 @@ def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Te
 
 def rouge_l(pred: str, ref: str) -> float:
     """ROUGE-L F1: longest common subsequence of normalised words (CJK: characters)."""
-    p, r = _tokens(pred), _tokens(ref)
+    p, r = answer_tokens(pred), answer_tokens(ref)
     if not p or not r:
         return float(p == r)
     prev = [0] * (len(r) + 1)
@@ -255,3 +253,13 @@ def report_figures(plots: Path, split: str, logits, targets, spec: dict,
 def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
     rows = [(s["reference"], s["generated"]) for s in metrics.get("samples", [])]
     return [("Generated examples", ("reference", "generated"), rows)] if rows else []
+
+
+TASK = register_task(Task(
+    "generation", DESCRIPTION, PEFT_TASK_TYPE, DEFAULT_METRIC, SUMMARY_METRICS,
+    read_examples=read_examples, make_spec=make_spec, build_model=build_model,
+    head_module_names=head_module_names, loss_fn=loss_fn, report_figures=report_figures,
+    report_tables=report_tables, default_columns=DEFAULT_COLUMNS, encode=encode,
+    collate_targets=collate_targets, loss_units=loss_units, evaluate_split=evaluate_split,
+    metric_names=METRIC_NAMES, predict_texts=predict_texts, per_token=True, generative=True,
+    baseline_before_training=True))

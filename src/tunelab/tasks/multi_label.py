@@ -14,8 +14,9 @@ import torch
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from tunelab.errors import DataError
-from tunelab.tasks.text_classification import (Examples, head_module_names,  # noqa: F401
-                                               label_names, read_labelled, unseen_label)
+from tunelab.tasks.base import Task, register_task
+from tunelab.tasks.examples import (Examples, classifier_head, label_names, read_labelled,
+                                    unseen_label)
 
 PEFT_TASK_TYPE = "SEQ_CLS"
 DESCRIPTION = "any number of labels per text; columns: text, labels (JSON list or 'a;b')"
@@ -128,7 +129,7 @@ def decode(logits: np.ndarray, spec: dict) -> list[dict]:
 
 def report_figures(plots: Path, split: str, logits: np.ndarray, targets: np.ndarray,
                    spec: dict, metrics: dict) -> list[tuple[str, str]]:
-    from tunelab.evaluation.report import plot_f1_bars
+    from tunelab.plots import plot_f1_bars
 
     plot_f1_bars({n: metrics["per_label"][n]["f1"] for n in spec["labels"]}, "F1",
                  f"F1 per label ({split})", plots / "per_label_f1.png")
@@ -139,3 +140,12 @@ def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
     rows = [(lab, v["precision"], v["recall"], v["f1"], v["support"], v["threshold"])
             for lab, v in metrics["per_label"].items()]
     return [("Per label", ("label", "precision", "recall", "F1", "support", "threshold"), rows)]
+
+
+TASK = register_task(Task(
+    "multi-label", DESCRIPTION, PEFT_TASK_TYPE, DEFAULT_METRIC, SUMMARY_METRICS,
+    read_examples=read_examples, make_spec=make_spec, build_model=build_model,
+    head_module_names=classifier_head, loss_fn=loss_fn, report_figures=report_figures,
+    report_tables=report_tables, encode_targets=encode_targets, compute_metrics=compute_metrics,
+    decode=decode, tune_thresholds=tune_thresholds, sequence_level=True,
+    probabilities="sigmoid"))

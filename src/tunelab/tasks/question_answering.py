@@ -15,10 +15,7 @@ offsets in the original context.
 
 from __future__ import annotations
 
-import collections
 import json
-import re
-import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +24,8 @@ import torch
 
 from tunelab.data.readers import _decode, read_rows
 from tunelab.errors import ConfigError, DataError
-from tunelab.tasks.text_classification import Examples, softmax
+from tunelab.tasks.base import Task, register_task
+from tunelab.tasks.examples import Examples, find_head, normalize, softmax, token_f1
 
 PEFT_TASK_TYPE = "QUESTION_ANS"
 DESCRIPTION = ("extractive answers: SQuAD-style context, question, answers with character "
@@ -36,7 +34,6 @@ DEFAULT_METRIC = "f1"
 SUMMARY_METRICS = ("exact_match", "f1", "n")
 DEFAULT_COLUMNS = ("question", "answers")
 CONTEXT_COLUMN = "context"
-PER_TOKEN = True
 MAX_ANSWER_TOKENS = 30
 TOP_K = 20
 
@@ -191,11 +188,7 @@ def build_model(path: str, spec: dict, **load_kwargs):
 
 
 def head_module_names(model: torch.nn.Module) -> list[str]:
-    names = {n.split(".")[-1] for n, _ in model.named_modules()}
-    found = [k for k in ("qa_outputs", "qa_classifier") if k in names]
-    if not found:
-        raise RuntimeError(f"cannot find the span head of {type(model).__name__}")
-    return found
+    return find_head(model, ("qa_outputs", "qa_classifier"), "span")
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Tensor:
@@ -234,33 +227,6 @@ def best_spans(logits: list[np.ndarray], targets: list[dict], spec: dict) -> dic
     return best
 
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = set(string.punctuation)
-
-
-def normalize(text: str) -> str:
-    """SQuAD answer normalisation: lower case, no punctuation, articles or extra spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-def _tokens(text: str) -> list[str]:
-    # CJK text has no spaces: score it per character, as the CMRC evaluation does
-    out: list[str] = []
-    for word in normalize(text).split():
-        out += list(word) if re.search(r"[\u3400-\u9fff]", word) else [word]
-    return out
-
-
-def token_f1(pred: str, gold: str) -> float:
-    p, g = _tokens(pred), _tokens(gold)
-    common = sum((collections.Counter(p) & collections.Counter(g)).values())
-    if not p or not g:
-        return float(p == g)
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(p), common / len(g)
-    return 2 * precision * recall / (precision + recall)
 
 
 def compute_metrics(logits: list[np.ndarray], targets: list[dict], spec: dict) -> dict:
@@ -356,3 +322,12 @@ def report_figures(plots: Path, split: str, logits, targets, spec: dict,
 
 def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
     return [("Windows", ("questions", "context windows"), [(metrics["n"], metrics["windows"])])]
+
+
+TASK = register_task(Task(
+    "question-answering", DESCRIPTION, PEFT_TASK_TYPE, DEFAULT_METRIC, SUMMARY_METRICS,
+    read_examples=read_examples, make_spec=make_spec, build_model=build_model,
+    head_module_names=head_module_names, loss_fn=loss_fn, report_figures=report_figures,
+    report_tables=report_tables, default_columns=DEFAULT_COLUMNS, encode=encode,
+    collate_targets=collate_targets, compute_metrics=compute_metrics,
+    predict_texts=predict_texts, read_inputs=read_inputs, per_token=True))

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from tunelab.errors import ConfigError, DataError
-from tunelab.tasks.text_classification import (Examples, head_module_names,  # noqa: F401
-                                               read_labelled)
+from tunelab.tasks.base import Task, register_task
+from tunelab.tasks.examples import (Examples, classifier_head,
+                                    read_labelled)
 
 PEFT_TASK_TYPE = "SEQ_CLS"
 DESCRIPTION = "one number per text (rating, score); columns: text, label (numeric)"
@@ -101,7 +102,7 @@ def decode(logits: np.ndarray, spec: dict) -> list[dict]:
 
 def report_figures(plots: Path, split: str, logits: np.ndarray, targets: np.ndarray,
                    spec: dict, metrics: dict) -> list[tuple[str, str]]:
-    import matplotlib.pyplot as plt
+    from tunelab.plots import plt
 
     pred = _unscale(logits, spec)
     true = targets * spec["std"] + spec["mean"]
@@ -124,3 +125,11 @@ def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
              [("MAE", metrics["mae"], metrics["baseline_mae"]),
               ("RMSE", metrics["rmse"], metrics["baseline_rmse"])] +
              [(k, metrics[k], "") for k in keys[2:]])]
+
+
+TASK = register_task(Task(
+    "regression", DESCRIPTION, PEFT_TASK_TYPE, DEFAULT_METRIC, SUMMARY_METRICS,
+    read_examples=read_examples, make_spec=make_spec, build_model=build_model,
+    head_module_names=classifier_head, loss_fn=loss_fn, report_figures=report_figures,
+    report_tables=report_tables, encode_targets=encode_targets, compute_metrics=compute_metrics,
+    decode=decode, sequence_level=True))

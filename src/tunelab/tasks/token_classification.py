@@ -28,8 +28,8 @@ import torch
 from tunelab.data.readers import Row, _decode, read_rows
 from tunelab.errors import DataError
 from tunelab.tasks.tags import parse_tag, spans, to_bio
-from tunelab.tasks.text_classification import (Examples, ce_options,  # noqa: F401
-                                               head_module_names, softmax)
+from tunelab.tasks.base import Task, register_task
+from tunelab.tasks.examples import Examples, ce_options, classifier_head, softmax
 
 PEFT_TASK_TYPE = "TOKEN_CLS"
 DESCRIPTION = ("tags per word, e.g. named entities; JSONL tokens+tags or CoNLL 'token tag' "
@@ -37,7 +37,6 @@ DESCRIPTION = ("tags per word, e.g. named entities; JSONL tokens+tags or CoNLL '
 DEFAULT_METRIC = "f1"
 SUMMARY_METRICS = ("precision", "recall", "f1", "n")
 DEFAULT_COLUMNS = ("tokens", "tags")
-PER_TOKEN = True
 IGNORE = -100
 CONLL = (".conll", ".bio", ".bmes", ".iob", ".bioes")
 
@@ -256,7 +255,7 @@ def predict_texts(model, texts: list[str], batch_size: int = 64) -> list[dict]:
 
 def report_figures(plots: Path, split: str, logits, targets, spec: dict,
                    metrics: dict) -> list[tuple[str, str]]:
-    from tunelab.evaluation.report import plot_f1_bars
+    from tunelab.plots import plot_f1_bars
 
     plot_f1_bars({t: v["f1"] for t, v in metrics["per_type"].items()}, "entity F1",
                  f"entity F1 per type ({split})", plots / "per_type_f1.png")
@@ -268,3 +267,11 @@ def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
             for t, v in metrics["per_type"].items()]
     return [("Per entity type", ("type", "precision", "recall", "F1", "support"), rows)]
 
+
+TASK = register_task(Task(
+    "token-classification", DESCRIPTION, PEFT_TASK_TYPE, DEFAULT_METRIC, SUMMARY_METRICS,
+    read_examples=read_examples, make_spec=make_spec, build_model=build_model,
+    head_module_names=classifier_head, loss_fn=loss_fn, report_figures=report_figures,
+    report_tables=report_tables, default_columns=DEFAULT_COLUMNS, encode=encode,
+    collate_targets=collate_targets, loss_units=loss_units, compute_metrics=compute_metrics,
+    predict_texts=predict_texts, per_token=True, softmax_loss=True))

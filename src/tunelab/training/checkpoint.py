@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,9 @@ def _set_rng_state(s: dict[str, Any]) -> None:
     torch.set_rng_state(torch.tensor(s["torch"], dtype=torch.uint8))
 
 
-def save(directory: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched,
-         state: LoopState, best: dict[str, torch.Tensor] | None, keep: int,
-         config_yaml: str = "") -> Path:
+def save(directory: Path, model: torch.nn.Module, opts: Sequence[torch.optim.Optimizer],
+         scheds: Sequence[Any], state: LoopState, best: dict[str, torch.Tensor] | None,
+         keep: int, config_yaml: str = "") -> Path:
     """Write checkpoint ``step-N`` atomically (with the run's ``config.yaml``, so it can be
     checked on resume); prune older ones. Returns its folder."""
     from safetensors.torch import save_file
@@ -81,8 +82,9 @@ def save(directory: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sc
         if best is not None:
             save_file({n: v.cpu().contiguous() for n, v in best.items()},
                       str(tmp / "best.safetensors"))
-        torch.save(opt.state_dict(), tmp / "optimizer.pt")
-        torch.save(sched.state_dict(), tmp / "scheduler.pt")
+        # one state per optimizer / scheduler, in the job's order (a GAN has two of each)
+        torch.save([o.state_dict() for o in opts], tmp / "optimizer.pt")
+        torch.save([s.state_dict() for s in scheds], tmp / "scheduler.pt")
         (tmp / "rng.json").write_text(json.dumps(_rng_state()), encoding="utf-8")
         (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
         (tmp / DONE).write_text(json.dumps(asdict(state)), encoding="utf-8")
@@ -105,8 +107,16 @@ def complete(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("step-*") if (p / DONE).is_file())
 
 
-def load(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched
-         ) -> tuple[LoopState, dict[str, torch.Tensor] | None]:
+def _states(path: Path, count: int) -> list:
+    states = torch.load(path, weights_only=True)
+    states = states if isinstance(states, list) else [states]  # single-state checkpoints
+    if len(states) != count:
+        raise TunelabError(f"{path}: {len(states)} saved states, the job has {count}")
+    return states
+
+
+def load(path: Path, model: torch.nn.Module, opts: Sequence[torch.optim.Optimizer],
+         scheds: Sequence[Any]) -> tuple[LoopState, dict[str, torch.Tensor] | None]:
     """Restore weights, optimizer, scheduler and RNG from ``path``; returns the loop state and
     the best weights so far."""
     from safetensors.torch import load_file
@@ -124,7 +134,9 @@ def load(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched
             params[n].copy_(v)
     best = load_file(str(path / "best.safetensors")) if (path / "best.safetensors").is_file() \
         else None
-    opt.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    sched.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    for o, state in zip(opts, _states(path / "optimizer.pt", len(opts))):
+        o.load_state_dict(state)
+    for s, state in zip(scheds, _states(path / "scheduler.pt", len(scheds))):
+        s.load_state_dict(state)
     _set_rng_state(json.loads((path / "rng.json").read_text(encoding="utf-8")))
     return LoopState(**json.loads((path / DONE).read_text(encoding="utf-8"))), best

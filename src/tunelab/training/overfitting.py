@@ -12,10 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 from tunelab.errors import ConfigError
+from tunelab.tasks import TASKS, Task
 
-# tasks with one text and one target per example (augmentation, per-class subsets)
-TEXT_TARGET_TASKS = ("text-classification", "regression", "multi-label")
-SOFTMAX_TASKS = ("text-classification", "token-classification")  # label smoothing, R-Drop
 # config names of each kind of dropout across architectures (BERT, Llama/Gemma, GPT-2, ...)
 DROPOUT_NAMES = {
     "hidden_dropout": ("hidden_dropout_prob", "hidden_dropout", "resid_pdrop", "embd_pdrop",
@@ -25,35 +23,38 @@ DROPOUT_NAMES = {
 }
 
 
-def check(task: str, r, num_processes: int) -> None:
+def _names(flag: str) -> list[str]:
+    return [name for name, t in TASKS.items() if getattr(t, flag)]
+
+
+def check(task: Task, r, num_processes: int) -> None:
     """Refuse combinations that cannot work, before anything slow happens."""
-    if (r.label_smoothing or r.rdrop_alpha) and task not in SOFTMAX_TASKS:
+    softmax = " and ".join(_names("softmax_loss"))
+    if (r.label_smoothing or r.rdrop_alpha) and not task.softmax_loss:
         what = "--label-smoothing" if r.label_smoothing else "--rdrop-alpha"
-        raise ConfigError(f"{what} applies to {' and '.join(SOFTMAX_TASKS)}, not {task}")
-    if r.class_weights and task not in SOFTMAX_TASKS:
-        raise ConfigError(f"--class-weights applies to {' and '.join(SOFTMAX_TASKS)}, not {task}")
-    if r.augment and task not in TEXT_TARGET_TASKS:
-        raise ConfigError(f"--augment applies to {', '.join(TEXT_TARGET_TASKS)} (one text, one "
-                          f"target), not {task}")
+        raise ConfigError(f"{what} applies to {softmax}, not {task.name}")
+    if r.class_weights and not task.softmax_loss:
+        raise ConfigError(f"--class-weights applies to {softmax}, not {task.name}")
+    if r.augment and not task.sequence_level:
+        raise ConfigError(f"--augment applies to {', '.join(_names('sequence_level'))} (one "
+                          f"text, one target), not {task.name}")
     if (r.adversarial or r.rdrop_alpha) and num_processes > 1:
         raise ConfigError("--adversarial and --rdrop-alpha run extra passes per batch and are "
                           "not supported with --num-processes > 1")
 
 
-def per_class_subset(ex, n: int, seed: int, task: str) -> None:
+def per_class_subset(ex, n: int, seed: int, task: Task) -> None:
     """Keep at most ``n`` examples per label (drawn with ``seed``, file order kept), in place."""
-    if task != "text-classification":
-        raise ConfigError(f"--max-train-examples-per-class applies to text-classification, "
-                          f"not {task}")
+    if not task.single_label:
+        raise ConfigError(f"--max-train-examples-per-class applies to "
+                          f"{', '.join(_names('single_label'))}, not {task.name}")
     rng = random.Random(seed)
     by_label: dict[str, list[int]] = {}
     for i, lab in enumerate(ex.labels):
         by_label.setdefault(lab, []).append(i)
     keep = sorted(i for idx in by_label.values() for i in
                   (idx if len(idx) <= n else rng.sample(idx, n)))
-    ex.texts = [ex.texts[i] for i in keep]
-    ex.labels = [ex.labels[i] for i in keep]
-    ex.lines = [ex.lines[i] for i in keep]
+    ex.keep(keep)
 
 
 def augment_train(ex, r, seed: int) -> list[dict]:
@@ -99,14 +100,14 @@ def dropout_overrides(model_path: str, r) -> dict:
     return out
 
 
-def loss_options(task: str, r, train_labels: list, spec: dict) -> dict:
+def loss_options(task: Task, r, train_labels: list, spec: dict) -> dict:
     """Spec entries read by the task's loss: label smoothing and class weights."""
     out: dict = {}
     if r.label_smoothing:
         out["label_smoothing"] = r.label_smoothing
     if r.class_weights == "auto":
         names = spec["labels"]
-        if task == "token-classification":  # tags per word
+        if task.per_token:  # tags per word
             counts = Counter(t for tags in train_labels for t in tags)
         else:
             counts = Counter(train_labels)

@@ -1,0 +1,61 @@
+"""``tunelab.load``: any model folder tunelab writes, loaded by the loader of its kind.
+
+A folder's kind comes from its ``tunelab.json`` (:class:`tunelab.runs.RunInfo`): ``run`` for
+training runs and exports, ``ensemble`` for ``tunelab ensemble``. A system that writes a new
+kind of model folder registers its loader here in one line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tunelab.errors import TunelabError
+from tunelab.runs import RunInfo, read_run
+
+Loader = Callable[[Path, RunInfo, "str | None"], Any]
+LOADERS: dict[str, Loader] = {}
+
+
+def register_loader(kind: str, loader: Loader) -> None:
+    """Load folders of ``kind`` with ``loader(folder, info, device)``; one loader per kind."""
+    if kind in LOADERS:
+        raise ValueError(f"a loader for {kind!r} folders is already registered")
+    LOADERS[kind] = loader
+
+
+def _run(folder: Path, info: RunInfo, device: str | None):
+    from tunelab.inference import load_run
+
+    return load_run(folder, info, device)
+
+
+def _ensemble(folder: Path, info: RunInfo, device: str | None):
+    from tunelab.ensemble import load_ensemble
+
+    return load_ensemble(folder, info, device)
+
+
+register_loader("run", _run)
+register_loader("ensemble", _ensemble)
+
+
+def load(path: str | os.PathLike, device: str | None = None):
+    """Load a run, export or ensemble folder for prediction, on the fastest backend it has.
+
+    Args:
+        path: a folder written by ``tunelab train``, ``tunelab export`` or ``tunelab ensemble``.
+        device: torch device; default CPU (or CUDA when available). ONNX exports run on
+            ONNX Runtime's CPU provider.
+    Returns:
+        a TunedModel ready for ``predict`` (an EnsembleModel for ensembles).
+    """
+    folder = Path(path)
+    info = read_run(folder)
+    loader = LOADERS.get(info.kind)
+    if loader is None:
+        raise TunelabError(f"{folder}: a {info.kind!r} folder, which this tunelab cannot load "
+                           f"(it loads {', '.join(LOADERS)})")
+    return loader(folder, info, device)

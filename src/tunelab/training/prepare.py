@@ -1,0 +1,181 @@
+"""The first steps of a run, before anything slow: check the settings, read and encode the data,
+find the resume point. Every input is read and validated before the model loads, so bad data
+fails in a second."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tunelab import config as C
+from tunelab.errors import ConfigError
+from tunelab.methods import Method, check_supported, get_method
+from tunelab.models import resolve_model
+from tunelab.models.hf import is_causal, quiet_transformers
+from tunelab.models.registry import ResolvedModel
+from tunelab.runs import check_output_dir, read_config
+from tunelab.tasks import LOWER_IS_BETTER, Task, get_task
+from tunelab.tasks.encoding import as_targets, encode_split
+from tunelab.training import checkpoint, overfitting
+from tunelab.training.distributed import Dist
+
+# keys that may differ between an interrupted run and its resumption
+RESUME_MAY_CHANGE = {"output_dir", "overwrite", "resume", "resume_from", "progress",
+                     "num_threads", "save_steps", "save_total_limit", "report_to"}
+
+
+@dataclass
+class Prepared:
+    """Everything known before the model is built: settings, data encoded once, the target
+    spec, where to resume."""
+
+    cfg: C.RunConfig
+    task: Task
+    method: Method
+    dist: Dist
+    source: ResolvedModel
+    tokenizer: Any
+    spec: dict
+    text_column: str
+    label_column: str
+    metric: str
+    ids_train: list[list[int]]
+    y_train: list
+    ids: dict[str, list[list[int]]] = field(default_factory=dict)     # validation[, test]
+    targets: dict[str, Any] = field(default_factory=dict)
+    n_train: int = 0
+    n_validation: int = 0
+    augmented: list[dict] = field(default_factory=list)
+    checkpoints: Path = Path()
+    resume_from: Path | None = None
+
+    @property
+    def final_split(self) -> str:
+        return "test" if "test" in self.ids else "validation"
+
+    @property
+    def greater_is_better(self) -> bool:
+        return self.metric not in LOWER_IS_BETTER
+
+
+def check_settings(cfg: C.RunConfig, dist: Dist) -> tuple[Task, Method]:
+    """Everything about the settings that can be refused without reading a file."""
+    C.validate(cfg)
+    d, t = cfg.data, cfg.train
+    task, method = get_task(d.task), get_method(cfg.method.method)
+    check_supported(method, task)
+    for key, value in (("train", d.train), ("validation", d.validation),
+                       ("output_dir", t.output_dir)):
+        if not value:
+            raise ConfigError(f"missing required key '{key}' (--{key.replace('_', '-')})")
+    overfitting.check(task, cfg.regularisation, dist.world)
+    check_output_dir(t.output_dir, t.overwrite)
+    return task, method
+
+
+def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
+    """Check the settings, find the resume point, read, subset, augment and encode the data."""
+    task, method = check_settings(cfg, dist)
+    d, t, r = cfg.data, cfg.train, cfg.regularisation
+    ckpt_dir = checkpoint.checkpoints_dir(t.output_dir)
+    resume_from = find_resume_point(cfg, ckpt_dir, dist.is_main)
+    text_col = d.text_column or task.default_columns[0]
+    label_col = d.label_column or task.default_columns[1]
+    train = task.read_examples(d.train, text_col, label_col)
+    if d.max_train_examples:
+        train.keep(list(range(min(d.max_train_examples, len(train.texts)))))
+    if d.max_train_examples_per_class:
+        overfitting.per_class_subset(train, d.max_train_examples_per_class, t.seed, task)
+    n_original = len(train.texts)
+    augmented = overfitting.augment_train(train, r, t.seed) if r.augment else []
+    metric = task.default_metric if t.metric_for_best == "auto" else t.metric_for_best
+    splits = {"validation": task.read_examples(d.validation, text_col, label_col)}
+    if d.test:
+        splits["test"] = task.read_examples(d.test, text_col, label_col)
+    if d.max_eval_examples:
+        for ex in splits.values():
+            ex.keep(list(range(min(d.max_eval_examples, len(ex.texts)))))
+
+    # model location, target spec, and every split encoded once (no tokenisation later)
+    quiet_transformers()
+    source = resolve_model(cfg.model.model)
+    spec = task.make_spec(train, {"regression_loss": t.regression_loss,
+                                  "doc_stride": cfg.model.doc_stride,
+                                  "max_new_tokens": cfg.model.max_new_tokens,
+                                  "causal_model": is_causal(source.path)})
+    spec.update(overfitting.loss_options(task, r, train.labels[:n_original], spec))
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source.path)
+    L = cfg.model.max_length
+    ids_train, y_train = encode_split(task, tokenizer, train, spec, L, label_col)
+    p = Prepared(cfg, task, method, dist, source, tokenizer, spec, text_col, label_col, metric,
+                 ids_train, y_train, n_train=len(train.texts),
+                 n_validation=len(splits["validation"].texts), augmented=augmented,
+                 checkpoints=ckpt_dir, resume_from=resume_from)
+    for k, v in splits.items():
+        p.ids[k], y = encode_split(task, tokenizer, v, spec, L, label_col)
+        p.targets[k] = as_targets(task, y)
+    check_metric(task, metric, p.ids["validation"], p.targets["validation"], spec)
+    return p
+
+
+def check_metric(task: Task, metric: str, ids: list, targets, spec: dict) -> None:
+    """Fail before training, not after an epoch, if ``metric`` is not one the task reports."""
+    if task.metric_names is not None:  # tasks that evaluate themselves list their metrics
+        known = list(task.metric_names)
+    else:
+        assert task.compute_metrics is not None
+        k = spec.get("num_outputs") or len(spec.get("labels", [])) or 1
+        dummy = [np.zeros((len(x), k)) for x in ids] if task.per_token else \
+            np.zeros((len(ids), k))
+        known = [name for name, v in task.compute_metrics(dummy, targets, spec).items()
+                 if isinstance(v, float) or v is None]
+    if metric not in known:
+        raise ConfigError(f"key 'metric_for_best' = {metric!r} is not a {task.name} metric "
+                          f"(choose from {', '.join(known)})")
+
+
+def find_resume_point(cfg: C.RunConfig, ckpt_dir: Path, is_main: bool = True) -> Path | None:
+    """The checkpoint to continue from, or None for a fresh run; refuses to silently start
+    over on top of an interrupted run's checkpoints, or to resume with different settings."""
+    t = cfg.train
+    if t.resume_from:
+        point = Path(t.resume_from)
+        if not (point / checkpoint.DONE).is_file():
+            raise ConfigError(f"{point}: not a complete tunelab checkpoint")
+    else:
+        found = checkpoint.complete(ckpt_dir)
+        if not t.resume:
+            if found and not t.overwrite:
+                raise ConfigError(f"{ckpt_dir} holds checkpoints of an interrupted run: add "
+                                  "--resume to continue it, or --overwrite to start over")
+            if is_main:  # only the main process writes (or deletes)
+                shutil.rmtree(ckpt_dir, ignore_errors=True)
+            return None
+        if not found:
+            raise ConfigError(f"nothing to resume: no checkpoint in {ckpt_dir}")
+        point = found[-1]
+    before = {str(k).replace("-", "_"): v for k, v in read_config(point, required=False).items()}
+    now = cfg.flat()
+    for k, v in before.items():
+        if k not in RESUME_MAY_CHANGE and now.get(k) != C.coerce(k, v, str(point)):
+            raise ConfigError(f"cannot resume {point}: key '{k}' was {v!r} in the "
+                              f"interrupted run and is {now.get(k)!r} now")
+    return point
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> what this device does well; fp16 needs a GPU."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("key 'precision' = 'fp16' needs a GPU; on a CPU use bf16 or fp32")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
