@@ -14,11 +14,19 @@ import pytest
 import torch
 
 import tunelab
-from tunelab.methods import METHODS, Method, count_parameters, get_method
+from tunelab.methods import METHODS, Method, MethodContext, count_parameters, get_method
 from tunelab.tasks import text_classification as tc
 
 TEXTS = ["great wonderful phone", "awful terrible film", "the movie was fine", "sad and broken"]
-CLASSIFIERS = [m for m in METHODS if "text-classification" in METHODS[m].tasks]
+CLASSIFIERS = [m for m in METHODS if METHODS[m].supports(tc.TASK)]
+
+
+def _apply(name: str, model: torch.nn.Module, options: dict, head=("classifier",),
+           total_steps: int = 20) -> torch.nn.Module:
+    """``name``'s apply with its typed options (defaults, then ``options``)."""
+    m = get_method(name)
+    return m.apply(model, m.make_options(options), MethodContext(tc.TASK, tuple(head),
+                                                                 total_steps))
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +94,9 @@ def test_every_method_is_in_the_matrix():
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_trainable_parameters_are_what_the_method_says(name, tiny_model_dir):
-    model = get_method(name).apply(_fresh(tiny_model_dir), {
-        "lora_r": 4, "num_virtual_tokens": 4, "adapter_size": 8, "total_steps": 20,
-        "freeze_trainable_layers": 2 if name != "freeze" else 2}, ["classifier"], "SEQ_CLS")
+    model = _apply(name, _fresh(tiny_model_dir), {
+        "lora_r": 4, "num_virtual_tokens": 4, "adapter_size": 8,
+        "freeze_trainable_layers": 2 if name != "freeze" else 2})
     names = _trainable(name, model)
     assert any("classifier" in n for n in names), "the head must always train"
     wrong = [n for n in names if not EXPECTED[name](n.replace("base_model.model.", ""))]
@@ -106,8 +114,7 @@ def test_freeze_counts_layers(tiny_model_dir):
     head = sum(p.numel() for p in base.classifier.parameters()) + \
         sum(p.numel() for p in base.bert.pooler.parameters())
     for n, expect in ((0, head), (1, head + layer), (2, head + 2 * layer)):
-        m = get_method("freeze").apply(_fresh(tiny_model_dir), {"freeze_trainable_layers": n},
-                                       ["classifier"], "SEQ_CLS")
+        m = _apply("freeze", _fresh(tiny_model_dir), {"freeze_trainable_layers": n})
         assert count_parameters(m)[0] == expect
 
 
@@ -122,8 +129,8 @@ def test_adapter_counts_and_starts_as_identity(tiny_model_dir):
     per = 2 * d * s + s + d
     counts = {}
     for placement in ("houlsby", "pfeiffer"):
-        m = get_method("adapter").apply(_fresh(tiny_model_dir).eval(), {
-            "adapter_size": s, "adapter_placement": placement}, ["classifier"], "SEQ_CLS")
+        m = _apply("adapter", _fresh(tiny_model_dir).eval(), {
+            "adapter_size": s, "adapter_placement": placement})
         counts[placement] = sum(p.numel() for n, p in m.named_parameters()
                                 if ".tunelab_adapter." in n)
         with torch.no_grad():
@@ -140,7 +147,7 @@ def test_bitfit_refuses_a_model_without_biases():
         vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
         num_attention_heads=2, num_key_value_heads=2, pad_token_id=0))
     with pytest.raises(ConfigError, match="needs bias terms"):
-        get_method("bitfit").apply(model, {}, ["score"], "SEQ_CLS")
+        _apply("bitfit", model, {}, ["score"])
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
@@ -178,7 +185,7 @@ def test_merged_export_predicts_like_the_run_with_plain_transformers(name, matri
     assert plain.config.id2label[1] == "positive"
     # the export is also a tunelab model folder
     again = tunelab.load(out)
-    assert again.info["export"]["merged_method"] == name
+    assert again.info.export["merged_method"] == name
     np.testing.assert_allclose(again.logits(TEXTS), expected, atol=1e-4)
 
 
@@ -220,11 +227,9 @@ def test_methods_command_lists_the_registry(capsys):
 def test_lora_options_rslora_and_dora(tiny_model_dir):
     """use_rslora scales by alpha/sqrt(r); use_dora adds a trained magnitude per output."""
     opts = {"lora_r": 4, "lora_alpha": 8}
-    plain = get_method("lora").apply(_fresh(tiny_model_dir), opts, ["classifier"], "SEQ_CLS")
-    rs = get_method("lora").apply(_fresh(tiny_model_dir), {**opts, "use_rslora": True},
-                                  ["classifier"], "SEQ_CLS")
-    dora = get_method("lora").apply(_fresh(tiny_model_dir), {**opts, "use_dora": True},
-                                    ["classifier"], "SEQ_CLS")
+    plain = _apply("lora", _fresh(tiny_model_dir), opts)
+    rs = _apply("lora", _fresh(tiny_model_dir), {**opts, "use_rslora": True})
+    dora = _apply("lora", _fresh(tiny_model_dir), {**opts, "use_dora": True})
 
     def scaling(m):
         return next(x.scaling["default"] for x in m.modules() if hasattr(x, "lora_A"))

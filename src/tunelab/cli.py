@@ -13,6 +13,7 @@ import sys
 from typing import Callable
 
 from tunelab import __version__
+from tunelab import cliargs
 from tunelab import config as C
 from tunelab.errors import TunelabError
 
@@ -26,25 +27,6 @@ EXAMPLES = """examples:
   tunelab compare ... --methods full,lora,ia3,adapter --output-dir runs/compare
   tunelab export --model-dir runs/reviews --merge --output-dir exports/reviews
 """
-
-
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    known = C.fields()
-    for group_name, cls in C.groups().items():
-        g = p.add_argument_group(f"{group_name} options")
-        for f in dataclasses.fields(cls):
-            flag = "--" + f.name.replace("_", "-")
-            tp, _ = C.base_type(known[f.name][2])
-            default = f" (default: {f.default})" if f.default is not None else ""
-            help_ = f.metadata["help"] + default
-            if tp is bool:
-                g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=help_)
-                continue
-            # --learning-rate and --learning_rate both work; values are checked by C.coerce
-            names = [flag] + ([f"--{f.name}"] if "_" in f.name else [])
-            g.add_argument(*names, dest=f.name, type=str, default=argparse.SUPPRESS,
-                           metavar=tp.__name__.upper(), help=help_)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -146,7 +128,7 @@ def cmd_methods(a: argparse.Namespace) -> int:
 
     for m in METHODS.values():
         tasks = "all" if len(m.tasks()) == len(TASKS) else ", ".join(m.tasks())
-        options = [f.name for f in m.option_fields()]
+        options = [f"{f.name}={f.default}" for f in m.option_fields()]
         extra = (f" | options: {', '.join(options)}" if options else "") + \
             (" | mergeable" if m.merge else "")
         print(f"{m.name:<14} {m.description}\n{'':<15}lr {m.default_learning_rate:g} | "
@@ -262,23 +244,17 @@ def cmd_tasks(a: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tunelab", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Fine-tune a pretrained transformer on your labelled CSV/TSV/JSONL file, "
-                    "evaluate it, and predict with it.", epilog=EXAMPLES)
-    p.add_argument("--version", action="version", version=f"tunelab {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    # allow_abbrev=False: a mistyped --learning-rat must be an error, not a silent prefix match
+def add_train(sub) -> None:
     t = sub.add_parser("train", help="fine-tune a model and write a run folder", allow_abbrev=False,
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
                        description="Fine-tune a model. Every option can also be a key in the "
                                    "--config YAML file; flags override the file.")
     t.add_argument("--config", help="YAML file with the same keys as these flags")
-    _add_config_flags(t)
+    cliargs.add_config_flags(t)
     t.set_defaults(func=cmd_train)
 
+
+def add_evaluate(sub) -> None:
     e = sub.add_parser("evaluate", allow_abbrev=False, help="print one JSON object of metrics on a labelled file")
     e.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
     e.add_argument("--data", required=True, help="labelled .csv/.tsv/.jsonl file")
@@ -287,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=64)
     e.set_defaults(func=cmd_evaluate)
 
+
+def add_predict(sub) -> None:
     pr = sub.add_parser("predict", allow_abbrev=False, help="write one JSON object of predictions per text")
     pr.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
     pr.add_argument("--input", help="a .csv/.tsv/.jsonl/.txt file; default: stdin, one text "
@@ -297,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=64)
     pr.set_defaults(func=cmd_predict)
 
+
+def add_compare(sub) -> None:
     c = sub.add_parser(
         "compare", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
         help="train one model per method under the same budget and tabulate cost and accuracy",
@@ -311,9 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", help="YAML file with the same keys as `tunelab train`")
     c.add_argument("--methods", help="comma-separated methods (default: every method that "
                                      "supports the task)")
-    _add_config_flags(c)
+    cliargs.add_config_flags(c)
     c.set_defaults(func=cmd_compare)
 
+
+def add_export(sub) -> None:
     x = sub.add_parser(
         "export", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
         help="write a run as a deployable folder: merged Transformers, ONNX, int8, pruned",
@@ -350,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     x.set_defaults(func=cmd_export)
 
+
+def add_runs(sub) -> None:
     r = sub.add_parser("runs", allow_abbrev=False,
                        help="list runs (finished, running, resumable) or compare two")
     r.add_argument("dir", nargs="?", default="runs", help="folder holding run folders "
@@ -358,19 +342,56 @@ def build_parser() -> argparse.ArgumentParser:
                    help="two run folders: differing settings and metrics side by side")
     r.set_defaults(func=cmd_runs)
 
-    from tunelab.functions.cli import add_parsers as function_parsers
-    from tunelab.serving.launch import add_parsers as serving_parsers
 
-    from tunelab.overfit_cli import add_parsers as overfit_parsers
-
-    serving_parsers(sub)
-    function_parsers(sub)
-    overfit_parsers(sub)
-
-    for name, fn, help_ in (("models", cmd_models, "list the offline model aliases"),
-                            ("methods", cmd_methods, "list fine-tuning methods"),
-                            ("tasks", cmd_tasks, "list tasks")):
+def _listing(name: str, fn: Callable[[argparse.Namespace], int], help_: str):
+    def add(sub) -> None:
         sub.add_parser(name, help=help_).set_defaults(func=fn)
+    return add
+
+
+add_models = _listing("models", cmd_models, "list the offline model aliases")
+add_methods = _listing("methods", cmd_methods, "list fine-tuning methods")
+add_tasks = _listing("tasks", cmd_tasks, "list tasks")
+
+# Every subcommand, in the order `tunelab --help` lists them: name -> the function (module:name)
+# that declares its arguments and handler. A system on top of the engine adds its row here.
+# allow_abbrev=False everywhere: a mistyped --learning-rat must be an error, not a prefix match.
+COMMANDS: dict[str, str] = {
+    "train": "tunelab.cli:add_train",
+    "evaluate": "tunelab.cli:add_evaluate",
+    "predict": "tunelab.cli:add_predict",
+    "compare": "tunelab.cli:add_compare",
+    "export": "tunelab.cli:add_export",
+    "runs": "tunelab.cli:add_runs",
+    "serve": "tunelab.serving.launch:add_serve",
+    "keys": "tunelab.serving.launch:add_keys",
+    "register": "tunelab.functions.cli:add_register",
+    "functions": "tunelab.functions.cli:add_functions",
+    "route": "tunelab.functions.cli:add_route",
+    "chat": "tunelab.functions.cli:add_chat",
+    "route-train": "tunelab.functions.cli:add_route_train",
+    "augment": "tunelab.overfit_cli:add_augment",
+    "ensemble": "tunelab.overfit_cli:add_ensemble",
+    "search": "tunelab.overfit_cli:add_search",
+    "models": "tunelab.cli:add_models",
+    "methods": "tunelab.cli:add_methods",
+    "tasks": "tunelab.cli:add_tasks",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    p = argparse.ArgumentParser(
+        prog="tunelab", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Fine-tune a pretrained transformer on your labelled CSV/TSV/JSONL file, "
+                    "evaluate it, and predict with it.", epilog=EXAMPLES)
+    p.add_argument("--version", action="version", version=f"tunelab {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, where in COMMANDS.items():
+        module, func = where.split(":")
+        getattr(importlib.import_module(module), func)(sub)
+        assert name in sub.choices, f"{where} did not add the {name!r} subcommand"
     return p
 
 

@@ -3,12 +3,12 @@ the stand-alone tools against overfitting on small data."""
 
 from __future__ import annotations
 
-from tunelab.helpformat import ExamplesFormatter
+from tunelab.cliargs import ExamplesFormatter, config_flag
 
 import json
 
 
-def add_parsers(sub) -> None:
+def add_augment(sub) -> None:
     a = sub.add_parser("augment", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="write an augmented copy of a training file (EDA or masked LM)",
                        description="Augment a CSV/TSV/JSONL training file: the original rows, "
@@ -21,14 +21,17 @@ def add_parsers(sub) -> None:
     a.add_argument("--input", required=True)
     a.add_argument("--output", required=True)
     a.add_argument("--method", choices=("eda", "mlm"), default="eda")
-    a.add_argument("--copies", type=int, default=1, help="augmented versions per row")
-    a.add_argument("--alpha", type=float, default=0.1, help="share of the words changed")
-    a.add_argument("--seed", type=int, default=42)
+    # the same settings `tunelab train --augment` takes, under this command's short names
+    config_flag(a, "augment_copies", "--copies")
+    config_flag(a, "augment_alpha", "--alpha")
+    config_flag(a, "seed")
     a.add_argument("--lang", choices=("en", "zh"), help="default: detected per text")
     a.add_argument("--text-column", help="default: text, sentence, content or review")
-    a.add_argument("--mlm-model", help="masked language model folder (--method mlm)")
+    config_flag(a, "augment_mlm_model", "--mlm-model")
     a.set_defaults(func=cmd_augment)
 
+
+def add_ensemble(sub) -> None:
     e = sub.add_parser("ensemble", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="combine runs into one model that averages their probabilities",
                        description="Make a self-contained folder from two or more runs of the "
@@ -42,6 +45,8 @@ def add_parsers(sub) -> None:
     e.add_argument("--overwrite", action="store_true")
     e.set_defaults(func=cmd_ensemble)
 
+
+def add_search(sub) -> None:
     s = sub.add_parser("search", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="hyper-parameter search with Optuna (pruning bad trials)",
                        description="Train up to TRIALS runs of CONFIG with values drawn from "
@@ -66,8 +71,8 @@ def cmd_augment(a) -> int:
     from tunelab.data.augment import augment_file
 
     n, m = augment_file(a.input, a.output, text_column=a.text_column, method=a.method,
-                        copies=a.copies, alpha=a.alpha, seed=a.seed, lang=a.lang,
-                        mlm_model=a.mlm_model)
+                        copies=a.augment_copies, alpha=a.augment_alpha, seed=a.seed,
+                        lang=a.lang, mlm_model=a.augment_mlm_model)
     print(f"{a.output}: {n} original + {m} augmented rows")
     return 0
 

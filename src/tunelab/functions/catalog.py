@@ -161,7 +161,7 @@ def register_function(fn: TaskFunction) -> TaskFunction:
             kind is not registered, its examples do not exist, or its signature cannot be
             expressed as a JSON Schema tool (caught here rather than in an agent's request).
     """
-    from tunelab.functions.schema import tool_spec
+    from tunelab.functions.toolspec import tool_spec
 
     if not _NAME.match(fn.name) or fn.name in RESERVED:
         raise ValueError(f"{fn.name!r} cannot name a task function (letters, digits and _, "

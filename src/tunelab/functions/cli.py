@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from tunelab.helpformat import ExamplesFormatter
+from tunelab.cliargs import ExamplesFormatter
 
 import json
 from pathlib import Path
 
 
-def add_parsers(sub) -> None:
+def add_register(sub) -> None:
     from tunelab.functions import FUNCTIONS
 
     r = sub.add_parser("register", allow_abbrev=False, formatter_class=ExamplesFormatter,
@@ -24,24 +24,27 @@ def add_parsers(sub) -> None:
     r.add_argument("--file", help="registry file (default: $TUNELAB_MODELS, ./models.yaml, "
                                   "~/.config/tunelab/models.yaml, first that exists)")
     r.set_defaults(func=cmd_register)
+
+
+def add_functions(sub) -> None:
     f = sub.add_parser("functions", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="list the task functions and their models, or print tool schemas")
     f.add_argument("--schema", action="store_true",
                    help="print JSON Schema tool definitions (OpenAI function-calling format)")
     f.set_defaults(func=cmd_functions)
-    _add_router_parsers(sub)
 
 
-def _add_router_parsers(sub) -> None:
+def _router_flags(p) -> None:
     from tunelab.functions.router import DEFAULT_THRESHOLD
 
-    def common(p) -> None:
-        p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                       help="below this routing confidence, call nothing and list the "
-                            f"candidates (default {DEFAULT_THRESHOLD})")
-        p.add_argument("--router", metavar="DIR",
-                       help="router folder (default: the model registered as 'route')")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help="below this routing confidence, call nothing and list the "
+                        f"candidates (default {DEFAULT_THRESHOLD})")
+    p.add_argument("--router", metavar="DIR",
+                   help="router folder (default: the model registered as 'route')")
 
+
+def add_route(sub) -> None:
     r = sub.add_parser("route", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="route a plain-language request to a task function and call it",
                        description="Pick the task function for REQUEST with the router (a "
@@ -53,16 +56,31 @@ def _add_router_parsers(sub) -> None:
                        epilog="example:\n  tunelab route \"is this review positive? the "
                               "battery died after two days\"")
     r.add_argument("request")
-    common(r)
+    _router_flags(r)
     r.add_argument("--dry-run", action="store_true",
                    help="pick the function and fill its arguments, but do not call it")
     r.set_defaults(func=cmd_route)
+
+
+def add_chat(sub) -> None:
     c = sub.add_parser("chat", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="a small REPL over the router",
                        description="Type requests, get routed answers; 'quit' or Ctrl-D "
                                    "ends.")
-    common(c)
+    _router_flags(c)
     c.set_defaults(func=cmd_chat)
+
+
+# route-train is `tunelab train` with other defaults: the router's data, model and method
+ROUTE_TRAIN_DEFAULTS = {"task": "text-classification", "model": "gemma3-270m", "method": "lora",
+                        "batch_size": 16, "epochs": 3.0, "output_dir": "runs/router"}
+# settings route-train makes itself (the data come from the function registry or --data)
+ROUTE_TRAIN_FIXED = ("task", "train", "validation", "test", "text_column", "label_column")
+
+
+def add_route_train(sub) -> None:
+    from tunelab.cliargs import add_config_flags
+
     t = sub.add_parser("route-train", allow_abbrev=False, formatter_class=ExamplesFormatter,
                        help="train the router on the shipped English and Chinese requests",
                        description="Fine-tune the router (an intent classifier over the task "
@@ -70,23 +88,14 @@ def _add_router_parsers(sub) -> None:
                                    "measure it on the held-out requests (new phrasings, English "
                                    "and Chinese), and register it as 'route'.",
                        epilog="example:\n  tunelab route-train --output-dir runs/router")
-    t.add_argument("--output-dir", default="runs/router")
+    t.add_argument("--config", help="YAML file with training keys (as for `tunelab train`)")
     t.add_argument("--data", metavar="DIR",
-                   help="your own example requests instead of the shipped ones: train.csv, "
-                        "validation.csv and test.csv with text, label (a function name or "
-                        "'none') and lang columns")
-    t.add_argument("--model", default="gemma3-270m",
-                   help="base model; it must read English and Chinese (default gemma3-270m)")
-    t.add_argument("--method", default="lora")
-    t.add_argument("--epochs", type=float, default=3.0)
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--learning-rate", type=float)
-    t.add_argument("--max-length", type=int, default=128, help="most tokens per request")
-    t.add_argument("--seed", type=int, default=42)
-    t.add_argument("--overwrite", action="store_true")
+                   help="your own example requests instead of the registered functions' ones: "
+                        "train.csv, validation.csv and test.csv with text, label (a function "
+                        "name or 'none') and lang columns")
     t.add_argument("--no-register", action="store_true",
                    help="do not register the router in models.yaml")
-    t.add_argument("--no-progress", dest="progress", action="store_false")
+    add_config_flags(t, exclude=ROUTE_TRAIN_FIXED, defaults=ROUTE_TRAIN_DEFAULTS)
     t.set_defaults(func=cmd_route_train)
 
 
@@ -190,32 +199,29 @@ def cmd_chat(a) -> int:
 
 
 def cmd_route_train(a) -> int:
-    import os
-
     from tunelab import config as C
-    from tunelab.functions.registry import register
-    from tunelab.functions.router import DATA, evaluate
     from tunelab.errors import TunelabError
+    from tunelab.functions.registry import register
+    from tunelab.functions.router import evaluate, route_dataset
+    from tunelab.runs import write_json
     from tunelab.training.pipeline import run_training
 
-    data = Path(a.data) if a.data else DATA
-    for name in ("train.csv", "validation.csv", "test.csv"):
-        if not (data / name).is_file():
-            raise TunelabError(f"{data / name}: missing (--data needs train.csv, "
-                               "validation.csv and test.csv)")
-    overrides = {"task": "text-classification", "model": a.model, "method": a.method,
-                 "train": str(data / "train.csv"), "validation": str(data / "validation.csv"),
-                 "test": str(data / "test.csv"), "output_dir": a.output_dir,
-                 "epochs": a.epochs, "batch_size": a.batch_size, "seed": a.seed,
-                 "max_length": a.max_length,
-                 "overwrite": a.overwrite, "progress": a.progress}
-    if a.learning_rate is not None:
-        overrides["learning_rate"] = a.learning_rate
-    run_dir, _ = run_training(C.build(overrides))
+    values = {**ROUTE_TRAIN_DEFAULTS, **{k: v for k, v in vars(a).items() if k in C.fields()}}
+    cfg = C.build(values, a.config)
+    if a.data:
+        data = Path(a.data)
+        for name in ("train.csv", "validation.csv", "test.csv"):
+            if not (data / name).is_file():
+                raise TunelabError(f"{data / name}: missing (--data needs train.csv, "
+                                   "validation.csv and test.csv)")
+    else:  # the registered functions' example requests, next to the run (it records them)
+        out = Path(cfg.train.output_dir or "runs/router")
+        data = route_dataset(out.parent / f"{out.name}.route-data")
+    cfg.data.train, cfg.data.validation = str(data / "train.csv"), str(data / "validation.csv")
+    cfg.data.test = str(data / "test.csv")
+    run_dir, _ = run_training(cfg)
     report = evaluate(str(run_dir), data / "test.csv")  # held-out requests, per language
-    tmp = Path(run_dir) / "route_eval.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, Path(run_dir) / "route_eval.json")
+    write_json(Path(run_dir) / "route_eval.json", report)
     print(json.dumps({k: v if not isinstance(v, dict) else
                       {m: round(x, 4) if isinstance(x, float) else x for m, x in v.items()}
                       for k, v in report.items()}))

@@ -55,8 +55,8 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int) -> None:
             shutil.rmtree(prom_dir, ignore_errors=True)
 
 
-def add_parsers(sub) -> None:
-    """``serve`` and ``keys`` subcommands (registered by tunelab.cli)."""
+def add_serve(sub) -> None:
+    """``tunelab serve``."""
     import argparse
 
     d = ServeSettings()
@@ -104,6 +104,8 @@ def add_parsers(sub) -> None:
                         "analyze_sentiment, classify, ...) backed by the model registry")
     s.set_defaults(func=cmd_serve)
 
+
+def add_keys(sub) -> None:
     k = sub.add_parser("keys", allow_abbrev=False, help="make API keys for `tunelab serve`")
     ks = k.add_subparsers(dest="keys_command", metavar="add", required=True)
     add = ks.add_parser("add", allow_abbrev=False,

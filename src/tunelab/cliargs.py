@@ -1,0 +1,56 @@
+"""What every subcommand's arguments share: the ``--help`` layout (descriptions wrap to the
+terminal, epilogs of examples keep their line breaks) and flags derived from the config
+dataclasses, so a command that trains never redeclares a training flag or its default."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from tunelab import config as C
+
+
+class ExamplesFormatter(argparse.HelpFormatter):
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:  # an example block: as written
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def add_config_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = (),
+                     defaults: dict | None = None) -> None:
+    """One flag per config key (``--learning-rate`` for ``learning_rate``), grouped as the
+    dataclasses are; values are checked later by ``config.coerce``. ``defaults`` shows a
+    command's own defaults in the help (the command applies them itself)."""
+    known = C.fields()
+    defaults = defaults or {}
+    for group_name, cls in C.groups().items():
+        g = p.add_argument_group(f"{group_name} options")
+        for f in dataclasses.fields(cls):
+            if f.name in exclude:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            tp, _ = C.base_type(known[f.name][2])
+            value = defaults.get(f.name, f.default)
+            default = f" (default: {value})" if value is not None else ""
+            help_ = f.metadata["help"] + default
+            if tp is bool:
+                g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_)
+                continue
+            # --learning-rate and --learning_rate both work; values are checked by C.coerce
+            names = [flag] + ([f"--{f.name}"] if "_" in f.name else [])
+            g.add_argument(*names, dest=f.name, type=str, default=argparse.SUPPRESS,
+                           metavar=tp.__name__.upper(), help=help_)
+
+
+def config_flag(p: argparse.ArgumentParser, key: str, flag: str | None = None,
+                default: Any = None) -> None:
+    """One config key as a flag under another name (``--copies`` for ``augment_copies``),
+    with the key's type, help and default (or ``default``)."""
+    _, f, tp = C.fields()[key]
+    tp, _ = C.base_type(tp)
+    value = f.default if default is None else default
+    p.add_argument(flag or "--" + key.replace("_", "-"), dest=key, type=tp, default=value,
+                   help=f"{f.metadata['help']} (default: {value})")
