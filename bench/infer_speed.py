@@ -39,8 +39,10 @@ VARIANTS = {  # name: (export folder, tunelab export flags)
     "tunelab, PyTorch fp32": ("hf", None),
     "tunelab, ONNX fp32": ("onnx", ["--format", "onnx"]),
     "tunelab, ONNX int8": ("onnx-int8", ["--format", "onnx", "--quantize", "int8"]),
-    "tunelab, ONNX int8, 25% heads pruned": ("heads25-int8", [
-        "--format", "onnx", "--quantize", "int8", "--prune", "heads", "--sparsity", "0.25"]),
+    "tunelab, ONNX int8, 25% heads pruned": (
+        "heads25-int8",
+        ["--format", "onnx", "--quantize", "int8", "--prune", "heads", "--sparsity", "0.25"],
+    ),
 }
 
 
@@ -66,9 +68,12 @@ def measure(predict_batch, predict_one, texts: list[str], gold: list[str]) -> di
         predict_one(t)
         lat.append(1000 * (time.perf_counter() - t0))
     lat.sort()
-    return {"examples_per_s": best, "p50_ms": statistics.median(lat),
-            "p99_ms": lat[int(0.99 * (len(lat) - 1))],
-            "accuracy": sum(a == b for a, b in zip(labels, gold)) / len(gold)}
+    return {
+        "examples_per_s": best,
+        "p50_ms": statistics.median(lat),
+        "p99_ms": lat[int(0.99 * (len(lat) - 1))],
+        "accuracy": sum(a == b for a, b in zip(labels, gold, strict=True)) / len(gold),
+    }
 
 
 def worker(variant: str, folder: str) -> dict:
@@ -77,13 +82,18 @@ def worker(variant: str, folder: str) -> dict:
         from transformers import pipeline
 
         pipe = pipeline("text-classification", model=folder, device="cpu")
-        return measure(lambda xs: [r["label"] for r in pipe(xs, batch_size=32)],
-                       lambda x: pipe(x), texts, gold)
+        return measure(
+            lambda xs: [r["label"] for r in pipe(xs, batch_size=32)], lambda x: pipe(x), texts, gold
+        )
     import tunelab
 
     m = tunelab.load(folder)
-    return measure(lambda xs: [r["label"] for r in m.predict(xs, batch_size=32)],
-                   lambda x: m.predict(x), texts, gold)
+    return measure(
+        lambda xs: [r["label"] for r in m.predict(xs, batch_size=32)],
+        lambda x: m.predict(x),
+        texts,
+        gold,
+    )
 
 
 def main() -> None:
@@ -98,11 +108,19 @@ def main() -> None:
         return
     work = Path(a.work)
     exports = {}
-    for name, (folder, flags) in VARIANTS.items():
+    for folder, flags in VARIANTS.values():
         if flags is None or folder in exports:
             continue
-        cmd = [str(BIN / "tunelab"), "export", "--model-dir", a.run, "--output-dir",
-               str(work / folder), "--overwrite", *flags]
+        cmd = [
+            str(BIN / "tunelab"),
+            "export",
+            "--model-dir",
+            a.run,
+            "--output-dir",
+            str(work / folder),
+            "--overwrite",
+            *flags,
+        ]
         if "--quantize" in flags or "--prune" in flags:
             cmd += ["--eval-data", str(TEST)]
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -111,27 +129,44 @@ def main() -> None:
         exports[folder] = json.loads((work / folder / "tunelab.json").read_text())["export"]
     rows = []
     for name, (folder, _) in VARIANTS.items():
-        r = subprocess.run([str(BIN / "python"), __file__, "--worker", name, str(work / folder)],
-                           capture_output=True, text=True, cwd=ROOT)
+        r = subprocess.run(
+            [str(BIN / "python"), __file__, "--worker", name, str(work / folder)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         if r.returncode:
             sys.exit(f"failed: {name}\n{r.stderr[-3000:]}")
         size = sum(exports[folder]["files"].values()) / 1e6
-        rows.append({"variant": name, "folder_mb": size,
-                     **json.loads(r.stdout.splitlines()[-1])})
+        rows.append({"variant": name, "folder_mb": size, **json.loads(r.stdout.splitlines()[-1])})
         print(f"{name}: {rows[-1]}", file=sys.stderr)
     ref = rows[0]
     for r in rows:
         r["speedup"] = r["examples_per_s"] / ref["examples_per_s"]
         r["accuracy_delta_points"] = 100 * (r["accuracy"] - ref["accuracy"])
-    print("| variant | examples/s (batch 32) | x pipeline | single p50 (ms) | single p99 (ms) "
-          "| test accuracy | folder (MB) |\n|---|--:|--:|--:|--:|--:|--:|")
+    print(
+        "| variant | examples/s (batch 32) | x pipeline | single p50 (ms) | single p99 (ms) "
+        "| test accuracy | folder (MB) |\n|---|--:|--:|--:|--:|--:|--:|"
+    )
     for r in rows:
-        print(f"| {r['variant']} | {r['examples_per_s']:.0f} | {r['speedup']:.2f}x | "
-              f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['accuracy']:.4f} | "
-              f"{r['folder_mb']:.1f} |")
+        print(
+            f"| {r['variant']} | {r['examples_per_s']:.0f} | {r['speedup']:.2f}x | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['accuracy']:.4f} | "
+            f"{r['folder_mb']:.1f} |"
+        )
     if a.out:
-        Path(a.out).write_text(json.dumps({"run": a.run, "texts": str(TEST.relative_to(ROOT)),
-                                           "rows": rows, "exports": exports}, indent=2) + "\n")
+        Path(a.out).write_text(
+            json.dumps(
+                {
+                    "run": a.run,
+                    "texts": str(TEST.relative_to(ROOT)),
+                    "rows": rows,
+                    "exports": exports,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ always the full bundled one.
 
 Every run is `tunelab train` with the same settings but the technique's flags. Validation is
 the first 300 rows of the validation split (model selection only); epochs shrink as data
-grows (10 at 32 per class, 5 at 128, 1 at 1,000; Chinese on gemma3-270m: 2). The ensemble averages the baseline runs of
+grows (10 at 32 per class, 5 at 128, 1 at 1,000; Chinese on gemma3-270m: 2). The ensemble averages
+the baseline runs of
 the seeds (one number, no spread). Results are appended to --out as they finish, so a run cut
 short keeps what it measured.
 """
@@ -35,16 +36,34 @@ TECHNIQUES = {
     "baseline": [],
     "label_smoothing": ["--label-smoothing", "0.1"],
     "fgm": ["--adversarial", "fgm", "--adv-epsilon", "1.0"],
-    "pgd": ["--adversarial", "pgd", "--adv-epsilon", "1.0", "--adv-steps", "2",
-            "--adv-alpha", "0.5"],
+    "pgd": [
+        "--adversarial",
+        "pgd",
+        "--adv-epsilon",
+        "1.0",
+        "--adv-steps",
+        "2",
+        "--adv-alpha",
+        "0.5",
+    ],
     "eda": ["--augment", "eda", "--augment-copies", "2", "--augment-alpha", "0.1"],
     "rdrop": ["--rdrop-alpha", "1.0"],
 }
-SETUP = {"en": {"model": "minilm-l6", "data": "data/en_sentiment", "method": "full",
-                "extra": ["--batch-size", "16"]},
-         "zh": {"model": "gemma3-270m", "data": "data/zh_sentiment", "method": "lora",
-                "extra": ["--batch-size", "16", "--max-length", "96"],
-                "epochs": 2}}  # a 268M model at about 5 examples/s: CPU time is the limit
+SETUP = {
+    "en": {
+        "model": "minilm-l6",
+        "data": "data/en_sentiment",
+        "method": "full",
+        "extra": ["--batch-size", "16"],
+    },
+    "zh": {
+        "model": "gemma3-270m",
+        "data": "data/zh_sentiment",
+        "method": "lora",
+        "extra": ["--batch-size", "16", "--max-length", "96"],
+        "epochs": 2,
+    },
+}  # a 268M model at about 5 examples/s: CPU time is the limit
 EPOCHS = {32: 10, 128: 5, 1000: 1}
 
 
@@ -92,31 +111,83 @@ def main() -> None:
                     continue
                 run_dir = work / f"{n}-{tech}-{seed}"
                 t0 = time.perf_counter()
-                run([str(BIN / "tunelab"), "train", "--model", setup["model"], "--method",
-                     setup["method"], "--train", str(data / "train.csv"), "--validation",
-                     str(val), "--test", str(data / "test.csv"),
-                     "--max-train-examples-per-class", str(n), "--epochs",
-                     str(a.epochs or setup.get("epochs") or EPOCHS.get(n, 3)), "--seed", str(seed), "--output-dir", str(run_dir),
-                     "--overwrite", "--no-progress", "--report-to", "none", "--save-steps", "0",
-                     *setup["extra"], *TECHNIQUES[tech]])
+                run(
+                    [
+                        str(BIN / "tunelab"),
+                        "train",
+                        "--model",
+                        setup["model"],
+                        "--method",
+                        setup["method"],
+                        "--train",
+                        str(data / "train.csv"),
+                        "--validation",
+                        str(val),
+                        "--test",
+                        str(data / "test.csv"),
+                        "--max-train-examples-per-class",
+                        str(n),
+                        "--epochs",
+                        str(a.epochs or setup.get("epochs") or EPOCHS.get(n, 3)),
+                        "--seed",
+                        str(seed),
+                        "--output-dir",
+                        str(run_dir),
+                        "--overwrite",
+                        "--no-progress",
+                        "--report-to",
+                        "none",
+                        "--save-steps",
+                        "0",
+                        *setup["extra"],
+                        *TECHNIQUES[tech],
+                    ]
+                )
                 m = json.loads((run_dir / "metrics.json").read_text())
-                results["runs"].append({"per_class": n, "technique": tech, "seed": seed,
-                                        "test_accuracy": m["test"]["accuracy"],
-                                        "test_macro_f1": m["test"]["macro_f1"],
-                                        "seconds": round(time.perf_counter() - t0, 1)})
+                results["runs"].append(
+                    {
+                        "per_class": n,
+                        "technique": tech,
+                        "seed": seed,
+                        "test_accuracy": m["test"]["accuracy"],
+                        "test_macro_f1": m["test"]["macro_f1"],
+                        "seconds": round(time.perf_counter() - t0, 1),
+                    }
+                )
                 print(json.dumps(results["runs"][-1]), flush=True)
                 save()
         base = [work / f"{n}-baseline-{s}" for s in seeds]
-        if not a.no_ensemble and len(seeds) >= 3 and all(b.is_dir() for b in base) and \
-                (n, "ensemble", 0) not in done:
+        if (
+            not a.no_ensemble
+            and len(seeds) >= 3
+            and all(b.is_dir() for b in base)
+            and (n, "ensemble", 0) not in done
+        ):
             ens = work / f"{n}-ensemble"
-            run([str(BIN / "tunelab"), "ensemble", "--model-dirs", *map(str, base[:3]),
-                 "--output", str(ens), "--overwrite", "--eval-data",
-                 str(data / "test.csv")])
+            run(
+                [
+                    str(BIN / "tunelab"),
+                    "ensemble",
+                    "--model-dirs",
+                    *map(str, base[:3]),
+                    "--output",
+                    str(ens),
+                    "--overwrite",
+                    "--eval-data",
+                    str(data / "test.csv"),
+                ]
+            )
             m = json.loads((ens / "metrics.json").read_text())["ensemble"]
-            results["runs"].append({"per_class": n, "technique": "ensemble", "seed": 0,
-                                    "test_accuracy": m["accuracy"],
-                                    "test_macro_f1": m["macro_f1"], "seconds": None})
+            results["runs"].append(
+                {
+                    "per_class": n,
+                    "technique": "ensemble",
+                    "seed": 0,
+                    "test_accuracy": m["accuracy"],
+                    "test_macro_f1": m["macro_f1"],
+                    "seconds": None,
+                }
+            )
             print(json.dumps(results["runs"][-1]), flush=True)
             save()
     save()
@@ -127,16 +198,28 @@ def summarise(runs: list[dict]) -> dict:
     out: dict = {}
     for r in runs:
         out.setdefault(str(r["per_class"]), {}).setdefault(r["technique"], []).append(
-            r["test_accuracy"])
-    return {n: {t: {"mean": statistics.mean(v), "sd": statistics.stdev(v) if len(v) > 1
-                    else None, "n": len(v)} for t, v in by.items()} for n, by in out.items()}
+            r["test_accuracy"]
+        )
+    return {
+        n: {
+            t: {
+                "mean": statistics.mean(v),
+                "sd": statistics.stdev(v) if len(v) > 1 else None,
+                "n": len(v),
+            }
+            for t, v in by.items()
+        }
+        for n, by in out.items()
+    }
 
 
 def table(summary: dict) -> str:
     sizes = sorted(summary, key=int)
     techs = list(dict.fromkeys(t for n in sizes for t in summary[n]))
-    lines = ["| technique | " + " | ".join(f"{n} per class" for n in sizes) + " |",
-             "|---|" + "--:|" * len(sizes)]
+    lines = [
+        "| technique | " + " | ".join(f"{n} per class" for n in sizes) + " |",
+        "|---|" + "--:|" * len(sizes),
+    ]
     for t in techs:
         cells = []
         for n in sizes:
@@ -145,8 +228,11 @@ def table(summary: dict) -> str:
                 cells.append("-")
                 continue
             base = summary[n].get("baseline", {}).get("mean")
-            diff = f" ({100 * (s['mean'] - base):+.1f})" if base is not None and t != \
-                "baseline" else ""
+            diff = (
+                f" ({100 * (s['mean'] - base):+.1f})"
+                if base is not None and t != "baseline"
+                else ""
+            )
             sd = f" ± {100 * s['sd']:.1f}" if s["sd"] is not None else ""
             cells.append(f"{100 * s['mean']:.1f}{sd}{diff}")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")

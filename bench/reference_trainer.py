@@ -15,8 +15,13 @@ import time
 
 import numpy as np
 import torch
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
-                          DataCollatorWithPadding, Trainer, TrainingArguments)
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+)
 
 
 class ListDataset(torch.utils.data.Dataset):
@@ -27,8 +32,11 @@ class ListDataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i):
-        return {"input_ids": self.enc["input_ids"][i],
-                "attention_mask": self.enc["attention_mask"][i], "labels": self.labels[i]}
+        return {
+            "input_ids": self.enc["input_ids"][i],
+            "attention_mask": self.enc["attention_mask"][i],
+            "labels": self.labels[i],
+        }
 
 
 def read(path):
@@ -53,7 +61,7 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(path)
     tr_x, tr_y = read(f"{a.data}/train.csv")
     if a.max_train_examples:
-        tr_x, tr_y = tr_x[:a.max_train_examples], tr_y[:a.max_train_examples]
+        tr_x, tr_y = tr_x[: a.max_train_examples], tr_y[: a.max_train_examples]
     te_x, te_y = read(f"{a.data}/test.csv")
     names = sorted(set(tr_y))
     lid = {n: i for i, n in enumerate(names)}
@@ -61,13 +69,22 @@ def main() -> None:
     enc = lambda xs: tok(xs, truncation=True, max_length=a.max_length)  # noqa: E731
     train = ListDataset(enc(tr_x), [lid[y] for y in tr_y])
     test = ListDataset(enc(te_x), [lid[y] for y in te_y])
-    args = TrainingArguments(output_dir="/tmp/reference_trainer", num_train_epochs=a.epochs,
-                             per_device_train_batch_size=a.batch_size,
-                             per_device_eval_batch_size=64, learning_rate=a.learning_rate,
-                             seed=a.seed, save_strategy="no", report_to=[], logging_steps=50,
-                             disable_tqdm=True, use_cpu=not torch.cuda.is_available())
-    trainer = Trainer(model=model, args=args, train_dataset=train,
-                      data_collator=DataCollatorWithPadding(tok))
+    args = TrainingArguments(
+        output_dir="/tmp/reference_trainer",
+        num_train_epochs=a.epochs,
+        per_device_train_batch_size=a.batch_size,
+        per_device_eval_batch_size=64,
+        learning_rate=a.learning_rate,
+        seed=a.seed,
+        save_strategy="no",
+        report_to=[],
+        logging_steps=50,
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tok)
+    )
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
@@ -75,10 +92,15 @@ def main() -> None:
     acc = float((pred == np.array(test.labels)).mean())
     import resource
 
-    out = {"reference": "transformers.Trainer", "train_seconds": seconds,
-           "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "examples_per_s": len(train) * a.epochs / seconds, "test_accuracy": acc,
-           "epochs": a.epochs, "train_examples": len(train)}
+    out = {
+        "reference": "transformers.Trainer",
+        "train_seconds": seconds,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "examples_per_s": len(train) * a.epochs / seconds,
+        "test_accuracy": acc,
+        "epochs": a.epochs,
+        "train_examples": len(train),
+    }
     print(json.dumps(out))
     if a.out:
         json.dump(out, open(a.out, "w"), indent=2)

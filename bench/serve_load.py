@@ -51,8 +51,16 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     sys.exit(f"{url} not ready after {timeout}s")
 
 
-async def client(port: int, path: str, texts: list[str], seed: int, until: float,
-                 warm_until: float, lat: list[float], errors: list[int]) -> None:
+async def client(
+    port: int,
+    path: str,
+    texts: list[str],
+    seed: int,
+    until: float,
+    warm_until: float,
+    lat: list[float],
+    errors: list[int],
+) -> None:
     rng = random.Random(seed)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     while True:
@@ -60,13 +68,19 @@ async def client(port: int, path: str, texts: list[str], seed: int, until: float
         if now >= until:
             break
         body = json.dumps({"inputs": rng.choice(texts)}).encode()
-        writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-                     f"application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+            f"application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
-        length = next(int(v) for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
-                      if k.strip().lower() == b"content-length")
+        length = next(
+            int(v)
+            for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+            if k.strip().lower() == b"content-length"
+        )
         await reader.readexactly(length)
         if now >= warm_until:
             lat.append(time.perf_counter() - now)
@@ -75,21 +89,30 @@ async def client(port: int, path: str, texts: list[str], seed: int, until: float
     writer.close()
 
 
-def load(port: int, path: str, texts: list[str], clients: int, duration: float,
-         warmup: float) -> dict:
+def load(
+    port: int, path: str, texts: list[str], clients: int, duration: float, warmup: float
+) -> dict:
     lat: list[float] = []
     errors: list[int] = []
     start = time.perf_counter()
 
     async def run():
-        await asyncio.gather(*(client(port, path, texts, i, start + warmup + duration,
-                                      start + warmup, lat, errors) for i in range(clients)))
+        await asyncio.gather(
+            *(
+                client(port, path, texts, i, start + warmup + duration, start + warmup, lat, errors)
+                for i in range(clients)
+            )
+        )
 
     asyncio.run(run())
     lat.sort()
-    return {"requests_per_s": len(lat) / duration, "requests": len(lat),
-            "p50_ms": 1000 * lat[len(lat) // 2], "p99_ms": 1000 * lat[int(0.99 * (len(lat) - 1))],
-            "errors": len(errors)}
+    return {
+        "requests_per_s": len(lat) / duration,
+        "requests": len(lat),
+        "p50_ms": 1000 * lat[len(lat) // 2],
+        "p99_ms": 1000 * lat[int(0.99 * (len(lat) - 1))],
+        "errors": len(errors),
+    }
 
 
 def main() -> None:
@@ -102,32 +125,69 @@ def main() -> None:
     ap.add_argument("--out")
     a = ap.parse_args()
     work = Path(a.work)
-    for fmt, extra in (("hf", []), ("onnx-int8", ["--format", "onnx", "--quantize", "int8",
-                                                   "--eval-data",
-                                                   "data/en_sentiment/test.csv"])):
-        cmd = [str(BIN / "tunelab"), "export", "--model-dir", a.run, "--output-dir",
-               str(work / fmt), "--overwrite", *extra]
+    for fmt, extra in (
+        ("hf", []),
+        (
+            "onnx-int8",
+            ["--format", "onnx", "--quantize", "int8", "--eval-data", "data/en_sentiment/test.csv"],
+        ),
+    ):
+        cmd = [
+            str(BIN / "tunelab"),
+            "export",
+            "--model-dir",
+            a.run,
+            "--output-dir",
+            str(work / fmt),
+            "--overwrite",
+            *extra,
+        ]
         if subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode:
             sys.exit(f"failed: {' '.join(cmd)}")
-    texts = [r["text"] for r in csv.DictReader(open(ROOT / "data/en_sentiment/test.csv",
-                                                    encoding="utf-8"))]
+    texts = [
+        r["text"]
+        for r in csv.DictReader(open(ROOT / "data/en_sentiment/test.csv", encoding="utf-8"))
+    ]
     servers = [
-        ("naive FastAPI, one forward pass per request (reference)",
-         [str(BIN / "uvicorn"), "bench.naive_server:app", "--log-level", "warning"],
-         {"TUNELAB_NAIVE_MODEL": str(work / "hf")}, "/predict", "/docs"),
-        ("tunelab serve, run folder (PyTorch)",
-         [str(BIN / "tunelab"), "serve", "--model", f"m={a.run}", "--rate-limit", "0"],
-         {}, "/v1/models/m/predict", "/readyz"),
-        ("tunelab serve, ONNX int8 export",
-         [str(BIN / "tunelab"), "serve", "--model", f"m={work / 'onnx-int8'}",
-          "--rate-limit", "0"], {}, "/v1/models/m/predict", "/readyz"),
+        (
+            "naive FastAPI, one forward pass per request (reference)",
+            [str(BIN / "uvicorn"), "bench.naive_server:app", "--log-level", "warning"],
+            {"TUNELAB_NAIVE_MODEL": str(work / "hf")},
+            "/predict",
+            "/docs",
+        ),
+        (
+            "tunelab serve, run folder (PyTorch)",
+            [str(BIN / "tunelab"), "serve", "--model", f"m={a.run}", "--rate-limit", "0"],
+            {},
+            "/v1/models/m/predict",
+            "/readyz",
+        ),
+        (
+            "tunelab serve, ONNX int8 export",
+            [
+                str(BIN / "tunelab"),
+                "serve",
+                "--model",
+                f"m={work / 'onnx-int8'}",
+                "--rate-limit",
+                "0",
+            ],
+            {},
+            "/v1/models/m/predict",
+            "/readyz",
+        ),
     ]
     rows = []
     for name, cmd, env, path, ready in servers:
         port = free_port()
-        proc = subprocess.Popen([*cmd, "--port", str(port)], cwd=ROOT,
-                                env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [*cmd, "--port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             wait_ready(f"http://127.0.0.1:{port}{ready}", proc)
             r = load(port, path, texts, a.clients, a.duration, a.warmup)
@@ -138,16 +198,24 @@ def main() -> None:
         print(f"{name}: {r}", file=sys.stderr)
     for r in rows:
         r["throughput_ratio"] = r["requests_per_s"] / rows[0]["requests_per_s"]
-    print(f"{a.clients} concurrent clients, {a.duration:.0f} s each after {a.warmup:.0f} s "
-          "warm-up\n\n| server | requests/s | x reference | p50 (ms) | p99 (ms) | errors |\n"
-          "|---|--:|--:|--:|--:|--:|")
+    print(
+        f"{a.clients} concurrent clients, {a.duration:.0f} s each after {a.warmup:.0f} s "
+        "warm-up\n\n| server | requests/s | x reference | p50 (ms) | p99 (ms) | errors |\n"
+        "|---|--:|--:|--:|--:|--:|"
+    )
     for r in rows:
-        print(f"| {r['server']} | {r['requests_per_s']:.0f} | {r['throughput_ratio']:.2f}x | "
-              f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
+        print(
+            f"| {r['server']} | {r['requests_per_s']:.0f} | {r['throughput_ratio']:.2f}x | "
+            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
+        )
     if a.out:
-        Path(a.out).write_text(json.dumps({"run": a.run, "clients": a.clients,
-                                           "duration_s": a.duration, "rows": rows},
-                                          indent=2) + "\n")
+        Path(a.out).write_text(
+            json.dumps(
+                {"run": a.run, "clients": a.clients, "duration_s": a.duration, "rows": rows},
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-HEAVY = ["tunelab.training", "tunelab.evaluation", "matplotlib", "tensorboard", "optuna",
-         "mlflow", "pandas", "sklearn", "datasets", "onnxruntime", "peft", "accelerate"]
+HEAVY = [
+    "tunelab.training",
+    "tunelab.evaluation",
+    "matplotlib",
+    "tensorboard",
+    "optuna",
+    "mlflow",
+    "pandas",
+    "sklearn",
+    "datasets",
+    "onnxruntime",
+    "peft",
+    "accelerate",
+]
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
@@ -79,33 +91,77 @@ METRICS = [  # (key, label in the table, format)
 
 def cpu() -> dict:
     info = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = {k.strip(): v.strip() for k, _, v in (l.partition(":") for l in info.splitlines())}
+    fields = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in info.splitlines())}
     flags = fields.get("Flags", "").split()
-    return {"model": fields.get("Model name"), "cores": os.cpu_count(),
-            "flags": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",
-                                  "amx_bf16", "amx_int8") if f in flags]}
+    return {
+        "model": fields.get("Model name"),
+        "cores": os.cpu_count(),
+        "flags": [
+            f
+            for f in (
+                "avx2",
+                "avx512f",
+                "avx512_vnni",
+                "avx512_bf16",
+                "amx_tile",
+                "amx_bf16",
+                "amx_int8",
+            )
+            if f in flags
+        ],
+    }
 
 
 def env_for(src: str) -> dict:
-    return {**os.environ, "PYTHONPATH": src, "HF_HUB_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false",
-            "PYTHONPYCACHEPREFIX": "/tmp/tunelab-startup-pycache"}
+    return {
+        **os.environ,
+        "PYTHONPATH": src,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPYCACHEPREFIX": "/tmp/tunelab-startup-pycache",
+    }
 
 
 def build_run(run: Path, src: str) -> None:
     data = ROOT / "data/en_sentiment"
-    cmd = [PY, "-m", "tunelab", "train", "--model", "minilm-l6", "--train",
-           str(data / "train.csv"), "--validation", str(data / "validation.csv"),
-           "--max-train-examples", "200", "--max-eval-examples", "100", "--epochs", "1",
-           "--method", "lora", "--output-dir", str(run), "--no-progress", "--report-to", "none"]
+    cmd = [
+        PY,
+        "-m",
+        "tunelab",
+        "train",
+        "--model",
+        "minilm-l6",
+        "--train",
+        str(data / "train.csv"),
+        "--validation",
+        str(data / "validation.csv"),
+        "--max-train-examples",
+        "200",
+        "--max-eval-examples",
+        "100",
+        "--epochs",
+        "1",
+        "--method",
+        "lora",
+        "--output-dir",
+        str(run),
+        "--no-progress",
+        "--report-to",
+        "none",
+    ]
     print(f"building {run} with {src}:\n  {shlex.join(cmd)}", file=sys.stderr)
     subprocess.run(cmd, env=env_for(src), cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
 
 def load_once(src: str, run: Path) -> dict:
     t0 = time.perf_counter()
-    r = subprocess.run([PY, "-c", CHILD, str(run), ",".join(HEAVY)], env=env_for(src),
-                       cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [PY, "-c", CHILD, str(run), ",".join(HEAVY)],
+        env=env_for(src),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     if r.returncode:
         sys.exit(f"load failed with {src}:\n{r.stderr[-3000:]}")
@@ -140,9 +196,13 @@ def serve_once(src: str, run: Path, timeout: float = 300) -> dict:
     base, out = f"http://127.0.0.1:{port}", {}
     log = tempfile.TemporaryFile()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([PY, "-m", "tunelab", "serve", "--model", f"m={run}", "--port",
-                             str(port)], env=env_for(src), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=log)
+    proc = subprocess.Popen(
+        [PY, "-m", "tunelab", "serve", "--model", f"m={run}", "--port", str(port)],
+        env=env_for(src),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
     try:
         while "ready_s" not in out:
             if proc.poll() is not None or time.perf_counter() - t0 > timeout:
@@ -171,21 +231,36 @@ def serve_once(src: str, run: Path, timeout: float = 300) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split(
-        "\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", default="/tmp/tunelab-startup-run",
-                    help="run folder to load; trained there first if it does not exist")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--run",
+        default="/tmp/tunelab-startup-run",
+        help="run folder to load; trained there first if it does not exist",
+    )
     ap.add_argument("--before", help="source tree (the folder holding tunelab/) to compare from")
-    ap.add_argument("--after", default=str(ROOT / "src"),
-                    help="source tree to compare to (default: this checkout's src; 'none' to "
-                         "measure --before alone)")
+    ap.add_argument(
+        "--after",
+        default=str(ROOT / "src"),
+        help="source tree to compare to (default: this checkout's src; 'none' to "
+        "measure --before alone)",
+    )
     ap.add_argument("--repeats", type=int, default=5, help="counted samples per tree and kind")
     ap.add_argument("--warmup", type=int, default=1, help="uncounted rounds first (default 1)")
-    ap.add_argument("--out", default=str(ROOT / "bench/results/startup.json"),
-                    help="JSON results (default bench/results/startup.json)")
+    ap.add_argument(
+        "--out",
+        default=str(ROOT / "bench/results/startup.json"),
+        help="JSON results (default bench/results/startup.json)",
+    )
     a = ap.parse_args()
-    trees = {k: str(Path(v).resolve()) for k, v in (("before", a.before), ("after", a.after))
-             if v and v != "none"}
+    trees = {
+        k: str(Path(v).resolve())
+        for k, v in (("before", a.before), ("after", a.after))
+        if v and v != "none"
+    }
     if not trees:
         ap.error("give --before and/or --after")
     command = shlex.join([os.path.relpath(PY), *sys.argv])
@@ -201,26 +276,42 @@ def main() -> None:
             row[k].update(serve_once(trees[k], run))
             if i >= a.warmup:
                 samples[k].append(row[k])
-        print(f"round {i + 1}{' (warm-up)' if i < a.warmup else ''}: " + ", ".join(
-            f"{k} load {row[k]['total_s']:.2f} s, ready {row[k]['ready_s']:.2f} s"
-            for k in order), file=sys.stderr)
+        print(
+            f"round {i + 1}{' (warm-up)' if i < a.warmup else ''}: "
+            + ", ".join(
+                f"{k} load {row[k]['total_s']:.2f} s, ready {row[k]['ready_s']:.2f} s"
+                for k in order
+            ),
+            file=sys.stderr,
+        )
     summary = {}
     for key, _, _ in METRICS:
-        summary[key] = {k: {"min": min(s[key] for s in samples[k]),
-                            "median": statistics.median(s[key] for s in samples[k])}
-                        for k in trees}
+        summary[key] = {
+            k: {
+                "min": min(s[key] for s in samples[k]),
+                "median": statistics.median(s[key] for s in samples[k]),
+            }
+            for k in trees
+        }
         if len(trees) == 2:
-            summary[key]["ratio_median"] = (summary[key]["after"]["median"]
-                                            / summary[key]["before"]["median"])
+            summary[key]["ratio_median"] = (
+                summary[key]["after"]["median"] / summary[key]["before"]["median"]
+            )
     c = cpu()
-    print(f"\n{c['model']}, {c['cores']} cores, flags: {' '.join(c['flags']) or '-'}; "
-          f"{a.repeats} samples per tree (min / median)\n")
+    print(
+        f"\n{c['model']}, {c['cores']} cores, flags: {' '.join(c['flags']) or '-'}; "
+        f"{a.repeats} samples per tree (min / median)\n"
+    )
     head = " | ".join(f"{k} min | {k} median" for k in trees)
-    print(f"| metric | {head} |{' after/before |' if len(trees) == 2 else ''}\n"
-          f"|---|{'--:|' * (2 * len(trees) + (len(trees) == 2))}")
+    print(
+        f"| metric | {head} |{' after/before |' if len(trees) == 2 else ''}\n"
+        f"|---|{'--:|' * (2 * len(trees) + (len(trees) == 2))}"
+    )
     for key, label, fmt in METRICS:
-        cells = " | ".join(f"{fmt.format(summary[key][k]['min'])} | "
-                           f"{fmt.format(summary[key][k]['median'])}" for k in trees)
+        cells = " | ".join(
+            f"{fmt.format(summary[key][k]['min'])} | {fmt.format(summary[key][k]['median'])}"
+            for k in trees
+        )
         ratio = f" {summary[key]['ratio_median']:.2f}x |" if len(trees) == 2 else ""
         print(f"| {label} | {cells} |{ratio}")
     for k in trees:
@@ -228,10 +319,24 @@ def main() -> None:
         print(f"\n{k}: imported on load: {', '.join(heavy) or 'none of ' + ', '.join(HEAVY)}")
     versions = {p: importlib.metadata.version(p) for p in ("torch", "transformers", "peft")}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({
-        "command": command, "cpu": c, "python": sys.version.split()[0], "versions": versions,
-        "run": str(run), "trees": trees, "repeats": a.repeats, "warmup": a.warmup,
-        "summary": summary, "samples": samples}, indent=2) + "\n")
+    Path(a.out).write_text(
+        json.dumps(
+            {
+                "command": command,
+                "cpu": c,
+                "python": sys.version.split()[0],
+                "versions": versions,
+                "run": str(run),
+                "trees": trees,
+                "repeats": a.repeats,
+                "warmup": a.warmup,
+                "summary": summary,
+                "samples": samples,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

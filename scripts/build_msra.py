@@ -7,7 +7,8 @@ Research-use data: it is extracted on your machine, never committed (data/msra*/
 
 Writes
   data/msra/{train,validation,test}.jsonl           {"tokens": [chars], "tags": [BMES tags]}
-  data/msra_multilabel/{train,validation,test}.jsonl {"text": sentence, "labels": [PER, LOC, ORG present]}
+  data/msra_multilabel/{train,validation,test}.jsonl {"text": sentence, "labels": [PER, LOC, ORG
+  present]}
 The multi-label set is derived from the human entity annotation (which entity types a sentence
 mentions), not from keywords. Validation = a seeded 5% of msra_train.txt; test = msra_test.txt.
 """
@@ -43,8 +44,9 @@ def sentences(raw: str) -> list[tuple[list[str], list[str]]]:
 def write_jsonl(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                   encoding="utf-8")
+    tmp.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     tmp.replace(path)
 
 
@@ -61,18 +63,24 @@ def main() -> None:
     rng.shuffle(order)
     n_val = round(0.05 * len(train))
     val_idx = set(order[:n_val])
-    parts = {"train": [s for i, s in enumerate(train) if i not in val_idx],
-             "validation": [train[i] for i in sorted(val_idx)], "test": test}
+    parts = {
+        "train": [s for i, s in enumerate(train) if i not in val_idx],
+        "validation": [train[i] for i in sorted(val_idx)],
+        "test": test,
+    }
     for name, sents in parts.items():
         write_jsonl([{"tokens": t, "tags": g} for t, g in sents], a.out / "msra" / f"{name}.jsonl")
-        ml = [{"text": "".join(t),
-               "labels": sorted({g.split("-", 1)[1] for g in tags if g != "O"})}
-              for t, tags in sents]
+        ml = [
+            {"text": "".join(t), "labels": sorted({g.split("-", 1)[1] for g in tags if g != "O"})}
+            for t, tags in sents
+        ]
         write_jsonl(ml, a.out / "msra_multilabel" / f"{name}.jsonl")
         counts = {k: sum(k in r["labels"] for r in ml) for k in ("PER", "LOC", "ORG")}
-        print(f"msra/{name}.jsonl: {len(sents)} sentences; sentences with "
-              f"{', '.join(f'{k} {v}' for k, v in counts.items())}; "
-              f"none {sum(not r['labels'] for r in ml)}")
+        print(
+            f"msra/{name}.jsonl: {len(sents)} sentences; sentences with "
+            f"{', '.join(f'{k} {v}' for k, v in counts.items())}; "
+            f"none {sum(not r['labels'] for r in ml)}"
+        )
 
 
 if __name__ == "__main__":

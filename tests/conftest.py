@@ -23,15 +23,31 @@ def make_tiny_bert(d: Path, initializer_range: float = 0.02) -> Path:
     import torch
     from transformers import BertConfig, BertModel, BertTokenizer
 
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POS, *NEG, *FILLER,
-             *"abcdefghijklmnopqrstuvwxyz", *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *POS,
+        *NEG,
+        *FILLER,
+        *"abcdefghijklmnopqrstuvwxyz",
+        *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"],
+    ]
     # transformers 5: the tokenizer takes the vocabulary itself (a file path is not read)
     tok = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
     tok.save_pretrained(d)
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                     initializer_range=initializer_range)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        initializer_range=initializer_range,
+    )
     BertModel(cfg).save_pretrained(d)
     return d
 
@@ -73,18 +89,40 @@ def write_csv(path: Path, rows: list[dict], fieldnames=("text", "label")) -> Pat
 @pytest.fixture(scope="session")
 def toy_data(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("toy-data")
-    return {"train": write_csv(d / "train.csv", toy_rows(96, 1)),
-            "validation": write_csv(d / "validation.csv", toy_rows(32, 2)),
-            "test": write_csv(d / "test.csv", toy_rows(32, 3))}
+    return {
+        "train": write_csv(d / "train.csv", toy_rows(96, 1)),
+        "validation": write_csv(d / "validation.csv", toy_rows(32, 2)),
+        "test": write_csv(d / "test.csv", toy_rows(32, 3)),
+    }
 
 
 def train_args(model_dir: Path, data: dict[str, Path], out: Path, *extra: str) -> list[str]:
     """CLI arguments for a quick training run on the tiny model."""
-    return ["train", "--task", "text-classification", "--model", str(model_dir),
-            "--train", str(data["train"]), "--validation", str(data["validation"]),
-            "--test", str(data["test"]), "--epochs", "10", "--batch-size", "16",
-            "--learning-rate", "3e-3", "--max-length", "32", "--output-dir", str(out),
-            "--no-progress", *extra]
+    return [
+        "train",
+        "--task",
+        "text-classification",
+        "--model",
+        str(model_dir),
+        "--train",
+        str(data["train"]),
+        "--validation",
+        str(data["validation"]),
+        "--test",
+        str(data["test"]),
+        "--epochs",
+        "10",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "3e-3",
+        "--max-length",
+        "32",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -96,8 +134,10 @@ def trained_runs(tiny_model_dir, toy_data, tmp_path_factory) -> dict[str, Path]:
     for method in ("full", "lora"):
         d = tmp_path_factory.mktemp(f"run-{method}") / "run"
         lr = "3e-3" if method == "full" else "1e-2"
-        assert main(train_args(tiny_model_dir, toy_data, d, "--method", method,
-                               "--learning-rate", lr)) == 0
+        assert (
+            main(train_args(tiny_model_dir, toy_data, d, "--method", method, "--learning-rate", lr))
+            == 0
+        )
         out[method] = d
     return out
 
@@ -107,8 +147,26 @@ def _train(args: list[str]) -> None:
     from tunelab.cli import main
 
     train = args[args.index("--train") + 1]  # plumbing tests: validate on the training file
-    assert main(["train", "--epochs", "2", "--batch-size", "16", "--learning-rate", "3e-3",
-                 "--no-progress", "--report-to", "none", "--validation", train, *args]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+                "--learning-rate",
+                "3e-3",
+                "--no-progress",
+                "--report-to",
+                "none",
+                "--validation",
+                train,
+                *args,
+            ]
+        )
+        == 0
+    )
 
 
 @pytest.fixture(scope="session")
@@ -117,44 +175,111 @@ def runs(trained_runs, tiny_model_dir, tmp_path_factory):
     import json
 
     import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     from test_generation import _rows as gen_rows
     from test_generation import _tokenizer
     from test_question_answering import _row as qa_row
     from test_token_classification import _sentence
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     d = tmp_path_factory.mktemp("fn")
     rows = toy_rows(64, 5)
     for r in rows:
         r["rating"] = 1.0 if r["label"] == "positive" else -1.0
     ratings = write_csv(d / "ratings.csv", rows, ("text", "label", "rating"))
-    _train(["--task", "regression", "--model", str(tiny_model_dir), "--train", str(ratings),
-            "--label-column", "rating", "--output-dir", str(d / "score")])
+    _train(
+        [
+            "--task",
+            "regression",
+            "--model",
+            str(tiny_model_dir),
+            "--train",
+            str(ratings),
+            "--label-column",
+            "rating",
+            "--output-dir",
+            str(d / "score"),
+        ]
+    )
     rng = random.Random(0)
     ner = d / "ner.jsonl"
-    ner.write_text("".join(json.dumps(dict(zip(("tokens", "tags"), _sentence(rng, "BIO"))))
-                           + "\n" for _ in range(64)))
-    _train(["--task", "token-classification", "--model", str(tiny_model_dir), "--train",
-            str(ner), "--output-dir", str(d / "ner")])
+    ner.write_text(
+        "".join(
+            json.dumps(dict(zip(("tokens", "tags"), _sentence(rng, "BIO"), strict=True))) + "\n"
+            for _ in range(64)
+        )
+    )
+    _train(
+        [
+            "--task",
+            "token-classification",
+            "--model",
+            str(tiny_model_dir),
+            "--train",
+            str(ner),
+            "--output-dir",
+            str(d / "ner"),
+        ]
+    )
     qa = d / "qa.jsonl"
     qa.write_text("".join(json.dumps(qa_row(rng, i)) + "\n" for i in range(48)))
-    _train(["--task", "question-answering", "--model", str(tiny_model_dir), "--train", str(qa),
-            "--max-length", "32", "--doc-stride", "8", "--output-dir", str(d / "qa")])
+    _train(
+        [
+            "--task",
+            "question-answering",
+            "--model",
+            str(tiny_model_dir),
+            "--train",
+            str(qa),
+            "--max-length",
+            "32",
+            "--doc-stride",
+            "8",
+            "--output-dir",
+            str(d / "qa"),
+        ]
+    )
     lm = d / "tiny-llama"
     tok = _tokenizer(chat=True)
     tok.save_pretrained(lm)
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id)).save_pretrained(lm)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    ).save_pretrained(lm)
     pairs = d / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(r) + "\n" for r in gen_rows(32, 1)))
-    _train(["--task", "generation", "--model", str(lm), "--train", str(pairs),
-            "--max-new-tokens", "4", "--output-dir", str(d / "gen")])
-    return {"classify": trained_runs["full"], "score": d / "score", "ner": d / "ner",
-            "qa": d / "qa", "gen": d / "gen"}
+    _train(
+        [
+            "--task",
+            "generation",
+            "--model",
+            str(lm),
+            "--train",
+            str(pairs),
+            "--max-new-tokens",
+            "4",
+            "--output-dir",
+            str(d / "gen"),
+        ]
+    )
+    return {
+        "classify": trained_runs["full"],
+        "score": d / "score",
+        "ner": d / "ner",
+        "qa": d / "qa",
+        "gen": d / "gen",
+    }
 
 
 @pytest.fixture()
@@ -164,9 +289,14 @@ def registry(runs, tmp_path, monkeypatch):
 
     f = tmp_path / "models.yaml"
     monkeypatch.setenv("TUNELAB_MODELS", str(f))
-    for name, run in (("analyze_sentiment", runs["classify"]), ("classify", runs["classify"]),
-                      ("tickets", runs["classify"]), ("score", runs["score"]),
-                      ("extract_entities", runs["ner"]), ("answer", runs["qa"]),
-                      ("generate", runs["gen"])):
+    for name, run in (
+        ("analyze_sentiment", runs["classify"]),
+        ("classify", runs["classify"]),
+        ("tickets", runs["classify"]),
+        ("score", runs["score"]),
+        ("extract_entities", runs["ner"]),
+        ("answer", runs["qa"]),
+        ("generate", runs["gen"]),
+    ):
         assert main(["register", name, str(run)]) == 0
     return f

@@ -28,9 +28,12 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         exe = Path(sys.executable).parent / "tunelab"
-        self.proc = subprocess.Popen([str(exe), "serve", "--port", str(self.port), *args],
-                                     stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(
+            [str(exe), "serve", "--port", str(self.port), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=open(log, "wb"),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         if wait_ready:
             self.wait("/readyz")
 
@@ -38,8 +41,9 @@ class Server:
         end = time.time() + timeout
         while time.time() < end:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited ({self.proc.returncode}):\n"
-                                   + self.log.read_text()[-3000:])
+                raise RuntimeError(
+                    f"server exited ({self.proc.returncode}):\n" + self.log.read_text()[-3000:]
+                )
             try:
                 if self.request("GET", path)[0] == 200:
                     return
@@ -48,9 +52,16 @@ class Server:
             time.sleep(0.2)
         raise TimeoutError(f"{path} not 200 after {timeout}s:\n" + self.log.read_text()[-3000:])
 
-    def request(self, method: str, path: str, body=None, key: str | None = None,
-                content_type: str | None = "application/json", raw: bytes | None = None,
-                timeout: float = 60.0) -> tuple[int, dict | str, dict]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body=None,
+        key: str | None = None,
+        content_type: str | None = "application/json",
+        raw: bytes | None = None,
+        timeout: float = 60.0,
+    ) -> tuple[int, dict | str, dict]:
         """(status, parsed JSON or text, headers with lower-case names)."""
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         req = urllib.request.Request(self.url + path, data=data, method=method)

@@ -35,11 +35,15 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:  # relative import
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level
-                                                      + 1] + ([base] if base else []))
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1]
+                        + ([base] if base else [])
+                    )
                 # `from pkg import sub` imports the submodule when there is one
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                           for a in node.names]
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                    for a in node.names
+                ]
             for t in targets:
                 while t and t not in modules:  # `import tunelab.x.y` names a module
                     t = t.rpartition(".")[0]
@@ -57,7 +61,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                return stack[stack.index(n):] + [n]
+                return stack[stack.index(n) :] + [n]
             if n not in state and (c := visit(n)):
                 return c
         stack.pop()
@@ -82,8 +86,11 @@ def test_no_import_cycles_in_the_package():
 
 
 def test_no_file_over_450_lines():
-    long = {str(p.relative_to(SRC)): n for p in PACKAGE.rglob("*.py")
-            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450}
+    long = {
+        str(p.relative_to(SRC)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 450
+    }
     assert not long, long
 
 
@@ -100,8 +107,7 @@ def test_loading_and_predicting_imports_no_training(trained_runs):
         heavy = sorted(m for m in sys.modules if m.startswith({HEAVY!r}))
         print(";".join(heavy))
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "", r.stdout
 
@@ -182,8 +188,7 @@ def test_a_shared_option_needs_one_type_and_default():
         num_virtual_tokens: int = option(8, "a different default")
 
     with pytest.raises(ValueError, match="num_virtual_tokens.*one type and one default"):
-        register_method(Method("clash", "", 1e-3, full.apply, full.save, full.load,
-                               options=Clash))
+        register_method(Method("clash", "", 1e-3, full.apply, full.save, full.load, options=Clash))
     with pytest.raises(ValueError, match="already registered"):
         register_method(METHODS["lora"])
     assert "clash" not in METHODS

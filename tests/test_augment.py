@@ -14,15 +14,25 @@ import jieba
 import pytest
 
 from conftest import FILLER, NEG, POS, make_tiny_bert, write_csv
-from tunelab.data.augment import (augment_file, augment_texts, chinese_synonyms, detect_language,
-                                  eda, english_synonyms, mlm_substitute)
+from tunelab.data.augment import (
+    augment_file,
+    augment_texts,
+    chinese_synonyms,
+    detect_language,
+    eda,
+    english_synonyms,
+    mlm_substitute,
+)
 from tunelab.errors import TunelabError
 
 EN = "The movie was really good and the actors were great but the ending felt slow"
 ZH = "我们今天去公园玩，天气非常好，人类都很开心。"
-EN_SENTS = [EN, "I love this phone because the screen is bright and the battery lasts long",
-            "The service at the restaurant was terrible and the food arrived cold",
-            "She quickly finished the difficult book before the meeting started"]
+EN_SENTS = [
+    EN,
+    "I love this phone because the screen is bright and the battery lasts long",
+    "The service at the restaurant was terrible and the food arrived cold",
+    "She quickly finished the difficult book before the meeting started",
+]
 ZH_SENTS = [ZH, "这部电影非常好看，演员的表演很精彩。", "今天的天气很糟糕，我们只好待在家里。"]
 
 
@@ -36,6 +46,7 @@ def segments(text: str) -> list[str]:
 
 
 # ---- synonym sources --------------------------------------------------------------------------
+
 
 def test_english_synonyms_come_from_wordnet():
     syn = english_synonyms()
@@ -69,13 +80,14 @@ def test_detect_language():
 
 # ---- EDA in English ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", range(5))
 def test_en_synonym_replacement(seed):
     syn = english_synonyms()
     out = eda(EN, random.Random(seed), alpha=0.15, op="sr").split()
     words = EN.split()
     assert len(out) == len(words)
-    changed = [(a, b) for a, b in zip(words, out) if a != b]
+    changed = [(a, b) for a, b in zip(words, out, strict=True) if a != b]
     assert len(changed) == round(0.15 * len(words))
     for old, new in changed:
         assert key(new) in syn[key(old)]
@@ -125,12 +137,14 @@ def test_en_punctuation_kept_and_stopwords_not_replaced():
 
 # ---- EDA in Chinese ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("seed", range(4))
 def test_zh_synonym_replacement(seed):
     syn, seg = chinese_synonyms(), segments(ZH)
     out = eda(ZH, random.Random(seed), alpha=0.1, op="sr")  # n = 1
-    options = {"".join(seg[:j] + [s] + seg[j + 1:])
-               for j, w in enumerate(seg) for s in syn.get(w, ())}
+    options = {
+        "".join(seg[:j] + [s] + seg[j + 1 :]) for j, w in enumerate(seg) for s in syn.get(w, ())
+    }
     assert out in options and " " not in out
 
 
@@ -159,8 +173,10 @@ def test_zh_random_swap(seed):
 def test_zh_random_deletion(seed):
     seg = segments(ZH)
     out = eda(ZH, random.Random(seed), alpha=0.3, op="rd")
-    subsequences = {"".join(w for w, keep in zip(seg, mask) if keep)
-                    for mask in itertools.product((0, 1), repeat=len(seg))}
+    subsequences = {
+        "".join(w for w, keep in zip(seg, mask, strict=True) if keep)
+        for mask in itertools.product((0, 1), repeat=len(seg))
+    }
     assert out in subsequences and out != ZH and " " not in out
     assert all(p in out for p in "，。")  # punctuation is never deleted
 
@@ -171,6 +187,7 @@ def test_unknown_op_is_refused():
 
 
 # ---- determinism ------------------------------------------------------------------------------
+
 
 def test_augment_texts_is_deterministic_and_seed_dependent():
     texts = EN_SENTS + ZH_SENTS
@@ -207,6 +224,7 @@ def test_augment_texts_validates_arguments():
 
 # ---- augment_file -----------------------------------------------------------------------------
 
+
 def _folder(tmp_path: Path, rows: list[dict], fmt: str) -> Path:
     d = tmp_path / "data"
     d.mkdir()
@@ -215,7 +233,9 @@ def _folder(tmp_path: Path, rows: list[dict], fmt: str) -> Path:
     if fmt == "csv":
         return write_csv(d / "train.csv", rows)
     path = d / "train.jsonl"
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     return path
 
 
@@ -228,7 +248,9 @@ def test_augment_file(tmp_path, fmt):
     n_orig, n_aug = augment_file(src, dst, copies=2, seed=1)
     assert n_orig == len(rows) and n_aug > len(rows)
     assert {p.name: p.read_bytes() for p in src.parent.iterdir() if p != dst} == before
-    assert sorted(p.name for p in src.parent.iterdir()) == sorted([*before, dst.name])  # no temp file
+    assert sorted(p.name for p in src.parent.iterdir()) == sorted(
+        [*before, dst.name]
+    )  # no temp file
     if fmt == "csv":
         with open(dst, encoding="utf-8", newline="") as f:
             out = list(csv.DictReader(f))
@@ -239,7 +261,7 @@ def test_augment_file(tmp_path, fmt):
     assert len(out) == n_orig + n_aug
     assert out[:n_orig] == [{**r, "augmented_from": orig_marker} for r in rows]
     expected = augment_texts([r["text"] for r in rows], copies=2, seed=1)
-    for rec, (i, text) in zip(out[n_orig:], expected):
+    for rec, (i, text) in zip(out[n_orig:], expected, strict=True):
         assert int(rec["augmented_from"]) == i
         assert rec["text"] == text and rec["label"] == rows[i]["label"]
 
@@ -263,8 +285,9 @@ def test_augment_file_errors_name_file_and_line(tmp_path):
     with pytest.raises(TunelabError, match=r"b\.jsonl:2: not valid JSON"):
         augment_file(bad_json, tmp_path / "b_out.jsonl")
     no_text = tmp_path / "c.jsonl"
-    no_text.write_text(json.dumps({"text": EN}) + "\n" + json.dumps({"label": 1}) + "\n",
-                       encoding="utf-8")
+    no_text.write_text(
+        json.dumps({"text": EN}) + "\n" + json.dumps({"label": 1}) + "\n", encoding="utf-8"
+    )
     with pytest.raises(TunelabError, match=r"c\.jsonl:2: field 'text': missing"):
         augment_file(no_text, tmp_path / "c_out.jsonl")
     empty = tmp_path / "d.csv"
@@ -287,8 +310,14 @@ def tiny_mlm(d: Path, vocab: list[str]) -> Path:
 
     BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True).save_pretrained(d)
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertForMaskedLM(cfg).save_pretrained(d)
     return d
 
@@ -305,24 +334,41 @@ def test_mlm_substitution(mlm_dir):
     out = mlm_substitute(texts, mlm_dir, random.Random(1), alpha=0.25)
     assert out == mlm_substitute(texts, mlm_dir, random.Random(1), alpha=0.25)
     assert out != mlm_substitute(texts, mlm_dir, random.Random(2), alpha=0.25)
-    for before, after in zip(texts, out):
+    for before, after in zip(texts, out, strict=True):
         a, b = before.split(), after.split()
         assert len(a) == len(b) and set(b) <= set(WORDS)
-        assert sum(x != y for x, y in zip(a, b)) == 2  # max(1, round(0.25 * 8)) masked, all changed
+        assert (
+            sum(x != y for x, y in zip(a, b, strict=True)) == 2
+        )  # max(1, round(0.25 * 8)) masked, all changed
 
 
 def test_mlm_never_keeps_the_original_token(mlm_dir):
     # the model's favourite word (top_k=1), then a text made only of it: all 8 must change
-    first = mlm_substitute([" ".join(["good"] * 8)], mlm_dir, random.Random(0), alpha=1.0, top_k=1)[0]
+    first = mlm_substitute([" ".join(["good"] * 8)], mlm_dir, random.Random(0), alpha=1.0, top_k=1)[
+        0
+    ]
     favourite = Counter(first.split()).most_common(1)[0][0]
-    out = mlm_substitute([" ".join([favourite] * 8)], mlm_dir, random.Random(0), alpha=1.0, top_k=1)[0]
+    out = mlm_substitute(
+        [" ".join([favourite] * 8)], mlm_dir, random.Random(0), alpha=1.0, top_k=1
+    )[0]
     assert len(out.split()) == 8 and favourite not in out.split()
 
 
 def test_mlm_keeps_word_boundaries_with_subword_pieces(tmp_path):
     letters = "abcdefghijklmnopqrstuvwxyz"
-    d = tiny_mlm(tmp_path, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *letters,
-                            *[f"##{c}" for c in letters]])
+    d = tiny_mlm(
+        tmp_path,
+        [
+            "[PAD]",
+            "[UNK]",
+            "[CLS]",
+            "[SEP]",
+            "[MASK]",
+            *WORDS,
+            *letters,
+            *[f"##{c}" for c in letters],
+        ],
+    )
     text = "the zebra movie was quirky and the plot was good"  # zebra, quirky: letter pieces
     for seed in range(5):
         out = mlm_substitute([text], d, random.Random(seed), alpha=1.0)[0]
@@ -333,7 +379,7 @@ def test_mlm_long_text_keeps_its_tail(mlm_dir):
     words = WORDS * 4  # 108 words > 64 positions: processed window by window
     out = mlm_substitute([" ".join(words)], mlm_dir, random.Random(0), alpha=0.1)[0].split()
     assert len(out) == len(words)
-    changed = [j for j, (x, y) in enumerate(zip(words, out)) if x != y]
+    changed = [j for j, (x, y) in enumerate(zip(words, out, strict=True)) if x != y]
     assert len(changed) == round(0.1 * len(words))
     assert min(changed) < 62 <= max(changed)  # both windows were substituted
 

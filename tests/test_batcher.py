@@ -56,8 +56,10 @@ def test_a_request_that_would_overflow_opens_the_next_batch():
         b.start()
         blocker = asyncio.ensure_future(b.submit(["x"]))
         await asyncio.sleep(0.05)
-        futs = [asyncio.ensure_future(b.submit([f"{i}a", f"{i}b", f"{i}c"][:n]))
-                for i, n in enumerate((3, 3, 1))]
+        futs = [
+            asyncio.ensure_future(b.submit([f"{i}a", f"{i}b", f"{i}c"][:n]))
+            for i, n in enumerate((3, 3, 1))
+        ]
         await asyncio.sleep(0.05)
         gate.set()
         outs = await asyncio.gather(blocker, *futs)
@@ -81,8 +83,7 @@ def test_a_failing_pass_fails_every_request_in_it_and_the_next_pass_still_runs()
     async def main():
         b = MicroBatcher(predict, max_batch=8, max_wait=0.02)
         b.start()
-        bad = await asyncio.gather(b.submit(["boom"]), b.submit(["ok"]),
-                                   return_exceptions=True)
+        bad = await asyncio.gather(b.submit(["boom"]), b.submit(["ok"]), return_exceptions=True)
         good = await b.submit(["later"])
         await b.close()
         return bad, good

@@ -16,8 +16,15 @@ from tunelab.cli import main
 def test_run_folder_describes_itself(trained_runs):
     for method, run in trained_runs.items():
         names = {p.name for p in run.iterdir()}
-        assert {"tunelab.json", "config.yaml", "metrics.json", "train_log.jsonl", "report.html",
-                "tokenizer.json", "plots"} <= names, method
+        assert {
+            "tunelab.json",
+            "config.yaml",
+            "metrics.json",
+            "train_log.jsonl",
+            "report.html",
+            "tokenizer.json",
+            "plots",
+        } <= names, method
         assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)
         weights = "model.safetensors" if method == "full" else "adapter_model.safetensors"
         assert weights in names
@@ -34,8 +41,12 @@ def test_run_folder_describes_itself(trained_runs):
 
 
 def test_evaluate_prints_one_json_object(trained_runs, toy_data, capsys):
-    assert main(["evaluate", "--model-dir", str(trained_runs["full"]),
-                 "--data", str(toy_data["test"])]) == 0
+    assert (
+        main(
+            ["evaluate", "--model-dir", str(trained_runs["full"]), "--data", str(toy_data["test"])]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.strip()
     m = json.loads(out)
     assert set(m) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
@@ -48,8 +59,20 @@ def test_evaluate_prints_one_json_object(trained_runs, toy_data, capsys):
 
 def test_predict_file_and_stdin(trained_runs, toy_data, tmp_path, capsys, monkeypatch):
     out = tmp_path / "preds.jsonl"
-    assert main(["predict", "--model-dir", str(trained_runs["lora"]), "--input",
-                 str(toy_data["test"]), "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model-dir",
+                str(trained_runs["lora"]),
+                "--input",
+                str(toy_data["test"]),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     preds = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(preds) == 32
     p = preds[0]
@@ -57,7 +80,7 @@ def test_predict_file_and_stdin(trained_runs, toy_data, tmp_path, capsys, monkey
     assert sum(p["probabilities"].values()) == pytest.approx(1.0)
     assert p["score"] == max(p["probabilities"].values())
 
-    stdin = io.TextIOWrapper(io.BytesIO("great wonderful film\n\nawful boring phone\n".encode()))
+    stdin = io.TextIOWrapper(io.BytesIO(b"great wonderful film\n\nawful boring phone\n"))
     monkeypatch.setattr(sys, "stdin", stdin)
     capsys.readouterr()
     assert main(["predict", "--model-dir", str(trained_runs["lora"])]) == 0
@@ -75,23 +98,26 @@ def test_output_folder_exists_is_refused_and_kept(tiny_model_dir, toy_data, tmp_
     assert (out / "precious.txt").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("case", ["empty", "missing_column", "empty_text", "non_utf8",
-                                  "malformed_row"])
+@pytest.mark.parametrize(
+    "case", ["empty", "missing_column", "empty_text", "non_utf8", "malformed_row"]
+)
 def test_bad_training_input_exit_2_one_line(case, tiny_model_dir, toy_data, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     content = {
         "empty": b"",
         "missing_column": b"review,label\nfine,positive\n",
-        "empty_text": b"text,label\ngood,positive\n\"\",negative\n",
+        "empty_text": b'text,label\ngood,positive\n"",negative\n',
         "non_utf8": b"text,label\ngood,positive\nna\xefve,negative\n",
         "malformed_row": b"text,label\ngood,positive\nbad,negative,extra\n",
     }[case]
     bad.write_bytes(content)
-    expected = {"empty": "bad.csv:1: file is empty",
-                "missing_column": "bad.csv:1: field 'text': missing column 'text'",
-                "empty_text": "bad.csv:3: field 'text': is empty",
-                "non_utf8": "bad.csv:3: not valid UTF-8",
-                "malformed_row": "bad.csv:3: malformed row"}[case]
+    expected = {
+        "empty": "bad.csv:1: file is empty",
+        "missing_column": "bad.csv:1: field 'text': missing column 'text'",
+        "empty_text": "bad.csv:3: field 'text': is empty",
+        "non_utf8": "bad.csv:3: not valid UTF-8",
+        "malformed_row": "bad.csv:3: malformed row",
+    }[case]
     out = tmp_path / "run"
     data = dict(toy_data, train=bad)
     assert main(train_args(tiny_model_dir, data, out)) == 2
@@ -101,8 +127,10 @@ def test_bad_training_input_exit_2_one_line(case, tiny_model_dir, toy_data, tmp_
 
 
 def test_unknown_label_at_evaluation(trained_runs, tmp_path, capsys):
-    f = write_csv(tmp_path / "eval.csv", [{"text": "good", "label": "positive"},
-                                          {"text": "meh", "label": "neutral"}])
+    f = write_csv(
+        tmp_path / "eval.csv",
+        [{"text": "good", "label": "positive"}, {"text": "meh", "label": "neutral"}],
+    )
     assert main(["evaluate", "--model-dir", str(trained_runs["full"]), "--data", str(f)]) == 2
     err = capsys.readouterr().err
     assert "eval.csv:3: field 'label': label 'neutral' was not seen in training" in err
@@ -110,24 +138,52 @@ def test_unknown_label_at_evaluation(trained_runs, tmp_path, capsys):
 
 def test_console_script_error_has_no_traceback(tmp_path):
     """The installed `tunelab` command: exit code 2, one line on stderr."""
-    r = subprocess.run([sys.executable, "-m", "tunelab", "evaluate", "--model-dir",
-                        str(tmp_path / "nowhere"), "--data", "x.csv"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tunelab",
+            "evaluate",
+            "--model-dir",
+            str(tmp_path / "nowhere"),
+            "--data",
+            "x.csv",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     assert r.stderr.strip() == f"tunelab: error: {tmp_path / 'nowhere'}: model folder not found"
 
 
 def test_listing_commands(capsys):
-    for cmd, expect in (("models", "gemma3-270m"), ("methods", "lora"),
-                        ("tasks", "question-answering")):
+    for cmd, expect in (
+        ("models", "gemma3-270m"),
+        ("methods", "lora"),
+        ("tasks", "question-answering"),
+    ):
         assert main([cmd]) == 0
         assert expect in capsys.readouterr().out
 
 
 def test_max_examples_keep_the_first_rows(tiny_model_dir, toy_data, tmp_path):
     out = tmp_path / "run"
-    assert main(train_args(tiny_model_dir, toy_data, out, "--epochs", "1",
-                           "--max-train-examples", "40", "--max-eval-examples", "10")) == 0
+    assert (
+        main(
+            train_args(
+                tiny_model_dir,
+                toy_data,
+                out,
+                "--epochs",
+                "1",
+                "--max-train-examples",
+                "40",
+                "--max-eval-examples",
+                "10",
+            )
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["validation"]["n"] == metrics["test"]["n"] == 10
     assert metrics["training"]["examples_seen"] == 40

@@ -8,13 +8,31 @@ import json
 
 from tunelab.cli import main
 
+
 def test_compare_tabulates_every_method(learnable_model_dir, toy_data, tmp_path, capsys):
 
     out = tmp_path / "cmp"
-    args = ["compare", "--model", str(learnable_model_dir), "--train", str(toy_data["train"]),
-            "--validation", str(toy_data["validation"]), "--test", str(toy_data["test"]),
-            "--methods", "full,lora,adapter", "--epochs", "2", "--batch-size", "16",
-            "--max-length", "32", "--output-dir", str(out)]
+    args = [
+        "compare",
+        "--model",
+        str(learnable_model_dir),
+        "--train",
+        str(toy_data["train"]),
+        "--validation",
+        str(toy_data["validation"]),
+        "--test",
+        str(toy_data["test"]),
+        "--methods",
+        "full,lora,adapter",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--max-length",
+        "32",
+        "--output-dir",
+        str(out),
+    ]
     assert main(args) == 0
     captured = capsys.readouterr()
     md = (out / "comparison.md").read_text()
@@ -37,13 +55,34 @@ def test_compare_tabulates_every_method(learnable_model_dir, toy_data, tmp_path,
     assert captured.err.count("training full") == 1
     assert "reusing the finished run" in capsys.readouterr().err
 
-def test_compare_rejects_a_method_that_does_not_fit_the_task(tiny_model_dir, toy_data, tmp_path,
-                                                           capsys):
-    assert main(["compare", "--model", str(tiny_model_dir), "--train", str(toy_data["train"]),
-                 "--validation", str(toy_data["validation"]), "--methods", "lora,prompt-tuning",
-                 "--task", "token-classification",
-                 "--output-dir", str(tmp_path / "c")]) == 2
-    assert "method 'prompt-tuning' does not support task 'token-classification'" in capsys.readouterr().err
+
+def test_compare_rejects_a_method_that_does_not_fit_the_task(
+    tiny_model_dir, toy_data, tmp_path, capsys
+):
+    assert (
+        main(
+            [
+                "compare",
+                "--model",
+                str(tiny_model_dir),
+                "--train",
+                str(toy_data["train"]),
+                "--validation",
+                str(toy_data["validation"]),
+                "--methods",
+                "lora,prompt-tuning",
+                "--task",
+                "token-classification",
+                "--output-dir",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 2
+    )
+    assert (
+        "method 'prompt-tuning' does not support task 'token-classification'"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_failed_method_is_a_row_not_a_crash(tmp_path):

@@ -26,11 +26,14 @@ def test_unknown_yaml_key_is_named(tmp_path):
         C.build({}, str(f))
 
 
-@pytest.mark.parametrize("key,value,msg", [
-    ("epochs", "three", "key 'epochs' expects float, got 'three'"),
-    ("batch_size", "1.5", "key 'batch_size' expects int"),
-    ("overwrite", "maybe", "key 'overwrite' expects bool"),
-])
+@pytest.mark.parametrize(
+    "key,value,msg",
+    [
+        ("epochs", "three", "key 'epochs' expects float, got 'three'"),
+        ("batch_size", "1.5", "key 'batch_size' expects int"),
+        ("overwrite", "maybe", "key 'overwrite' expects bool"),
+    ],
+)
 def test_bad_values_are_named(key, value, msg):
     with pytest.raises(ConfigError, match=msg):
         C.build({key: value})
@@ -75,19 +78,24 @@ def test_shipped_configs_validate(path):
     for key in ("train", "validation", "test"):
         value = getattr(cfg.data, key)
         # research-use sets are built by a script (make data-msra, data-bbc) and git-ignored
-        built = tuple(x.strip() for x in (REPO / ".gitignore").read_text().splitlines()
-                      if x.startswith("data/"))
+        built = tuple(
+            x.strip()
+            for x in (REPO / ".gitignore").read_text().splitlines()
+            if x.startswith("data/")
+        )
         generated = value is not None and value.startswith(built)
-        assert value is None or generated or (REPO / value).is_file(), \
+        assert value is None or generated or (REPO / value).is_file(), (
             f"{path.name}: {key} {value} missing"
+        )
 
 
 def test_metric_for_best_must_belong_to_the_task(tiny_model_dir, toy_data, tmp_path, capsys):
     """Checked before training starts, with the task's metrics listed."""
     from conftest import train_args
 
-    assert main(train_args(tiny_model_dir, toy_data, tmp_path / "o",
-                           "--metric-for-best", "rmse")) == 2
+    assert (
+        main(train_args(tiny_model_dir, toy_data, tmp_path / "o", "--metric-for-best", "rmse")) == 2
+    )
     err = capsys.readouterr().err
     assert "key 'metric_for_best' = 'rmse' is not a text-classification metric" in err
     assert "accuracy" in err and not (tmp_path / "o").exists()

@@ -26,17 +26,38 @@ def no_dropout_bert(tmp_path_factory):
 
 
 def _train(model, data, out, *extra):
-    cmd = [sys.executable, "-m", "tunelab", "train", "--model", str(model), "--train",
-           str(data["train"]), "--validation", str(data["validation"]), "--test",
-           str(data["test"]), "--epochs", "2", "--learning-rate", "3e-3", "--max-length", "32",
-           "--output-dir", str(out), "--no-progress", "--report-to", "none", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tunelab",
+        "train",
+        "--model",
+        str(model),
+        "--train",
+        str(data["train"]),
+        "--validation",
+        str(data["validation"]),
+        "--test",
+        str(data["test"]),
+        "--epochs",
+        "2",
+        "--learning-rate",
+        "3e-3",
+        "--max-length",
+        "32",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        "--report-to",
+        "none",
+        *extra,
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return r
 
 
-def test_two_processes_equal_one_with_the_same_global_batch(no_dropout_bert, toy_data,
-                                                            tmp_path):
+def test_two_processes_equal_one_with_the_same_global_batch(no_dropout_bert, toy_data, tmp_path):
     from safetensors.numpy import load_file
 
     one, two = tmp_path / "one" / "run", tmp_path / "two" / "run"
@@ -47,8 +68,10 @@ def test_two_processes_equal_one_with_the_same_global_batch(no_dropout_bert, toy
     # the loss of every logged step agrees; the weights agree up to float noise, which Adam's
     # early ~lr*sign(g) steps amplify on near-zero gradients (mean diff ~2e-5 here against a
     # mean change from the pretrained weights of ~5e-3; in-process accumulation shows the same)
-    losses = [[json.loads(x)["loss"] for x in (r / "train_log.jsonl").open() if '"train"' in x]
-              for r in (one, two)]
+    losses = [
+        [json.loads(x)["loss"] for x in (r / "train_log.jsonl").open() if '"train"' in x]
+        for r in (one, two)
+    ]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5) and len(losses[0]) == 2
     a, b = load_file(str(one / "model.safetensors")), load_file(str(two / "model.safetensors"))
     assert np.mean([float(np.abs(a[k] - b[k]).mean()) for k in a]) < 1e-4
@@ -70,12 +93,39 @@ def test_accelerate_launch_runs_two_processes(no_dropout_bert, toy_data, tmp_pat
     import yaml
 
     out = tmp_path / "run"
-    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch",
-           "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision",
-           "no", "--dynamo_backend", "no", "-m", "tunelab", "train", "--model",
-           str(no_dropout_bert), "--train", str(toy_data["train"]), "--validation",
-           str(toy_data["validation"]), "--epochs", "1", "--batch-size", "8", "--max-length",
-           "32", "--output-dir", str(out), "--no-progress", "--report-to", "none"]
+    cmd = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "tunelab",
+        "train",
+        "--model",
+        str(no_dropout_bert),
+        "--train",
+        str(toy_data["train"]),
+        "--validation",
+        str(toy_data["validation"]),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        "--report-to",
+        "none",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert yaml.safe_load((out / "config.yaml").read_text())["num_processes"] == 2

@@ -12,8 +12,13 @@ import torch
 import tunelab
 from tunelab.cli import main
 
-TEXTS = ["good great", "bad awful terrible and dull", "a film", "great fine wonderful good ok",
-         "awful"]
+TEXTS = [
+    "good great",
+    "bad awful terrible and dull",
+    "a film",
+    "great fine wonderful good ok",
+    "awful",
+]
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +26,22 @@ def exports(trained_runs, toy_data, tmp_path_factory):
     """One export per kind, from the LoRA run (so merging is exercised too)."""
     d = tmp_path_factory.mktemp("exports")
     run, test = str(trained_runs["lora"]), str(toy_data["test"])
-    kinds = {"onnx": ["--format", "onnx"],
-             "onnx-int8": ["--format", "onnx", "--quantize", "int8", "--eval-data", test],
-             "hf-int8": ["--format", "hf", "--quantize", "int8", "--eval-data", test],
-             "magnitude": ["--prune", "magnitude", "--sparsity", "0.5", "--eval-data", test],
-             "heads-onnx": ["--format", "onnx", "--prune", "heads", "--sparsity", "0.5",
-                            "--eval-data", test]}
+    kinds = {
+        "onnx": ["--format", "onnx"],
+        "onnx-int8": ["--format", "onnx", "--quantize", "int8", "--eval-data", test],
+        "hf-int8": ["--format", "hf", "--quantize", "int8", "--eval-data", test],
+        "magnitude": ["--prune", "magnitude", "--sparsity", "0.5", "--eval-data", test],
+        "heads-onnx": [
+            "--format",
+            "onnx",
+            "--prune",
+            "heads",
+            "--sparsity",
+            "0.5",
+            "--eval-data",
+            test,
+        ],
+    }
     for name, args in kinds.items():
         assert main(["export", "--model-dir", run, "--output-dir", str(d / name), *args]) == 0
     return {k: d / k for k in kinds}
@@ -45,13 +60,12 @@ def test_onnx_export_predicts_like_pytorch(exports, trained_runs):
     np.testing.assert_allclose(onnx.logits(TEXTS, batch_size=2), run.logits(TEXTS), atol=1e-4)
     a, b = onnx.predict(TEXTS), run.predict(TEXTS)
     assert [x["label"] for x in a] == [x["label"] for x in b]
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert abs(x["score"] - y["score"]) < 1e-4
     rec = export_info(exports["onnx"])
     assert rec["merged_method"] == "lora" and rec["parity_fp32"]["max_abs_logit_diff"] < 1e-3
     assert rec["parity_fp32"]["argmax_agreement"] == 1.0 and rec["parity_fp32"]["n"] == 32
-    assert json.loads((exports["onnx"] / "config.json").read_text())["id2label"]["1"] == \
-        "positive"
+    assert json.loads((exports["onnx"] / "config.json").read_text())["id2label"]["1"] == "positive"
 
 
 def test_onnx_folder_needs_only_onnxruntime_and_tokenizers(exports, trained_runs):
@@ -61,15 +75,15 @@ def test_onnx_folder_needs_only_onnxruntime_and_tokenizers(exports, trained_runs
     tok = Tokenizer.from_file(str(exports["onnx"] / "tokenizer.json"))
     tok.enable_padding(pad_id=0)
     enc = tok.encode_batch(TEXTS)
-    feeds = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-             "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
+    feeds = {
+        "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+    }
     logits = ort.InferenceSession(str(exports["onnx"] / "model.onnx")).run(None, feeds)[0]
-    np.testing.assert_allclose(logits, tunelab.load(trained_runs["lora"]).logits(TEXTS),
-                               atol=1e-4)
+    np.testing.assert_allclose(logits, tunelab.load(trained_runs["lora"]).logits(TEXTS), atol=1e-4)
 
 
-def test_onnx_int8_is_quantized_and_its_accuracy_really_measured(exports, trained_runs,
-                                                                  toy_data):
+def test_onnx_int8_is_quantized_and_its_accuracy_really_measured(exports, trained_runs, toy_data):
     import onnx
 
     graph = onnx.load(str(exports["onnx-int8"] / "model.onnx")).graph
@@ -79,24 +93,29 @@ def test_onnx_int8_is_quantized_and_its_accuracy_really_measured(exports, traine
     rec = export_info(exports["onnx-int8"])
     test = str(toy_data["test"])
     assert rec["metrics_after"]["accuracy"] == pytest.approx(
-        tunelab.load(exports["onnx-int8"]).evaluate(test)["accuracy"])
+        tunelab.load(exports["onnx-int8"]).evaluate(test)["accuracy"]
+    )
     assert rec["metrics_before"]["accuracy"] == pytest.approx(
-        tunelab.load(trained_runs["lora"]).evaluate(test)["accuracy"])
+        tunelab.load(trained_runs["lora"]).evaluate(test)["accuracy"]
+    )
     assert rec["parity_int8"]["n"] == 32 and rec["quantize_backend"] == "onnxruntime-dynamic"
-    assert (exports["onnx-int8"] / "model.onnx").stat().st_size < \
-        (exports["onnx"] / "model.onnx").stat().st_size
+    assert (exports["onnx-int8"] / "model.onnx").stat().st_size < (
+        exports["onnx"] / "model.onnx"
+    ).stat().st_size
 
 
 def test_hf_int8_loads_quantized_in_tunelab_and_float_in_transformers(exports, toy_data):
     from transformers import AutoModelForSequenceClassification
 
     loaded = tunelab.load(exports["hf-int8"])
-    quantized = [n for n, m in loaded.model.named_modules()
-                 if "quantized.dynamic" in type(m).__module__]
+    quantized = [
+        n for n, m in loaded.model.named_modules() if "quantized.dynamic" in type(m).__module__
+    ]
     assert "classifier" in quantized and len(quantized) == 2 * 6 + 2, quantized
     rec = export_info(exports["hf-int8"])
     assert rec["metrics_after"]["accuracy"] == pytest.approx(
-        loaded.evaluate(str(toy_data["test"]))["accuracy"])
+        loaded.evaluate(str(toy_data["test"]))["accuracy"]
+    )
     AutoModelForSequenceClassification.from_pretrained(str(exports["hf-int8"]))
 
 
@@ -105,8 +124,11 @@ def test_magnitude_pruning_reaches_the_asked_sparsity(exports):
     from transformers import AutoModelForSequenceClassification
 
     m = AutoModelForSequenceClassification.from_pretrained(str(exports["magnitude"]))
-    body = [mod.weight for n, mod in m.named_modules()
-            if isinstance(mod, torch.nn.Linear) and "classifier" not in n]
+    body = [
+        mod.weight
+        for n, mod in m.named_modules()
+        if isinstance(mod, torch.nn.Linear) and "classifier" not in n
+    ]
     zeros = sum(int((w == 0).sum()) for w in body) / sum(w.numel() for w in body)
     assert 0.5 <= zeros < 0.52
     assert (m.classifier.weight != 0).all()  # the head is not pruned
@@ -124,9 +146,11 @@ def test_head_pruning_shrinks_the_onnx_graph_and_keeps_parity(exports):
     assert rec["prune"]["heads_total"] == 4 and rec["prune"]["achieved_sparsity"] == 0.5
     assert sorted(rec["prune"]["heads_removed"]) == ["0", "1"]  # one head left per layer
     assert rec["parity_fp32"]["max_abs_logit_diff"] < 1e-3
+
     def shapes(name):
-        return [tuple(t.dims) for t in
-                onnx.load(str(exports[name] / "model.onnx")).graph.initializer]
+        return [
+            tuple(t.dims) for t in onnx.load(str(exports[name] / "model.onnx")).graph.initializer
+        ]
 
     # one head of 16 left per layer: query/key/value are 32 -> 16, the output 16 -> 32
     pruned, whole = shapes("heads-onnx"), shapes("onnx")
@@ -143,8 +167,7 @@ def test_sliced_heads_equal_masked_heads(tiny_model_dir):
     from tunelab.export.prune import count_heads, mask_heads, slice_pruned_heads
 
     torch.manual_seed(0)
-    a = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir),
-                                                           num_labels=2).eval()
+    a = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir), num_labels=2).eval()
     b = copy.deepcopy(a)
     mask_heads(a, {0: [1], 1: [0]})
     slice_pruned_heads(b, {0: [1], 1: [0]})
@@ -153,9 +176,12 @@ def test_sliced_heads_equal_masked_heads(tiny_model_dir):
     mask = torch.ones_like(ids)
     mask[2, 4:] = 0
     with torch.no_grad():
-        torch.testing.assert_close(a(input_ids=ids, attention_mask=mask).logits,
-                                   b(input_ids=ids, attention_mask=mask).logits,
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            a(input_ids=ids, attention_mask=mask).logits,
+            b(input_ids=ids, attention_mask=mask).logits,
+            atol=1e-5,
+            rtol=1e-5,
+        )
 
 
 def test_head_importance_ranks_a_useless_head_last(tiny_model_dir):
@@ -168,10 +194,10 @@ def test_head_importance_ranks_a_useless_head_last(tiny_model_dir):
     with torch.no_grad():
         attention_layers(m)[1].output.dense.weight[:, 16:] = 0.0  # layer 1, head 1
     ids = torch.randint(5, 40, (8, 7))
-    batch = ({"input_ids": ids, "attention_mask": torch.ones_like(ids)},
-             torch.randint(0, 2, (8,)))
-    imp = head_importance(m, [batch], lambda out, y: torch.nn.functional.cross_entropy(
-        out.logits, y))
+    batch = ({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, torch.randint(0, 2, (8,)))
+    imp = head_importance(
+        m, [batch], lambda out, y: torch.nn.functional.cross_entropy(out.logits, y)
+    )
     assert imp.shape == (2, 2) and imp[1, 1] == 0 and (imp[0] > 0).all()
     assert choose_heads(imp, 0.25) == {1: [1]}
 
@@ -193,15 +219,29 @@ def test_incomplete_or_corrupt_export_folders_name_the_file(exports, tmp_path, c
     assert "tokenizer_config.json is missing" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--prune", "magnitude", "--eval-data", "x.csv"], "--prune needs --sparsity"),
-    (["--quantize", "int8"], "need --eval-data"),
-    (["--sparsity", "0.3"], "only used with --prune"),
-    (["--format", "onnx", "--merge"], "goes with --format hf"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prune", "magnitude", "--eval-data", "x.csv"], "--prune needs --sparsity"),
+        (["--quantize", "int8"], "need --eval-data"),
+        (["--sparsity", "0.3"], "only used with --prune"),
+        (["--format", "onnx", "--merge"], "goes with --format hf"),
+    ],
+)
 def test_export_option_errors(args, message, trained_runs, tmp_path, capsys):
-    assert main(["export", "--model-dir", str(trained_runs["full"]), "--output-dir",
-                 str(tmp_path / "x"), *args]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--model-dir",
+                str(trained_runs["full"]),
+                "--output-dir",
+                str(tmp_path / "x"),
+                *args,
+            ]
+        )
+        == 2
+    )
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
@@ -211,5 +251,6 @@ def test_predict_cli_reads_an_onnx_export(exports, trained_runs, tmp_path, capsy
     src.write_text("\n".join(TEXTS) + "\n")
     assert main(["predict", "--model-dir", str(exports["onnx"]), "--input", str(src)]) == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert [r["label"] for r in rows] == [p["label"] for p in
-                                         tunelab.load(trained_runs["lora"]).predict(TEXTS)]
+    assert [r["label"] for r in rows] == [
+        p["label"] for p in tunelab.load(trained_runs["lora"]).predict(TEXTS)
+    ]

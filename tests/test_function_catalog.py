@@ -18,12 +18,18 @@ import tunelab
 from conftest import write_csv
 from tunelab.cli import main
 from tunelab.errors import TunelabError
-from tunelab.functions import (FUNCTIONS, ROUTE_DATA, Label, Sentiment, TaskFunction,
-                               register_folder_kind, register_function)
-from tunelab.functions import catalog
+from tunelab.functions import (
+    FUNCTIONS,
+    ROUTE_DATA,
+    Label,
+    Sentiment,
+    TaskFunction,
+    catalog,
+    register_folder_kind,
+    register_function,
+)
 from tunelab.functions.registry import model_for
-from tunelab.functions.router import (SPLITS, fill_arguments, route, route_dataset,
-                                      route_labels)
+from tunelab.functions.router import SPLITS, fill_arguments, route, route_dataset, route_labels
 from tunelab.functions.schema import tools
 
 BUILTIN = ["analyze_sentiment", "classify", "score", "extract_entities", "answer", "generate"]
@@ -55,15 +61,28 @@ def notes(tmp_path_factory):
     d = tmp_path_factory.mktemp("notes")
     (d / "kb").mkdir()
     (d / "kb" / "notes.json").write_text(json.dumps({"tram": "a street railway"}))
-    examples = write_csv(d / "lookup.csv", [
-        *({"text": f"what does {w} mean", "lang": "en"} for w in
-          ("tram", "ferry", "bus", "kiosk", "quay", "depot", "platform", "tunnel")),
-        *({"text": f"{w}是什么意思", "lang": "zh"} for w in "车船站港桥路门")],
-        ("text", "lang"))
+    examples = write_csv(
+        d / "lookup.csv",
+        [
+            *(
+                {"text": f"what does {w} mean", "lang": "en"}
+                for w in ("tram", "ferry", "bus", "kiosk", "quay", "depot", "platform", "tunnel")
+            ),
+            *({"text": f"{w}是什么意思", "lang": "zh"} for w in "车船站港桥路门"),
+        ],
+        ("text", "lang"),
+    )
     register_folder_kind("notes", load=_load_notes, describe=_describe_notes)
-    register_function(TaskFunction("lookup", lookup, folder_kind="notes", task="glossary",
-                                   fill_arguments=lambda r: {"word": r.split()[2]},
-                                   route_examples=examples))
+    register_function(
+        TaskFunction(
+            "lookup",
+            lookup,
+            folder_kind="notes",
+            task="glossary",
+            fill_arguments=lambda r: {"word": r.split()[2]},
+            route_examples=examples,
+        )
+    )
     try:
         yield d
     finally:
@@ -75,11 +94,12 @@ def test_a_registered_function_appears_in_the_names_the_cli_and_the_schemas(note
     assert list(FUNCTIONS) == [*BUILTIN, "lookup"] and FUNCTIONS["lookup"] is lookup
     spec = tools()[-1]["function"]
     assert spec["name"] == "lookup" and spec["parameters"]["required"] == ["word"]
-    assert spec["parameters"]["properties"]["word"] == {"type": "string",
-                                                        "description": "the word to look up."}
+    assert spec["parameters"]["properties"]["word"] == {
+        "type": "string",
+        "description": "the word to look up.",
+    }
     assert main(["functions", "--schema"]) == 0
-    assert [t["function"]["name"] for t in json.loads(capsys.readouterr().out)] == \
-        list(FUNCTIONS)
+    assert [t["function"]["name"] for t in json.loads(capsys.readouterr().out)] == list(FUNCTIONS)
     assert main(["functions"]) == 0
     out = capsys.readouterr().out
     assert "lookup" in out and "notes: glossary" in out and "What a word means" in out
@@ -91,16 +111,15 @@ def test_the_router_labels_and_requests_come_from_the_catalog(notes, tmp_path):
     split = {s: list(csv.DictReader(open(out / f"{s}.csv", encoding="utf-8"))) for s in SPLITS}
     for s, rows in split.items():
         shipped = list(csv.DictReader(open(ROUTE_DATA / f"{s}.csv", encoding="utf-8")))
-        assert len(shipped) == SHIPPED[s] and rows[:len(shipped)] == shipped  # all, in order
-        own = rows[len(shipped):]
+        assert len(shipped) == SHIPPED[s] and rows[: len(shipped)] == shipped  # all, in order
+        own = rows[len(shipped) :]
         assert {r["label"] for r in own} == {"lookup"}
         assert {r["lang"] for r in own} == {"en", "zh"}, s  # each split gets both languages
     assert sum(len(rows) for rows in split.values()) == sum(SHIPPED.values()) + 15
     assert fill_arguments("lookup", "what does tram mean") == {"word": "tram"}
 
 
-def test_a_router_over_the_new_label_routes_to_it_and_calls_it(notes, tmp_path,
-                                                                monkeypatch):
+def test_a_router_over_the_new_label_routes_to_it_and_calls_it(notes, tmp_path, monkeypatch):
     monkeypatch.setenv("TUNELAB_MODELS", str(tmp_path / "models.yaml"))
     assert main(["register", "lookup", str(notes / "kb")]) == 0
     assert FUNCTIONS["lookup"]("tram") == "a street railway"
@@ -108,35 +127,38 @@ def test_a_router_over_the_new_label_routes_to_it_and_calls_it(notes, tmp_path,
 
     def fake_router(labels):  # what tunelab.load gives for a router folder, minus the model
         def predict(texts):
-            return [{"probabilities": {x: float(x == labels[-2]) for x in labels}}
-                    for _ in texts]
-        return types.SimpleNamespace(labels=labels, task_name="text-classification",
-                                     predict=predict)
+            return [{"probabilities": {x: float(x == labels[-2]) for x in labels}} for _ in texts]
+
+        return types.SimpleNamespace(
+            labels=labels, task_name="text-classification", predict=predict
+        )
 
     monkeypatch.setattr(tunelab, "load", lambda folder, **k: fake_router(route_labels()))
     r = route("what does tram mean", folder="router")
-    assert (r.function, r.arguments, r.result) == ("lookup", {"word": "tram"},
-                                                   "a street railway")
+    assert (r.function, r.arguments, r.result) == ("lookup", {"word": "tram"}, "a street railway")
     monkeypatch.setattr(tunelab, "load", lambda folder, **k: fake_router(["lookdown", "none"]))
     with pytest.raises(TunelabError, match="not a router.*lookdown"):
         route("what does tram mean", folder="router")
 
 
-def test_a_folder_of_the_wrong_kind_or_task_is_refused_clearly(notes, tmp_path, monkeypatch,
-                                                                 capsys):
+def test_a_folder_of_the_wrong_kind_or_task_is_refused_clearly(
+    notes, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("TUNELAB_MODELS", str(tmp_path / "models.yaml"))
     assert main(["register", "lookup", str(tmp_path)]) == 2
     assert "not a notes folder" in capsys.readouterr().err
     assert main(["register", "analyze_sentiment", str(notes / "kb")]) == 2
     assert "not a tunelab run folder" in capsys.readouterr().err
     assert not (tmp_path / "models.yaml").exists()
-    with pytest.raises(TunelabError, match=r"no model registered for 'lookup'.*"
-                                           r"tunelab register lookup FOLDER"):
+    with pytest.raises(
+        TunelabError,
+        match=r"no model registered for 'lookup'.*"
+        r"tunelab register lookup FOLDER",
+    ):
         lookup("tram")
 
 
-def test_the_http_endpoint_serves_a_function_registered_after_import(notes, tmp_path,
-                                                                      monkeypatch):
+def test_the_http_endpoint_serves_a_function_registered_after_import(notes, tmp_path, monkeypatch):
     from tunelab.serving.app import create_app
     from tunelab.serving.settings import ServeSettings
 
@@ -145,7 +167,9 @@ def test_the_http_endpoint_serves_a_function_registered_after_import(notes, tmp_
     app = create_app(ServeSettings(functions=True))
     assert app.openapi()["components"]["schemas"]["FunctionName"]["enum"] == list(FUNCTIONS)
     assert _post(app, "/v1/functions/lookup", {"word": "tram"}) == (
-        200, {"function": "lookup", "result": "a street railway"})
+        200,
+        {"function": "lookup", "result": "a street railway"},
+    )
     assert _post(app, "/v1/functions/lookup", {"text": "tram"})[0] == 422
 
 
@@ -186,11 +210,20 @@ def _post(app, path: str, body: dict) -> tuple[int, dict]:
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
-             "server": ("test", 80),
-             "headers": [(b"content-type", b"application/json"), (b"host", b"test")]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+        "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
+    }
     asyncio.run(app(scope, receive, send))
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     data = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")

@@ -4,14 +4,11 @@ the generated tool schemas, and the HTTP function endpoints."""
 from __future__ import annotations
 
 import json
-import random
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import torch
 
 import tunelab
-from conftest import toy_rows, write_csv
 from tunelab.cli import main
 from tunelab.errors import TunelabError
 
@@ -24,8 +21,9 @@ def test_every_function_returns_its_type(registry, runs):
     want = tunelab.load(runs["classify"]).predict(SAMPLE)
     got = F.analyze_sentiment(SAMPLE)
     assert [type(x) for x in got] == [F.Sentiment] * 3
-    assert [(x.label, round(x.score, 6)) for x in got] == \
-        [(w["label"], round(w["score"], 6)) for w in want]
+    assert [(x.label, round(x.score, 6)) for x in got] == [
+        (w["label"], round(w["score"], 6)) for w in want
+    ]
     one = F.analyze_sentiment("good great film")
     assert isinstance(one, F.Sentiment) and one.label == got[0].label
     assert one.score == pytest.approx(got[0].score, abs=1e-5)  # padded with others or not
@@ -38,11 +36,11 @@ def test_every_function_returns_its_type(registry, runs):
     ents = F.extract_entities(text)
     assert isinstance(ents, list) and all(isinstance(e, F.Entity) for e in ents)
     for e in ents:
-        assert text[e.start:e.end] == e.text and 0 < e.score <= 1
+        assert text[e.start : e.end] == e.text and 0 < e.score <= 1
     assert len(F.extract_entities([text, "fine"])) == 2
     context = "the plot was great but the sound was awful"
     a = F.answer("good", context)
-    assert isinstance(a, F.Answer) and context[a.start:a.end] == a.text
+    assert isinstance(a, F.Answer) and context[a.start : a.end] == a.text
     g = F.generate("good great film", max_new_tokens=3)
     assert isinstance(g, str) and len(g.split()) <= 3
     assert len(F.generate(["good", "bad"], max_new_tokens=2)) == 2
@@ -54,8 +52,11 @@ def test_unregistered_function_says_how_to_register(tmp_path, monkeypatch):
     from tunelab import functions as F
 
     monkeypatch.setenv("TUNELAB_MODELS", str(tmp_path / "empty.yaml"))
-    with pytest.raises(TunelabError, match=r"no model registered for 'extract_entities'.*"
-                                           r"tunelab register extract_entities runs/"):
+    with pytest.raises(
+        TunelabError,
+        match=r"no model registered for 'extract_entities'.*"
+        r"tunelab register extract_entities runs/",
+    ):
         F.extract_entities("x")
 
 
@@ -98,16 +99,21 @@ def test_tool_schemas_are_json_schema_generated_from_the_signatures(capsys):
         jsonschema_rs.meta.validate(params)  # a valid JSON Schema document
         sig = inspect.signature(fn).parameters
         assert list(params["properties"]) == list(sig)
-        assert params["required"] == [k for k, p in sig.items()
-                                      if p.default is inspect.Parameter.empty]
-        assert spec["function"]["description"] == inspect.getdoc(fn).split("\n\n")[0] \
-            .replace("\n", " ")
+        assert params["required"] == [
+            k for k, p in sig.items() if p.default is inspect.Parameter.empty
+        ]
+        assert spec["function"]["description"] == inspect.getdoc(fn).split("\n\n")[0].replace(
+            "\n", " "
+        )
     by = {t["function"]["name"]: t["function"]["parameters"] for t in printed}
     ok = jsonschema_rs.validator_for(by["classify"])
     assert ok.is_valid({"text": ["a", "b"], "model": "tickets"})
     assert not ok.is_valid({"text": 3}) and not ok.is_valid({"model": "x"})
     assert by["generate"]["properties"]["max_new_tokens"] == {
-        "type": "integer", "description": "most tokens to generate.", "default": 32}
+        "type": "integer",
+        "description": "most tokens to generate.",
+        "default": 32,
+    }
 
 
 def test_function_endpoints_over_http(registry, keys_file, tmp_path):
@@ -116,14 +122,16 @@ def test_function_endpoints_over_http(registry, keys_file, tmp_path):
     file, key = keys_file
     s = Server(["--functions", "--api-keys-file", str(file)], tmp_path / "log")
     try:
-        status, body, _ = s.request("POST", "/v1/functions/analyze_sentiment",
-                                    {"text": "good great film"}, key=key)
+        status, body, _ = s.request(
+            "POST", "/v1/functions/analyze_sentiment", {"text": "good great film"}, key=key
+        )
         from tunelab import functions as F
 
         want = F.analyze_sentiment("good great film")
         assert status == 200 and body["result"]["label"] == want.label
-        status, body, _ = s.request("POST", "/v1/functions/answer",
-                                    {"question": "good", "context": "a great plot"}, key=key)
+        status, body, _ = s.request(
+            "POST", "/v1/functions/answer", {"question": "good", "context": "a great plot"}, key=key
+        )
         assert status == 200 and set(body["result"]) == {"text", "start", "end", "score"}
         assert s.request("POST", "/v1/functions/analyze_sentiment", {"text": "x"})[0] == 401
         assert s.request("POST", "/v1/functions/nope", {"text": "x"}, key=key)[0] == 422
@@ -131,11 +139,12 @@ def test_function_endpoints_over_http(registry, keys_file, tmp_path):
         assert status == 422 and "unknown: txt" in body["detail"]
         for bad in ({"text": 5}, {"text": []}, {"text": [" "]}, {"text": "x", "model": ["a"]}):
             assert s.request("POST", "/v1/functions/classify", bad, key=key)[0] == 422, bad
-        for bad in ({"prompt": "x", "max_new_tokens": [1, 2]},
-                    {"prompt": "x", "max_new_tokens": True}):
+        for bad in (
+            {"prompt": "x", "max_new_tokens": [1, 2]},
+            {"prompt": "x", "max_new_tokens": True},
+        ):
             assert s.request("POST", "/v1/functions/generate", bad, key=key)[0] == 422, bad
-        assert s.request("POST", "/v1/functions/classify", {"text": "x" * 20000},
-                         key=key)[0] == 422
+        assert s.request("POST", "/v1/functions/classify", {"text": "x" * 20000}, key=key)[0] == 422
     finally:
         s.stop()
 

@@ -16,8 +16,10 @@ from tunelab.errors import DataError
 from tunelab.tasks import generation as gen
 
 SPECIAL = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>"]
-TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
-            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 
 
 def _tokenizer(chat: bool):
@@ -28,8 +30,9 @@ def _tokenizer(chat: bool):
     t = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     t.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    tok = PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<s>", eos_token="</s>",
-                                  pad_token="<pad>", unk_token="<unk>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=t, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
     if chat:
         tok.chat_template = TEMPLATE
     return tok
@@ -44,11 +47,19 @@ def tiny_lm_dir(tmp_path_factory):
     tok = _tokenizer(chat=True)
     tok.save_pretrained(d)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                      max_position_embeddings=64, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                      tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(cfg).save_pretrained(d)
     return d
 
@@ -62,8 +73,9 @@ def _rows(n: int, seed: int) -> list[dict]:
         pos = i % 2 == 0
         words = rng.sample(FILLER, 3) + rng.sample(POS if pos else NEG, 2)
         rng.shuffle(words)
-        rows.append({"prompt": " ".join(words),
-                     "response": "positive review" if pos else "negative review"})
+        rows.append(
+            {"prompt": " ".join(words), "response": "positive review" if pos else "negative review"}
+        )
     return rows
 
 
@@ -80,17 +92,23 @@ def gen_data(tmp_path_factory):
 
 def test_loss_covers_only_the_response(tiny_lm_dir):
     tok = _tokenizer(chat=True)
-    ex = gen.Examples(["good movie", [{"role": "user", "content": "bad phone"}]],
-                      ["positive review", "negative review"], [1, 2], "x.jsonl")
+    ex = gen.Examples(
+        ["good movie", [{"role": "user", "content": "bad phone"}]],
+        ["positive review", "negative review"],
+        [1, 2],
+        "x.jsonl",
+    )
     ids, targets = gen.encode(tok, ex, gen.make_spec(ex, {}), 32, "response")
-    for x, t in zip(ids, targets):
+    for x, t in zip(ids, targets, strict=True):
         n = t["prompt_len"]
         assert set(t["labels"][:n]) == {gen.IGNORE}
         assert t["labels"][n:] == x[n:]
         assert x[n - 1] == tok.convert_tokens_to_ids("<|assistant|>")  # template applied
         assert x[-1] == tok.eos_token_id
-    assert tok.decode(ids[0][targets[0]["prompt_len"]:], skip_special_tokens=True) == \
-        "positive review"
+    assert (
+        tok.decode(ids[0][targets[0]["prompt_len"] :], skip_special_tokens=True)
+        == "positive review"
+    )
 
 
 def test_long_prompt_is_cut_but_keeps_the_template_and_response():
@@ -120,9 +138,19 @@ def test_rouge_l():
 
 def test_chat_rows_and_bad_rows(tmp_path):
     f = tmp_path / "chat.jsonl"
-    f.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
-                                          {"role": "assistant", "content": "hello"}]}) + "\n"
-                 + json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    f.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "hello"},
+                ]
+            }
+        )
+        + "\n"
+        + json.dumps({"messages": [{"role": "user", "content": "hi"}]})
+        + "\n"
+    )
     with pytest.raises(DataError) as e:
         gen.read_examples(str(f), "prompt", "response")
     assert str(e.value).startswith(f"{f}:2: field 'messages': the last message must be")
@@ -130,11 +158,39 @@ def test_chat_rows_and_bad_rows(tmp_path):
 
 def test_generation_trains_improves_and_reloads(tiny_lm_dir, gen_data, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--task", "generation", "--model", str(tiny_lm_dir),
-                 "--train", str(gen_data["train"]), "--validation", str(gen_data["validation"]),
-                 "--test", str(gen_data["test"]), "--max-length", "32", "--max-new-tokens", "4",
-                 "--epochs", "15", "--batch-size", "16", "--learning-rate", "1e-2",
-                 "--method", "lora", "--output-dir", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "generation",
+                "--model",
+                str(tiny_lm_dir),
+                "--train",
+                str(gen_data["train"]),
+                "--validation",
+                str(gen_data["validation"]),
+                "--test",
+                str(gen_data["test"]),
+                "--max-length",
+                "32",
+                "--max-new-tokens",
+                "4",
+                "--epochs",
+                "15",
+                "--batch-size",
+                "16",
+                "--learning-rate",
+                "1e-2",
+                "--method",
+                "lora",
+                "--output-dir",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     before, after = metrics["before_training"]["test"], metrics["test"]
     assert after["rouge_l"] > before["rouge_l"] + 0.3, (before, after)
@@ -145,9 +201,10 @@ def test_generation_trains_improves_and_reloads(tiny_lm_dir, gen_data, tmp_path,
     m = tunelab.load(out)
     preds = m.predict([r["prompt"] for r in _rows(8, 3)])
     assert all(set(p) == {"generated"} for p in preds)
-    agree = sum(p["generated"] == r["response"] for p, r in zip(preds, _rows(8, 3)))
+    agree = sum(p["generated"] == r["response"] for p, r in zip(preds, _rows(8, 3), strict=True))
     assert agree / 8 == pytest.approx(
-        sum(s["generated"] == s["reference"] for s in after["samples"]) / 8)
+        sum(s["generated"] == s["reference"] for s in after["samples"]) / 8
+    )
     capsys.readouterr()
     assert main(["evaluate", "--model-dir", str(out), "--data", str(gen_data["test"])]) == 0
     again = json.loads(capsys.readouterr().out)
@@ -157,15 +214,40 @@ def test_generation_trains_improves_and_reloads(tiny_lm_dir, gen_data, tmp_path,
 def test_prefix_tuning_trains_a_decoder_and_reloads(tiny_lm_dir, gen_data, tmp_path):
     """prefix-tuning (generation only): only the prefixes train; reload predicts the same."""
     out = tmp_path / "run"
-    assert main(["train", "--task", "generation", "--model", str(tiny_lm_dir),
-                 "--train", str(gen_data["train"]), "--validation", str(gen_data["validation"]),
-                 "--max-length", "32", "--max-new-tokens", "4", "--epochs", "3",
-                 "--batch-size", "16", "--method", "prefix-tuning", "--num-virtual-tokens", "4",
-                 "--output-dir", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "generation",
+                "--model",
+                str(tiny_lm_dir),
+                "--train",
+                str(gen_data["train"]),
+                "--validation",
+                str(gen_data["validation"]),
+                "--max-length",
+                "32",
+                "--max-new-tokens",
+                "4",
+                "--epochs",
+                "3",
+                "--batch-size",
+                "16",
+                "--method",
+                "prefix-tuning",
+                "--num-virtual-tokens",
+                "4",
+                "--output-dir",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     info = json.loads((out / "tunelab.json").read_text())
     assert info["parameters"]["trainable"] == 2 * 2 * 4 * 32  # layers * (k, v) * tokens * dim
     losses = [json.loads(x)["loss"] for x in (out / "train_log.jsonl").open() if '"train"' in x]
     assert losses[-1] < losses[0]
     prompts = [r["prompt"] for r in _rows(4, 5)]
     assert tunelab.load(out).predict(prompts) == tunelab.load(out).predict(prompts)
-

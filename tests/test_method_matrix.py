@@ -21,12 +21,12 @@ TEXTS = ["great wonderful phone", "awful terrible film", "the movie was fine", "
 CLASSIFIERS = [m for m in METHODS if METHODS[m].supports(tc.TASK)]
 
 
-def _apply(name: str, model: torch.nn.Module, options: dict, head=("classifier",),
-           total_steps: int = 20) -> torch.nn.Module:
+def _apply(
+    name: str, model: torch.nn.Module, options: dict, head=("classifier",), total_steps: int = 20
+) -> torch.nn.Module:
     """``name``'s apply with its typed options (defaults, then ``options``)."""
     m = get_method(name)
-    return m.apply(model, m.make_options(options), MethodContext(tc.TASK, tuple(head),
-                                                                 total_steps))
+    return m.apply(model, m.make_options(options), MethodContext(tc.TASK, tuple(head), total_steps))
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +49,23 @@ def matrix_runs(learnable_model_dir, toy_data, tmp_path_factory):
         METHODS[name] = Method(**{**m.__dict__, "save": spy_save})
         try:
             out = tmp_path_factory.mktemp(f"matrix-{name}") / "run"
-            cfg = C.build({"model": str(learnable_model_dir), "train": str(toy_data["train"]),
-                           "validation": str(toy_data["validation"]), "epochs": 10,
-                           "batch_size": 16, "max_length": 32, "output_dir": str(out),
-                           "progress": False, "method": name, "num_virtual_tokens": 4,
-                           "learning_rate": 3e-3 if name in ("full", "freeze") else 1e-2,
-                           "adapter_size": 8, "early_stopping_patience": 0})
+            cfg = C.build(
+                {
+                    "model": str(learnable_model_dir),
+                    "train": str(toy_data["train"]),
+                    "validation": str(toy_data["validation"]),
+                    "epochs": 10,
+                    "batch_size": 16,
+                    "max_length": 32,
+                    "output_dir": str(out),
+                    "progress": False,
+                    "method": name,
+                    "num_virtual_tokens": 4,
+                    "learning_rate": 3e-3 if name in ("full", "freeze") else 1e-2,
+                    "adapter_size": 8,
+                    "early_stopping_patience": 0,
+                }
+            )
             pipeline.run_training(cfg, echo=lambda s: None)
         finally:
             METHODS[name] = m
@@ -74,8 +85,9 @@ def _fresh(tiny_model_dir):
 # what each method trains, as a predicate on parameter names (the head always trains)
 EXPECTED = {
     "full": lambda n: True,
-    "freeze": lambda n: n.startswith(("bert.encoder.layer.0.", "bert.encoder.layer.1.",
-                                      "bert.pooler.", "classifier.")),
+    "freeze": lambda n: n.startswith(
+        ("bert.encoder.layer.0.", "bert.encoder.layer.1.", "bert.pooler.", "classifier.")
+    ),
     "bitfit": lambda n: n.endswith(".bias") or n.startswith("classifier."),
     "lora": lambda n: "lora_" in n or "classifier" in n,
     "adalora": lambda n: "lora_" in n or "classifier" in n,
@@ -83,8 +95,12 @@ EXPECTED = {
     "prompt-tuning": lambda n: "prompt_encoder" in n or "classifier" in n,
     "p-tuning": lambda n: "prompt_encoder" in n or "classifier" in n,
     "prefix-tuning": lambda n: n in ("keys", "values") or n.startswith("model.classifier."),
-    "adapter": lambda n: ".tunelab_adapter." in n or "LayerNorm" in n and "embeddings" not in n
-    or n.startswith("classifier."),
+    "adapter": lambda n: (
+        ".tunelab_adapter." in n
+        or "LayerNorm" in n
+        and "embeddings" not in n
+        or n.startswith("classifier.")
+    ),
 }
 
 
@@ -94,9 +110,16 @@ def test_every_method_is_in_the_matrix():
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_trainable_parameters_are_what_the_method_says(name, tiny_model_dir):
-    model = _apply(name, _fresh(tiny_model_dir), {
-        "lora_r": 4, "num_virtual_tokens": 4, "adapter_size": 8,
-        "freeze_trainable_layers": 2 if name != "freeze" else 2})
+    model = _apply(
+        name,
+        _fresh(tiny_model_dir),
+        {
+            "lora_r": 4,
+            "num_virtual_tokens": 4,
+            "adapter_size": 8,
+            "freeze_trainable_layers": 2 if name != "freeze" else 2,
+        },
+    )
     names = _trainable(name, model)
     assert any("classifier" in n for n in names), "the head must always train"
     wrong = [n for n in names if not EXPECTED[name](n.replace("base_model.model.", ""))]
@@ -111,8 +134,9 @@ def test_freeze_counts_layers(tiny_model_dir):
     """freeze_trainable_layers N: embeddings and the lower layers frozen, the top N train."""
     base = _fresh(tiny_model_dir)
     layer = sum(p.numel() for p in base.bert.encoder.layer[1].parameters())
-    head = sum(p.numel() for p in base.classifier.parameters()) + \
-        sum(p.numel() for p in base.bert.pooler.parameters())
+    head = sum(p.numel() for p in base.classifier.parameters()) + sum(
+        p.numel() for p in base.bert.pooler.parameters()
+    )
     for n, expect in ((0, head), (1, head + layer), (2, head + 2 * layer)):
         m = _apply("freeze", _fresh(tiny_model_dir), {"freeze_trainable_layers": n})
         assert count_parameters(m)[0] == expect
@@ -129,10 +153,14 @@ def test_adapter_counts_and_starts_as_identity(tiny_model_dir):
     per = 2 * d * s + s + d
     counts = {}
     for placement in ("houlsby", "pfeiffer"):
-        m = _apply("adapter", _fresh(tiny_model_dir).eval(), {
-            "adapter_size": s, "adapter_placement": placement})
-        counts[placement] = sum(p.numel() for n, p in m.named_parameters()
-                                if ".tunelab_adapter." in n)
+        m = _apply(
+            "adapter",
+            _fresh(tiny_model_dir).eval(),
+            {"adapter_size": s, "adapter_placement": placement},
+        )
+        counts[placement] = sum(
+            p.numel() for n, p in m.named_parameters() if ".tunelab_adapter." in n
+        )
         with torch.no_grad():
             torch.testing.assert_close(m(**ids).logits, before)
     assert counts == {"houlsby": 2 * 2 * per, "pfeiffer": 2 * per}
@@ -143,9 +171,17 @@ def test_bitfit_refuses_a_model_without_biases():
 
     from tunelab.errors import ConfigError
 
-    model = LlamaForSequenceClassification(LlamaConfig(
-        vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2, pad_token_id=0))
+    model = LlamaForSequenceClassification(
+        LlamaConfig(
+            vocab_size=50,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            pad_token_id=0,
+        )
+    )
     with pytest.raises(ConfigError, match="needs bias terms"):
         _apply("bitfit", model, {}, ["score"])
 
@@ -153,8 +189,9 @@ def test_bitfit_refuses_a_model_without_biases():
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_loss_falls_and_the_run_reloads_identically(name, matrix_runs):
     run, in_memory = matrix_runs[name]
-    losses = [json.loads(line)["loss"] for line in (run / "train_log.jsonl").open()
-              if '"train"' in line]
+    losses = [
+        json.loads(line)["loss"] for line in (run / "train_log.jsonl").open() if '"train"' in line
+    ]
     assert len(losses) >= 5 and losses[-1] < losses[0], losses
     loaded = tunelab.load(run)
     from tunelab.data.batching import predict_logits, tokenize
@@ -167,8 +204,7 @@ def test_loss_falls_and_the_run_reloads_identically(name, matrix_runs):
 
 
 @pytest.mark.parametrize("name", [m for m in CLASSIFIERS if METHODS[m].merge])
-def test_merged_export_predicts_like_the_run_with_plain_transformers(name, matrix_runs,
-                                                                   tmp_path):
+def test_merged_export_predicts_like_the_run_with_plain_transformers(name, matrix_runs, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from tunelab.export import export_merged
@@ -194,8 +230,10 @@ def test_unmergeable_methods_say_so(name, matrix_runs, tmp_path, capsys):
     from tunelab.cli import main
 
     run, _ = matrix_runs[name]
-    assert main(["export", "--model-dir", str(run), "--merge", "--output-dir",
-                 str(tmp_path / "x")]) == 2
+    assert (
+        main(["export", "--model-dir", str(run), "--merge", "--output-dir", str(tmp_path / "x")])
+        == 2
+    )
     assert f"method '{name}' cannot be merged" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
@@ -210,8 +248,11 @@ def test_adalora_reallocates_ranks(matrix_runs):
     assert len(set(ranks.values())) > 1, ranks
     assert "AdaLoRA" in (run / "report.html").read_text()
     loaded = tunelab.load(run)
-    kept = {n: m.lora_E["default"].shape[0] for n, m in loaded.model.named_modules()
-            if hasattr(m, "lora_E") and "default" in m.lora_E}
+    kept = {
+        n: m.lora_E["default"].shape[0]
+        for n, m in loaded.model.named_modules()
+        if hasattr(m, "lora_E") and "default" in m.lora_E
+    }
     assert sorted(kept.values()) == sorted(ranks.values())
 
 
@@ -235,8 +276,7 @@ def test_lora_options_rslora_and_dora(tiny_model_dir):
         return next(x.scaling["default"] for x in m.modules() if hasattr(x, "lora_A"))
 
     assert scaling(plain) == pytest.approx(8 / 4) and scaling(rs) == pytest.approx(8 / 2)
-    assert any("lora_magnitude_vector" in n for n, p in dora.named_parameters()
-               if p.requires_grad)
+    assert any("lora_magnitude_vector" in n for n, p in dora.named_parameters() if p.requires_grad)
     assert count_parameters(dora)[0] > count_parameters(plain)[0]
 
 
@@ -252,9 +292,12 @@ def test_prefix_model_masks_and_positions(tiny_model_dir):
     mask = (ids != 0).long()
     with torch.no_grad():
         ref = base(input_ids=ids, attention_mask=mask).logits
-        hidden = wrapped.model(input_ids=ids, attention_mask=torch.cat(
-            [torch.zeros(2, 3).long(), mask], 1), cache=_cache(wrapped, 2),
-            position_ids=torch.arange(5).expand(2, 5)).logits
+        hidden = wrapped.model(
+            input_ids=ids,
+            attention_mask=torch.cat([torch.zeros(2, 3).long(), mask], 1),
+            cache=_cache(wrapped, 2),
+            position_ids=torch.arange(5).expand(2, 5),
+        ).logits
         seen = wrapped(input_ids=ids, attention_mask=mask).logits
     torch.testing.assert_close(hidden, ref)
     assert not torch.allclose(seen, ref)
@@ -265,6 +308,7 @@ def _cache(wrapped, b):
 
     cache = DynamicCache()
     for i in range(wrapped.keys.shape[0]):
-        cache.update(wrapped.keys[i].expand(b, -1, -1, -1), wrapped.values[i].expand(
-            b, -1, -1, -1), i)
+        cache.update(
+            wrapped.keys[i].expand(b, -1, -1, -1), wrapped.values[i].expand(b, -1, -1, -1), i
+        )
     return cache

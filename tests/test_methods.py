@@ -10,7 +10,7 @@ import torch
 import yaml
 
 import tunelab
-from tunelab.methods import METHODS, Method, count_parameters, get_method, register_method
+from tunelab.methods import METHODS, Method, register_method
 from tunelab.tasks import text_classification as tc
 
 TEXTS = ["great wonderful phone", "awful terrible film", "the movie was fine", "sad and broken"]
@@ -84,11 +84,36 @@ def test_methods_train_and_reload_for_every_task(task, method, tiny_model_dir, t
     out = tmp_path / "run"
     from tunelab.cli import main
 
-    assert main(["train", "--task", task, "--model", str(tiny_model_dir), "--train", str(f),
-                 "--validation", str(f), "--method", method, "--epochs", "2", "--batch-size",
-                 "16", "--max-length", "16", "--output-dir", str(out), "--no-progress",
-                 *extra]) == 0
-    assert (out / "adapter_model.safetensors").is_file() or \
-        (out / "trained_weights.safetensors").is_file()
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                task,
+                "--model",
+                str(tiny_model_dir),
+                "--train",
+                str(f),
+                "--validation",
+                str(f),
+                "--method",
+                method,
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+                "--max-length",
+                "16",
+                "--output-dir",
+                str(out),
+                "--no-progress",
+                *extra,
+            ]
+        )
+        == 0
+    )
+    assert (out / "adapter_model.safetensors").is_file() or (
+        out / "trained_weights.safetensors"
+    ).is_file()
     a = tunelab.load(out).predict(TEXTS)
     assert a == tunelab.load(out).predict(TEXTS)

@@ -23,8 +23,9 @@ def test_folder_without_config(tmp_path):
 
 
 def test_missing_local_path_suggests_aliases(tmp_path):
-    with pytest.raises(ModelNotFoundError, match="model folder not found; offline aliases: "
-                                                 "minilm-l6"):
+    with pytest.raises(
+        ModelNotFoundError, match="model folder not found; offline aliases: minilm-l6"
+    ):
         resolve_model(str(tmp_path / "nope"))
 
 

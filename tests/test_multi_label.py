@@ -15,7 +15,6 @@ from tunelab.errors import DataError
 from tunelab.tasks import multi_label
 
 
-
 def _rows(n: int, seed: int) -> list[dict]:
     """Each text carries "positive", "negative", both or neither, shown by its cue words."""
     rng = random.Random(seed)
@@ -44,19 +43,48 @@ def ml_data(tmp_path_factory):
         out[k] = p
     # the test split as CSV with ';'-separated labels: both formats are accepted
     p = d / "test.csv"
-    p.write_text("text,labels\n" + "".join(f"{r['text']},{';'.join(r['labels'])}\n"
-                                          for r in _rows(48, 3)))
+    p.write_text(
+        "text,labels\n" + "".join(f"{r['text']},{';'.join(r['labels'])}\n" for r in _rows(48, 3))
+    )
     out["test"] = p
     return out
 
 
 def test_multi_label_cli_end_to_end(tiny_model_dir, ml_data, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--task", "multi-label", "--model", str(tiny_model_dir),
-                 "--train", str(ml_data["train"]), "--validation", str(ml_data["validation"]),
-                 "--test", str(ml_data["test"]), "--label-column", "labels", "--epochs", "30", "--early-stopping-patience", "0",
-                 "--batch-size", "16", "--learning-rate", "3e-3", "--max-length", "32",
-                 "--output-dir", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "multi-label",
+                "--model",
+                str(tiny_model_dir),
+                "--train",
+                str(ml_data["train"]),
+                "--validation",
+                str(ml_data["validation"]),
+                "--test",
+                str(ml_data["test"]),
+                "--label-column",
+                "labels",
+                "--epochs",
+                "30",
+                "--early-stopping-patience",
+                "0",
+                "--batch-size",
+                "16",
+                "--learning-rate",
+                "3e-3",
+                "--max-length",
+                "32",
+                "--output-dir",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.splitlines()[0])
     assert summary["test"]["micro_f1"] >= 0.9, summary
     info = json.loads((out / "tunelab.json").read_text())
@@ -68,13 +96,16 @@ def test_multi_label_cli_end_to_end(tiny_model_dir, ml_data, tmp_path, capsys):
     assert set(p[0]) == {"labels", "scores"}
     assert p[0]["labels"] == ["negative", "positive"] and p[2]["labels"] == ["negative"]
     assert m.evaluate(str(ml_data["test"]))["micro_f1"] == pytest.approx(
-        summary["test"]["micro_f1"])
+        summary["test"]["micro_f1"]
+    )
 
 
 def test_label_formats_and_errors(tmp_path):
     f = tmp_path / "a.jsonl"
-    f.write_text('{"text": "x", "labels": ["b", "a", "a"]}\n{"text": "y", "labels": []}\n'
-                 '{"text": "z", "labels": "a; c"}\n')
+    f.write_text(
+        '{"text": "x", "labels": ["b", "a", "a"]}\n{"text": "y", "labels": []}\n'
+        '{"text": "z", "labels": "a; c"}\n'
+    )
     ex = multi_label.read_examples(str(f), "text", "labels")
     assert ex.labels == [["a", "b"], [], ["a", "c"]]
     spec = multi_label.make_spec(ex, {})
@@ -86,8 +117,9 @@ def test_label_formats_and_errors(tmp_path):
     g = tmp_path / "b.jsonl"
     g.write_text('{"text": "x", "labels": ["zzz"]}\n')
     with pytest.raises(DataError, match=r"b.jsonl:1: field 'labels': label 'zzz' was not seen"):
-        multi_label.encode_targets(multi_label.read_examples(str(g), "text", "labels"), spec,
-                                   "labels")
+        multi_label.encode_targets(
+            multi_label.read_examples(str(g), "text", "labels"), spec, "labels"
+        )
 
 
 def test_thresholds_are_tuned_per_label():
@@ -95,10 +127,10 @@ def test_thresholds_are_tuned_per_label():
     y = rng.integers(0, 2, size=(200, 2)).astype(float)
     # label 0 is separable at p=0.8, label 1 at p=0.2
     logits = np.stack([np.where(y[:, 0] > 0, 2.0, 0.9), np.where(y[:, 1] > 0, -0.9, -2.0)], 1)
-    spec = multi_label.tune_thresholds(logits, y, {"labels": ["a", "b"],
-                                                   "thresholds": [0.5, 0.5]})
+    spec = multi_label.tune_thresholds(logits, y, {"labels": ["a", "b"], "thresholds": [0.5, 0.5]})
     m = multi_label.compute_metrics(logits, y, spec)
     assert m["micro_f1"] == 1.0 and m["subset_accuracy"] == 1.0
     assert 0.71 < spec["thresholds"][0] <= 0.88 and 0.12 < spec["thresholds"][1] <= 0.29
-    assert multi_label.compute_metrics(logits, y, {**spec, "thresholds": [0.5, 0.5]})[
-        "micro_f1"] < 1.0
+    assert (
+        multi_label.compute_metrics(logits, y, {**spec, "thresholds": [0.5, 0.5]})["micro_f1"] < 1.0
+    )

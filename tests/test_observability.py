@@ -12,10 +12,31 @@ from tunelab.cli import main
 
 
 def _train(model, data, out, *extra):
-    return main(["train", "--model", str(model), "--train", str(data["train"]),
-                 "--validation", str(data["validation"]), "--test", str(data["test"]),
-                 "--epochs", "2", "--batch-size", "16", "--learning-rate", "3e-3",
-                 "--max-length", "32", "--output-dir", str(out), "--no-progress", *extra])
+    return main(
+        [
+            "train",
+            "--model",
+            str(model),
+            "--train",
+            str(data["train"]),
+            "--validation",
+            str(data["validation"]),
+            "--test",
+            str(data["test"]),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--learning-rate",
+            "3e-3",
+            "--max-length",
+            "32",
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_tensorboard_events_hold_loss_and_metrics(tiny_model_dir, toy_data, tmp_path):
@@ -26,8 +47,13 @@ def test_tensorboard_events_hold_loss_and_metrics(tiny_model_dir, toy_data, tmp_
     acc = EventAccumulator(str(out / "tensorboard"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"train/loss", "train/learning_rate", "train/examples_per_s", "eval/accuracy",
-            "eval/macro_f1"} <= tags
+    assert {
+        "train/loss",
+        "train/learning_rate",
+        "train/examples_per_s",
+        "eval/accuracy",
+        "eval/macro_f1",
+    } <= tags
     evals = [json.loads(x) for x in (out / "train_log.jsonl").open() if '"eval"' in x]
     assert [e.value for e in acc.Scalars("eval/accuracy")] == [e["accuracy"] for e in evals]
 
@@ -47,18 +73,48 @@ def test_mlflow_local_store(tiny_model_dir, toy_data, tmp_path):
     assert [m.step for m in history] == [6, 12]
 
 
-def test_runs_lists_finished_and_resumable_and_compares(tiny_model_dir, toy_data, tmp_path,
-                                                        capsys):
+def test_runs_lists_finished_and_resumable_and_compares(tiny_model_dir, toy_data, tmp_path, capsys):
     root = tmp_path / "runs"
     assert _train(tiny_model_dir, toy_data, root / "a", "--report-to", "none") == 0
-    assert _train(tiny_model_dir, toy_data, root / "b", "--report-to", "none",
-                  "--method", "lora", "--learning-rate", "1e-2") == 0
+    assert (
+        _train(
+            tiny_model_dir,
+            toy_data,
+            root / "b",
+            "--report-to",
+            "none",
+            "--method",
+            "lora",
+            "--learning-rate",
+            "1e-2",
+        )
+        == 0
+    )
     faulty = str(Path(__file__).with_name("faulty_train.py"))
-    r = subprocess.run([sys.executable, faulty, "kill@4", "train", "--model",
-                        str(tiny_model_dir), "--train", str(toy_data["train"]),
-                        "--validation", str(toy_data["validation"]), "--epochs", "2",
-                        "--batch-size", "16", "--save-steps", "3", "--output-dir",
-                        str(root / "c"), "--no-progress"], capture_output=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            faulty,
+            "kill@4",
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--train",
+            str(toy_data["train"]),
+            "--validation",
+            str(toy_data["validation"]),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--save-steps",
+            "3",
+            "--output-dir",
+            str(root / "c"),
+            "--no-progress",
+        ],
+        capture_output=True,
+    )
     assert r.returncode == -9
     capsys.readouterr()
     assert main(["runs", str(root)]) == 0

@@ -24,8 +24,9 @@ def _tiny_classifier(tmp_path, lora: bool = False):
     if lora:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=4, target_modules=["query", "value"],
-                                                 task_type="SEQ_CLS"))
+        model = get_peft_model(
+            model, LoraConfig(r=4, target_modules=["query", "value"], task_type="SEQ_CLS")
+        )
     return model
 
 
@@ -48,8 +49,9 @@ def test_the_adversarial_perturbation_has_the_configured_norm(tmp_path, lora, ki
     with attack.capture():
         clean = loss()
         clean.backward()
-    grads_after_clean = {n: p.grad.clone() for n, p in model.named_parameters()
-                         if p.grad is not None}
+    grads_after_clean = {
+        n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+    }
     adv = attack.loss(loss, inputs["attention_mask"])
     # FGM: exactly epsilon; PGD: projected into the epsilon ball
     if kind == "fgm":
@@ -58,8 +60,11 @@ def test_the_adversarial_perturbation_has_the_configured_norm(tmp_path, lora, ki
         assert all(0 < n <= epsilon * (1 + 1e-4) for n in attack.last_norms.tolist())
     assert adv.item() > clean.item()  # uphill: the perturbation raises the loss
     adv.backward()
-    changed = [n for n, g in grads_after_clean.items()
-               if not torch.equal(g, dict(model.named_parameters())[n].grad)]
+    changed = [
+        n
+        for n, g in grads_after_clean.items()
+        if not torch.equal(g, dict(model.named_parameters())[n].grad)
+    ]
     assert changed  # the adversarial loss adds to the gradients
     attack.close()
     # once closed, the hook is gone: the clean forward gives the clean loss again
@@ -72,7 +77,8 @@ def test_the_perturbation_skips_padding_and_is_removed_after_use(tmp_path):
     attack = EmbeddingAttack(model, "fgm", 1.5)
     seen = []  # a hook registered after the attack's sees the output the model uses
     model.get_input_embeddings().register_forward_hook(
-        lambda m, a, out: seen.append(out.detach().clone()))
+        lambda m, a, out: seen.append(out.detach().clone())
+    )
 
     def loss():
         return torch.nn.functional.cross_entropy(model(**inputs).logits, y)
@@ -96,7 +102,8 @@ def test_rdrop_divergence_is_zero_for_equal_and_symmetric():
     assert rdrop_divergence(a, b).item() > 0
     keep = torch.tensor([True, False, True, False])
     assert rdrop_divergence(a, b, keep).item() == pytest.approx(
-        rdrop_divergence(a[keep], b[keep]).item())
+        rdrop_divergence(a[keep], b[keep]).item()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +120,19 @@ def _weights(run):
     return load_file(f)
 
 
-@pytest.mark.parametrize("extra", [
-    ["--adversarial", "fgm", "--adv-epsilon", "1.0"],
-    ["--adversarial", "pgd", "--adv-steps", "2"],
-    ["--rdrop-alpha", "1.0"],
-    ["--label-smoothing", "0.1"],
-    ["--hidden-dropout", "0.3", "--attention-dropout", "0.2", "--classifier-dropout", "0.4"],
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--adversarial", "fgm", "--adv-epsilon", "1.0"],
+        ["--adversarial", "pgd", "--adv-steps", "2"],
+        ["--rdrop-alpha", "1.0"],
+        ["--label-smoothing", "0.1"],
+        ["--hidden-dropout", "0.3", "--attention-dropout", "0.2", "--classifier-dropout", "0.4"],
+    ],
+)
 def test_each_technique_changes_training_and_the_run_predicts_like_any_other(
-        tiny_model_dir, toy_data, tmp_path, base_run, extra, capsys):
+    tiny_model_dir, toy_data, tmp_path, base_run, extra, capsys
+):
     run = tmp_path / "run"
     assert main(train_args(tiny_model_dir, toy_data, run, "--epochs", "3", *extra)) == 0
     a, b = _weights(base_run), _weights(run)
@@ -146,21 +157,25 @@ def test_label_smoothing_and_class_weights_reach_the_loss():
     plain = loss_fn(logits, y, {"labels": ["a", "b"]})
     smooth = loss_fn(logits, y, {"labels": ["a", "b"], "label_smoothing": 0.1})
     weighted = loss_fn(logits, y, {"labels": ["a", "b"], "class_weights": [1.0, 3.0]})
-    assert smooth.item() == pytest.approx(torch.nn.functional.cross_entropy(
-        logits, y, label_smoothing=0.1).item())
-    assert weighted.item() == pytest.approx(torch.nn.functional.cross_entropy(
-        logits, y, weight=torch.tensor([1.0, 3.0])).item())
+    assert smooth.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1).item()
+    )
+    assert weighted.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, y, weight=torch.tensor([1.0, 3.0])).item()
+    )
     assert smooth.item() != plain.item() != weighted.item()
 
 
 def test_class_weights_auto_are_inverse_frequency(tiny_model_dir, tmp_path, toy_data):
     rows = toy_rows(60, 4)
     rows = [r for r in rows if r["label"] == "positive"] + [
-        r for r in rows if r["label"] == "negative"][:10]  # 30 positive, 10 negative
+        r for r in rows if r["label"] == "negative"
+    ][:10]  # 30 positive, 10 negative
     data = {**toy_data, "train": write_csv(tmp_path / "imbalanced.csv", rows)}
     run, plain = tmp_path / "run", tmp_path / "plain"
-    assert main(train_args(tiny_model_dir, data, run, "--epochs", "1",
-                           "--class-weights", "auto")) == 0
+    assert (
+        main(train_args(tiny_model_dir, data, run, "--epochs", "1", "--class-weights", "auto")) == 0
+    )
     assert main(train_args(tiny_model_dir, data, plain, "--epochs", "1")) == 0
     target = json.loads((run / "tunelab.json").read_text())["target"]
     assert target["class_weights"] == pytest.approx([40 / (2 * 10), 40 / (2 * 30)])
@@ -169,36 +184,69 @@ def test_class_weights_auto_are_inverse_frequency(tiny_model_dir, tmp_path, toy_
 
 
 def test_dropout_overrides_reach_the_model_config(tiny_model_dir, toy_data, tmp_path):
-    from tunelab.training.overfitting import dropout_overrides
     from tunelab.config import RegularisationArgs
+    from tunelab.training.overfitting import dropout_overrides
 
     r = RegularisationArgs(hidden_dropout=0.3, attention_dropout=0.2, classifier_dropout=0.4)
     kw = dropout_overrides(str(tiny_model_dir), r)
-    assert kw == {"hidden_dropout_prob": 0.3, "attention_probs_dropout_prob": 0.2,
-                  "classifier_dropout": 0.4}
+    assert kw == {
+        "hidden_dropout_prob": 0.3,
+        "attention_probs_dropout_prob": 0.2,
+        "classifier_dropout": 0.4,
+    }
     run = tmp_path / "run"
-    assert main(train_args(tiny_model_dir, toy_data, run, "--epochs", "1",
-                           "--hidden-dropout", "0.3")) == 0
+    assert (
+        main(train_args(tiny_model_dir, toy_data, run, "--epochs", "1", "--hidden-dropout", "0.3"))
+        == 0
+    )
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["hidden_dropout_prob"] == 0.3
 
 
-def test_max_train_examples_per_class_keeps_n_per_label(tiny_model_dir, toy_data, tmp_path,
-                                                       capsys):
+def test_max_train_examples_per_class_keeps_n_per_label(tiny_model_dir, toy_data, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(train_args(tiny_model_dir, toy_data, run, "--epochs", "1",
-                           "--max-train-examples-per-class", "8")) == 0
+    assert (
+        main(
+            train_args(
+                tiny_model_dir,
+                toy_data,
+                run,
+                "--epochs",
+                "1",
+                "--max-train-examples-per-class",
+                "8",
+            )
+        )
+        == 0
+    )
     assert "16 train / 32 validation" in capsys.readouterr().err
 
 
 def test_augmentation_only_touches_training_and_is_saved_for_inspection(
-        tiny_model_dir, toy_data, tmp_path, capsys):
+    tiny_model_dir, toy_data, tmp_path, capsys
+):
     before = {k: p.read_bytes() for k, p in toy_data.items()}
     runs = []
     for name in ("a", "b"):
         run = tmp_path / name
-        assert main(train_args(tiny_model_dir, toy_data, run, "--epochs", "1", "--augment",
-                               "eda", "--augment-copies", "2", "--augment-alpha", "0.2")) == 0
+        assert (
+            main(
+                train_args(
+                    tiny_model_dir,
+                    toy_data,
+                    run,
+                    "--epochs",
+                    "1",
+                    "--augment",
+                    "eda",
+                    "--augment-copies",
+                    "2",
+                    "--augment-alpha",
+                    "0.2",
+                )
+            )
+            == 0
+        )
         runs.append(run)
     assert "augmented" in capsys.readouterr().err
     rows = list(csv.DictReader(open(runs[0] / "augmented_train.csv", encoding="utf-8")))
@@ -206,21 +254,26 @@ def test_augmentation_only_touches_training_and_is_saved_for_inspection(
     train_texts = {r["text"] for r in csv.DictReader(open(toy_data["train"]))}
     assert all(r["original"] in train_texts and r["augmented"] != r["original"] for r in rows)
     # reproducible by seed, and validation/test untouched (byte for byte)
-    assert (runs[0] / "augmented_train.csv").read_bytes() == \
-        (runs[1] / "augmented_train.csv").read_bytes()
+    assert (runs[0] / "augmented_train.csv").read_bytes() == (
+        runs[1] / "augmented_train.csv"
+    ).read_bytes()
     assert {k: p.read_bytes() for k, p in toy_data.items()} == before
     metrics = json.loads((runs[0] / "metrics.json").read_text())
     assert metrics["validation"]["n"] == 32 and metrics["test"]["n"] == 32
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--adversarial", "xyz"], "must be fgm or pgd"),
-    (["--task", "regression", "--label-smoothing", "0.1"], "applies to"),
-    (["--augment", "mlm"], "augment_mlm_model"),
-    (["--class-weights", "yes"], "must be auto"),
-])
-def test_bad_settings_are_one_line_errors(tiny_model_dir, toy_data, tmp_path, capsys, extra,
-                                          message):
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--adversarial", "xyz"], "must be fgm or pgd"),
+        (["--task", "regression", "--label-smoothing", "0.1"], "applies to"),
+        (["--augment", "mlm"], "augment_mlm_model"),
+        (["--class-weights", "yes"], "must be auto"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(
+    tiny_model_dir, toy_data, tmp_path, capsys, extra, message
+):
     assert main(train_args(tiny_model_dir, toy_data, tmp_path / "r", *extra)) != 0
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
@@ -233,17 +286,30 @@ def seeds(tiny_model_dir, toy_data, tmp_path_factory):
     runs = []
     for seed in (1, 2, 3):
         run = d / f"s{seed}"
-        assert main(train_args(tiny_model_dir, toy_data, run, "--epochs", "2", "--seed",
-                               str(seed))) == 0
+        assert (
+            main(train_args(tiny_model_dir, toy_data, run, "--epochs", "2", "--seed", str(seed)))
+            == 0
+        )
         runs.append(run)
     return runs
 
 
-def test_ensemble_probabilities_are_the_mean_of_its_members(seeds, toy_data, tmp_path,
-                                                            capsys):
+def test_ensemble_probabilities_are_the_mean_of_its_members(seeds, toy_data, tmp_path, capsys):
     ens = tmp_path / "ens"
-    assert main(["ensemble", "--model-dirs", *map(str, seeds), "--output", str(ens),
-                 "--eval-data", str(toy_data["test"])]) == 0
+    assert (
+        main(
+            [
+                "ensemble",
+                "--model-dirs",
+                *map(str, seeds),
+                "--output",
+                str(ens),
+                "--eval-data",
+                str(toy_data["test"]),
+            ]
+        )
+        == 0
+    )
     texts = ["good great film", "awful bad plot", "the movie was fine"]
     model = tunelab.load(ens)
     got = model.predict(texts)
@@ -251,54 +317,89 @@ def test_ensemble_probabilities_are_the_mean_of_its_members(seeds, toy_data, tmp
     for i, p in enumerate(got):
         for label in ("negative", "positive"):
             assert p["probabilities"][label] == pytest.approx(
-                np.mean([m[i]["probabilities"][label] for m in members]), abs=1e-6)
+                np.mean([m[i]["probabilities"][label] for m in members]), abs=1e-6
+            )
         assert p["label"] == max(p["probabilities"], key=p["probabilities"].get)
     metrics = json.loads((ens / "metrics.json").read_text())
     assert set(metrics) >= {"ensemble", "eval_data"} and len(metrics) == 2 + len(seeds)
     assert model.evaluate(str(toy_data["test"]))["accuracy"] == pytest.approx(
-        metrics["ensemble"]["accuracy"])
+        metrics["ensemble"]["accuracy"]
+    )
     capsys.readouterr()
     # it loads like any other model: predict from the CLI
     (tmp_path / "in.txt").write_text(texts[0] + "\n")
     assert main(["predict", "--model-dir", str(ens), "--input", str(tmp_path / "in.txt")]) == 0
     cli = json.loads(capsys.readouterr().out.strip().splitlines()[0])
     assert cli["probabilities"]["positive"] == pytest.approx(
-        got[0]["probabilities"]["positive"], abs=1e-6)
+        got[0]["probabilities"]["positive"], abs=1e-6
+    )
     # self-contained: the members were copied in
     assert len(list((ens / "members").iterdir())) == 3
 
 
-def test_ensemble_refuses_mismatched_or_single_members(seeds, trained_runs, tmp_path,
-                                                       capsys, tiny_model_dir):
-    assert main(["ensemble", "--model-dirs", str(seeds[0]), "--output",
-                 str(tmp_path / "e1")]) != 0
+def test_ensemble_refuses_mismatched_or_single_members(
+    seeds, trained_runs, tmp_path, capsys, tiny_model_dir
+):
+    assert main(["ensemble", "--model-dirs", str(seeds[0]), "--output", str(tmp_path / "e1")]) != 0
     assert "at least two" in capsys.readouterr().err
     rows = toy_rows(32, 9, labels=("bad", "good", "meh"))
-    data = {"train": write_csv(tmp_path / "t.csv", rows),
-            "validation": write_csv(tmp_path / "v.csv", rows),
-            "test": write_csv(tmp_path / "s.csv", rows)}
+    data = {
+        "train": write_csv(tmp_path / "t.csv", rows),
+        "validation": write_csv(tmp_path / "v.csv", rows),
+        "test": write_csv(tmp_path / "s.csv", rows),
+    }
     other = tmp_path / "other"
     assert main(train_args(tiny_model_dir, data, other, "--epochs", "1")) == 0
     capsys.readouterr()
-    assert main(["ensemble", "--model-dirs", str(seeds[0]), str(other), "--output",
-                 str(tmp_path / "e2")]) != 0
+    assert (
+        main(
+            [
+                "ensemble",
+                "--model-dirs",
+                str(seeds[0]),
+                str(other),
+                "--output",
+                str(tmp_path / "e2"),
+            ]
+        )
+        != 0
+    )
     assert "labels differ" in capsys.readouterr().err
     assert not (tmp_path / "e2").exists()
 
 
-def test_search_prunes_writes_results_and_the_best_config(tiny_model_dir, toy_data, tmp_path,
-                                                          capsys):
+def test_search_prunes_writes_results_and_the_best_config(
+    tiny_model_dir, toy_data, tmp_path, capsys
+):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(
         f"task: text-classification\nmodel: {tiny_model_dir}\ntrain: {toy_data['train']}\n"
         f"validation: {toy_data['validation']}\nepochs: 3\nbatch_size: 16\nmax_length: 32\n"
-        "report_to: none\n")
+        "report_to: none\n"
+    )
     space = tmp_path / "space.yaml"
-    space.write_text("learning_rate: {low: 1.0e-5, high: 1.0e-2, log: true}\n"
-                     "label_smoothing: [0.0, 0.1]\n")
+    space.write_text(
+        "learning_rate: {low: 1.0e-5, high: 1.0e-2, log: true}\nlabel_smoothing: [0.0, 0.1]\n"
+    )
     out = tmp_path / "search"
-    assert main(["search", "--config", str(cfg), "--space", str(space), "--trials", "6",
-                 "--output-dir", str(out), "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--config",
+                str(cfg),
+                "--space",
+                str(space),
+                "--trials",
+                "6",
+                "--output-dir",
+                str(out),
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     summary = json.loads([x for x in printed.splitlines() if x.startswith("{")][0])
     rows = list(csv.DictReader(open(out / "results.csv")))
@@ -315,11 +416,25 @@ def test_search_prunes_writes_results_and_the_best_config(tiny_model_dir, toy_da
 def test_search_rejects_a_bad_space(tmp_path, capsys, toy_data, tiny_model_dir):
     cfg = tmp_path / "run.yaml"
     cfg.write_text(f"model: {tiny_model_dir}\ntrain: {toy_data['train']}\n")
-    for text, message in (("nope: [1, 2]\n", "unknown key"),
-                          ("learning_rate: {low: 1, high: 0.1}\n", "below high"),
-                          ("output_dir: [a, b]\n", "cannot be searched")):
+    for text, message in (
+        ("nope: [1, 2]\n", "unknown key"),
+        ("learning_rate: {low: 1, high: 0.1}\n", "below high"),
+        ("output_dir: [a, b]\n", "cannot be searched"),
+    ):
         space = tmp_path / "space.yaml"
         space.write_text(text)
-        assert main(["search", "--config", str(cfg), "--space", str(space),
-                     "--output-dir", str(tmp_path / "s")]) != 0
+        assert (
+            main(
+                [
+                    "search",
+                    "--config",
+                    str(cfg),
+                    "--space",
+                    str(space),
+                    "--output-dir",
+                    str(tmp_path / "s"),
+                ]
+            )
+            != 0
+        )
         assert message in capsys.readouterr().err

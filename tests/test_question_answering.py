@@ -30,8 +30,12 @@ def _row(rng: random.Random, i: int) -> dict:
     want = pos if i % 3 else neg
     q = "good" if want == pos else "bad"
     start = f" {context} ".index(f" {want} ")
-    return {"id": f"q{i}", "question": q, "context": context,
-            "answers": {"text": [want], "answer_start": [start]}}
+    return {
+        "id": f"q{i}",
+        "question": q,
+        "context": context,
+        "answers": {"text": [want], "answer_start": [start]},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -48,25 +52,59 @@ def qa_data(tmp_path_factory):
 
 def test_reader_checks_answer_offsets(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    rows = [{"question": "q", "context": "the cat sat", "answers": {"text": ["cat"],
-                                                                    "answer_start": [4]}},
-            {"question": "q", "context": "the cat sat", "answers": {"text": ["cat"],
-                                                                    "answer_start": [5]}}]
+    rows = [
+        {
+            "question": "q",
+            "context": "the cat sat",
+            "answers": {"text": ["cat"], "answer_start": [4]},
+        },
+        {
+            "question": "q",
+            "context": "the cat sat",
+            "answers": {"text": ["cat"], "answer_start": [5]},
+        },
+    ]
     bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(DataError) as e:
         qa.read_examples(str(bad), "question", "answers")
-    assert str(e.value) == (f"{bad}:2: field 'answers': answer 'cat' is not at offset 5 of the "
-                            "context (found 'at ')")
+    assert str(e.value) == (
+        f"{bad}:2: field 'answers': answer 'cat' is not at offset 5 of the context (found 'at ')"
+    )
 
 
 def test_reader_accepts_squad_json_and_answer_lists(tmp_path):
     squad = tmp_path / "dev.json"
-    squad.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{
-        "context": "Leeds won the cup in 2004.",
-        "qas": [{"id": "a", "question": "Who won?", "answers": [
-            {"text": "Leeds", "answer_start": 0}, {"text": "Leeds", "answer_start": 0}]},
-                {"id": "b", "question": "When?", "answers": [
-                    {"text": "2004", "answer_start": 21}]}]}]}]}))
+    squad.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {
+                        "title": "t",
+                        "paragraphs": [
+                            {
+                                "context": "Leeds won the cup in 2004.",
+                                "qas": [
+                                    {
+                                        "id": "a",
+                                        "question": "Who won?",
+                                        "answers": [
+                                            {"text": "Leeds", "answer_start": 0},
+                                            {"text": "Leeds", "answer_start": 0},
+                                        ],
+                                    },
+                                    {
+                                        "id": "b",
+                                        "question": "When?",
+                                        "answers": [{"text": "2004", "answer_start": 21}],
+                                    },
+                                ],
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     ex = qa.read_examples(str(squad), "question", "answers")
     assert [q.question for q in ex.texts] == ["Who won?", "When?"]
     assert ex.labels[1] == (("2004", 21),)
@@ -96,15 +134,44 @@ def test_exact_match_and_f1_follow_squad_rules():
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_qa_trains_predicts_and_reloads(tiny_model_dir, qa_data, tmp_path, capsys, method,
-                                        monkeypatch):
+def test_qa_trains_predicts_and_reloads(
+    tiny_model_dir, qa_data, tmp_path, capsys, method, monkeypatch
+):
     out = tmp_path / "run"
     lr = "3e-3" if method == "full" else "1e-2"
-    assert main(["train", "--task", "question-answering", "--model", str(tiny_model_dir),
-                 "--train", str(qa_data["train"]), "--validation", str(qa_data["validation"]),
-                 "--test", str(qa_data["test"]), "--max-length", "24", "--doc-stride", "8",
-                 "--epochs", "25", "--batch-size", "16", "--learning-rate", lr,
-                 "--method", method, "--output-dir", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "question-answering",
+                "--model",
+                str(tiny_model_dir),
+                "--train",
+                str(qa_data["train"]),
+                "--validation",
+                str(qa_data["validation"]),
+                "--test",
+                str(qa_data["test"]),
+                "--max-length",
+                "24",
+                "--doc-stride",
+                "8",
+                "--epochs",
+                "25",
+                "--batch-size",
+                "16",
+                "--learning-rate",
+                lr,
+                "--method",
+                method,
+                "--output-dir",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.splitlines()[0])
     # a random pick among the ~20 context words scores about 0.05
     assert summary["test"]["f1"] > 0.3, summary
@@ -114,10 +181,12 @@ def test_qa_trains_predicts_and_reloads(tiny_model_dir, qa_data, tmp_path, capsy
     m = tunelab.load(out)
     rows = [json.loads(x) for x in qa_data["test"].read_text().splitlines()]
     preds = m.predict([{"question": r["question"], "context": r["context"]} for r in rows])
-    for r, p in zip(rows, preds):
-        assert r["context"][p["start"]:p["end"]] == p["answer"]
+    for r, p in zip(rows, preds, strict=True):
+        assert r["context"][p["start"] : p["end"]] == p["answer"]
         assert 0.0 <= p["score"] <= 1.0
-    em = sum(p["answer"] == r["answers"]["text"][0] for r, p in zip(rows, preds)) / len(rows)
+    em = sum(
+        p["answer"] == r["answers"]["text"][0] for r, p in zip(rows, preds, strict=True)
+    ) / len(rows)
     assert em == pytest.approx(metrics["test"]["exact_match"])
     assert m.evaluate(str(qa_data["test"]))["f1"] == pytest.approx(metrics["test"]["f1"])
 
@@ -129,10 +198,23 @@ def test_qa_trains_predicts_and_reloads(tiny_model_dir, qa_data, tmp_path, capsy
     assert {"question", "answer", "start", "end", "score"} <= set(lines[0])
 
     # the ONNX export (start and end logits per token) answers the same
-    assert main(["export", "--model-dir", str(out), "--format", "onnx", "--output-dir",
-                 str(tmp_path / "onnx")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model-dir",
+                str(out),
+                "--format",
+                "onnx",
+                "--output-dir",
+                str(tmp_path / "onnx"),
+            ]
+        )
+        == 0
+    )
     onnx = tunelab.load(tmp_path / "onnx").predict(
-        [{"question": r["question"], "context": r["context"]} for r in rows])
+        [{"question": r["question"], "context": r["context"]} for r in rows]
+    )
     assert [p["answer"] for p in onnx] == [p["answer"] for p in preds]
 
 
@@ -145,8 +227,12 @@ class _Stdin:
 
 def test_predict_input_without_context_is_a_clear_error(tmp_path):
     f = tmp_path / "questions.jsonl"
-    f.write_text(json.dumps({"question": "who?", "context": "Ann"}) + "\n"
-                 + json.dumps({"question": "who?"}) + "\n")
+    f.write_text(
+        json.dumps({"question": "who?", "context": "Ann"})
+        + "\n"
+        + json.dumps({"question": "who?"})
+        + "\n"
+    )
     with pytest.raises(DataError) as e:
         qa.read_inputs(str(f), "question")
     assert str(e.value).startswith(f"{f}:2: field 'context'")

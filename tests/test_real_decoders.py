@@ -57,8 +57,13 @@ def cache(tmp_path_factory):
 
 
 def _train(cache: Path, *args: str) -> subprocess.CompletedProcess:
-    r = subprocess.run([str(EXE), "train", "--no-progress", *args], capture_output=True,
-                       text=True, timeout=900, env={**os.environ, "TUNELAB_CACHE": str(cache)})
+    r = subprocess.run(
+        [str(EXE), "train", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "TUNELAB_CACHE": str(cache)},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "converting" not in r.stderr  # the cached folder was used
     return r
@@ -66,14 +71,37 @@ def _train(cache: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_gemma_token_classification_on_chinese(cache, tmp_path):
     data = tmp_path / "ner.jsonl"
-    data.write_text("".join(json.dumps({"tokens": list(s), "tags": t.split()},
-                                       ensure_ascii=False) + "\n" for s, t in NER_ROWS),
-                    encoding="utf-8")
+    data.write_text(
+        "".join(
+            json.dumps({"tokens": list(s), "tags": t.split()}, ensure_ascii=False) + "\n"
+            for s, t in NER_ROWS
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "run"
-    _train(cache, "--task", "token-classification", "--model", "gemma3-270m",
-           "--train", str(data), "--validation", str(data), "--method", "lora",
-           "--lora-target-modules", "q_proj,k_proj,v_proj,o_proj", "--epochs", "3",
-           "--batch-size", "4", "--max-length", "32", "--output-dir", str(out))
+    _train(
+        cache,
+        "--task",
+        "token-classification",
+        "--model",
+        "gemma3-270m",
+        "--train",
+        str(data),
+        "--validation",
+        str(data),
+        "--method",
+        "lora",
+        "--lora-target-modules",
+        "q_proj,k_proj,v_proj,o_proj",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "32",
+        "--output-dir",
+        str(out),
+    )
     info = json.loads((out / "tunelab.json").read_text())
     assert info["target"]["labels"] == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
     os.environ["TUNELAB_CACHE"] = str(cache)
@@ -81,9 +109,9 @@ def test_gemma_token_classification_on_chinese(cache, tmp_path):
     texts = ["李明去了北京。", "王芳在上海工作。"]
     first, second = m.predict(texts), tunelab.load(out).predict(texts)
     assert first == second  # the LoRA adapter and the token head round-trip
-    for text, p in zip(texts, first):
+    for text, p in zip(texts, first, strict=True):
         for e in p["entities"]:
-            assert text[e["start"]:e["end"]] == e["text"] and e["type"] in ("PER", "LOC")
+            assert text[e["start"] : e["end"]] == e["text"] and e["type"] in ("PER", "LOC")
 
 
 def test_gemma_classifies_chinese_reviews(cache, tmp_path):
@@ -91,13 +119,33 @@ def test_gemma_classifies_chinese_reviews(cache, tmp_path):
     train = _subset(zh / "train.csv", tmp_path / "train.csv", 48)
     val = _subset(zh / "validation.csv", tmp_path / "val.csv", 24)
     out = tmp_path / "run"
-    _train(cache, "--model", "gemma3-270m", "--train", str(train), "--validation", str(val),
-           "--method", "lora", "--lora-target-modules", "q_proj,k_proj,v_proj,o_proj",
-           "--epochs", "1", "--batch-size", "8", "--max-length", "64", "--output-dir", str(out))
+    _train(
+        cache,
+        "--model",
+        "gemma3-270m",
+        "--train",
+        str(train),
+        "--validation",
+        str(val),
+        "--method",
+        "lora",
+        "--lora-target-modules",
+        "q_proj,k_proj,v_proj,o_proj",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "64",
+        "--output-dir",
+        str(out),
+    )
     os.environ["TUNELAB_CACHE"] = str(cache)
     p = tunelab.load(out).predict("质量很好，非常满意")
     assert set(p) == {"label", "score", "probabilities"} and set(p["probabilities"]) == {
-        "negative", "positive"}
+        "negative",
+        "positive",
+    }
 
 
 def test_smollm2_generation_uses_its_chat_template(tmp_path):
@@ -110,16 +158,52 @@ def test_smollm2_generation_uses_its_chat_template(tmp_path):
 
             sample = list(csv.DictReader(f))[:n]
         p = tmp_path / f"{split}.jsonl"
-        p.write_text("".join(json.dumps({"prompt": f"Is this review positive or negative?\n"
-                                                   f"{r['text']}", "response": r["label"]})
-                             + "\n" for r in sample))
+        p.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "prompt": f"Is this review positive or negative?\n{r['text']}",
+                        "response": r["label"],
+                    }
+                )
+                + "\n"
+                for r in sample
+            )
+        )
         rows.append(p)
     out = tmp_path / "run"
-    r = subprocess.run([str(EXE), "train", "--no-progress", "--task", "generation", "--model",
-                        "smollm2-135m", "--train", str(rows[0]), "--validation", str(rows[1]),
-                        "--test", str(rows[2]), "--method", "lora", "--epochs", "1",
-                        "--batch-size", "8", "--max-length", "96", "--max-new-tokens", "4",
-                        "--output-dir", str(out)], capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [
+            str(EXE),
+            "train",
+            "--no-progress",
+            "--task",
+            "generation",
+            "--model",
+            "smollm2-135m",
+            "--train",
+            str(rows[0]),
+            "--validation",
+            str(rows[1]),
+            "--test",
+            str(rows[2]),
+            "--method",
+            "lora",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--max-length",
+            "96",
+            "--max-new-tokens",
+            "4",
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     for m in (metrics["test"], metrics["before_training"]["test"]):

@@ -32,25 +32,48 @@ def _subset(src: Path, dst: Path, n: int, fields=("text", "label")) -> Path:
 @pytest.fixture(scope="module")
 def small_real(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("en")
-    return {"train": _subset(DATA / "train.csv", d / "train.csv", 1200),
-            "validation": _subset(DATA / "validation.csv", d / "validation.csv", 300),
-            "test": _subset(DATA / "test.csv", d / "test.csv", 300)}
+    return {
+        "train": _subset(DATA / "train.csv", d / "train.csv", 1200),
+        "validation": _subset(DATA / "validation.csv", d / "validation.csv", 300),
+        "test": _subset(DATA / "test.csv", d / "test.csv", 300),
+    }
 
 
 def _train(method: str, data: dict[str, Path], out: Path) -> dict:
     exe = Path(sys.executable).parent / "tunelab"
-    cmd = [str(exe), "train", "--task", "text-classification", "--model", "minilm-l6",
-           "--train", str(data["train"]), "--validation", str(data["validation"]),
-           "--test", str(data["test"]), "--method", method, "--epochs", "2",
-           "--batch-size", "32", "--max-length", "64", "--output-dir", str(out)]
+    cmd = [
+        str(exe),
+        "train",
+        "--task",
+        "text-classification",
+        "--model",
+        "minilm-l6",
+        "--train",
+        str(data["train"]),
+        "--validation",
+        str(data["validation"]),
+        "--test",
+        str(data["test"]),
+        "--method",
+        method,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--max-length",
+        "64",
+        "--output-dir",
+        str(out),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     return json.loads(r.stdout.splitlines()[0])
 
 
-@pytest.mark.parametrize("method,min_acc", [("full", 0.75), ("lora", 0.75), ("ia3", 0.75),
-                                            ("adapter", 0.75)])
+@pytest.mark.parametrize(
+    "method,min_acc", [("full", 0.75), ("lora", 0.75), ("ia3", 0.75), ("adapter", 0.75)]
+)
 def test_real_minilm_learns_and_reloads(method, min_acc, small_real, tmp_path):
     out = tmp_path / method
     summary = _train(method, small_real, out)
@@ -60,7 +83,8 @@ def test_real_minilm_learns_and_reloads(method, min_acc, small_real, tmp_path):
     assert [p["label"] for p in preds] == ["positive", "negative"]
     # reload == stored metrics (the LoRA head came back trained)
     assert m.evaluate(str(small_real["test"]))["accuracy"] == pytest.approx(
-        summary["test"]["accuracy"])
+        summary["test"]["accuracy"]
+    )
     np.testing.assert_array_equal(m.logits(TEXTS), tunelab.load(out).logits(TEXTS))
     if method == "lora":  # the merged export, read by plain Transformers, predicts the same
         import torch
@@ -77,14 +101,23 @@ def test_real_minilm_learns_and_reloads(method, min_acc, small_real, tmp_path):
     if method == "full":  # the real graph gets ONNX Runtime's fusions; int8 keeps accuracy
         from tunelab.export import export_model
 
-        rec = export_model(out, tmp_path / "int8", "onnx", quantize="int8",
-                           eval_data=str(small_real["test"]), log=lambda *_: None)
+        rec = export_model(
+            out,
+            tmp_path / "int8",
+            "onnx",
+            quantize="int8",
+            eval_data=str(small_real["test"]),
+            log=lambda *_: None,
+        )
         assert "Attention" in rec["fusions"], rec
         assert rec["parity_fp32"]["max_abs_logit_diff"] < 1e-3, rec
-        assert abs(rec["metrics_after"]["accuracy"] - rec["metrics_before"]["accuracy"]) \
-            <= 0.02, rec
-        assert [p["label"] for p in tunelab.load(tmp_path / "int8").predict(TEXTS)] == \
-            ["positive", "negative"]
+        assert abs(rec["metrics_after"]["accuracy"] - rec["metrics_before"]["accuracy"]) <= 0.02, (
+            rec
+        )
+        assert [p["label"] for p in tunelab.load(tmp_path / "int8").predict(TEXTS)] == [
+            "positive",
+            "negative",
+        ]
 
 
 def test_real_minilm_regression_beats_mean_baseline(tmp_path):
@@ -97,11 +130,33 @@ def test_real_minilm_regression_beats_mean_baseline(tmp_path):
         files[split] = _subset(src / f"{split}.csv", d / f"{split}.csv", n, ("text", "rating"))
     exe = Path(sys.executable).parent / "tunelab"
     out = tmp_path / "run"
-    r = subprocess.run([str(exe), "train", "--task", "regression", "--model", "minilm-l6",
-                        "--train", str(files["train"]), "--validation", str(files["validation"]),
-                        "--test", str(files["test"]), "--label-column", "rating",
-                        "--epochs", "2", "--max-length", "64", "--output-dir", str(out)],
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [
+            str(exe),
+            "train",
+            "--task",
+            "regression",
+            "--model",
+            "minilm-l6",
+            "--train",
+            str(files["train"]),
+            "--validation",
+            str(files["validation"]),
+            "--test",
+            str(files["test"]),
+            "--label-column",
+            "rating",
+            "--epochs",
+            "2",
+            "--max-length",
+            "64",
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     test = json.loads(r.stdout.splitlines()[0])["test"]
     assert test["mae"] < 0.75 * test["baseline_mae"] and test["pearson"] > 0.5, test
@@ -127,11 +182,32 @@ def test_smollm2_alias_converts_once_and_classifies(tmp_path_factory, small_real
     val = _subset(small_real["validation"], tmp_path_factory.mktemp("s") / "v.csv", 48)
     exe = Path(sys.executable).parent / "tunelab"
     out = tmp_path_factory.mktemp("smol") / "run"
-    r = subprocess.run([str(exe), "train", "--model", "smollm2-135m", "--train", str(train),
-                        "--validation", str(val), "--method", "lora", "--epochs", "1",
-                        "--batch-size", "16", "--max-length", "48", "--output-dir", str(out)],
-                       capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "TUNELAB_CACHE": str(cache)})
+    r = subprocess.run(
+        [
+            str(exe),
+            "train",
+            "--model",
+            "smollm2-135m",
+            "--train",
+            str(train),
+            "--validation",
+            str(val),
+            "--method",
+            "lora",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--max-length",
+            "48",
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "TUNELAB_CACHE": str(cache)},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "converting" not in r.stderr  # the cached folder was used
     info = json.loads((out / "tunelab.json").read_text())

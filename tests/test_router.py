@@ -16,37 +16,69 @@ from conftest import FILLER, REPO, write_csv
 from tunelab.cli import main
 from tunelab.errors import TunelabError
 from tunelab.functions import FUNCTIONS
-from tunelab.functions.router import (DATA, evaluate, fill_arguments, payload, plan,
-                                      question_and_context, route, router_model)
+from tunelab.functions.router import (
+    DATA,
+    evaluate,
+    fill_arguments,
+    payload,
+    plan,
+    question_and_context,
+    route,
+    router_model,
+)
 
 
-@pytest.mark.parametrize("request_, text", [
-    ("is this review positive or negative? the battery died", "the battery died"),
-    ("sentiment of: Great value for money", "Great value for money"),
-    ("这条评论是正面还是负面：电池两天就没电了", "电池两天就没电了"),
-    ('tell me if this customer is happy: "Fast shipping, well packed"',
-     "Fast shipping, well packed"),
-    ("作者是高兴还是生气：“性价比很高，还会再买”", "性价比很高，还会再买"),
-    ("根据这里写的内容——北京批准了新的地铁线路", "北京批准了新的地铁线路"),
-    ("great phone", "great phone"),
-])
+@pytest.mark.parametrize(
+    "request_, text",
+    [
+        ("is this review positive or negative? the battery died", "the battery died"),
+        ("sentiment of: Great value for money", "Great value for money"),
+        ("这条评论是正面还是负面：电池两天就没电了", "电池两天就没电了"),
+        (
+            'tell me if this customer is happy: "Fast shipping, well packed"',
+            "Fast shipping, well packed",
+        ),
+        ("作者是高兴还是生气：“性价比很高，还会再买”", "性价比很高，还会再买"),
+        ("根据这里写的内容——北京批准了新的地铁线路", "北京批准了新的地铁线路"),
+        ("great phone", "great phone"),
+    ],
+)
 def test_payload_is_what_the_request_is_about(request_, text):
     assert payload(request_) == text
     assert fill_arguments("analyze_sentiment", request_) == {"text": text}
 
 
-@pytest.mark.parametrize("request_, question, context", [
-    ("question: when did it happen? context: Apple opened a store in Berlin.",
-     "when did it happen?", "Apple opened a store in Berlin"),
-    ("the article says \"Tesla fell 5% in New York\". where did it happen?",
-     "where did it happen?", "Tesla fell 5% in New York"),
-    ("given that Customers praised the Seattle store, which city is mentioned?",
-     "which city is mentioned?", "given that Customers praised the Seattle store"),
-    ("段落：李明昨天在上海见了王芳 问题：在哪里发生的？", "在哪里发生的？", "李明昨天在上海见了王芳"),
-    ("根据这段话回答：提到了哪个城市？原文：顾客称赞南京门店结账很快", "提到了哪个城市？",
-     "顾客称赞南京门店结账很快"),
-    ("who won", "who won", "who won"),  # no question mark: the whole request is both
-])
+@pytest.mark.parametrize(
+    "request_, question, context",
+    [
+        (
+            "question: when did it happen? context: Apple opened a store in Berlin.",
+            "when did it happen?",
+            "Apple opened a store in Berlin",
+        ),
+        (
+            'the article says "Tesla fell 5% in New York". where did it happen?',
+            "where did it happen?",
+            "Tesla fell 5% in New York",
+        ),
+        (
+            "given that Customers praised the Seattle store, which city is mentioned?",
+            "which city is mentioned?",
+            "given that Customers praised the Seattle store",
+        ),
+        (
+            "段落：李明昨天在上海见了王芳 问题：在哪里发生的？",
+            "在哪里发生的？",
+            "李明昨天在上海见了王芳",
+        ),
+        (
+            "根据这段话回答：提到了哪个城市？原文：顾客称赞南京门店结账很快",
+            "提到了哪个城市？",
+            "顾客称赞南京门店结账很快",
+        ),
+        ("who won", "who won", "who won"),  # no question mark: the whole request is both
+    ],
+)
 def test_question_and_context(request_, question, context):
     assert question_and_context(request_) == (question, context)
     assert fill_arguments("answer", request_) == {"question": question, "context": context}
@@ -54,36 +86,56 @@ def test_question_and_context(request_, question, context):
 
 def test_generate_gets_the_whole_request_and_unknown_functions_are_refused():
     assert fill_arguments("generate", " write a reply to: thanks! ") == {
-        "prompt": "write a reply to: thanks!"}
+        "prompt": "write a reply to: thanks!"
+    }
     with pytest.raises(TunelabError, match="not a task function"):
         fill_arguments("positive", "anything")
 
 
 def test_the_shipped_requests_cover_every_function_in_both_languages_and_test_is_new():
-    split = {n: list(csv.DictReader(open(DATA / f"{n}.csv", encoding="utf-8")))
-             for n in ("train", "validation", "test")}
+    split = {
+        n: list(csv.DictReader(open(DATA / f"{n}.csv", encoding="utf-8")))
+        for n in ("train", "validation", "test")
+    }
     for rows in split.values():
         assert {(r["label"], r["lang"]) for r in rows} == {
-            (f, lang) for f in [*FUNCTIONS, "none"] for lang in ("en", "zh")}
+            (f, lang) for f in [*FUNCTIONS, "none"] for lang in ("en", "zh")
+        }
     seen = {r["text"] for r in split["train"] + split["validation"]}
     assert not seen & {r["text"] for r in split["test"]}
     # the files are what tools/make_route_data.py builds, where the test split uses only
     # request templates that training never sees
-    spec = importlib.util.spec_from_file_location("make_route_data",
-                                                  REPO / "tools" / "make_route_data.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_route_data", REPO / "tools" / "make_route_data.py"
+    )
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     train, test = gen.build()
     assert test == split["test"] and train == split["validation"] + split["train"]
-    held_out = {t for by_lang in gen.TEMPLATES.values() for ts in by_lang.values()
-                for t in ts[gen.TRAIN_N:]}
-    assert not held_out & {t for by_lang in gen.TEMPLATES.values() for ts in by_lang.values()
-                           for t in ts[:gen.TRAIN_N]}
+    held_out = {
+        t
+        for by_lang in gen.TEMPLATES.values()
+        for ts in by_lang.values()
+        for t in ts[gen.TRAIN_N :]
+    }
+    assert not held_out & {
+        t
+        for by_lang in gen.TEMPLATES.values()
+        for ts in by_lang.values()
+        for t in ts[: gen.TRAIN_N]
+    }
 
 
 # toy requests the tiny model can learn: the function is named by one word of its vocabulary
-KEYWORD = {"analyze_sentiment": "love", "classify": "great", "score": "excellent",
-           "extract_entities": "happy", "answer": "sad", "generate": "boring", "none": "broken"}
+KEYWORD = {
+    "analyze_sentiment": "love",
+    "classify": "great",
+    "score": "excellent",
+    "extract_entities": "happy",
+    "answer": "sad",
+    "generate": "boring",
+    "none": "broken",
+}
 
 
 def _toy_requests(n: int, seed: int) -> list[dict]:
@@ -93,8 +145,13 @@ def _toy_requests(n: int, seed: int) -> list[dict]:
         label = list(KEYWORD)[i % len(KEYWORD)]
         words = rng.choices(FILLER, k=3)
         words.insert(rng.randrange(4), KEYWORD[label])
-        rows.append({"text": f"{' '.join(words)}: good film", "label": label,
-                     "lang": "en" if i % 2 else "zh"})
+        rows.append(
+            {
+                "text": f"{' '.join(words)}: good film",
+                "label": label,
+                "lang": "en" if i % 2 else "zh",
+            }
+        )
     return rows
 
 
@@ -109,10 +166,31 @@ def router(learnable_model_dir, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("TUNELAB_MODELS", str(d / "models.yaml"))
     try:
-        assert main(["route-train", "--data", str(data), "--model", str(learnable_model_dir),
-                     "--method", "full", "--epochs", "10", "--batch-size", "8",
-                     "--max-length", "32", "--learning-rate", "3e-3",
-                     "--output-dir", str(d / "router"), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "route-train",
+                    "--data",
+                    str(data),
+                    "--model",
+                    str(learnable_model_dir),
+                    "--method",
+                    "full",
+                    "--epochs",
+                    "10",
+                    "--batch-size",
+                    "8",
+                    "--max-length",
+                    "32",
+                    "--learning-rate",
+                    "3e-3",
+                    "--output-dir",
+                    str(d / "router"),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     finally:
         mp.undo()
     return d
@@ -122,8 +200,11 @@ def test_route_train_registers_the_router_and_reports_held_out_accuracy(router):
     report = json.loads((router / "router" / "route_eval.json").read_text())
     assert report["all"]["requests"] == 42 and report["en"]["requests"] == 21
     assert report["all"]["accuracy"] > 0.9  # the keyword decides: it has to be learnt
-    assert report["out_of_scope"] == {"requests": 6, "declined": pytest.approx(
-        report["out_of_scope"]["declined"])} and report["out_of_scope"]["declined"] > 0.5
+    assert (
+        report["out_of_scope"]
+        == {"requests": 6, "declined": pytest.approx(report["out_of_scope"]["declined"])}
+        and report["out_of_scope"]["declined"] > 0.5
+    )
     assert "route:" in (router / "models.yaml").read_text()
     labels = json.loads((router / "router" / "config.json").read_text())["id2label"]
     assert sorted(labels.values()) == sorted([*FUNCTIONS, "none"])
@@ -137,8 +218,7 @@ def test_the_router_is_measured_on_the_shipped_held_out_requests(router):
 
 
 def test_route_train_refuses_a_data_folder_without_its_files(tmp_path, capsys):
-    assert main(["route-train", "--data", str(tmp_path), "--output-dir",
-                 str(tmp_path / "r")]) != 0
+    assert main(["route-train", "--data", str(tmp_path), "--output-dir", str(tmp_path / "r")]) != 0
     err = capsys.readouterr().err
     assert "train.csv: missing" in err and "Traceback" not in err
 
@@ -151,8 +231,7 @@ def routing(router, registry):
 
 
 @pytest.mark.parametrize("function", [f for f in KEYWORD if f != "none"])
-def test_a_confident_route_calls_the_chosen_function_with_the_filled_arguments(routing,
-                                                                               function):
+def test_a_confident_route_calls_the_chosen_function_with_the_filled_arguments(routing, function):
     request = f"this {KEYWORD[function]} is it: good film"
     r = route(request, threshold=0.5)
     assert not r.unsure and r.function == function and r.confidence >= 0.5
@@ -163,9 +242,9 @@ def test_a_confident_route_calls_the_chosen_function_with_the_filled_arguments(r
     assert len(r.candidates) == 3
 
 
-def test_below_the_threshold_nothing_is_called_and_the_candidates_are_listed(routing,
-                                                                              monkeypatch,
-                                                                              capsys):
+def test_below_the_threshold_nothing_is_called_and_the_candidates_are_listed(
+    routing, monkeypatch, capsys
+):
     called = []
     monkeypatch.setitem(FUNCTIONS, "analyze_sentiment", lambda **k: called.append(k))
     r = route("the love it: good film", threshold=1.01)  # no probability reaches it
@@ -187,8 +266,7 @@ def test_a_request_for_no_function_is_declined_not_forced(routing, capsys):
 def test_route_command_prints_the_routed_call_as_json(routing, capsys):
     assert main(["route", "happy it is: awful bad plot"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["function"] == "extract_entities" and out["arguments"] == {
-        "text": "awful bad plot"}
+    assert out["function"] == "extract_entities" and out["arguments"] == {"text": "awful bad plot"}
     assert isinstance(out["result"], list)
     assert main(["route", "excellent it is: bad", "--dry-run"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -197,9 +275,13 @@ def test_route_command_prints_the_routed_call_as_json(routing, capsys):
 
 
 def test_chat_answers_each_line_until_quit(routing, monkeypatch, capsys):
-    monkeypatch.setattr("sys.stdin", io.StringIO(
-        "the love it: good\n\nthe excellent it: bad\nthis movie was broken: good film\n"
-        "quit\nlove it: never read\n"))
+    monkeypatch.setattr(
+        "sys.stdin",
+        io.StringIO(
+            "the love it: good\n\nthe excellent it: bad\nthis movie was broken: good film\n"
+            "quit\nlove it: never read\n"
+        ),
+    )
     assert main(["chat"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
@@ -211,9 +293,9 @@ def test_chat_answers_each_line_until_quit(routing, monkeypatch, capsys):
     assert "not sure what you want" in capsys.readouterr().out
 
 
-def test_without_a_router_or_with_a_wrong_one_the_error_says_what_to_do(runs, tmp_path,
-                                                                          monkeypatch,
-                                                                          capsys):
+def test_without_a_router_or_with_a_wrong_one_the_error_says_what_to_do(
+    runs, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("TUNELAB_MODELS", str(tmp_path / "models.yaml"))
     with pytest.raises(TunelabError, match="tunelab route-train"):
         router_model()

@@ -25,7 +25,7 @@ from tunelab.runs import read_run
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "runs_v1"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))["runs"]
 NEEDS_BASE = {"text-classification-lora"}  # PEFT runs hold only the adapter and the head
-SCORE_TOL = 1e-5   # prediction scores, probabilities, regression values
+SCORE_TOL = 1e-5  # prediction scores, probabilities, regression values
 METRIC_TOL = 1e-6  # evaluate() metrics
 
 
@@ -44,21 +44,25 @@ def assert_close(actual, expected, tol: float, where: str = "") -> None:
         for k in expected:
             assert_close(actual[k], expected[k], tol, f"{where}.{k}")
     elif isinstance(expected, list):
-        assert isinstance(actual, list) and len(actual) == len(expected), \
+        assert isinstance(actual, list) and len(actual) == len(expected), (
             f"{where}: expected {len(expected)} items, got {actual!r}"
-        for i, (a, e) in enumerate(zip(actual, expected)):
+        )
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
             assert_close(a, e, tol, f"{where}[{i}]")
     elif isinstance(expected, float):
-        assert isinstance(actual, (int, float)) and not isinstance(actual, bool), \
+        assert isinstance(actual, (int, float)) and not isinstance(actual, bool), (
             f"{where}: expected a number, got {actual!r}"
+        )
         if math.isnan(expected):
             assert math.isnan(actual), f"{where}: expected NaN, got {actual!r}"
         else:
-            assert actual == pytest.approx(expected, rel=0, abs=tol), \
+            assert actual == pytest.approx(expected, rel=0, abs=tol), (
                 f"{where}: {actual!r} != {expected!r} (tolerance {tol})"
+            )
     else:  # str (labels, entity text/type), int (entity offsets, counts), bool, None
-        assert actual == expected and type(actual) is type(expected), \
+        assert actual == expected and type(actual) is type(expected), (
             f"{where}: {actual!r} != {expected!r}"
+        )
 
 
 @pytest.fixture()
@@ -75,8 +79,12 @@ def fixture_copy(tmp_path) -> Path:
 
 
 def test_fixtures_present():
-    assert set(EXPECTED) == {"text-classification-full", "regression-full",
-                             "token-classification-full", "text-classification-lora"}
+    assert set(EXPECTED) == {
+        "text-classification-full",
+        "regression-full",
+        "token-classification-full",
+        "text-classification-lora",
+    }
     for name in EXPECTED:
         assert (FIXTURES / name / "tunelab.json").is_file(), name
 
@@ -88,7 +96,7 @@ def test_v1_run_loads_and_predicts_the_same(name, fixture_copy):
     if name in NEEDS_BASE:  # the rewrite touched that one line and nothing else
         old = (FIXTURES / name / "tunelab.json").read_text(encoding="utf-8").splitlines()
         new = (run / "tunelab.json").read_text(encoding="utf-8").splitlines()
-        changed = [(a, b) for a, b in zip(old, new) if a != b]
+        changed = [(a, b) for a, b in zip(old, new, strict=True) if a != b]
         assert len(old) == len(new) and len(changed) == 1 and '"path"' in changed[0][1]
 
     info = read_run(run)

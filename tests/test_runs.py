@@ -8,8 +8,8 @@ import pytest
 
 from conftest import train_args
 from tunelab.cli import main
-from tunelab.runs import read_run, staged_dir
 from tunelab.errors import TunelabError
+from tunelab.runs import read_run, staged_dir
 
 
 def _old_run(tmp_path):
@@ -34,7 +34,8 @@ def test_crash_during_training_keeps_old_run(tiny_model_dir, toy_data, tmp_path,
 
 
 def test_disk_full_while_saving_is_one_line_and_keeps_old_run(
-        tiny_model_dir, toy_data, tmp_path, monkeypatch, capsys):
+    tiny_model_dir, toy_data, tmp_path, monkeypatch, capsys
+):
     from tunelab.training import pipeline
 
     def full_disk(*a, **k):
@@ -44,8 +45,10 @@ def test_disk_full_while_saving_is_one_line_and_keeps_old_run(
     out = _old_run(tmp_path)
     assert main(train_args(tiny_model_dir, toy_data, out, "--overwrite")) == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("writing the run folder failed (No space left on device); any existing "
-                        "folder there was left untouched")
+    assert err.endswith(
+        "writing the run folder failed (No space left on device); any existing "
+        "folder there was left untouched"
+    )
     # no staging folder left; the last good checkpoint survives for --resume
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.checkpoints"]
     assert (out / "tunelab.json").read_text() == '{"format_version": 1}'

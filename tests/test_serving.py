@@ -16,8 +16,7 @@ import tunelab
 from serving_helpers import Server
 from tunelab.cli import main
 
-WORDS = ["good", "great", "bad", "awful", "film", "plot", "fine", "dull", "wonderful",
-         "terrible"]
+WORDS = ["good", "great", "bad", "awful", "film", "plot", "fine", "dull", "wonderful", "terrible"]
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +31,28 @@ def keys(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(trained_runs, keys, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    s = Server(["--model", f"sent={trained_runs['full']}", "--model",
-                f"lora={trained_runs['lora']}", "--api-keys-file", str(keys["file"]),
-                "--rate-limit", "0", "--max-wait-ms", "20", "--max-texts", "8",
-                "--max-text-chars", "500", "--max-body-bytes", "20000", "--log-requests"], log)
+    s = Server(
+        [
+            "--model",
+            f"sent={trained_runs['full']}",
+            "--model",
+            f"lora={trained_runs['lora']}",
+            "--api-keys-file",
+            str(keys["file"]),
+            "--rate-limit",
+            "0",
+            "--max-wait-ms",
+            "20",
+            "--max-texts",
+            "8",
+            "--max-text-chars",
+            "500",
+            "--max-body-bytes",
+            "20000",
+            "--log-requests",
+        ],
+        log,
+    )
     yield s
     s.stop()
 
@@ -53,21 +70,24 @@ def test_health_ready_docs_and_openapi(server):
     status, page, _ = server.request("GET", "/docs")
     assert status == 200 and "swagger" in page.lower()
     spec = server.request("GET", "/openapi.json")[1]
-    assert {"/v1/models", "/v1/models/{name}/predict", "/v1/models/{name}/reload"} <= \
-        set(spec["paths"])
+    assert {"/v1/models", "/v1/models/{name}/predict", "/v1/models/{name}/reload"} <= set(
+        spec["paths"]
+    )
 
 
 def test_predictions_match_the_model_in_python(server, keys, trained_runs):
     sample = texts(5)
     expected = tunelab.load(trained_runs["full"]).predict(sample)
-    status, body, _ = server.request("POST", "/v1/models/sent/predict", {"inputs": sample},
-                                     key=keys["user"])
+    status, body, _ = server.request(
+        "POST", "/v1/models/sent/predict", {"inputs": sample}, key=keys["user"]
+    )
     assert status == 200 and body["model"] == "sent"
-    for got, want in zip(body["predictions"], expected):
+    for got, want in zip(body["predictions"], expected, strict=True):
         assert got["label"] == want["label"]
         assert got["score"] == pytest.approx(want["score"], abs=1e-5)
-    status, one, _ = server.request("POST", "/v1/models/lora/predict", {"inputs": "good great"},
-                                    key=keys["user"])
+    status, one, _ = server.request(
+        "POST", "/v1/models/lora/predict", {"inputs": "good great"}, key=keys["user"]
+    )
     assert status == 200 and len(one["predictions"]) == 1
     assert set(one["predictions"][0]) == {"label", "score", "probabilities"}
 
@@ -108,30 +128,40 @@ def test_keys_are_stored_hashed(keys):
     assert re.fullmatch(r"alice:user:[0-9a-f]{64}\nops:admin:[0-9a-f]{64}\n", text)
 
 
-@pytest.mark.parametrize("body, raw, ctype, status, message", [
-    ({"inputs": ["x"] * 9}, None, "application/json", 413, "the limit is 8"),
-    ({"inputs": "good " * 120}, None, "application/json", 422, "the limit is 500"),
-    (None, b'{"inputs": ' + b'"a",' * 6000 + b'"b"}', "application/json", 413, ""),
-    (None, b'{"inputs": "good"', "application/json", 422, ""),
-    (None, b'{"inputs": "good"}', "text/plain", 415, "Content-Type: application/json"),
-    ({"inputs": []}, None, "application/json", 422, "inputs is empty"),
-    ({"inputs": "   "}, None, "application/json", 422, "is empty"),
-    ({"inputs": "good", "extra": 1}, None, "application/json", 422, ""),
-    ({"inputs": {"question": "q", "context": "c"}}, None, "application/json", 422,
-     "takes texts"),
-    ({"text": "good"}, None, "application/json", 422, ""),
-])
+@pytest.mark.parametrize(
+    "body, raw, ctype, status, message",
+    [
+        ({"inputs": ["x"] * 9}, None, "application/json", 413, "the limit is 8"),
+        ({"inputs": "good " * 120}, None, "application/json", 422, "the limit is 500"),
+        (None, b'{"inputs": ' + b'"a",' * 6000 + b'"b"}', "application/json", 413, ""),
+        (None, b'{"inputs": "good"', "application/json", 422, ""),
+        (None, b'{"inputs": "good"}', "text/plain", 415, "Content-Type: application/json"),
+        ({"inputs": []}, None, "application/json", 422, "inputs is empty"),
+        ({"inputs": "   "}, None, "application/json", 422, "is empty"),
+        ({"inputs": "good", "extra": 1}, None, "application/json", 422, ""),
+        (
+            {"inputs": {"question": "q", "context": "c"}},
+            None,
+            "application/json",
+            422,
+            "takes texts",
+        ),
+        ({"text": "good"}, None, "application/json", 422, ""),
+    ],
+)
 def test_bad_requests_get_clear_4xx(server, keys, body, raw, ctype, status, message):
-    got, answer, _ = server.request("POST", "/v1/models/sent/predict", body, key=keys["user"],
-                                    raw=raw, content_type=ctype)
+    got, answer, _ = server.request(
+        "POST", "/v1/models/sent/predict", body, key=keys["user"], raw=raw, content_type=ctype
+    )
     assert got == status, answer
     if message:
         assert message in json.dumps(answer)
 
 
 def test_unknown_model_is_404(server, keys):
-    status, body, _ = server.request("POST", "/v1/models/nope/predict", {"inputs": "good"},
-                                     key=keys["user"])
+    status, body, _ = server.request(
+        "POST", "/v1/models/nope/predict", {"inputs": "good"}, key=keys["user"]
+    )
     assert status == 404 and "unknown model 'nope'" in body["detail"]
 
 
@@ -140,13 +170,16 @@ def test_concurrent_burst_loses_nothing_and_batches(server, keys, trained_runs):
     expected = tunelab.load(trained_runs["full"]).predict(sample)
 
     def call(i):
-        return server.request("POST", "/v1/models/sent/predict", {"inputs": sample[i]},
-                              key=keys["user"])
+        return server.request(
+            "POST", "/v1/models/sent/predict", {"inputs": sample[i]}, key=keys["user"]
+        )
 
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(call, range(len(sample))))
     assert all(r[0] == 200 for r in results), [r for r in results if r[0] != 200][:3]
-    for (_, body, _), want in zip(results, expected):  # each answer belongs to its own text
+    for (_, body, _), want in zip(
+        results, expected, strict=True
+    ):  # each answer belongs to its own text
         assert body["predictions"][0]["label"] == want["label"]
         assert body["predictions"][0]["score"] == pytest.approx(want["score"], abs=1e-5)
     metrics = server.request("GET", "/metrics")[1]
@@ -166,12 +199,13 @@ def test_metrics_count_requests_by_model_and_status(server, keys):
     server.request("POST", "/v1/models/lora/predict", {"inputs": "good"}, key=keys["user"])
     server.request("GET", "/v1/models")  # 401
     text = server.request("GET", "/metrics")[1]
-    assert _metric(text, 'tunelab_requests_total{endpoint="predict",model="lora",'
-                         'status="200"}') >= 1
-    assert _metric(text, 'tunelab_requests_total{endpoint="models",model="-",'
-                         'status="401"}') >= 1
-    assert 'tunelab_request_latency_seconds_bucket{endpoint="predict",le="0.1",model="lora"}' \
-        in text
+    assert (
+        _metric(text, 'tunelab_requests_total{endpoint="predict",model="lora",status="200"}') >= 1
+    )
+    assert _metric(text, 'tunelab_requests_total{endpoint="models",model="-",status="401"}') >= 1
+    assert (
+        'tunelab_request_latency_seconds_bucket{endpoint="predict",le="0.1",model="lora"}' in text
+    )
     assert 'tunelab_queue_depth{model="sent"}' in text
 
 
@@ -183,8 +217,11 @@ def test_reload_needs_an_admin_key_and_drops_nothing(server, keys):
 
     def traffic():
         while not stop.is_set():
-            codes.append(server.request("POST", "/v1/models/sent/predict",
-                                        {"inputs": "good film"}, key=keys["user"])[0])
+            codes.append(
+                server.request(
+                    "POST", "/v1/models/sent/predict", {"inputs": "good film"}, key=keys["user"]
+                )[0]
+            )
 
     threads = [threading.Thread(target=traffic) for _ in range(4)]
     for t in threads:
@@ -203,8 +240,10 @@ def test_reload_needs_an_admin_key_and_drops_nothing(server, keys):
 
 def test_request_log_masks_personal_data(server, keys):
     secret = "mail me at jane.doe@example.com or call +86 138-0013-8000, id 11010519491231002X"
-    assert server.request("POST", "/v1/models/sent/predict", {"inputs": secret},
-                          key=keys["user"])[0] == 200
+    assert (
+        server.request("POST", "/v1/models/sent/predict", {"inputs": secret}, key=keys["user"])[0]
+        == 200
+    )
     time.sleep(0.2)
     log = server.log.read_text()
     assert "<email>" in log and "<phone>" in log and "<id>" in log
@@ -215,33 +254,58 @@ def test_masking_rules():
     from tunelab.serving.guard import mask_personal_data
 
     assert mask_personal_data("write to a.b+c@mail.example.org now") == "write to <email> now"
-    assert mask_personal_data("电话 13800138000 身份证 110105194912310021") == \
-        "电话 <phone> 身份证 <id>"
+    assert (
+        mask_personal_data("电话 13800138000 身份证 110105194912310021")
+        == "电话 <phone> 身份证 <id>"
+    )
     assert mask_personal_data("(555) 123-4567") == "<phone>"
     assert mask_personal_data("a great film, 10 out of 10") == "a great film, 10 out of 10"
 
 
 def test_rate_limit_answers_429(trained_runs, keys, tmp_path):
-    s = Server(["--model", f"sent={trained_runs['full']}", "--api-keys-file",
-                str(keys["file"]), "--rate-limit", "3"], tmp_path / "log")
+    s = Server(
+        [
+            "--model",
+            f"sent={trained_runs['full']}",
+            "--api-keys-file",
+            str(keys["file"]),
+            "--rate-limit",
+            "3",
+        ],
+        tmp_path / "log",
+    )
     try:
-        codes = [s.request("POST", "/v1/models/sent/predict", {"inputs": "good"},
-                           key=keys["user"])[:3] for _ in range(5)]
+        codes = [
+            s.request("POST", "/v1/models/sent/predict", {"inputs": "good"}, key=keys["user"])[:3]
+            for _ in range(5)
+        ]
         assert [c[0] for c in codes] == [200, 200, 200, 429, 429]
         assert int(codes[3][2]["retry-after"]) >= 1
         # the limit is per key: another key still gets through
-        assert s.request("POST", "/v1/models/sent/predict", {"inputs": "good"},
-                         key=keys["admin"])[0] == 200
+        assert (
+            s.request("POST", "/v1/models/sent/predict", {"inputs": "good"}, key=keys["admin"])[0]
+            == 200
+        )
     finally:
         s.stop()
 
 
 def test_graceful_shutdown_finishes_requests_in_flight(trained_runs, tmp_path):
-    s = Server(["--model", f"sent={trained_runs['full']}", "--max-wait-ms", "1500",
-                "--max-batch-size", "64"], tmp_path / "log")
+    s = Server(
+        [
+            "--model",
+            f"sent={trained_runs['full']}",
+            "--max-wait-ms",
+            "1500",
+            "--max-batch-size",
+            "64",
+        ],
+        tmp_path / "log",
+    )
     got = []
-    t = threading.Thread(target=lambda: got.append(
-        s.request("POST", "/v1/models/sent/predict", {"inputs": "good"})))
+    t = threading.Thread(
+        target=lambda: got.append(s.request("POST", "/v1/models/sent/predict", {"inputs": "good"}))
+    )
     t.start()
     time.sleep(0.5)  # the request now waits in the batcher
     # uvicorn re-raises the signal once it has shut down gracefully
@@ -253,8 +317,7 @@ def test_graceful_shutdown_finishes_requests_in_flight(trained_runs, tmp_path):
 
 
 def test_two_workers_serve_and_share_metrics(trained_runs, tmp_path):
-    s = Server(["--model", f"sent={trained_runs['full']}", "--workers", "2"],
-               tmp_path / "log")
+    s = Server(["--model", f"sent={trained_runs['full']}", "--workers", "2"], tmp_path / "log")
     try:
         ready, end = 0, time.time() + 120
         while ready < 10 and time.time() < end:  # each worker loads its own copy
@@ -263,16 +326,30 @@ def test_two_workers_serve_and_share_metrics(trained_runs, tmp_path):
         for _ in range(12):
             assert s.request("POST", "/v1/models/sent/predict", {"inputs": "good"})[0] == 200
         text = s.request("GET", "/metrics")[1]
-        assert _metric(text, 'tunelab_requests_total{endpoint="predict",model="sent",'
-                             'status="200"}') == 12
+        assert (
+            _metric(text, 'tunelab_requests_total{endpoint="predict",model="sent",status="200"}')
+            == 12
+        )
     finally:
         s.stop()
 
 
 def test_onnx_export_is_served_on_onnxruntime(trained_runs, tmp_path):
     out = tmp_path / "onnx"
-    assert main(["export", "--model-dir", str(trained_runs["full"]), "--format", "onnx",
-                 "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model-dir",
+                str(trained_runs["full"]),
+                "--format",
+                "onnx",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     s = Server(["--model", f"fast={out}"], tmp_path / "log")
     try:
         models = s.request("GET", "/v1/models")[1]

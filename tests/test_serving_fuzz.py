@@ -17,17 +17,44 @@ def test_fuzzing_the_openapi_schema_finds_no_server_error(trained_runs, tmp_path
     from tunelab.serving.keys import add_key
 
     admin = add_key(tmp_path / "keys.txt", "fuzzer", admin=True)
-    s = Server(["--model", f"sent={trained_runs['full']}", "--api-keys-file",
-                str(tmp_path / "keys.txt"), "--rate-limit", "0", "--max-wait-ms", "1",
-                "--functions"],
-               tmp_path / "log")
+    s = Server(
+        [
+            "--model",
+            f"sent={trained_runs['full']}",
+            "--api-keys-file",
+            str(tmp_path / "keys.txt"),
+            "--rate-limit",
+            "0",
+            "--max-wait-ms",
+            "1",
+            "--functions",
+        ],
+        tmp_path / "log",
+    )
     try:
         exe = Path(sys.executable).parent / "schemathesis"
-        r = subprocess.run([str(exe), "run", f"{s.url}/openapi.json", "--checks",
-                            "not_a_server_error", "--max-examples", "40", "--seed", "1",
-                            "--header", f"Authorization: Bearer {admin}", "--workers", "1",
-                            "--no-color"],
-                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        r = subprocess.run(
+            [
+                str(exe),
+                "run",
+                f"{s.url}/openapi.json",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "40",
+                "--seed",
+                "1",
+                "--header",
+                f"Authorization: Bearer {admin}",
+                "--workers",
+                "1",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+        )
         out = r.stdout + r.stderr
         assert r.returncode == 0, out[-4000:]
         cases = re.search(r"(\d+) generated, (\d+) passed", out)

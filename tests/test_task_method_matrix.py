@@ -22,8 +22,15 @@ from tunelab.training.loop import LoopSettings, fit
 from tunelab.training.supervised import StepSettings, supervised_job
 
 # small option values so a pair trains in about a second (the defaults suit real models)
-SMALL = {"lora_r": 4, "adalora_init_r": 4, "adalora_target_r": 2, "num_virtual_tokens": 4,
-         "prompt_encoder_hidden_size": 16, "adapter_size": 8, "freeze_trainable_layers": 1}
+SMALL = {
+    "lora_r": 4,
+    "adalora_init_r": 4,
+    "adalora_target_r": 2,
+    "num_virtual_tokens": 4,
+    "prompt_encoder_hidden_size": 16,
+    "adapter_size": 8,
+    "freeze_trainable_layers": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +43,25 @@ def task_files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("matrix-data")
     rng = random.Random(0)
     rows = toy_rows(16, 7)
-    ml = [{"text": r["text"], "label": json.dumps([r["label"], "any"] if i % 3 else [r["label"]])}
-          for i, r in enumerate(rows)]
+    ml = [
+        {"text": r["text"], "label": json.dumps([r["label"], "any"] if i % 3 else [r["label"]])}
+        for i, r in enumerate(rows)
+    ]
     reg = [{"text": r["text"], "label": 1.0 if r["label"] == "positive" else -1.0} for r in rows]
-    files = {"text-classification": write_csv(d / "cls.csv", rows),
-             "multi-label": write_csv(d / "ml.csv", ml),
-             "regression": write_csv(d / "reg.csv", reg)}
+    files = {
+        "text-classification": write_csv(d / "cls.csv", rows),
+        "multi-label": write_csv(d / "ml.csv", ml),
+        "regression": write_csv(d / "reg.csv", reg),
+    }
     for task, name, make in (
-            ("token-classification", "ner.jsonl",
-             lambda i: dict(zip(("tokens", "tags"), _sentence(rng, "BIO")))),
-            ("question-answering", "qa.jsonl", lambda i: qa_row(rng, i)),
-            ("generation", "gen.jsonl", lambda i: gen_rows(16, 1)[i])):
+        (
+            "token-classification",
+            "ner.jsonl",
+            lambda i: dict(zip(("tokens", "tags"), _sentence(rng, "BIO"), strict=True)),
+        ),
+        ("question-answering", "qa.jsonl", lambda i: qa_row(rng, i)),
+        ("generation", "gen.jsonl", lambda i: gen_rows(16, 1)[i]),
+    ):
         (d / name).write_text("".join(json.dumps(make(i)) + "\n" for i in range(16)))
         files[task] = d / name
     return files
@@ -55,18 +70,30 @@ def task_files(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def tiny_lm_with_biases(tmp_path_factory) -> Path:
     """A 2-layer Llama with bias terms (so BitFit has something to train)."""
-    from test_generation import _tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from test_generation import _tokenizer
 
     d = tmp_path_factory.mktemp("tiny-llama-bias")
     tok = _tokenizer(chat=True)
     tok.save_pretrained(d)
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, attention_bias=True, mlp_bias=True)).save_pretrained(d)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            attention_bias=True,
+            mlp_bias=True,
+        )
+    ).save_pretrained(d)
     return d
 
 
@@ -76,10 +103,12 @@ def test_every_task_has_a_file_and_every_method_a_pair(task_files):
     assert {m for _, m in pairs} == set(METHODS)
 
 
-@pytest.mark.parametrize("task_name,method_name", valid_pairs(),
-                         ids=[f"{t}/{m}" for t, m in valid_pairs()])
-def test_pair_trains_and_reloads(task_name, method_name, task_files, learnable_model_dir,
-                                 tiny_lm_with_biases, tmp_path):
+@pytest.mark.parametrize(
+    "task_name,method_name", valid_pairs(), ids=[f"{t}/{m}" for t, m in valid_pairs()]
+)
+def test_pair_trains_and_reloads(
+    task_name, method_name, task_files, learnable_model_dir, tiny_lm_with_biases, tmp_path
+):
     from transformers import AutoTokenizer
 
     quiet_transformers()
@@ -87,8 +116,9 @@ def test_pair_trains_and_reloads(task_name, method_name, task_files, learnable_m
     base = str(tiny_lm_with_biases if task.generative else learnable_model_dir)
     text_col, label_col = task.default_columns
     ex = task.read_examples(str(task_files[task_name]), text_col, label_col)
-    spec = task.make_spec(ex, {"causal_model": task.generative, "doc_stride": 8,
-                               "max_new_tokens": 4})
+    spec = task.make_spec(
+        ex, {"causal_model": task.generative, "doc_stride": 8, "max_new_tokens": 4}
+    )
     tok = AutoTokenizer.from_pretrained(base)
     ids, y = encode_split(task, tok, ex, spec, 48, label_col)
     torch.manual_seed(0)
@@ -97,13 +127,24 @@ def test_pair_trains_and_reloads(task_name, method_name, task_files, learnable_m
     ctx = MethodContext(task, tuple(task.head_module_names(model)), total_steps=4)
     model = method.apply(model, method.make_options(SMALL), ctx)
     losses: list[float] = []
-    job = supervised_job(model, ids, y, pad_id(tok), lambda lg, t: task.loss_fn(lg, t, spec),
-                         StepSettings(batch_size=4, learning_rate=1e-2, epochs=1),
-                         task.collate_targets, loss_units=task.loss_units or (lambda t: len(t)),
-                         after_step=method.after_step and (lambda s: method.after_step(model, s)),
-                         regularizer=method.regularizer and (lambda: method.regularizer(model)))
-    res = fit(job, LoopSettings(epochs=1, metric="m", log_every=1), lambda: {"m": 0.0},
-              lambda e: losses.append(e["loss"]) if e["type"] == "train" else None)
+    job = supervised_job(
+        model,
+        ids,
+        y,
+        pad_id(tok),
+        lambda lg, t: task.loss_fn(lg, t, spec),
+        StepSettings(batch_size=4, learning_rate=1e-2, epochs=1),
+        task.collate_targets,
+        loss_units=task.loss_units or (lambda t: len(t)),
+        after_step=method.after_step and (lambda s: method.after_step(model, s)),
+        regularizer=method.regularizer and (lambda: method.regularizer(model)),
+    )
+    res = fit(
+        job,
+        LoopSettings(epochs=1, metric="m", log_every=1),
+        lambda: {"m": 0.0},
+        lambda e: losses.append(e["loss"]) if e["type"] == "train" else None,
+    )
     assert res.steps == 4 and len(losses) == 4 and all(np.isfinite(losses)), losses
     if method.finalize:
         method.finalize(model)
@@ -117,5 +158,5 @@ def test_pair_trains_and_reloads(task_name, method_name, task_files, learnable_m
     sample = ids[:3]
     a = predict_logits(model, sample, pad_id(tok), per_token=task.per_token)
     b = predict_logits(again, sample, pad_id(tok), per_token=task.per_token)
-    for x, z in zip(a, b):
+    for x, z in zip(a, b, strict=True):
         np.testing.assert_allclose(z, x, atol=1e-5)

@@ -43,24 +43,63 @@ def ner_data(tmp_path_factory):
     d = tmp_path_factory.mktemp("ner")
     rng = random.Random(0)
     train = d / "train.jsonl"
-    train.write_text("".join(json.dumps(dict(zip(("tokens", "tags"), _sentence(rng, "BIOES"))))
-                             + "\n" for _ in range(160)))
+    train.write_text(
+        "".join(
+            json.dumps(dict(zip(("tokens", "tags"), _sentence(rng, "BIOES"), strict=True))) + "\n"
+            for _ in range(160)
+        )
+    )
     val = d / "validation.jsonl"
-    val.write_text("".join(json.dumps(dict(zip(("tokens", "tags"), _sentence(rng, "BIO"))))
-                           + "\n" for _ in range(40)))
+    val.write_text(
+        "".join(
+            json.dumps(dict(zip(("tokens", "tags"), _sentence(rng, "BIO"), strict=True))) + "\n"
+            for _ in range(40)
+        )
+    )
     test = d / "test.bmes"  # CoNLL style, BMES, CRLF like the MSRA files
-    test.write_bytes("\r\n\r\n".join("\r\n".join(f"{w} {t}" for w, t in zip(*_sentence(rng, "BMES")))
-                                     for _ in range(40)).encode() + b"\r\n")
+    test.write_bytes(
+        "\r\n\r\n".join(
+            "\r\n".join(f"{w} {t}" for w, t in zip(*_sentence(rng, "BMES"), strict=True))
+            for _ in range(40)
+        ).encode()
+        + b"\r\n"
+    )
     return {"train": train, "validation": val, "test": test}
 
 
 def test_ner_cli_end_to_end(tiny_model_dir, ner_data, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--task", "token-classification", "--model", str(tiny_model_dir),
-                 "--train", str(ner_data["train"]), "--validation", str(ner_data["validation"]),
-                 "--test", str(ner_data["test"]), "--epochs", "30",
-                 "--early-stopping-patience", "0", "--batch-size", "16", "--learning-rate",
-                 "5e-3", "--max-length", "48", "--output-dir", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "token-classification",
+                "--model",
+                str(tiny_model_dir),
+                "--train",
+                str(ner_data["train"]),
+                "--validation",
+                str(ner_data["validation"]),
+                "--test",
+                str(ner_data["test"]),
+                "--epochs",
+                "30",
+                "--early-stopping-patience",
+                "0",
+                "--batch-size",
+                "16",
+                "--learning-rate",
+                "5e-3",
+                "--max-length",
+                "48",
+                "--output-dir",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.splitlines()[0])
     assert summary["test"]["f1"] >= 0.8, summary
     info = json.loads((out / "tunelab.json").read_text())
@@ -72,18 +111,31 @@ def test_ner_cli_end_to_end(tiny_model_dir, ner_data, tmp_path, capsys):
     ents = m.predict(text)["entities"]
     assert [(e["text"], e["type"]) for e in ents] == [("great excellent", "PER"), ("awful", "LOC")]
     for e in ents:
-        assert text[e["start"]:e["end"]] == e["text"] and 0 < e["score"] <= 1
+        assert text[e["start"] : e["end"]] == e["text"] and 0 < e["score"] <= 1
     metrics = m.evaluate(str(ner_data["test"]))
     assert metrics["f1"] == pytest.approx(summary["test"]["f1"])
     assert set(metrics["per_type"]) == {"PER", "LOC"}
 
     # the ONNX export (per-token outputs, dynamic sequence axis) finds the same entities
-    assert main(["export", "--model-dir", str(out), "--format", "onnx", "--output-dir",
-                 str(tmp_path / "onnx")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model-dir",
+                str(out),
+                "--format",
+                "onnx",
+                "--output-dir",
+                str(tmp_path / "onnx"),
+            ]
+        )
+        == 0
+    )
     onnx = tunelab.load(tmp_path / "onnx")
     got = onnx.predict(text)["entities"]
-    assert [(e["text"], e["start"], e["end"]) for e in got] == \
-        [(e["text"], e["start"], e["end"]) for e in ents]
+    assert [(e["text"], e["start"], e["end"]) for e in got] == [
+        (e["text"], e["start"], e["end"]) for e in ents
+    ]
     assert [e["score"] for e in got] == pytest.approx([e["score"] for e in ents], abs=1e-4)
     assert onnx.evaluate(str(ner_data["test"]))["f1"] == pytest.approx(metrics["f1"])
 
@@ -110,16 +162,28 @@ def test_first_piece_alignment(tiny_model_dir):
     assert len(ids[0]) == len(targets[0])
 
 
-@pytest.mark.parametrize("name,content,expected", [
-    ("a.jsonl", '{"tokens": ["a", "b", "c"], "tags": ["O", "O"]}\n',
-     r"a.jsonl:1: field 'tags': 3 tokens but 2 tags"),
-    ("b.jsonl", '{"tokens": ["a"], "tags": ["O"]}\n{"tokens": ["a"], "tags": ["X-PER"]}\n',
-     r"b.jsonl:2: field 'tags': tag 'X-PER' is not O or B-, I-, M-, E-, S-"),
-    ("c.jsonl", '{"tokens": "a b", "tags": ["O", "O"]}\n',
-     r"c.jsonl:1: field 'tokens': expected a non-empty list of token strings"),
-    ("d.conll", "a O\nb B-PER\n\nc PERSON\n", r"d.conll:4: field 'tags': tag 'PERSON'"),
-    ("e.conll", "a O\nlonely\n", r"e.conll:2: field 'tags': expected 'token tag'"),
-])
+@pytest.mark.parametrize(
+    "name,content,expected",
+    [
+        (
+            "a.jsonl",
+            '{"tokens": ["a", "b", "c"], "tags": ["O", "O"]}\n',
+            r"a.jsonl:1: field 'tags': 3 tokens but 2 tags",
+        ),
+        (
+            "b.jsonl",
+            '{"tokens": ["a"], "tags": ["O"]}\n{"tokens": ["a"], "tags": ["X-PER"]}\n',
+            r"b.jsonl:2: field 'tags': tag 'X-PER' is not O or B-, I-, M-, E-, S-",
+        ),
+        (
+            "c.jsonl",
+            '{"tokens": "a b", "tags": ["O", "O"]}\n',
+            r"c.jsonl:1: field 'tokens': expected a non-empty list of token strings",
+        ),
+        ("d.conll", "a O\nb B-PER\n\nc PERSON\n", r"d.conll:4: field 'tags': tag 'PERSON'"),
+        ("e.conll", "a O\nlonely\n", r"e.conll:2: field 'tags': expected 'token tag'"),
+    ],
+)
 def test_bad_ner_files(tmp_path, name, content, expected):
     p = tmp_path / name
     p.write_text(content)
@@ -143,9 +207,10 @@ def test_causal_models_label_the_second_copy_only(tiny_model_dir):
     ex = tok_task.Examples(words, [["B-PER", "O", "B-LOC"], ["B-LOC"]], [1, 2], "x.jsonl")
     spec = {"labels": ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"], "repeat_input": True}
     ids, targets = tok_task.encode(tok, ex, spec, 32, "tags")
-    for w, x, t in zip(words, ids, targets):
+    for w, x, t in zip(words, ids, targets, strict=True):
         labelled = [i for i, v in enumerate(t) if v != tok_task.IGNORE]
         assert len(labelled) == len(w)
         assert labelled[0] > len(x) // 2 - 1  # all in the second copy
-    assert [spec["labels"][targets[0][i]] for i, v in enumerate(targets[0])
-            if v != tok_task.IGNORE] == ["B-PER", "O", "B-LOC"]
+    assert [
+        spec["labels"][targets[0][i]] for i, v in enumerate(targets[0]) if v != tok_task.IGNORE
+    ] == ["B-PER", "O", "B-LOC"]

@@ -5,7 +5,6 @@ precision options work."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import sys
@@ -57,14 +56,34 @@ def _max_diff(a: dict, b: dict) -> float:
 
 
 def _ner_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--task", "token-classification", "--model", str(model), "--train",
-            str(data), "--validation", str(data), "--epochs", "1", "--learning-rate", "1e-3",
-            "--max-length", "32", "--output-dir", str(out), "--no-progress", "--warmup-ratio",
-            "0", *extra]
+    return [
+        "train",
+        "--task",
+        "token-classification",
+        "--model",
+        str(model),
+        "--train",
+        str(data),
+        "--validation",
+        str(data),
+        "--epochs",
+        "1",
+        "--learning-rate",
+        "1e-3",
+        "--max-length",
+        "32",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        "--warmup-ratio",
+        "0",
+        *extra,
+    ]
 
 
-def _first_step_grads(model_dir: Path, data: Path, batch_size: int, k: int,
-                      units=None) -> dict[str, torch.Tensor]:
+def _first_step_grads(
+    model_dir: Path, data: Path, batch_size: int, k: int, units=None
+) -> dict[str, torch.Tensor]:
     """Gradients of the first optimizer step (captured by the after_step hook, which runs
     before zero_grad). Compared as gradients: after Adam, whose first step is about
     lr * sign(g), float noise on near-zero gradients would dominate."""
@@ -86,15 +105,31 @@ def _first_step_grads(model_dir: Path, data: Path, batch_size: int, k: int,
 
     def capture(step: int) -> None:
         if step == 0:
-            grads.update({n: p.grad.clone() for n, p in model.named_parameters()
-                          if p.grad is not None})
+            grads.update(
+                {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+            )
 
-    steps = StepSettings(epochs=1, batch_size=batch_size, learning_rate=1e-3,
-                         weight_decay=0.0, warmup_ratio=0.0, max_grad_norm=0.0, seed=0,
-                         gradient_accumulation_steps=k)
-    job = supervised_job(model, ids, y, tok.pad_token_id, partial(tcls.loss_fn, spec=spec),
-                         steps, tcls.collate_targets, after_step=capture,
-                         loss_units=units or tcls.loss_units)
+    steps = StepSettings(
+        epochs=1,
+        batch_size=batch_size,
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        warmup_ratio=0.0,
+        max_grad_norm=0.0,
+        seed=0,
+        gradient_accumulation_steps=k,
+    )
+    job = supervised_job(
+        model,
+        ids,
+        y,
+        tok.pad_token_id,
+        partial(tcls.loss_fn, spec=spec),
+        steps,
+        tcls.collate_targets,
+        after_step=capture,
+        loss_units=units or tcls.loss_units,
+    )
     fit(job, LoopSettings(epochs=1, metric="f1"), lambda: {"f1": 0.0}, lambda e: None)
     return grads
 
@@ -117,8 +152,20 @@ def test_accumulated_run_matches_through_the_cli(no_dropout_model, ner_file, tmp
     """End to end: the same run with --gradient-accumulation-steps reaches the same model."""
     big, acc = tmp_path / "big", tmp_path / "acc"
     assert main(_ner_args(no_dropout_model, ner_file, big, "--batch-size", "16")) == 0
-    assert main(_ner_args(no_dropout_model, ner_file, acc, "--batch-size", "4",
-                          "--gradient-accumulation-steps", "4")) == 0
+    assert (
+        main(
+            _ner_args(
+                no_dropout_model,
+                ner_file,
+                acc,
+                "--batch-size",
+                "4",
+                "--gradient-accumulation-steps",
+                "4",
+            )
+        )
+        == 0
+    )
     assert _max_diff(_weights(big), _weights(acc)) < 5e-4
     a = json.loads((big / "metrics.json").read_text())["validation"]
     b = json.loads((acc / "metrics.json").read_text())["validation"]
@@ -131,20 +178,43 @@ FAULTY = Path(__file__).with_name("faulty_train.py")
 def _cli(args: list[str], fault: str | None = None) -> subprocess.CompletedProcess:
     """``tunelab ARGS`` in a child process; ``fault`` (``kill@7``, ``int@5``) runs it through
     tests/faulty_train.py, which adds the fault-injecting callback to the training loop."""
-    cmd = [sys.executable, str(FAULTY), fault, *args] if fault else \
-        [sys.executable, "-m", "tunelab", *args]
+    cmd = (
+        [sys.executable, str(FAULTY), fault, *args]
+        if fault
+        else [sys.executable, "-m", "tunelab", *args]
+    )
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
 def _toy_args(model: Path, data: dict, out: Path, *extra: str) -> list[str]:
-    return ["train", "--model", str(model), "--train", str(data["train"]), "--validation",
-            str(data["validation"]), "--epochs", "3", "--batch-size", "16", "--learning-rate",
-            "3e-3", "--max-length", "32", "--save-steps", "4", "--output-dir", str(out),
-            "--no-progress", *extra]
+    return [
+        "train",
+        "--model",
+        str(model),
+        "--train",
+        str(data["train"]),
+        "--validation",
+        str(data["validation"]),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "3e-3",
+        "--max-length",
+        "32",
+        "--save-steps",
+        "4",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
-def test_sigkill_mid_epoch_then_resume_gives_the_same_model(learnable_model_dir, toy_data,
-                                                           tmp_path):
+def test_sigkill_mid_epoch_then_resume_gives_the_same_model(
+    learnable_model_dir, toy_data, tmp_path
+):
     """Killed with SIGKILL after step 10 of 18 (mid-epoch 2, with dropout on), resumed from
     the step-8 checkpoint: same final weights and metrics as an uninterrupted run."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -170,8 +240,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_model(learnable_model_dir,
     assert not ckpts.exists()  # a finished run removes its checkpoints
 
 
-def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(learnable_model_dir, toy_data,
-                                                         tmp_path):
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(learnable_model_dir, toy_data, tmp_path):
     out = tmp_path / "run"
     r = _cli(_toy_args(learnable_model_dir, toy_data, out), fault="int@5")
     assert r.returncode == 130
@@ -184,8 +253,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(learnable_model_dir, t
     assert (out / "tunelab.json").is_file()
 
 
-def test_a_failed_checkpoint_write_keeps_the_previous_one(tiny_model_dir, tmp_path,
-                                                          monkeypatch):
+def test_a_failed_checkpoint_write_keeps_the_previous_one(tiny_model_dir, tmp_path, monkeypatch):
     from tunelab.errors import TunelabError
     from tunelab.tasks import text_classification as tc
     from tunelab.training import checkpoint
@@ -209,12 +277,36 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tiny_model_dir, tmp_pa
 @pytest.mark.parametrize("scheduler", ["linear", "cosine", "constant"])
 def test_schedules(scheduler, tiny_model_dir, toy_data, tmp_path):
     out = tmp_path / "r"
-    assert main(["train", "--model", str(tiny_model_dir), "--train", str(toy_data["train"]),
-                 "--validation", str(toy_data["validation"]), "--epochs", "4",
-                 "--batch-size", "8", "--learning-rate", "1e-3", "--warmup-ratio", "0.2",
-                 "--lr-scheduler", scheduler, "--output-dir", str(out), "--no-progress"]) == 0
-    lrs = [json.loads(x)["learning_rate"] for x in (out / "train_log.jsonl").open()
-           if '"train"' in x]  # steps 10, 20, ..., 48 of 48; warm-up ends at step 10
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(tiny_model_dir),
+                "--train",
+                str(toy_data["train"]),
+                "--validation",
+                str(toy_data["validation"]),
+                "--epochs",
+                "4",
+                "--batch-size",
+                "8",
+                "--learning-rate",
+                "1e-3",
+                "--warmup-ratio",
+                "0.2",
+                "--lr-scheduler",
+                scheduler,
+                "--output-dir",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    lrs = [
+        json.loads(x)["learning_rate"] for x in (out / "train_log.jsonl").open() if '"train"' in x
+    ]  # steps 10, 20, ..., 48 of 48; warm-up ends at step 10
     assert max(lrs) == pytest.approx(1e-3, rel=0.05)
     if scheduler == "constant":
         assert lrs[-1] == pytest.approx(1e-3)
@@ -223,27 +315,58 @@ def test_schedules(scheduler, tiny_model_dir, toy_data, tmp_path):
         import math
 
         progress = (30 - 10) / (48 - 10)  # step 30, after 10 warm-up steps of 48
-        expected = 1 - progress if scheduler == "linear" else \
-            0.5 * (1 + math.cos(math.pi * progress))
+        expected = (
+            1 - progress if scheduler == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+        )
         assert lrs[2] == pytest.approx(1e-3 * expected, rel=1e-3)
 
 
 def test_bf16_and_gradient_checkpointing_train(no_dropout_model, toy_data, tmp_path):
     """bf16 autocast on the CPU learns; gradient checkpointing gives the same weights."""
     plain, ckpt, bf16 = tmp_path / "plain", tmp_path / "gc", tmp_path / "bf16"
-    common = ["--model", str(no_dropout_model), "--train", str(toy_data["train"]),
-              "--validation", str(toy_data["validation"]), "--epochs", "8", "--batch-size",
-              "16", "--learning-rate", "3e-3", "--no-progress"]
+    common = [
+        "--model",
+        str(no_dropout_model),
+        "--train",
+        str(toy_data["train"]),
+        "--validation",
+        str(toy_data["validation"]),
+        "--epochs",
+        "8",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "3e-3",
+        "--no-progress",
+    ]
     assert main(["train", *common, "--output-dir", str(plain)]) == 0
     assert main(["train", *common, "--gradient-checkpointing", "--output-dir", str(ckpt)]) == 0
     assert _max_diff(_weights(plain), _weights(ckpt)) < 1e-5
     assert main(["train", *common, "--precision", "bf16", "--output-dir", str(bf16)]) == 0
-    acc = [json.loads((r / "metrics.json").read_text())["validation"]["accuracy"] for r in (plain, bf16)]
+    acc = [
+        json.loads((r / "metrics.json").read_text())["validation"]["accuracy"]
+        for r in (plain, bf16)
+    ]
     assert acc[0] >= 0.8 and acc[1] >= acc[0] - 0.1  # bf16 learns about as well as fp32
 
 
 def test_fp16_needs_a_gpu(tiny_model_dir, toy_data, tmp_path, capsys):
-    assert main(["train", "--model", str(tiny_model_dir), "--train", str(toy_data["train"]),
-                 "--validation", str(toy_data["validation"]), "--precision", "fp16",
-                 "--output-dir", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(tiny_model_dir),
+                "--train",
+                str(toy_data["train"]),
+                "--validation",
+                str(toy_data["validation"]),
+                "--precision",
+                "fp16",
+                "--output-dir",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     assert "needs a GPU" in capsys.readouterr().err

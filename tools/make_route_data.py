@@ -66,10 +66,22 @@ PAYLOAD = {
     ],
 }
 QUESTIONS = {
-    "en": ["who announced it?", "where did it happen?", "when did this happen?",
-           "what went wrong?", "how much money is involved?", "which city is mentioned?"],
-    "zh": ["是谁宣布的？", "在哪里发生的？", "什么时候发生的？", "出了什么问题？",
-           "涉及多少钱？", "提到了哪个城市？"],
+    "en": [
+        "who announced it?",
+        "where did it happen?",
+        "when did this happen?",
+        "what went wrong?",
+        "how much money is involved?",
+        "which city is mentioned?",
+    ],
+    "zh": [
+        "是谁宣布的？",
+        "在哪里发生的？",
+        "什么时候发生的？",
+        "出了什么问题？",
+        "涉及多少钱？",
+        "提到了哪个城市？",
+    ],
 }
 
 # {p}: a payload; {q}: a question (answer only). First TRAIN_N templates train, rest held out.
@@ -79,7 +91,7 @@ TEMPLATES = {
             "what do customers think of this: {p}",
             "is this review positive or negative? {p}",
             "sentiment of: {p}",
-            "tell me if this customer is happy: \"{p}\"",
+            'tell me if this customer is happy: "{p}"',
             "how does the writer feel here: {p}",
             "analyze the sentiment of this comment: {p}",
             "was this feedback good or bad? {p}",
@@ -94,7 +106,7 @@ TEMPLATES = {
             "what's the sentiment here: {p}",
             "would you say this review is favourable? {p}",
             "gauge how happy the customer is: {p}",
-            "is the author angry or pleased? \"{p}\"",
+            'is the author angry or pleased? "{p}"',
             "opinion polarity for: {p}",
             "does this feedback sound positive to you: {p}",
         ],
@@ -129,7 +141,7 @@ TEMPLATES = {
             "classify this text: {p}",
             "put this message in the right department: {p}",
             "what kind of news is this: {p}",
-            "tag this with a topic: \"{p}\"",
+            'tag this with a topic: "{p}"',
             "which team should handle this: {p}",
             "label the subject of: {p}",
             "is this about business, sport, tech or politics? {p}",
@@ -141,7 +153,7 @@ TEMPLATES = {
             # held out
             "file this under the right category: {p}",
             "what subject does this text cover? {p}",
-            "sort this into a topic: \"{p}\"",
+            'sort this into a topic: "{p}"',
             "which bucket does this request go in: {p}",
             "categorise the following: {p}",
             "what genre of story is this: {p}",
@@ -177,7 +189,7 @@ TEMPLATES = {
             "how many stars would this customer give? {p}",
             "how urgent is this ticket on a scale of 0 to 10: {p}",
             "score the quality of this feedback: {p}",
-            "predict the rating for: \"{p}\"",
+            'predict the rating for: "{p}"',
             "what number would you put on this review: {p}",
             "estimate the star rating: {p}",
             "numeric score for: {p}",
@@ -189,7 +201,7 @@ TEMPLATES = {
             # held out
             "how many points out of 5: {p}",
             "put a number on how positive this is: {p}",
-            "what rating does this deserve? \"{p}\"",
+            'what rating does this deserve? "{p}"',
             "score this message for priority: {p}",
             "estimate a 1-10 score for: {p}",
             "grade this review numerically: {p}",
@@ -224,7 +236,7 @@ TEMPLATES = {
             "list the companies mentioned in this: {p}",
             "extract the named entities: {p}",
             "which organisations and locations appear here? {p}",
-            "who and where is mentioned in: \"{p}\"",
+            'who and where is mentioned in: "{p}"',
             "pull out all names from: {p}",
             "highlight the person names in: {p}",
             "NER on this sentence: {p}",
@@ -234,9 +246,9 @@ TEMPLATES = {
             "find all proper nouns: {p}",
             "tag people, places and organisations: {p}",
             "which brands are mentioned: {p}",
-        # held out
+            # held out
             "spot the names of people and firms in: {p}",
-            "identify the locations mentioned: \"{p}\"",
+            'identify the locations mentioned: "{p}"',
             "what entities does this contain? {p}",
             "give me every organisation named in: {p}",
             "detect the people in this sentence: {p}",
@@ -272,7 +284,7 @@ TEMPLATES = {
             "based on this text, {q} text: {p}",
             "read this and answer {q} {p}",
             "question: {q} context: {p}",
-            "according to the passage \"{p}\", {q}",
+            'according to the passage "{p}", {q}',
             "{p} -- {q}",
             "from the following, {q} {p}",
             "answer using the text below. {q} {p}",
@@ -284,7 +296,7 @@ TEMPLATES = {
             "{q} answer from: {p}",
             # held out
             "look at this: {p}. now tell me, {q}",
-            "the article says \"{p}\". {q}",
+            'the article says "{p}". {q}',
             "can you find in the text {q} {p}",
             "{p}. based on that, {q}",
             "passage: {p} question: {q}",
@@ -320,7 +332,7 @@ TEMPLATES = {
             "draft a polite response to: {p}",
             "generate a product description based on: {p}",
             "write a tweet about: {p}",
-            "compose an apology email for: \"{p}\"",
+            'compose an apology email for: "{p}"',
             "summarise this in one sentence: {p}",
             "rewrite this more politely: {p}",
             "continue this story: {p}",
@@ -332,7 +344,7 @@ TEMPLATES = {
             "create a follow-up message for: {p}",
             # held out
             "come up with a friendly response to: {p}",
-            "turn this into a short marketing blurb: \"{p}\"",
+            'turn this into a short marketing blurb: "{p}"',
             "write two sentences replying to: {p}",
             "produce a title for this news: {p}",
             "draft an email answering this complaint: {p}",
@@ -369,28 +381,74 @@ TRAIN_N = 14  # templates per function and language used for training; the rest 
 # them onto a function. Each is used once; the first OTHER_TRAIN_N train, the rest held out.
 OTHER = {
     "en": [
-        "hello there", "what's the weather like tomorrow", "what time is it",
-        "book me a flight to Paris", "turn off the lights in the kitchen", "how are you today",
-        "thanks, bye", "play some jazz", "set an alarm for 7am", "who are you",
-        "remind me to call mom at six", "order a large pizza", "what is 2 plus 2",
-        "show my account balance", "open the settings", "good morning",
-        "call a taxi to the station", "what day is it", "mute the speaker",
-        "how far is the moon", "is the shop open on sunday",
-        "send the report to my boss", "good night", "what can you do",
+        "hello there",
+        "what's the weather like tomorrow",
+        "what time is it",
+        "book me a flight to Paris",
+        "turn off the lights in the kitchen",
+        "how are you today",
+        "thanks, bye",
+        "play some jazz",
+        "set an alarm for 7am",
+        "who are you",
+        "remind me to call mom at six",
+        "order a large pizza",
+        "what is 2 plus 2",
+        "show my account balance",
+        "open the settings",
+        "good morning",
+        "call a taxi to the station",
+        "what day is it",
+        "mute the speaker",
+        "how far is the moon",
+        "is the shop open on sunday",
+        "send the report to my boss",
+        "good night",
+        "what can you do",
         # held out
-        "hey, anybody there?", "will it rain this afternoon", "start a timer for ten minutes",
-        "turn the volume up", "where is the nearest pharmacy", "nice to meet you",
-        "schedule a meeting with Anna on friday", "how old are you",
+        "hey, anybody there?",
+        "will it rain this afternoon",
+        "start a timer for ten minutes",
+        "turn the volume up",
+        "where is the nearest pharmacy",
+        "nice to meet you",
+        "schedule a meeting with Anna on friday",
+        "how old are you",
     ],
     "zh": [
-        "你好", "明天天气怎么样", "现在几点了", "帮我订一张去北京的机票", "把厨房的灯关掉",
-        "你今天好吗", "谢谢，再见", "放点音乐", "定一个早上七点的闹钟", "你是谁",
-        "提醒我六点给妈妈打电话", "帮我点一份外卖", "二加二等于几", "查一下我的余额",
-        "打开设置", "早上好", "帮我叫辆车去火车站", "今天星期几", "把声音关掉", "月亮有多远",
-        "商店周日开门吗", "把报告发给我老板", "晚安", "你能做什么",
+        "你好",
+        "明天天气怎么样",
+        "现在几点了",
+        "帮我订一张去北京的机票",
+        "把厨房的灯关掉",
+        "你今天好吗",
+        "谢谢，再见",
+        "放点音乐",
+        "定一个早上七点的闹钟",
+        "你是谁",
+        "提醒我六点给妈妈打电话",
+        "帮我点一份外卖",
+        "二加二等于几",
+        "查一下我的余额",
+        "打开设置",
+        "早上好",
+        "帮我叫辆车去火车站",
+        "今天星期几",
+        "把声音关掉",
+        "月亮有多远",
+        "商店周日开门吗",
+        "把报告发给我老板",
+        "晚安",
+        "你能做什么",
         # held out
-        "喂，有人吗", "下午会下雨吗", "设一个十分钟的计时器", "把音量调大", "最近的药店在哪里",
-        "很高兴认识你", "帮我约安娜周五开会", "你几岁了",
+        "喂，有人吗",
+        "下午会下雨吗",
+        "设一个十分钟的计时器",
+        "把音量调大",
+        "最近的药店在哪里",
+        "很高兴认识你",
+        "帮我约安娜周五开会",
+        "你几岁了",
     ],
 }
 OTHER_TRAIN_N = 24
@@ -409,7 +467,8 @@ def build(seed: int = 0, per_template: int = 3) -> tuple[list[dict], list[dict]]
     for lang, requests in OTHER.items():
         for i, text in enumerate(requests):
             (train if i < OTHER_TRAIN_N else test).append(
-                {"text": text, "label": "none", "lang": lang})
+                {"text": text, "label": "none", "lang": lang}
+            )
     rng.shuffle(train)
     rng.shuffle(test)
     return train, test
@@ -421,8 +480,10 @@ def check_functions() -> None:
 
     shipped = [f.name for f in task_functions() if f.route_examples == ROUTE_DATA]
     if sorted(shipped) != sorted(TEMPLATES):
-        raise SystemExit(f"TEMPLATES covers {', '.join(TEMPLATES)} but the functions routed on "
-                         f"the shipped requests are {', '.join(shipped)}")
+        raise SystemExit(
+            f"TEMPLATES covers {', '.join(TEMPLATES)} but the functions routed on "
+            f"the shipped requests are {', '.join(shipped)}"
+        )
 
 
 def main() -> None:
@@ -431,8 +492,7 @@ def main() -> None:
     n_val = len(train) * 15 // 100  # validation: model selection, same templates as training
     validation, train = train[:n_val], train[n_val:]
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("train.csv", train), ("validation.csv", validation),
-                       ("test.csv", test)):
+    for name, rows in (("train.csv", train), ("validation.csv", validation), ("test.csv", test)):
         with open(OUT / name, "w", encoding="utf-8", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["text", "label", "lang"])
             w.writeheader()

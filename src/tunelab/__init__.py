@@ -1,9 +1,9 @@
 """tunelab: fine-tune pretrained transformers on your own labelled data and put them to work.
 
-    >>> import tunelab
-    >>> m = tunelab.load("runs/reviews")
-    >>> m.predict(["great phone", "broke in a day"])
-    [{'label': 'positive', 'score': 0.97, 'probabilities': {...}}, ...]
+>>> import tunelab
+>>> m = tunelab.load("runs/reviews")
+>>> m.predict(["great phone", "broke in a day"])
+[{'label': 'positive', 'score': 0.97, 'probabilities': {...}}, ...]
 """
 
 from tunelab.version import __version__

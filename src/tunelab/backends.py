@@ -37,42 +37,45 @@ class OnnxModule:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise TunelabError(f"{path}: ONNX exports need onnxruntime "
-                               "(pip install onnxruntime)") from None
+            raise TunelabError(
+                f"{path}: ONNX exports need onnxruntime (pip install onnxruntime)"
+            ) from None
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or cpu_threads()
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(path), so,
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise TunelabError(f"{path}: corrupt or unreadable ONNX model ({first[:200]})") \
-                from None
+            raise TunelabError(
+                f"{path}: corrupt or unreadable ONNX model ({first[:200]})"
+            ) from None
         self.path = Path(path)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def eval(self) -> "OnnxModule":
+    def eval(self) -> OnnxModule:
         return self
 
-    def train(self, mode: bool = True) -> "OnnxModule":
+    def train(self, mode: bool = True) -> OnnxModule:
         return self
 
-    def to(self, *args, **kwargs) -> "OnnxModule":
+    def to(self, *args, **kwargs) -> OnnxModule:
         return self
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 **_: object) -> SimpleNamespace:
+    def __call__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: object
+    ) -> SimpleNamespace:
         ids = input_ids.cpu().numpy()
         feeds = {"input_ids": ids, "attention_mask": attention_mask.cpu().numpy()}
         if "token_type_ids" in self.input_names:  # graphs traced with one segment
             feeds["token_type_ids"] = np.zeros_like(ids)
         outs = self.session.run(None, {k: feeds[k] for k in self.input_names})
-        return SimpleNamespace(**{n: torch.from_numpy(o) for n, o in zip(self.output_names,
-                                                                          outs)})
+        return SimpleNamespace(
+            **{n: torch.from_numpy(o) for n, o in zip(self.output_names, outs, strict=True)}
+        )
 
 
 def model_device(model) -> torch.device:

@@ -7,13 +7,11 @@ with ``--config`` holds the same keys, and flags given on the command line overr
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-from typing import Callable
+from collections.abc import Callable
 
-from tunelab import __version__
-from tunelab import cliargs
+from tunelab import __version__, cliargs
 from tunelab import config as C
 from tunelab.errors import TunelabError
 
@@ -30,30 +28,35 @@ EXAMPLES = """examples:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from tunelab.training.pipeline import run_training
-
     import os
+
+    from tunelab.training.pipeline import run_training
 
     overrides = {k: v for k, v in vars(a).items() if k in C.fields()}
     cfg = C.build(overrides, a.config)
     if cfg.train.num_processes > 1 and "WORLD_SIZE" not in os.environ:
         return launch(cfg.train.num_processes, a.argv)
     from tunelab.tasks import get_task
-
     from tunelab.training.loop import Interrupted
 
     try:
         run_dir, metrics = run_training(cfg)
     except Interrupted as e:
         where = f"; checkpoint saved in {e.checkpoint}" if e.checkpoint else ""
-        print(f"tunelab: interrupted at step {e.step}{where}\nresume with the same command "
-              "plus --resume", file=sys.stderr)
+        print(
+            f"tunelab: interrupted at step {e.step}{where}\nresume with the same command "
+            "plus --resume",
+            file=sys.stderr,
+        )
         return 130
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # the main process reports
     keys = get_task(cfg.data.task).summary_metrics
-    summary = {split: {k: metrics[split][k] for k in keys}
-               for split in ("validation", "test") if split in metrics}
+    summary = {
+        split: {k: metrics[split][k] for k in keys}
+        for split in ("validation", "test")
+        if split in metrics
+    }
     for split, m in metrics.get("before_training", {}).items():  # generation: the base model
         summary[f"{split}_before_training"] = {k: m[k] for k in keys}
     summary["train_seconds"] = round(metrics["training"]["train_seconds"], 1)
@@ -68,10 +71,22 @@ def launch(n: int, argv: list[str]) -> int:
     launcher; rendezvous on this machine). Returns the launcher's exit code."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={n}", "-m", "tunelab", *argv]
-    print(f"tunelab: starting {n} processes: torchrun --standalone --nproc-per-node={n} "
-          f"-m tunelab {' '.join(argv)}", file=sys.stderr, flush=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={n}",
+        "-m",
+        "tunelab",
+        *argv,
+    ]
+    print(
+        f"tunelab: starting {n} processes: torchrun --standalone --nproc-per-node={n} "
+        f"-m tunelab {' '.join(argv)}",
+        file=sys.stderr,
+        flush=True,
+    )
     return subprocess.call(cmd)
 
 
@@ -95,20 +110,20 @@ def cmd_predict(a: argparse.Namespace) -> int:
     else:
         rows = [({"text": t}, t) for _, t in read_texts(a.input, column)]
     preds = m.predict([item for _, item in rows], batch_size=a.batch_size)
-    lines = [json.dumps({**shown, **p}, ensure_ascii=False) for (shown, _), p in zip(rows, preds)]
+    lines = [
+        json.dumps({**shown, **p}, ensure_ascii=False)
+        for (shown, _), p in zip(rows, preds, strict=True)
+    ]
     text = "\n".join(lines) + "\n"
     if a.output in (None, "-"):
         sys.stdout.write(text)
     else:
         from pathlib import Path
 
+        from tunelab.files import atomic_write_text
+
         out = Path(a.output)
-        tmp = out.with_name(out.name + ".tmp")
-        try:
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(out)
-        except OSError as e:
-            raise TunelabError(f"{out}: cannot write predictions ({e.strerror})") from None
+        atomic_write_text(out, text, what="predictions")
         print(f"wrote {len(lines)} predictions to {out}", file=sys.stderr)
     return 0
 
@@ -129,10 +144,13 @@ def cmd_methods(a: argparse.Namespace) -> int:
     for m in METHODS.values():
         tasks = "all" if len(m.tasks()) == len(TASKS) else ", ".join(m.tasks())
         options = [f"{f.name}={f.default}" for f in m.option_fields()]
-        extra = (f" | options: {', '.join(options)}" if options else "") + \
-            (" | mergeable" if m.merge else "")
-        print(f"{m.name:<14} {m.description}\n{'':<15}lr {m.default_learning_rate:g} | "
-              f"tasks: {tasks}{extra}")
+        extra = (f" | options: {', '.join(options)}" if options else "") + (
+            " | mergeable" if m.merge else ""
+        )
+        print(
+            f"{m.name:<14} {m.description}\n{'':<15}lr {m.default_learning_rate:g} | "
+            f"tasks: {tasks}{extra}"
+        )
     return 0
 
 
@@ -150,13 +168,18 @@ def cmd_compare(a: argparse.Namespace) -> int:
     cfg = C.build(overrides, a.config)
     C.validate(cfg)
     if not cfg.train.output_dir:
-        raise TunelabError("missing required key 'output_dir' (--output-dir): the folder for "
-                           "the runs and the comparison table")
+        raise TunelabError(
+            "missing required key 'output_dir' (--output-dir): the folder for "
+            "the runs and the comparison table"
+        )
     task = get_task(cfg.data.task)
     from tunelab.methods import METHODS
 
-    names = [m.strip() for m in a.methods.split(",") if m.strip()] if a.methods else \
-        [m for m in METHODS if METHODS[m].supports(task)]
+    names = (
+        [m.strip() for m in a.methods.split(",") if m.strip()]
+        if a.methods
+        else [m for m in METHODS if METHODS[m].supports(task)]
+    )
     for name in names:
         check_supported(get_method(name), task)
     out = Path(cfg.train.output_dir)
@@ -164,7 +187,10 @@ def cmd_compare(a: argparse.Namespace) -> int:
     cfg.train.progress = False
     base = out / "compare_config.yaml"
     base.write_text(C.to_yaml(cfg), encoding="utf-8")
-    echo = (lambda s: print(s, file=sys.stderr, flush=True))
+
+    def echo(s):
+        return print(s, file=sys.stderr, flush=True)
+
     keys = [k for k in task.summary_metrics if k != "n"]
     rows = []
     for name in names:
@@ -184,33 +210,55 @@ def cmd_export(a: argparse.Namespace) -> int:
     from tunelab.export import export_model
 
     if a.merge and a.format != "hf":
-        raise TunelabError("--merge writes a Transformers folder: it goes with --format hf "
-                           "(ONNX exports are always merged)")
-    rec = export_model(a.model_dir, a.output_dir, a.format, a.quantize, a.prune, a.sparsity,
-                       a.eval_data, a.overwrite, log=lambda m: print(m, file=sys.stderr))
+        raise TunelabError(
+            "--merge writes a Transformers folder: it goes with --format hf "
+            "(ONNX exports are always merged)"
+        )
+    rec = export_model(
+        a.model_dir,
+        a.output_dir,
+        a.format,
+        a.quantize,
+        a.prune,
+        a.sparsity,
+        a.eval_data,
+        a.overwrite,
+        log=lambda m: print(m, file=sys.stderr),
+    )
     print(format_export(rec, a.output_dir))
     return 0
 
 
 def format_export(rec: dict, out: str) -> str:
     """The export's summary: what was done and what was measured."""
-    lines = [f"{rec['format']} export written to {out}"
-             + (f" ({rec['merged_method']} merged)" if rec["merged_method"] != "full" else "")]
+    lines = [
+        f"{rec['format']} export written to {out}"
+        + (f" ({rec['merged_method']} merged)" if rec["merged_method"] != "full" else "")
+    ]
     metric = rec["metric"]
     if rec.get("fusions"):
         lines.append(f"  ONNX Runtime fusions: {', '.join(rec['fusions'])}")
-    for key, what in (("parity_fp32", "parity with PyTorch"),
-                      ("parity_int8", "int8 against PyTorch fp32")):
+    for key, what in (
+        ("parity_fp32", "parity with PyTorch"),
+        ("parity_int8", "int8 against PyTorch fp32"),
+    ):
         if key in rec:
             p = rec[key]
-            agree = (f", top class agrees on {100 * p['argmax_agreement']:.1f}%"
-                     if p.get("argmax_agreement") is not None else "")
-            lines.append(f"  {what}: largest logit difference {p['max_abs_logit_diff']:.2g} "
-                         f"on {p['n']} texts{agree}")
+            agree = (
+                f", top class agrees on {100 * p['argmax_agreement']:.1f}%"
+                if p.get("argmax_agreement") is not None
+                else ""
+            )
+            lines.append(
+                f"  {what}: largest logit difference {p['max_abs_logit_diff']:.2g} "
+                f"on {p['n']} texts{agree}"
+            )
     if "prune" in rec:
         pr = rec["prune"]
-        lines.append(f"  pruned ({pr['kind']}): {100 * pr['achieved_sparsity']:.1f}% removed; "
-                     f"curve in {out}/{pr['plot']}")
+        lines.append(
+            f"  pruned ({pr['kind']}): {100 * pr['achieved_sparsity']:.1f}% removed; "
+            f"curve in {out}/{pr['plot']}"
+        )
     before, after = rec.get("metrics_before", {}), rec.get("metrics_after")
     if before:
         pruned = rec.get("prune", {}).get("curve", [{}])[-1].get(metric)
@@ -221,8 +269,10 @@ def format_export(rec: dict, out: str) -> str:
             parts.append(f"exported {after.get(metric, float('nan')):.4f}")
         lines.append(f"  on {rec['eval_data']}: " + ", ".join(parts))
     size = sum(rec.get("files", {}).values())
-    lines.append(f"  {size / 1e6:.1f} MB; load it with tunelab.load({out!r}) or "
-                 f"`tunelab predict --model-dir {out}`")
+    lines.append(
+        f"  {size / 1e6:.1f} MB; load it with tunelab.load({out!r}) or "
+        f"`tunelab predict --model-dir {out}`"
+    )
     return "\n".join(lines)
 
 
@@ -245,17 +295,24 @@ def cmd_tasks(a: argparse.Namespace) -> int:
 
 
 def add_train(sub) -> None:
-    t = sub.add_parser("train", help="fine-tune a model and write a run folder", allow_abbrev=False,
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
-                       description="Fine-tune a model. Every option can also be a key in the "
-                                   "--config YAML file; flags override the file.")
+    t = sub.add_parser(
+        "train",
+        help="fine-tune a model and write a run folder",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
+        description="Fine-tune a model. Every option can also be a key in the "
+        "--config YAML file; flags override the file.",
+    )
     t.add_argument("--config", help="YAML file with the same keys as these flags")
     cliargs.add_config_flags(t)
     t.set_defaults(func=cmd_train)
 
 
 def add_evaluate(sub) -> None:
-    e = sub.add_parser("evaluate", allow_abbrev=False, help="print one JSON object of metrics on a labelled file")
+    e = sub.add_parser(
+        "evaluate", allow_abbrev=False, help="print one JSON object of metrics on a labelled file"
+    )
     e.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
     e.add_argument("--data", required=True, help="labelled .csv/.tsv/.jsonl file")
     e.add_argument("--text-column", help="default: the column used in training")
@@ -265,11 +322,16 @@ def add_evaluate(sub) -> None:
 
 
 def add_predict(sub) -> None:
-    pr = sub.add_parser("predict", allow_abbrev=False, help="write one JSON object of predictions per text")
+    pr = sub.add_parser(
+        "predict", allow_abbrev=False, help="write one JSON object of predictions per text"
+    )
     pr.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
-    pr.add_argument("--input", help="a .csv/.tsv/.jsonl/.txt file; default: stdin, one text "
-                                    "per line (question-answering: JSON objects with question "
-                                    "and context, one per line)")
+    pr.add_argument(
+        "--input",
+        help="a .csv/.tsv/.jsonl/.txt file; default: stdin, one text "
+        "per line (question-answering: JSON objects with question "
+        "and context, one per line)",
+    )
     pr.add_argument("--output", help="JSONL file to write; default: stdout")
     pr.add_argument("--text-column", help="default: the column used in training")
     pr.add_argument("--batch-size", type=int, default=64)
@@ -278,74 +340,103 @@ def add_predict(sub) -> None:
 
 def add_compare(sub) -> None:
     c = sub.add_parser(
-        "compare", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "compare",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="train one model per method under the same budget and tabulate cost and accuracy",
         description="Train each method with the same data, model and budget (each in its own "
-                    "process, at its own default learning rate unless --learning-rate is given) "
-                    "and write comparison.md/.csv/.json and comparison.png to --output-dir. "
-                    "Finished runs in that folder are reused; --overwrite retrains them.",
+        "process, at its own default learning rate unless --learning-rate is given) "
+        "and write comparison.md/.csv/.json and comparison.png to --output-dir. "
+        "Finished runs in that folder are reused; --overwrite retrains them.",
         epilog="example:\n  tunelab compare --task text-classification --model minilm-l6 \\\n"
-               "      --train data/en_sentiment/train.csv --validation "
-               "data/en_sentiment/validation.csv \\\n      --test data/en_sentiment/test.csv "
-               "--methods full,lora,ia3,adapter --epochs 1 \\\n      --output-dir runs/compare")
+        "      --train data/en_sentiment/train.csv --validation "
+        "data/en_sentiment/validation.csv \\\n      --test data/en_sentiment/test.csv "
+        "--methods full,lora,ia3,adapter --epochs 1 \\\n      --output-dir runs/compare",
+    )
     c.add_argument("--config", help="YAML file with the same keys as `tunelab train`")
-    c.add_argument("--methods", help="comma-separated methods (default: every method that "
-                                     "supports the task)")
+    c.add_argument(
+        "--methods", help="comma-separated methods (default: every method that supports the task)"
+    )
     cliargs.add_config_flags(c)
     c.set_defaults(func=cmd_compare)
 
 
 def add_export(sub) -> None:
     x = sub.add_parser(
-        "export", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "export",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="write a run as a deployable folder: merged Transformers, ONNX, int8, pruned",
         description="Write a run folder as a self-describing deployable folder. Adapters "
-                    "(LoRA, AdaLoRA, IA3, ...) are merged into the weights. Everything "
-                    "measured (parity with PyTorch, accuracy before and after, the pruning "
-                    "curve) is recorded in the folder's tunelab.json.",
+        "(LoRA, AdaLoRA, IA3, ...) are merged into the weights. Everything "
+        "measured (parity with PyTorch, accuracy before and after, the pruning "
+        "curve) is recorded in the folder's tunelab.json.",
         epilog="examples:\n"
-               "  tunelab export --model-dir runs/reviews --format hf --output-dir exports/hf\n"
-               "  tunelab export --model-dir runs/reviews --format onnx --quantize int8 \\\n"
-               "      --eval-data data/en_sentiment/test.csv --output-dir exports/int8\n"
-               "  tunelab export --model-dir runs/reviews --format onnx --prune heads "
-               "--sparsity 0.25 \\\n"
-               "      --eval-data data/en_sentiment/test.csv --output-dir exports/heads25")
+        "  tunelab export --model-dir runs/reviews --format hf --output-dir exports/hf\n"
+        "  tunelab export --model-dir runs/reviews --format onnx --quantize int8 \\\n"
+        "      --eval-data data/en_sentiment/test.csv --output-dir exports/int8\n"
+        "  tunelab export --model-dir runs/reviews --format onnx --prune heads "
+        "--sparsity 0.25 \\\n"
+        "      --eval-data data/en_sentiment/test.csv --output-dir exports/heads25",
+    )
     x.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
-    x.add_argument("--format", choices=["hf", "onnx"], default="hf",
-                   help="hf: plain Transformers folder (AutoModelFor... loads it); onnx: "
-                        "model.onnx for ONNX Runtime, parity-checked (default: hf)")
-    x.add_argument("--merge", action="store_true",
-                   help="same as --format hf (adapters are always merged)")
-    x.add_argument("--quantize", choices=["int8"],
-                   help="dynamic int8 quantization (onnx: in the graph; hf: applied by "
-                        "tunelab.load); needs --eval-data")
-    x.add_argument("--prune", choices=["magnitude", "heads"],
-                   help="magnitude: zero the smallest weights of each layer; heads: remove the "
-                        "least important attention heads (ranked on the run's validation "
-                        "data); needs --sparsity and --eval-data")
-    x.add_argument("--sparsity", type=float,
-                   help="fraction of weights (magnitude) or of attention heads (heads) to "
-                        "remove, e.g. 0.5")
-    x.add_argument("--eval-data", help="labelled file: accuracy before and after is measured "
-                                       "on it and recorded")
+    x.add_argument(
+        "--format",
+        choices=["hf", "onnx"],
+        default="hf",
+        help="hf: plain Transformers folder (AutoModelFor... loads it); onnx: "
+        "model.onnx for ONNX Runtime, parity-checked (default: hf)",
+    )
+    x.add_argument(
+        "--merge", action="store_true", help="same as --format hf (adapters are always merged)"
+    )
+    x.add_argument(
+        "--quantize",
+        choices=["int8"],
+        help="dynamic int8 quantization (onnx: in the graph; hf: applied by "
+        "tunelab.load); needs --eval-data",
+    )
+    x.add_argument(
+        "--prune",
+        choices=["magnitude", "heads"],
+        help="magnitude: zero the smallest weights of each layer; heads: remove the "
+        "least important attention heads (ranked on the run's validation "
+        "data); needs --sparsity and --eval-data",
+    )
+    x.add_argument(
+        "--sparsity",
+        type=float,
+        help="fraction of weights (magnitude) or of attention heads (heads) to remove, e.g. 0.5",
+    )
+    x.add_argument(
+        "--eval-data",
+        help="labelled file: accuracy before and after is measured on it and recorded",
+    )
     x.add_argument("--output-dir", required=True, help="folder to create")
     x.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     x.set_defaults(func=cmd_export)
 
 
 def add_runs(sub) -> None:
-    r = sub.add_parser("runs", allow_abbrev=False,
-                       help="list runs (finished, running, resumable) or compare two")
-    r.add_argument("dir", nargs="?", default="runs", help="folder holding run folders "
-                                                          "(default: runs)")
-    r.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
-                   help="two run folders: differing settings and metrics side by side")
+    r = sub.add_parser(
+        "runs", allow_abbrev=False, help="list runs (finished, running, resumable) or compare two"
+    )
+    r.add_argument(
+        "dir", nargs="?", default="runs", help="folder holding run folders (default: runs)"
+    )
+    r.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("RUN_A", "RUN_B"),
+        help="two run folders: differing settings and metrics side by side",
+    )
     r.set_defaults(func=cmd_runs)
 
 
 def _listing(name: str, fn: Callable[[argparse.Namespace], int], help_: str):
     def add(sub) -> None:
         sub.add_parser(name, help=help_).set_defaults(func=fn)
+
     return add
 
 
@@ -383,9 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     p = argparse.ArgumentParser(
-        prog="tunelab", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="tunelab",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Fine-tune a pretrained transformer on your labelled CSV/TSV/JSONL file, "
-                    "evaluate it, and predict with it.", epilog=EXAMPLES)
+        "evaluate it, and predict with it.",
+        epilog=EXAMPLES,
+    )
     p.add_argument("--version", action="version", version=f"tunelab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, where in COMMANDS.items():

@@ -18,8 +18,9 @@ class ExamplesFormatter(argparse.HelpFormatter):
         return super()._fill_text(text, width, indent)
 
 
-def add_config_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = (),
-                     defaults: dict | None = None) -> None:
+def add_config_flags(
+    p: argparse.ArgumentParser, exclude: tuple[str, ...] = (), defaults: dict | None = None
+) -> None:
     """One flag per config key (``--learning-rate`` for ``learning_rate``), grouped as the
     dataclasses are; values are checked later by ``config.coerce``. ``defaults`` shows a
     command's own defaults in the help (the command applies them itself)."""
@@ -36,21 +37,38 @@ def add_config_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = (),
             default = f" (default: {value})" if value is not None else ""
             help_ = f.metadata["help"] + default
             if tp is bool:
-                g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=help_)
+                g.add_argument(
+                    flag,
+                    dest=f.name,
+                    action=argparse.BooleanOptionalAction,
+                    default=argparse.SUPPRESS,
+                    help=help_,
+                )
                 continue
             # --learning-rate and --learning_rate both work; values are checked by C.coerce
             names = [flag] + ([f"--{f.name}"] if "_" in f.name else [])
-            g.add_argument(*names, dest=f.name, type=str, default=argparse.SUPPRESS,
-                           metavar=tp.__name__.upper(), help=help_)
+            g.add_argument(
+                *names,
+                dest=f.name,
+                type=str,
+                default=argparse.SUPPRESS,
+                metavar=tp.__name__.upper(),
+                help=help_,
+            )
 
 
-def config_flag(p: argparse.ArgumentParser, key: str, flag: str | None = None,
-                default: Any = None) -> None:
+def config_flag(
+    p: argparse.ArgumentParser, key: str, flag: str | None = None, default: Any = None
+) -> None:
     """One config key as a flag under another name (``--copies`` for ``augment_copies``),
     with the key's type, help and default (or ``default``)."""
     _, f, tp = C.fields()[key]
     tp, _ = C.base_type(tp)
     value = f.default if default is None else default
-    p.add_argument(flag or "--" + key.replace("_", "-"), dest=key, type=tp, default=value,
-                   help=f"{f.metadata['help']} (default: {value})")
+    p.add_argument(
+        flag or "--" + key.replace("_", "-"),
+        dest=key,
+        type=tp,
+        default=value,
+        help=f"{f.metadata['help']} (default: {value})",
+    )

@@ -25,11 +25,17 @@ def _f(default: Any, help: str, **meta: Any) -> Any:
 
 @dataclass
 class ModelArgs:
-    model: str = _f("minilm-l6", "model alias (see `tunelab models`), local folder or Hugging Face id")
-    max_length: int = _f(128, "maximum tokens per text; longer texts are truncated (question-"
-                              "answering: per window; generation: prompt plus response)")
-    doc_stride: int = _f(128, "question-answering: tokens shared by neighbouring windows of a "
-                              "long context")
+    model: str = _f(
+        "minilm-l6", "model alias (see `tunelab models`), local folder or Hugging Face id"
+    )
+    max_length: int = _f(
+        128,
+        "maximum tokens per text; longer texts are truncated (question-"
+        "answering: per window; generation: prompt plus response)",
+    )
+    doc_stride: int = _f(
+        128, "question-answering: tokens shared by neighbouring windows of a long context"
+    )
     max_new_tokens: int = _f(32, "generation: most tokens generated per prompt")
 
 
@@ -40,74 +46,110 @@ class DataArgs:
     validation: str | None = _f(None, "validation file: model selection and early stopping")
     test: str | None = _f(None, "optional test file, evaluated once with the best checkpoint")
     text_column: str | None = _f(
-        None, "column (or JSON key) holding the text (default: text; tokens for "
-              "token-classification; question for question-answering; prompt for generation)")
+        None,
+        "column (or JSON key) holding the text (default: text; tokens for "
+        "token-classification; question for question-answering; prompt for generation)",
+    )
     label_column: str | None = _f(
-        None, "column (or JSON key) holding the target: a label; a number for regression; a "
-              "JSON list or 'a;b' for multi-label; tags for token-classification (default: "
-              "label; tags for token-classification; answers for question-answering; response for "
-              "generation)")
+        None,
+        "column (or JSON key) holding the target: a label; a number for regression; a "
+        "JSON list or 'a;b' for multi-label; tags for token-classification (default: "
+        "label; tags for token-classification; answers for question-answering; response for "
+        "generation)",
+    )
     max_train_examples: int | None = _f(None, "use only the first N training rows (quick runs)")
     max_train_examples_per_class: int | None = _f(
-        None, "keep at most N training examples per label, drawn with the seed (few-shot "
-              "learning curves; text-classification)")
+        None,
+        "keep at most N training examples per label, drawn with the seed (few-shot "
+        "learning curves; text-classification)",
+    )
     max_eval_examples: int | None = _f(
-        None, "use only the first N rows of validation and test (quick runs on a CPU; report "
-              "it with the scores)")
+        None,
+        "use only the first N rows of validation and test (quick runs on a CPU; report "
+        "it with the scores)",
+    )
 
 
 @dataclass
 class TrainArgs:
-    output_dir: str | None = _f(None, "run folder to create (refused if it exists, see --overwrite)")
+    output_dir: str | None = _f(
+        None, "run folder to create (refused if it exists, see --overwrite)"
+    )
     overwrite: bool = _f(False, "replace an existing output folder (only once training succeeds)")
     epochs: float = _f(3.0, "passes over the training data")
     batch_size: int = _f(32, "examples per forward pass (per process)")
     gradient_accumulation_steps: int = _f(
-        1, "forward passes per optimizer step: the update equals one batch of "
-           "batch_size * N (loss normalised over all its examples/tokens)")
+        1,
+        "forward passes per optimizer step: the update equals one batch of "
+        "batch_size * N (loss normalised over all its examples/tokens)",
+    )
     learning_rate: float | None = _f(
-        None, "peak learning rate; default depends on the method (`tunelab methods` lists them)")
+        None, "peak learning rate; default depends on the method (`tunelab methods` lists them)"
+    )
     weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
     warmup_ratio: float = _f(0.06, "fraction of steps with linear warm-up before the schedule")
     lr_scheduler: str = _f("linear", "after warm-up: linear (decay to 0), cosine, or constant")
-    precision: str = _f("auto", "fp32, bf16 or fp16 (GPU only); auto: bf16 on a GPU that has "
-                                "it, else fp16 on a GPU, fp32 on a CPU")
-    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass: "
-                                             "less memory, about 30% slower")
+    precision: str = _f(
+        "auto",
+        "fp32, bf16 or fp16 (GPU only); auto: bf16 on a GPU that has "
+        "it, else fp16 on a GPU, fp32 on a CPU",
+    )
+    gradient_checkpointing: bool = _f(
+        False, "recompute activations in the backward pass: less memory, about 30% slower"
+    )
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
     eval_steps: int | None = _f(None, "also evaluate every N optimizer steps (default: per epoch)")
     early_stopping_patience: int | None = _f(
-        3, "stop after N evaluations without improvement (0 or null disables)")
+        3, "stop after N evaluations without improvement (0 or null disables)"
+    )
     metric_for_best: str = _f(
-        "auto", "validation metric that picks the best checkpoint (auto: accuracy for "
-                "classification, rmse for regression, f1 for multi-label, NER and QA, loss "
-                "for generation)")
+        "auto",
+        "validation metric that picks the best checkpoint (auto: accuracy for "
+        "classification, rmse for regression, f1 for multi-label, NER and QA, loss "
+        "for generation)",
+    )
     regression_loss: str = _f("mse", "regression loss: mse or huber")
-    save_steps: int | None = _f(200, "checkpoint every N optimizer steps, and after every epoch "
-                                      "(0 or null: only per epoch)")
+    save_steps: int | None = _f(
+        200, "checkpoint every N optimizer steps, and after every epoch (0 or null: only per epoch)"
+    )
     save_total_limit: int = _f(2, "checkpoints kept (the newest)")
-    resume: bool = _f(False, "continue the interrupted run of --output-dir from its newest "
-                             "checkpoint (in <output-dir>.checkpoints/)")
+    resume: bool = _f(
+        False,
+        "continue the interrupted run of --output-dir from its newest "
+        "checkpoint (in <output-dir>.checkpoints/)",
+    )
     resume_from: str | None = _f(None, "continue from this checkpoint folder")
     seed: int = _f(42, "random seed for weights, data order and dropout")
-    num_threads: int | None = _f(None, "CPU threads for PyTorch per process (default: the cores "
-                                        "divided among the processes)")
-    num_processes: int = _f(1, "data-parallel processes on this machine, started with torchrun "
-                               "(each takes --batch-size examples per step); under accelerate "
-                               "launch or torchrun the launcher's count is used")
+    num_threads: int | None = _f(
+        None, "CPU threads for PyTorch per process (default: the cores divided among the processes)"
+    )
+    num_processes: int = _f(
+        1,
+        "data-parallel processes on this machine, started with torchrun "
+        "(each takes --batch-size examples per step); under accelerate "
+        "launch or torchrun the launcher's count is used",
+    )
     progress: bool = _f(True, "show a progress bar (use --no-progress to hide it)")
-    report_to: str = _f("tensorboard", "tensorboard (event files in <run>/tensorboard), mlflow "
-                                       "(a local store in mlruns/ next to the run) or none")
+    report_to: str = _f(
+        "tensorboard",
+        "tensorboard (event files in <run>/tensorboard), mlflow "
+        "(a local store in mlruns/ next to the run) or none",
+    )
 
 
 @dataclass
 class RegularisationArgs:
-    label_smoothing: float = _f(0.0, "cross-entropy label smoothing (e.g. 0.1; text- and "
-                                     "token-classification)")
-    class_weights: str | None = _f(None, "auto: weight each class's loss by n / (classes x "
-                                         "its count), for imbalanced labels")
-    rdrop_alpha: float = _f(0.0, "R-Drop: two dropout passes per batch and this weight on "
-                                 "their symmetric KL divergence (e.g. 1.0; 0 = off)")
+    label_smoothing: float = _f(
+        0.0, "cross-entropy label smoothing (e.g. 0.1; text- and token-classification)"
+    )
+    class_weights: str | None = _f(
+        None, "auto: weight each class's loss by n / (classes x its count), for imbalanced labels"
+    )
+    rdrop_alpha: float = _f(
+        0.0,
+        "R-Drop: two dropout passes per batch and this weight on "
+        "their symmetric KL divergence (e.g. 1.0; 0 = off)",
+    )
     adversarial: str | None = _f(None, "adversarial training on the word embeddings: fgm or pgd")
     adv_epsilon: float = _f(1.0, "fgm/pgd: L2 norm of each example's embedding perturbation")
     adv_steps: int = _f(3, "pgd: ascent steps per batch")
@@ -115,9 +157,12 @@ class RegularisationArgs:
     hidden_dropout: float | None = _f(None, "override the model's hidden dropout")
     attention_dropout: float | None = _f(None, "override the model's attention dropout")
     classifier_dropout: float | None = _f(None, "override the dropout before the task head")
-    augment: str | None = _f(None, "augment the training split: eda (synonym replacement, "
-                                   "insertion, swap, deletion; English and Chinese) or mlm "
-                                   "(contextual substitution with --augment-mlm-model)")
+    augment: str | None = _f(
+        None,
+        "augment the training split: eda (synonym replacement, "
+        "insertion, swap, deletion; English and Chinese) or mlm "
+        "(contextual substitution with --augment-mlm-model)",
+    )
     augment_copies: int = _f(1, "augmented versions per training example")
     augment_alpha: float = _f(0.1, "share of the words each augmentation changes")
     augment_mlm_model: str | None = _f(None, "masked language model folder for --augment mlm")
@@ -136,7 +181,8 @@ def method_args_class() -> type:
     key = tuple(METHODS)
     if _method_args is None or _method_args[0] != key:
         specs: list[tuple[str, Any, Any]] = [
-            ("method", str, _f("full", "fine-tuning method (see `tunelab methods`)"))]
+            ("method", str, _f("full", "fine-tuning method (see `tunelab methods`)"))
+        ]
         for name, (f, tp) in option_fields().items():
             specs.append((name, tp, field(default=f.default, metadata=dict(f.metadata))))
         _method_args = (key, dataclasses.make_dataclass("MethodArgs", specs))
@@ -145,8 +191,13 @@ def method_args_class() -> type:
 
 def groups() -> dict[str, type]:
     """Config groups in order; the key namespace is flat across them."""
-    return {"model": ModelArgs, "data": DataArgs, "method": method_args_class(),
-            "train": TrainArgs, "regularisation": RegularisationArgs}
+    return {
+        "model": ModelArgs,
+        "data": DataArgs,
+        "method": method_args_class(),
+        "train": TrainArgs,
+        "regularisation": RegularisationArgs,
+    }
 
 
 @dataclass
@@ -172,8 +223,9 @@ def fields() -> dict[str, tuple[str, dataclasses.Field, Any]]:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if f.name in idx:
-                raise ValueError(f"config key {f.name!r} is defined twice (groups "
-                                 f"{idx[f.name][0]} and {g})")
+                raise ValueError(
+                    f"config key {f.name!r} is defined twice (groups {idx[f.name][0]} and {g})"
+                )
             idx[f.name] = (g, f, hints[f.name])
     return idx
 
@@ -191,8 +243,10 @@ def coerce(key: str, value: Any, source: str) -> Any:
     """Check and convert one value for ``key``; raise ConfigError naming key and value."""
     known = fields()
     if key not in known:
-        raise ConfigError(f"{source}: unknown key '{key}' (value {value!r}); "
-                          f"known keys: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"{source}: unknown key '{key}' (value {value!r}); "
+            f"known keys: {', '.join(sorted(known))}"
+        )
     tp, optional = base_type(known[key][2])
     if value is None:
         if optional:
@@ -243,8 +297,10 @@ def read_mapping(path: str | Path, what: str = "config file") -> dict[Any, Any]:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a flat YAML config; keys may use '-' or '_'. Unknown keys are errors."""
-    return {str(k).replace("-", "_"): coerce(str(k).replace("-", "_"), v, str(path))
-            for k, v in read_mapping(path).items()}
+    return {
+        str(k).replace("-", "_"): coerce(str(k).replace("-", "_"), v, str(path))
+        for k, v in read_mapping(path).items()
+    }
 
 
 def build(overrides: dict[str, Any], config_file: str | None = None) -> RunConfig:
@@ -267,42 +323,78 @@ def validate(cfg: RunConfig) -> None:
     checks = [
         (t.epochs > 0, "epochs", t.epochs, "must be > 0"),
         (t.batch_size >= 1, "batch_size", t.batch_size, "must be >= 1"),
-        (t.gradient_accumulation_steps >= 1, "gradient_accumulation_steps",
-         t.gradient_accumulation_steps, "must be >= 1"),
-        (t.lr_scheduler in ("linear", "cosine", "constant"), "lr_scheduler", t.lr_scheduler,
-         "must be linear, cosine or constant"),
-        (t.precision in ("auto", "fp32", "bf16", "fp16"), "precision", t.precision,
-         "must be auto, fp32, bf16 or fp16"),
+        (
+            t.gradient_accumulation_steps >= 1,
+            "gradient_accumulation_steps",
+            t.gradient_accumulation_steps,
+            "must be >= 1",
+        ),
+        (
+            t.lr_scheduler in ("linear", "cosine", "constant"),
+            "lr_scheduler",
+            t.lr_scheduler,
+            "must be linear, cosine or constant",
+        ),
+        (
+            t.precision in ("auto", "fp32", "bf16", "fp16"),
+            "precision",
+            t.precision,
+            "must be auto, fp32, bf16 or fp16",
+        ),
         (t.save_steps is None or t.save_steps >= 0, "save_steps", t.save_steps, "must be >= 0"),
-        (t.report_to in ("tensorboard", "mlflow", "none"), "report_to", t.report_to,
-         "must be tensorboard, mlflow or none"),
+        (
+            t.report_to in ("tensorboard", "mlflow", "none"),
+            "report_to",
+            t.report_to,
+            "must be tensorboard, mlflow or none",
+        ),
         (t.num_processes >= 1, "num_processes", t.num_processes, "must be >= 1"),
         (t.save_total_limit >= 1, "save_total_limit", t.save_total_limit, "must be >= 1"),
-        (t.learning_rate is None or t.learning_rate > 0, "learning_rate", t.learning_rate,
-         "must be > 0"),
+        (
+            t.learning_rate is None or t.learning_rate > 0,
+            "learning_rate",
+            t.learning_rate,
+            "must be > 0",
+        ),
         (0 <= t.warmup_ratio < 1, "warmup_ratio", t.warmup_ratio, "must be in [0, 1)"),
         (t.weight_decay >= 0, "weight_decay", t.weight_decay, "must be >= 0"),
         (m.max_length >= 8, "max_length", m.max_length, "must be >= 8"),
         (t.eval_steps is None or t.eval_steps >= 1, "eval_steps", t.eval_steps, "must be >= 1"),
-        (cfg.data.max_train_examples is None or cfg.data.max_train_examples >= 1,
-         "max_train_examples", cfg.data.max_train_examples, "must be >= 1"),
-        (cfg.data.max_train_examples_per_class is None
-         or cfg.data.max_train_examples_per_class >= 1, "max_train_examples_per_class",
-         cfg.data.max_train_examples_per_class, "must be >= 1"),
+        (
+            cfg.data.max_train_examples is None or cfg.data.max_train_examples >= 1,
+            "max_train_examples",
+            cfg.data.max_train_examples,
+            "must be >= 1",
+        ),
+        (
+            cfg.data.max_train_examples_per_class is None
+            or cfg.data.max_train_examples_per_class >= 1,
+            "max_train_examples_per_class",
+            cfg.data.max_train_examples_per_class,
+            "must be >= 1",
+        ),
         (0 <= r.label_smoothing < 1, "label_smoothing", r.label_smoothing, "must be in [0, 1)"),
         (r.class_weights in (None, "auto"), "class_weights", r.class_weights, "must be auto"),
         (r.rdrop_alpha >= 0, "rdrop_alpha", r.rdrop_alpha, "must be >= 0"),
-        (r.adversarial in (None, "fgm", "pgd"), "adversarial", r.adversarial,
-         "must be fgm or pgd"),
+        (r.adversarial in (None, "fgm", "pgd"), "adversarial", r.adversarial, "must be fgm or pgd"),
         (r.adv_epsilon > 0, "adv_epsilon", r.adv_epsilon, "must be > 0"),
         (r.adv_steps >= 1, "adv_steps", r.adv_steps, "must be >= 1"),
         (r.adv_alpha > 0, "adv_alpha", r.adv_alpha, "must be > 0"),
-        *[(v is None or 0 <= v < 1, k, v, "must be in [0, 1)") for k, v in (
-            ("hidden_dropout", r.hidden_dropout), ("attention_dropout", r.attention_dropout),
-            ("classifier_dropout", r.classifier_dropout))],
+        *[
+            (v is None or 0 <= v < 1, k, v, "must be in [0, 1)")
+            for k, v in (
+                ("hidden_dropout", r.hidden_dropout),
+                ("attention_dropout", r.attention_dropout),
+                ("classifier_dropout", r.classifier_dropout),
+            )
+        ],
         (r.augment in (None, "eda", "mlm"), "augment", r.augment, "must be eda or mlm"),
-        (r.augment != "mlm" or bool(r.augment_mlm_model), "augment_mlm_model",
-         r.augment_mlm_model, "is required by --augment mlm"),
+        (
+            r.augment != "mlm" or bool(r.augment_mlm_model),
+            "augment_mlm_model",
+            r.augment_mlm_model,
+            "is required by --augment mlm",
+        ),
         (r.augment_copies >= 1, "augment_copies", r.augment_copies, "must be >= 1"),
         (0 < r.augment_alpha < 1, "augment_alpha", r.augment_alpha, "must be in (0, 1)"),
     ]

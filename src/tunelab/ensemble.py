@@ -57,19 +57,28 @@ class EnsembleModel(TunedModel):
         self.order = [[m.labels.index(n) for n in self.labels] for m in members]
 
     def __repr__(self) -> str:
-        return (f"EnsembleModel({str(self.run_dir)!r}, task={self.task_name!r}, "
-                f"members={len(self.members)}, labels={self.labels})")
+        return (
+            f"EnsembleModel({str(self.run_dir)!r}, task={self.task_name!r}, "
+            f"members={len(self.members)}, labels={self.labels})"
+        )
 
     def _mean(self, member_logits: list[np.ndarray]) -> np.ndarray:
-        probs = [_probabilities(self.task_name, lg)[:, cols]
-                 for lg, cols in zip(member_logits, self.order)]
+        probs = [
+            _probabilities(self.task_name, lg)[:, cols]
+            for lg, cols in zip(member_logits, self.order, strict=True)
+        ]
         return _as_logits(self.task_name, np.mean(probs, axis=0))
 
     def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         return self._mean([m.logits(texts, batch_size) for m in self.members])
 
-    def evaluate(self, path: str, text_column: str | None = None,
-                 label_column: str | None = None, batch_size: int = 64) -> dict:
+    def evaluate(
+        self,
+        path: str,
+        text_column: str | None = None,
+        label_column: str | None = None,
+        batch_size: int = 64,
+    ) -> dict:
         lc = label_column or self.info.label_column
         ex = self.task.read_examples(path, text_column or self.info.text_column, lc)
         member_logits, y = [], None
@@ -84,30 +93,40 @@ class EnsembleModel(TunedModel):
 
 def load_ensemble(run_dir: Path, info: RunInfo, device: str | None = None) -> EnsembleModel:
     """Each member on its own backend (members are never ensembles themselves)."""
-    members = [load_run(run_dir / rel, read_run(run_dir / rel), device)
-               for rel in info.members or []]
+    members = [
+        load_run(run_dir / rel, read_run(run_dir / rel), device) for rel in info.members or []
+    ]
     if not members:
         raise TunelabError(f"{run_dir}: an ensemble without members")
     return EnsembleModel(run_dir, info, members)
 
 
-def make_ensemble(model_dirs: list[str], output: str, eval_data: str | None = None,
-                  overwrite: bool = False, log=print) -> RunInfo:
+def make_ensemble(
+    model_dirs: list[str],
+    output: str,
+    eval_data: str | None = None,
+    overwrite: bool = False,
+    log=print,
+) -> RunInfo:
     """Write the ensemble folder (staged, then renamed into place); returns its tunelab.json.
     With ``eval_data``, every member and the ensemble are scored on it (metrics.json)."""
     if len(model_dirs) < 2:
         raise TunelabError("an ensemble needs at least two --model-dirs")
     infos = [read_run(d) for d in model_dirs]
     tasks = [t for t in TASKS if _averaged(t)]
-    for d, i in zip(model_dirs, infos):
+    for d, i in zip(model_dirs, infos, strict=True):
         if i.task not in tasks:
-            raise TunelabError(f"{d}: a {i.task} model; ensembles average probabilities "
-                               f"of {' or '.join(tasks)} models")
+            raise TunelabError(
+                f"{d}: a {i.task} model; ensembles average probabilities "
+                f"of {' or '.join(tasks)} models"
+            )
         if i.kind == KIND:
             raise TunelabError(f"{d}: already an ensemble; list its members instead")
         if i.task != infos[0].task or sorted(i.labels) != sorted(infos[0].labels):
-            raise TunelabError(f"{d}: its task or labels differ from {model_dirs[0]}'s "
-                               f"({i.task} {i.labels} vs {infos[0].task} {infos[0].labels})")
+            raise TunelabError(
+                f"{d}: its task or labels differ from {model_dirs[0]}'s "
+                f"({i.task} {i.labels} vs {infos[0].task} {infos[0].labels})"
+            )
     out = Path(output)
     if out.exists() and not overwrite:
         raise TunelabError(f"{out}: already exists (use --overwrite to replace it)")
@@ -115,27 +134,39 @@ def make_ensemble(model_dirs: list[str], output: str, eval_data: str | None = No
         rels = []
         for k, d in enumerate(model_dirs):
             rel = f"members/{k}-{Path(d).resolve().name}"
-            shutil.copytree(d, tmp / rel, ignore=shutil.ignore_patterns(
-                "checkpoints", "tensorboard", "mlruns"))
+            shutil.copytree(
+                d, tmp / rel, ignore=shutil.ignore_patterns("checkpoints", "tensorboard", "mlruns")
+            )
             rels.append(rel)
         first = infos[0]
-        info = RunInfo(task=first.task, method=KIND, kind=KIND, labels=first.labels,
-                       target=first.target, text_column=first.text_column,
-                       label_column=first.label_column, max_length=first.max_length,
-                       members=rels, member_sources=[str(Path(d).resolve()) for d in model_dirs],
-                       combine="mean of probabilities", tunelab_version=__version__,
-                       created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        info = RunInfo(
+            task=first.task,
+            method=KIND,
+            kind=KIND,
+            labels=first.labels,
+            target=first.target,
+            text_column=first.text_column,
+            label_column=first.label_column,
+            max_length=first.max_length,
+            members=rels,
+            member_sources=[str(Path(d).resolve()) for d in model_dirs],
+            combine="mean of probabilities",
+            tunelab_version=__version__,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
         if eval_data:
             ens = load_ensemble(tmp, info)
             scores = {"ensemble": ens.evaluate(eval_data)}
-            for rel, m in zip(rels, ens.members):
+            for rel, m in zip(rels, ens.members, strict=True):
                 scores[rel] = m.evaluate(eval_data)
             keep = ("accuracy", "macro_f1", "micro_f1", "samples_f1", "n")
             summary = {k: {m: v for m, v in s.items() if m in keep} for k, s in scores.items()}
             write_metrics(tmp, {"eval_data": eval_data, **summary})
             info.metrics = summary
             for name, s in summary.items():
-                log(f"  {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in s.items()
-                                              if isinstance(v, float)))
+                log(
+                    f"  {name}: "
+                    + ", ".join(f"{k} {v:.4f}" for k, v in s.items() if isinstance(v, float))
+                )
         write_run(tmp, info)
     return info

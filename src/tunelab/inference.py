@@ -29,8 +29,9 @@ class TunedModel:
         info: the run's ``tunelab.json``.
     """
 
-    def __init__(self, run_dir: Path, info: RunInfo, model: torch.nn.Module | None,
-                 tokenizer) -> None:
+    def __init__(
+        self, run_dir: Path, info: RunInfo, model: torch.nn.Module | None, tokenizer
+    ) -> None:
         self.run_dir, self.info, self.model, self.tokenizer = run_dir, info, model, tokenizer
         self.task_name: str = info.task
         self.task = get_task(self.task_name)
@@ -42,8 +43,10 @@ class TunedModel:
         self.pad_id = pad_id(tokenizer)
 
     def __repr__(self) -> str:
-        return (f"TunedModel({str(self.run_dir)!r}, task={self.task_name!r}, "
-                f"method={self.method!r}, labels={self.labels})")
+        return (
+            f"TunedModel({str(self.run_dir)!r}, task={self.task_name!r}, "
+            f"method={self.method!r}, labels={self.labels})"
+        )
 
     def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Raw scores, (len(texts), num_labels)."""
@@ -75,18 +78,25 @@ class TunedModel:
             out = self.task.decode(self.logits(batch, batch_size), self.spec)
         return out[0] if single else out
 
-    def evaluate(self, path: str, text_column: str | None = None,
-                 label_column: str | None = None, batch_size: int = 64) -> dict:
+    def evaluate(
+        self,
+        path: str,
+        text_column: str | None = None,
+        label_column: str | None = None,
+        batch_size: int = 64,
+    ) -> dict:
         """Metrics on a labelled file (same columns as training unless given)."""
         lc = label_column or self.info.label_column
         ex = self.task.read_examples(path, text_column or self.info.text_column, lc)
         ids, y = encode_split(self.task, self.tokenizer, ex, self.spec, self.max_length, lc)
         if self.task.evaluate_split is not None:
-            return self.task.evaluate_split(self.model, self.tokenizer, ids, y, self.spec,
-                                            batch_size=batch_size, full=True)
+            return self.task.evaluate_split(
+                self.model, self.tokenizer, ids, y, self.spec, batch_size=batch_size, full=True
+            )
         assert self.task.compute_metrics is not None
-        logits = predict_logits(self.model, ids, self.pad_id, batch_size,
-                                per_token=self.task.per_token)
+        logits = predict_logits(
+            self.model, ids, self.pad_id, batch_size, per_token=self.task.per_token
+        )
         return self.task.compute_metrics(logits, as_targets(self.task, y), self.spec)
 
 
@@ -113,11 +123,13 @@ def load_run(run_dir: Path, info: RunInfo, device: str | None = None) -> TunedMo
     method = get_method(info.method)
     base = info.base_model or {}
     # an alias is re-resolved: the weights package may live elsewhere on this machine
-    base_path = resolve_model(base["source"]).path if base.get("kind") == "alias" else \
-        base.get("path", "")
+    base_path = (
+        resolve_model(base["source"]).path if base.get("kind") == "alias" else base.get("path", "")
+    )
     spec = info.spec
-    model = method.load(run_dir, lambda p: task.build_model(p, spec), base_path,
-                        MethodContext(task))
+    model = method.load(
+        run_dir, lambda p: task.build_model(p, spec), base_path, MethodContext(task)
+    )
     align_pad(model, tokenizer)
     model.eval()
     if export.get("quantize") == "int8":  # hf export: float weights on disk, int8 in memory
@@ -141,8 +153,10 @@ def check_files(folder: Path, export: dict) -> None:
         if not (folder / name).is_file():
             what = "export" if export else "run"
             again = "tunelab export" if export else "tunelab train"
-            raise TunelabError(f"{folder}: incomplete {what} folder, {name} is missing "
-                               f"(re-create it with `{again}`)")
+            raise TunelabError(
+                f"{folder}: incomplete {what} folder, {name} is missing "
+                f"(re-create it with `{again}`)"
+            )
 
 
 def _set_threads() -> None:

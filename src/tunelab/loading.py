@@ -56,6 +56,8 @@ def load(path: str | os.PathLike, device: str | None = None):
     info = read_run(folder)
     loader = LOADERS.get(info.kind)
     if loader is None:
-        raise TunelabError(f"{folder}: a {info.kind!r} folder, which this tunelab cannot load "
-                           f"(it loads {', '.join(LOADERS)})")
+        raise TunelabError(
+            f"{folder}: a {info.kind!r} folder, which this tunelab cannot load "
+            f"(it loads {', '.join(LOADERS)})"
+        )
     return loader(folder, info, device)

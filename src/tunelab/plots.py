@@ -17,15 +17,15 @@ def plot_curves(history: list[dict], metric: str, out: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     a.plot([e["step"] for e in train], [e["loss"] for e in train], label="training loss")
     if evals and "loss" in evals[0]:
-        a.plot([e["step"] for e in evals], [e["loss"] for e in evals], "o-",
-               label="validation loss")
+        a.plot(
+            [e["step"] for e in evals], [e["loss"] for e in evals], "o-", label="validation loss"
+        )
     a.set_xlabel("optimizer step"), a.set_ylabel("loss"), a.legend(), a.grid(alpha=0.3)
     b.plot([e["step"] for e in evals], [e.get(metric) for e in evals], "o-", color="C2")
     b.set_xlabel("optimizer step"), b.set_ylabel(f"validation {metric}"), b.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
-
 
 
 def plot_confusion(cm: dict, title: str, out: Path) -> None:
@@ -38,12 +38,17 @@ def plot_confusion(cm: dict, title: str, out: Path) -> None:
     top = max(max(r) for r in m) or 1
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(m[i][j]), ha="center", va="center",
-                    color="white" if m[i][j] > top / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(m[i][j]),
+                ha="center",
+                va="center",
+                color="white" if m[i][j] > top / 2 else "black",
+            )
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
-
 
 
 def plot_f1_bars(f1: dict[str, float], ylabel: str, title: str, out: Path) -> None:

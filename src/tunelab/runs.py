@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tunelab.errors import TunelabError
+from tunelab.files import atomic_write_text
 
 RUN_FILE = "tunelab.json"
 METRICS_FILE = "metrics.json"
@@ -37,8 +38,10 @@ def check_output_dir(output_dir: str | Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise TunelabError(f"{out}: output path exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise TunelabError(f"{out}: output folder already exists; pass --overwrite to replace "
-                           "it (it is only replaced once the new run has finished)")
+        raise TunelabError(
+            f"{out}: output folder already exists; pass --overwrite to replace "
+            "it (it is only replaced once the new run has finished)"
+        )
     parent = out.resolve().parent
     probe = parent
     while not probe.exists():
@@ -90,24 +93,13 @@ def staged_dir(output_dir: str | Path, overwrite: bool) -> Iterator[Path]:
             os.rename(tmp, out)
     except OSError as e:  # disk full, permissions changed, ...
         shutil.rmtree(tmp, ignore_errors=True)
-        raise TunelabError(f"{out}: writing the run folder failed ({e.strerror or e}); "
-                           "any existing folder there was left untouched") from None
+        raise TunelabError(
+            f"{out}: writing the run folder failed ({e.strerror or e}); "
+            "any existing folder there was left untouched"
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a reader sees the old file or the new one,
-    never half of it (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise TunelabError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -137,21 +129,21 @@ class RunInfo:
     label_column: str
     max_length: int
     labels: list[str] = field(default_factory=list)
-    target: dict | None = None        # the task's spec: labels, thresholds, mean/std, ...
-    base_model: dict | None = None    # {"source", "path", "kind": alias|local|hub}
+    target: dict | None = None  # the task's spec: labels, thresholds, mean/std, ...
+    base_model: dict | None = None  # {"source", "path", "kind": alias|local|hub}
     kind: str = "run"
     format_version: int = FORMAT_VERSION
     tunelab_version: str = ""
     created: str = ""
     torch: str | None = None
-    parameters: dict | None = None    # {"trainable", "total"}
+    parameters: dict | None = None  # {"trainable", "total"}
     method_details: dict | None = None
     regularisation: dict | None = None
-    export: dict | None = None        # tunelab export's record (format, parity, metrics, ...)
+    export: dict | None = None  # tunelab export's record (format, parity, metrics, ...)
     members: list[str] | None = None  # ensemble: member folders, relative to this one
     member_sources: list[str] | None = None
     combine: str | None = None
-    metrics: dict | None = None       # ensemble: members' and ensemble's scores
+    metrics: dict | None = None  # ensemble: members' and ensemble's scores
     extra: dict = field(default_factory=dict)
 
     @property
@@ -172,22 +164,27 @@ class RunInfo:
             raise TunelabError(f"{source}: corrupt run description (not a JSON object)")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
-            raise TunelabError(f"{source}: run format {version!r} is not supported by this "
-                               f"tunelab (expects {FORMAT_VERSION})")
+            raise TunelabError(
+                f"{source}: run format {version!r} is not supported by this "
+                f"tunelab (expects {FORMAT_VERSION})"
+            )
         known = {f.name for f in fields(cls)} - {"extra"}
-        missing = [k for k in ("task", "method", "text_column", "label_column", "max_length")
-                   if k not in data]
+        missing = [
+            k
+            for k in ("task", "method", "text_column", "label_column", "max_length")
+            if k not in data
+        ]
         if missing:
-            raise TunelabError(f"{source}: corrupt run description, key '{missing[0]}' is "
-                               "missing")
+            raise TunelabError(f"{source}: corrupt run description, key '{missing[0]}' is missing")
         values = {k: v for k, v in data.items() if k in known}
         if values.get("kind") is None:
             values["kind"] = "run"
         try:
             values["max_length"] = int(values["max_length"])
         except (TypeError, ValueError):
-            raise TunelabError(f"{source}: key 'max_length' = {data['max_length']!r} is not a "
-                               "number") from None
+            raise TunelabError(
+                f"{source}: key 'max_length' = {data['max_length']!r} is not a number"
+            ) from None
         return cls(**values, extra={k: v for k, v in data.items() if k not in known})
 
 
@@ -198,8 +195,10 @@ def read_run(run_dir: str | Path) -> RunInfo:
         raise TunelabError(f"{p}: model folder not found")
     f = p / RUN_FILE
     if not f.is_file():
-        raise TunelabError(f"{p}: not a tunelab run folder (no {RUN_FILE}); "
-                           "train one with `tunelab train ... --output-dir DIR`")
+        raise TunelabError(
+            f"{p}: not a tunelab run folder (no {RUN_FILE}); "
+            "train one with `tunelab train ... --output-dir DIR`"
+        )
     return RunInfo.from_json(_read_json(f, "run description"), f)
 
 

@@ -60,15 +60,24 @@ def _suggest(trial, key: str, spec) -> object:
         return trial.suggest_categorical(key, spec)
     tp, _ = C.base_type(C.fields()[key][2])
     if spec.get("type") == "int" or tp is int:
-        return trial.suggest_int(key, int(spec["low"]), int(spec["high"]),
-                                 log=bool(spec.get("log")))
-    return trial.suggest_float(key, float(spec["low"]), float(spec["high"]),
-                               log=bool(spec.get("log")))
+        return trial.suggest_int(
+            key, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log"))
+        )
+    return trial.suggest_float(
+        key, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log"))
+    )
 
 
-def search(config_file: str, space_file: str, trials: int, output: str,
-           pruner: str = "median", seed: int = 0, keep_runs: bool = False,
-           echo=print) -> dict:
+def search(
+    config_file: str,
+    space_file: str,
+    trials: int,
+    output: str,
+    pruner: str = "median",
+    seed: int = 0,
+    keep_runs: bool = False,
+    echo=print,
+) -> dict:
     """Run the study; returns the best trial's values and metric."""
     import optuna
 
@@ -79,44 +88,62 @@ def search(config_file: str, space_file: str, trials: int, output: str,
         raise ConfigError("--trials must be >= 1")
     space = read_space(space_file)
     base = C.build({}, config_file)
-    metric = (get_task(base.data.task).default_metric if base.train.metric_for_best == "auto"
-              else base.train.metric_for_best)
+    metric = (
+        get_task(base.data.task).default_metric
+        if base.train.metric_for_best == "auto"
+        else base.train.metric_for_best
+    )
     direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
     out = Path(output)
     if out.exists() and any(out.iterdir()):
-        raise TunelabError(f"{out}: already exists and is not empty; choose another "
-                           "--output-dir")
+        raise TunelabError(f"{out}: already exists and is not empty; choose another --output-dir")
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        direction=direction, sampler=optuna.samplers.TPESampler(seed=seed),
+        direction=direction,
+        sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-        if pruner == "median" else optuna.pruners.NopPruner())
+        if pruner == "median"
+        else optuna.pruners.NopPruner(),
+    )
     rows: list[dict] = []
 
     def objective(trial) -> float:
         values = {k: _suggest(trial, k, spec) for k, spec in space.items()}
-        cfg = C.build({**values, "output_dir": str(out / f"trial-{trial.number}"),
-                       "progress": False}, config_file)
+        cfg = C.build(
+            {**values, "output_dir": str(out / f"trial-{trial.number}"), "progress": False},
+            config_file,
+        )
         t0 = time.perf_counter()
         row = {"trial": trial.number, **{k: values[k] for k in space}}
 
         def on_eval(event: dict) -> None:
             trial.report(float(event[metric]), event["step"])
             if trial.should_prune():
-                raise optuna.TrialPruned(f"{metric} {event[metric]:.4f} at step "
-                                         f"{event['step']}")
+                raise optuna.TrialPruned(f"{metric} {event[metric]:.4f} at step {event['step']}")
 
         try:
             _, metrics = run_training(cfg, echo=lambda _m: None, on_eval=on_eval)
         except optuna.TrialPruned:
-            rows.append({**row, "state": "pruned", metric: None,
-                         "seconds": round(time.perf_counter() - t0, 1)})
+            rows.append(
+                {
+                    **row,
+                    "state": "pruned",
+                    metric: None,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                }
+            )
             echo(f"trial {trial.number}: pruned {json.dumps(values)}")
             raise
         value = metrics["validation"][metric]
-        rows.append({**row, "state": "complete", metric: value,
-                     "seconds": round(time.perf_counter() - t0, 1)})
+        rows.append(
+            {
+                **row,
+                "state": "complete",
+                metric: value,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
         echo(f"trial {trial.number}: validation {metric} {value:.4f} {json.dumps(values)}")
         return value
 
@@ -139,19 +166,30 @@ def search(config_file: str, space_file: str, trials: int, output: str,
             if t.number != best.number:
                 shutil.rmtree(out / f"trial-{t.number}", ignore_errors=True)
         (out / f"trial-{best.number}").rename(out / "best")
-    return {"metric": metric, "direction": direction, "best_trial": best.number,
-            "best_value": best.value, "best": best_values, "rows": rows,
-            "pruned": sum(r["state"] == "pruned" for r in rows)}
+    return {
+        "metric": metric,
+        "direction": direction,
+        "best_trial": best.number,
+        "best_value": best.value,
+        "best": best_values,
+        "rows": rows,
+        "pruned": sum(r["state"] == "pruned" for r in rows),
+    }
 
 
 def format_table(result: dict) -> str:
     rows, metric = result["rows"], result["metric"]
     keys = [k for k in rows[0] if k not in ("trial", "state", metric, "seconds")]
-    lines = ["| trial | " + " | ".join(keys) + f" | validation {metric} | state | s |",
-             "|--:|" + "--|" * len(keys) + "--:|--|--:|"]
+    lines = [
+        "| trial | " + " | ".join(keys) + f" | validation {metric} | state | s |",
+        "|--:|" + "--|" * len(keys) + "--:|--|--:|",
+    ]
     for r in rows:
         v = f"{r[metric]:.4f}" if r[metric] is not None else "-"
         best = " **best**" if r["trial"] == result["best_trial"] else ""
-        lines.append(f"| {r['trial']} | " + " | ".join(str(r[k]) for k in keys)
-                     + f" | {v}{best} | {r['state']} | {r['seconds']} |")
+        lines.append(
+            f"| {r['trial']} | "
+            + " | ".join(str(r[k]) for k in keys)
+            + f" | {v}{best} | {r['state']} | {r['seconds']} |"
+        )
     return "\n".join(lines)

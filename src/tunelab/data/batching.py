@@ -9,7 +9,7 @@ tensor (batch, longest) carries few pad tokens. Inference batches are simply sor
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -17,13 +17,19 @@ import torch
 
 def tokenize(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
     """Token ids per text (with special tokens), truncated to ``max_length``; no padding."""
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length,
-                    return_attention_mask=False, return_token_type_ids=False)
+    enc = tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
     return enc["input_ids"]
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, seed: int,
-                           group: int = 50) -> list[list[int]]:
+def length_grouped_batches(
+    lengths: list[int], batch_size: int, seed: int, group: int = 50
+) -> list[list[int]]:
     """One epoch of training batches (lists of example indices), deterministic for ``seed``."""
     rng = random.Random(seed)
     order = list(range(len(lengths)))
@@ -31,8 +37,8 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int,
     chunk = batch_size * group
     batches: list[list[int]] = []
     for start in range(0, len(order), chunk):
-        part = sorted(order[start:start + chunk], key=lambda i: -lengths[i])
-        batches += [part[j:j + batch_size] for j in range(0, len(part), batch_size)]
+        part = sorted(order[start : start + chunk], key=lambda i: -lengths[i])
+        batches += [part[j : j + batch_size] for j in range(0, len(part), batch_size)]
     rng.shuffle(batches)
     return batches
 
@@ -51,7 +57,7 @@ def collate(ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
 def sorted_batches(lengths: list[int], batch_size: int) -> Iterator[list[int]]:
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     for j in range(0, len(order), batch_size):
-        yield order[j:j + batch_size]
+        yield order[j : j + batch_size]
 
 
 def output_logits(output) -> torch.Tensor:
@@ -62,8 +68,13 @@ def output_logits(output) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, ids: list[list[int]], pad_id: int,
-                   batch_size: int = 64, per_token: bool = False) -> np.ndarray | list[np.ndarray]:
+def predict_logits(
+    model: torch.nn.Module,
+    ids: list[list[int]],
+    pad_id: int,
+    batch_size: int = 64,
+    per_token: bool = False,
+) -> np.ndarray | list[np.ndarray]:
     """Logits for every example, in input order.
 
     Returns:
@@ -79,7 +90,7 @@ def predict_logits(model: torch.nn.Module, ids: list[list[int]], pad_id: int,
     for batch in sorted_batches([len(x) for x in ids], batch_size):
         tensors = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id).items()}
         logits = output_logits(model(**tensors)).float().cpu().numpy()
-        for i, row in zip(batch, logits):
+        for i, row in zip(batch, logits, strict=True):
             out[i] = row[: len(ids[i])] if per_token else row  # drop padding positions
     if was_training:
         model.train()

@@ -31,15 +31,21 @@ def _decode(path: str, raw: bytes) -> str:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise DataError(path, line, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {col}); "
-                        "save the file as UTF-8") from None
+        raise DataError(
+            path,
+            line,
+            f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {col}); save the file as UTF-8",
+        ) from None
 
 
 def file_format(path: str) -> str:
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise DataError(path, None, f"unsupported file type '{Path(path).suffix}' "
-                        f"(use {', '.join(sorted(FORMATS))})")
+        raise DataError(
+            path,
+            None,
+            f"unsupported file type '{Path(path).suffix}' (use {', '.join(sorted(FORMATS))})",
+        )
     return fmt
 
 
@@ -57,13 +63,19 @@ def _delimited(path: str, text: str, delimiter: str) -> list[Row]:
                 header = [h.strip() for h in record]
                 dup = {h for h in header if header.count(h) > 1}
                 if dup:
-                    raise DataError(path, line, f"duplicate column name '{sorted(dup)[0]}' in header")
+                    raise DataError(
+                        path, line, f"duplicate column name '{sorted(dup)[0]}' in header"
+                    )
                 continue
             if len(record) != len(header):
-                raise DataError(path, line, f"malformed row: expected {len(header)} fields "
-                                f"({', '.join(header)}), found {len(record)}; quote fields that "
-                                "contain the delimiter")
-            rows.append(Row(line, dict(zip(header, record))))
+                raise DataError(
+                    path,
+                    line,
+                    f"malformed row: expected {len(header)} fields "
+                    f"({', '.join(header)}), found {len(record)}; quote fields that "
+                    "contain the delimiter",
+                )
+            rows.append(Row(line, dict(zip(header, record, strict=True))))
     except csv.Error as e:
         raise DataError(path, reader.line_num or start, f"malformed row: {e}") from None
     if header is None:
@@ -86,8 +98,11 @@ def _jsonl(path: str, text: str) -> list[Row]:
     return rows
 
 
-def read_rows(path: str | Path, required: list[str] | tuple[str, ...] = (),
-              non_empty: list[str] | tuple[str, ...] = ()) -> list[Row]:
+def read_rows(
+    path: str | Path,
+    required: list[str] | tuple[str, ...] = (),
+    non_empty: list[str] | tuple[str, ...] = (),
+) -> list[Row]:
     """Read a .csv/.tsv/.jsonl file and check it.
 
     Args:
@@ -126,8 +141,13 @@ def read_rows(path: str | Path, required: list[str] | tuple[str, ...] = (),
         present = set(rows[0].values)
         for col in required:
             if col not in present:
-                raise DataError(path, 1, f"missing column '{col}' (found: {', '.join(sorted(present))})"
-                                "; choose another with --text-column/--label-column", field=col)
+                raise DataError(
+                    path,
+                    1,
+                    f"missing column '{col}' (found: {', '.join(sorted(present))})"
+                    "; choose another with --text-column/--label-column",
+                    field=col,
+                )
     for row in rows:
         for col in required:
             if col not in row.values:

@@ -13,8 +13,8 @@ import csv
 import io
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tunelab.runs import is_run, read_config, read_metrics, read_run
 
@@ -23,18 +23,29 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 def weights_size_mb(run_dir: Path) -> float:
     """Size of the weight files a run needs on top of the base model, in MB."""
-    return sum(p.stat().st_size for p in run_dir.iterdir()
-               if p.suffix in WEIGHT_SUFFIXES) / 1e6
+    return sum(p.stat().st_size for p in run_dir.iterdir() if p.suffix in WEIGHT_SUFFIXES) / 1e6
 
 
-def run_method(config_file: Path, method: str, out: Path, overwrite: bool,
-               echo: Callable[[str], None]) -> str | None:
+def run_method(
+    config_file: Path, method: str, out: Path, overwrite: bool, echo: Callable[[str], None]
+) -> str | None:
     """Train ``method`` into ``out`` in a child process; returns an error line or None."""
     if is_run(out) and not overwrite:
         echo(f"tunelab compare: {method}: reusing the finished run in {out}")
         return None
-    cmd = [sys.executable, "-m", "tunelab", "train", "--config", str(config_file),
-           "--method", method, "--output-dir", str(out), "--overwrite"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tunelab",
+        "train",
+        "--config",
+        str(config_file),
+        "--method",
+        method,
+        "--output-dir",
+        str(out),
+        "--overwrite",
+    ]
     echo(f"tunelab compare: training {method}")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     last = ""
@@ -59,16 +70,18 @@ def collect(out: Path, method: str, error: str | None, metric_keys: list[str]) -
     split = "test" if "test" in metrics else "validation"
     tr = metrics["training"]
     p = info.parameters or {"trainable": 0, "total": 1}
-    row.update({
-        "trainable_params": p["trainable"],
-        "trainable_pct": 100.0 * p["trainable"] / p["total"],
-        "weights_mb": weights_size_mb(run),
-        "peak_memory_mb": tr.get("peak_memory_mb"),
-        "train_seconds": tr["train_seconds"],
-        "examples_per_s": tr["examples_per_s"],
-        "learning_rate": _learning_rate(run),
-        "split": split,
-    })
+    row.update(
+        {
+            "trainable_params": p["trainable"],
+            "trainable_pct": 100.0 * p["trainable"] / p["total"],
+            "weights_mb": weights_size_mb(run),
+            "peak_memory_mb": tr.get("peak_memory_mb"),
+            "train_seconds": tr["train_seconds"],
+            "examples_per_s": tr["examples_per_s"],
+            "learning_rate": _learning_rate(run),
+            "split": split,
+        }
+    )
     for k in metric_keys:
         row[k] = metrics[split].get(k)
     return row
@@ -83,19 +96,24 @@ def _learning_rate(run: Path) -> float | None:
     return get_method(cfg["method"]).default_learning_rate
 
 
-COLUMNS = [("method", "method", "{}"), ("trainable_params", "trainable params", "{:,}"),
-           ("trainable_pct", "trainable %", "{:.3g}"), ("weights_mb", "run weights (MB)",
-                                                         "{:.2f}"),
-           ("peak_memory_mb", "peak memory (MB)", "{:,.0f}"),
-           ("train_seconds", "training (s)", "{:.0f}"), ("examples_per_s", "examples/s",
-                                                         "{:.1f}"),
-           ("learning_rate", "lr", "{:g}")]
+COLUMNS = [
+    ("method", "method", "{}"),
+    ("trainable_params", "trainable params", "{:,}"),
+    ("trainable_pct", "trainable %", "{:.3g}"),
+    ("weights_mb", "run weights (MB)", "{:.2f}"),
+    ("peak_memory_mb", "peak memory (MB)", "{:,.0f}"),
+    ("train_seconds", "training (s)", "{:.0f}"),
+    ("examples_per_s", "examples/s", "{:.1f}"),
+    ("learning_rate", "lr", "{:g}"),
+]
 
 
 def to_markdown(rows: list[dict], metric_keys: list[str]) -> str:
     cols = COLUMNS + [(k, k.replace("_", " "), "{:.4f}") for k in metric_keys]
-    lines = ["| " + " | ".join(c[1] for c in cols) + " |",
-             "|" + "|".join("---" if i == 0 else "--:" for i in range(len(cols))) + "|"]
+    lines = [
+        "| " + " | ".join(c[1] for c in cols) + " |",
+        "|" + "|".join("---" if i == 0 else "--:" for i in range(len(cols))) + "|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['method']} | failed: {r['error']} |" + " |" * (len(cols) - 2))
@@ -120,12 +138,19 @@ def plot(rows: list[dict], metric: str, out: Path) -> None:
 
     ok = [r for r in rows if "error" not in r and r.get(metric) is not None]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, label, log in ((axes[0], "trainable_pct", "trainable parameters (%)", True),
-                                (axes[1], "train_seconds", "training time (s)", False)):
+    for ax, key, label, log in (
+        (axes[0], "trainable_pct", "trainable parameters (%)", True),
+        (axes[1], "train_seconds", "training time (s)", False),
+    ):
         for r in ok:
             ax.scatter(r[key], r[metric], s=40)
-            ax.annotate(r["method"], (r[key], r[metric]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=8)
+            ax.annotate(
+                r["method"],
+                (r[key], r[metric]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=8,
+            )
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(label)

@@ -18,8 +18,9 @@ def _img(path: Path, alt: str) -> str:
 
 def _table(rows: list[tuple], head: tuple) -> str:
     th = "".join(f"<th>{html.escape(str(h))}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>"
-                   for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows
+    )
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
@@ -29,8 +30,15 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def write_report(run_dir: Path, info: RunInfo, metrics: dict, history: list[dict], metric: str,
-                 task, final: tuple) -> Path:
+def write_report(
+    run_dir: Path,
+    info: RunInfo,
+    metrics: dict,
+    history: list[dict],
+    metric: str,
+    task,
+    final: tuple,
+) -> Path:
     """Write ``plots/*.png`` and ``report.html`` into ``run_dir``; returns the HTML path.
 
     Args:
@@ -42,16 +50,23 @@ def write_report(run_dir: Path, info: RunInfo, metrics: dict, history: list[dict
     plot_curves(history, metric, plots / "curves.png")
     split, logits, targets, spec = final
     figures = [("Training curves", "curves.png")] + task.report_figures(
-        plots, split, logits, targets, spec, metrics[split])
+        plots, split, logits, targets, spec, metrics[split]
+    )
     tr = metrics["training"]
     params = info.parameters or {"trainable": 0, "total": 0}
-    summary = [("task", info.task), ("base model", (info.base_model or {}).get("source")),
-               ("method", info.method),
-               ("trainable parameters", f"{params['trainable']:,} of {params['total']:,}"),
-               ("training time (s)", round(tr["train_seconds"], 1)),
-               ("examples/s", round(tr["examples_per_s"], 1)),
-               ("best checkpoint", f"step {tr['best_step']} (validation {metric} "
-                                   f"{_fmt(tr.get(f'best_validation_{metric}'))})")]
+    summary = [
+        ("task", info.task),
+        ("base model", (info.base_model or {}).get("source")),
+        ("method", info.method),
+        ("trainable parameters", f"{params['trainable']:,} of {params['total']:,}"),
+        ("training time (s)", round(tr["train_seconds"], 1)),
+        ("examples/s", round(tr["examples_per_s"], 1)),
+        (
+            "best checkpoint",
+            f"step {tr['best_step']} (validation {metric} "
+            f"{_fmt(tr.get(f'best_validation_{metric}'))})",
+        ),
+    ]
     if info.labels:
         summary.append(("labels", ", ".join(info.labels)))
     splits = [s for s in ("validation", "test") if s in metrics]
@@ -63,10 +78,12 @@ def write_report(run_dir: Path, info: RunInfo, metrics: dict, history: list[dict
     ada = (info.method_details or {}).get("adalora")
     if ada:  # where AdaLoRA moved its rank budget
         rows = sorted(ada["final_ranks"].items(), key=lambda kv: -kv[1])
-        parts.append(f"<h2>AdaLoRA rank allocation</h2><p>total rank "
-                     f"{ada['total_rank']['initial']} at the start (rank {ada['init_r']} per "
-                     f"layer), {ada['total_rank']['final']} at the end (target average "
-                     f"{ada['target_r']})</p>{_table(rows, ('adapted layer', 'final rank'))}")
+        parts.append(
+            f"<h2>AdaLoRA rank allocation</h2><p>total rank "
+            f"{ada['total_rank']['initial']} at the start (rank {ada['init_r']} per "
+            f"layer), {ada['total_rank']['final']} at the end (target average "
+            f"{ada['target_r']})</p>{_table(rows, ('adapted layer', 'final rank'))}"
+        )
     for title, head, rows in task.report_tables(metrics[split]):
         parts.append(f"<h2>{html.escape(title)} ({split})</h2>{_table(rows, head)}")
     for title, name in figures:

@@ -25,19 +25,33 @@ import numpy as np
 
 from tunelab.errors import TunelabError
 from tunelab.methods import get_method
+from tunelab.runs import (
+    RunInfo,
+    check_output_dir,
+    copy_records,
+    data_file,
+    read_run,
+    staged_dir,
+    write_run,
+)
 from tunelab.tasks import get_task
-from tunelab.runs import (RunInfo, check_output_dir, copy_records, data_file, read_run,
-                          staged_dir, write_run)
 from tunelab.tasks.encoding import encode_split
 
 FORMATS = ("hf", "onnx")
 ONNX_FILE = "model.onnx"
 
 
-def export_model(run_dir: str | Path, output_dir: str | Path, fmt: str = "hf",
-                 quantize: str | None = None, prune: str | None = None,
-                 sparsity: float | None = None, eval_data: str | None = None,
-                 overwrite: bool = False, log=print) -> dict:
+def export_model(
+    run_dir: str | Path,
+    output_dir: str | Path,
+    fmt: str = "hf",
+    quantize: str | None = None,
+    prune: str | None = None,
+    sparsity: float | None = None,
+    eval_data: str | None = None,
+    overwrite: bool = False,
+    log=print,
+) -> dict:
     """Export ``run_dir`` to ``output_dir``; returns the ``export`` record written to its
     ``tunelab.json``.
 
@@ -60,9 +74,14 @@ def export_model(run_dir: str | Path, output_dir: str | Path, fmt: str = "hf",
     if method.merge is not None and method.name != "full":
         loaded.model = method.merge(loaded.model)
     model = loaded.model
-    record: dict = {"format": fmt, "merged_method": method.name, "source_run": str(run.resolve()),
-                    "quantize": quantize, "eval_data": eval_data,
-                    "metric": task.default_metric}
+    record: dict = {
+        "format": fmt,
+        "merged_method": method.name,
+        "source_run": str(run.resolve()),
+        "quantize": quantize,
+        "eval_data": eval_data,
+        "metric": task.default_metric,
+    }
     evaluate = (lambda m: _evaluate(loaded, m, eval_data)) if eval_data else None
     if evaluate:
         log(f"evaluating the unexported model on {eval_data} ...")
@@ -74,7 +93,8 @@ def export_model(run_dir: str | Path, output_dir: str | Path, fmt: str = "hf",
 
             log(f"pruning ({prune}) and measuring the curve on {eval_data} ...")
             model, heads, record["prune"] = prune_with_curve(
-                loaded, model, prune, float(sparsity), eval_data, evaluate, tmp, log)
+                loaded, model, prune, float(sparsity), eval_data, evaluate, tmp, log
+            )
             loaded.model = model
         if fmt == "hf":
             model.save_pretrained(tmp, safe_serialization=True)
@@ -89,8 +109,7 @@ def export_model(run_dir: str | Path, output_dir: str | Path, fmt: str = "hf",
             _write_onnx(loaded, model, heads, tmp, quantize, eval_data, record, evaluate, log)
         loaded.tokenizer.save_pretrained(tmp)
         copy_records(run, tmp)
-        record["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())
-                           if p.is_file()}
+        record["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
         record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         write_run(tmp, dataclasses.replace(info, method="full", export=record))
     return record
@@ -101,16 +120,22 @@ def _check_options(info: RunInfo, method, fmt: str, quantize, prune, sparsity, e
         raise TunelabError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
     done = info.export or {}
     if done.get("format") == "onnx" or done.get("quantize"):
-        raise TunelabError(f"this folder is already an {done['format']} "
-                           f"{'int8 ' if done.get('quantize') else ''}export; export from the "
-                           f"training run ({done.get('source_run')}) instead")
+        raise TunelabError(
+            f"this folder is already an {done['format']} "
+            f"{'int8 ' if done.get('quantize') else ''}export; export from the "
+            f"training run ({done.get('source_run')}) instead"
+        )
     if method.merge is None:
-        raise TunelabError(f"method '{method.name}' cannot be merged into the base weights "
-                           "(it adds computation the base model does not have), so it has no "
-                           "standalone export; load the run folder with tunelab.load instead")
+        raise TunelabError(
+            f"method '{method.name}' cannot be merged into the base weights "
+            "(it adds computation the base model does not have), so it has no "
+            "standalone export; load the run folder with tunelab.load instead"
+        )
     if fmt == "onnx" and get_task(info.task).generative:
-        raise TunelabError("generation runs export with --format hf (an ONNX graph of one "
-                           "forward pass cannot generate by itself)")
+        raise TunelabError(
+            "generation runs export with --format hf (an ONNX graph of one "
+            "forward pass cannot generate by itself)"
+        )
     if quantize not in (None, "int8"):
         raise TunelabError(f"--quantize {quantize!r}: only int8 is supported")
     if prune is not None:
@@ -119,13 +144,17 @@ def _check_options(info: RunInfo, method, fmt: str, quantize, prune, sparsity, e
         if prune not in PRUNE_KINDS:
             raise TunelabError(f"--prune {prune!r}: choose from {', '.join(PRUNE_KINDS)}")
         if sparsity is None or not 0.0 < float(sparsity) < 1.0:
-            raise TunelabError("--prune needs --sparsity between 0 and 1 (the fraction of "
-                               "weights, or of attention heads, to remove)")
+            raise TunelabError(
+                "--prune needs --sparsity between 0 and 1 (the fraction of "
+                "weights, or of attention heads, to remove)"
+            )
     elif sparsity is not None:
         raise TunelabError("--sparsity is only used with --prune magnitude|heads")
     if (quantize or prune) and not eval_data:
-        raise TunelabError("--quantize and --prune need --eval-data FILE (a labelled file) "
-                           "so that accuracy before and after is measured and recorded")
+        raise TunelabError(
+            "--quantize and --prune need --eval-data FILE (a labelled file) "
+            "so that accuracy before and after is measured and recorded"
+        )
 
 
 def _evaluate(loaded, model, eval_data: str) -> dict:
@@ -149,18 +178,20 @@ def _parity_ids(loaded, eval_data: str | None) -> list[list[int]]:
             lc = loaded.info.label_column
             ex = loaded.task.read_examples(path, loaded.info.text_column, lc)
             if loaded.task.encode is not None:
-                return encode_split(loaded.task, loaded.tokenizer, ex, loaded.spec,
-                                    loaded.max_length, lc)[0][:256]
+                return encode_split(
+                    loaded.task, loaded.tokenizer, ex, loaded.spec, loaded.max_length, lc
+                )[0][:256]
             texts = ex.texts[:256]
             break
     if not texts:
         vocab = [t for t in loaded.tokenizer.get_vocab() if t.isalpha()][:400]
-        texts = [" ".join(vocab[i:i + 12 + i % 9]) for i in range(0, len(vocab), 7)]
+        texts = [" ".join(vocab[i : i + 12 + i % 9]) for i in range(0, len(vocab), 7)]
     return tokenize(loaded.tokenizer, texts, loaded.max_length)
 
 
-def _write_onnx(loaded, model, heads, tmp: Path, quantize, eval_data, record, evaluate,
-                log) -> None:
+def _write_onnx(
+    loaded, model, heads, tmp: Path, quantize, eval_data, record, evaluate, log
+) -> None:
     from tunelab.backends import OnnxModule
     from tunelab.export.onnx import optimize, parity, quantize_int8, to_onnx
     from tunelab.export.prune import slice_pruned_heads
@@ -184,9 +215,11 @@ def _write_onnx(loaded, model, heads, tmp: Path, quantize, eval_data, record, ev
     record["fusions"] = fused if best.name == "fused.onnx" else []
     check = parity(best, model, ids, loaded.pad_id, per_token)
     if check["max_abs_logit_diff"] > 1e-3:
-        raise TunelabError(f"ONNX export does not match PyTorch (largest logit difference "
-                           f"{check['max_abs_logit_diff']:.2g} on {check['n']} texts); "
-                           "nothing was written")
+        raise TunelabError(
+            f"ONNX export does not match PyTorch (largest logit difference "
+            f"{check['max_abs_logit_diff']:.2g} on {check['n']} texts); "
+            "nothing was written"
+        )
     record["parity_fp32"] = check
     final = best
     if quantize:

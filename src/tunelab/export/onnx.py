@@ -46,17 +46,23 @@ def to_onnx(model: torch.nn.Module, path: Path, pad_id: int) -> None:
     mask = torch.ones_like(ids)
     ids[1, 5:], mask[1, 5:] = pad_id, 0
     outs = output_names(model)
-    axes = {"input_ids": {0: "batch", 1: "sequence"},
-            "attention_mask": {0: "batch", 1: "sequence"}}
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
     per_text = outs == ["logits"] and "TokenClassification" not in type(model).__name__
     for o in outs:  # (batch, labels) for one output per text, else (batch, sequence, ...)
         axes[o] = {0: "batch"} if per_text else {0: "batch", 1: "sequence"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (ids, mask), str(path), input_names=["input_ids",
-                                                                      "attention_mask"],
-                          output_names=outs, dynamic_axes=axes, opset_version=OPSET,
-                          dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            model,
+            (ids, mask),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=outs,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
 
 
 def optimize(src: Path, dst: Path, config, heads_pruned: bool = False) -> list[str]:
@@ -65,8 +71,14 @@ def optimize(src: Path, dst: Path, config, heads_pruned: bool = False) -> list[s
     or nothing matched (the plain graph is used then)."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    kind = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "electra": "bert",
-            "distilbert": "bert", "gpt2": "gpt2"}.get(getattr(config, "model_type", ""))
+    kind = {
+        "bert": "bert",
+        "roberta": "bert",
+        "xlm-roberta": "bert",
+        "electra": "bert",
+        "distilbert": "bert",
+        "gpt2": "gpt2",
+    }.get(getattr(config, "model_type", ""))
     if kind is None:
         return []
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
@@ -76,8 +88,9 @@ def optimize(src: Path, dst: Path, config, heads_pruned: bool = False) -> list[s
         # attention is left unfused (the other fusions still apply)
         heads = 0 if heads_pruned else int(getattr(config, "num_attention_heads", 0) or 0)
         hidden = 0 if heads_pruned else int(getattr(config, "hidden_size", 0) or 0)
-        opt = optimize_model(str(src), model_type=kind, num_heads=heads, hidden_size=hidden,
-                             opt_level=0)
+        opt = optimize_model(
+            str(src), model_type=kind, num_heads=heads, hidden_size=hidden, opt_level=0
+        )
         opt.save_model_to_file(str(dst))
     return sorted({n.op_type for n in opt.model.graph.node if n.domain == "com.microsoft"})
 
@@ -89,8 +102,9 @@ def quantize_int8(src: Path, dst: Path) -> None:
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": 1})
+        quantize_dynamic(
+            str(src), str(dst), weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": 1}
+        )
 
 
 def _flat(logits) -> np.ndarray:
@@ -99,8 +113,9 @@ def _flat(logits) -> np.ndarray:
     return np.asarray(logits)
 
 
-def parity(onnx_path: Path, model: torch.nn.Module, ids: list[list[int]], pad_id: int,
-           per_token: bool) -> dict:
+def parity(
+    onnx_path: Path, model: torch.nn.Module, ids: list[list[int]], pad_id: int, per_token: bool
+) -> dict:
     """ONNX Runtime against PyTorch on the same token ids.
 
     Returns:
@@ -115,8 +130,11 @@ def parity(onnx_path: Path, model: torch.nn.Module, ids: list[list[int]], pad_id
         e = np.exp(x - x.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
 
-    return {"n": len(ids), "max_abs_logit_diff": float(np.abs(a - b).max()),
-            "max_prob_diff": float(np.abs(softmax(a) - softmax(b)).max())
-            if a.shape[-1] > 1 else None,
-            "argmax_agreement": float((a.argmax(-1) == b.argmax(-1)).mean())
-            if a.shape[-1] > 1 else None}
+    return {
+        "n": len(ids),
+        "max_abs_logit_diff": float(np.abs(a - b).max()),
+        "max_prob_diff": float(np.abs(softmax(a) - softmax(b)).max()) if a.shape[-1] > 1 else None,
+        "argmax_agreement": float((a.argmax(-1) == b.argmax(-1)).mean())
+        if a.shape[-1] > 1
+        else None,
+    }

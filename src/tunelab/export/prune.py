@@ -30,8 +30,7 @@ def prunable_linears(model: torch.nn.Module, head_names: list[str]) -> dict[str,
     for name, mod in model.named_modules():
         if not isinstance(mod, torch.nn.Linear) or "embed" in name:
             continue
-        if any(name == h or name.startswith(h + ".") or name.endswith("." + h)
-               for h in head_names):
+        if any(name == h or name.startswith(h + ".") or name.endswith("." + h) for h in head_names):
             continue
         out[name] = mod
     return out
@@ -55,13 +54,21 @@ def magnitude_prune(model: torch.nn.Module, sparsity: float, head_names: list[st
 
 def attention_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The attention blocks (``...attention`` with ``.self`` and ``.output``), in order."""
-    layers = [m for n, m in model.named_modules()
-              if n.endswith("attention") and hasattr(m, "self") and hasattr(m, "output")
-              and hasattr(m.self, "query") and hasattr(m.output, "dense")]
+    layers = [
+        m
+        for n, m in model.named_modules()
+        if n.endswith("attention")
+        and hasattr(m, "self")
+        and hasattr(m, "output")
+        and hasattr(m.self, "query")
+        and hasattr(m.output, "dense")
+    ]
     if not layers:
-        raise TunelabError(f"head pruning supports BERT-style encoders (BERT, RoBERTa, "
-                           f"XLM-R, MiniLM); {type(model).__name__} has no such attention "
-                           "blocks: use --prune magnitude")
+        raise TunelabError(
+            f"head pruning supports BERT-style encoders (BERT, RoBERTa, "
+            f"XLM-R, MiniLM); {type(model).__name__} has no such attention "
+            "blocks: use --prune magnitude"
+        )
     return layers
 
 
@@ -80,7 +87,7 @@ def head_importance(model: torch.nn.Module, batches, loss_fn) -> torch.Tensor:
     heads = [att.output.dense.in_features // _head_size(att) for att in layers]
     gates = [torch.ones(h, requires_grad=True) for h in heads]
     hooks = []
-    for att, gate in zip(layers, gates):
+    for att, gate in zip(layers, gates, strict=True):
         size = _head_size(att)
 
         def pre(mod, args, gate=gate, size=size):
@@ -148,8 +155,9 @@ def slice_pruned_heads(model: torch.nn.Module, heads: dict[int, list[int]]) -> N
     for i, js in heads.items():
         att, size = layers[i], _head_size(layers[i])
         n = att.output.dense.in_features // size
-        keep = torch.tensor([c for h in range(n) if h not in js
-                             for c in range(h * size, (h + 1) * size)])
+        keep = torch.tensor(
+            [c for h in range(n) if h not in js for c in range(h * size, (h + 1) * size)]
+        )
         for name in ("query", "key", "value"):
             old = getattr(att.self, name)
             new = torch.nn.Linear(old.in_features, len(keep), bias=old.bias is not None)
@@ -165,10 +173,10 @@ def slice_pruned_heads(model: torch.nn.Module, heads: dict[int, list[int]]) -> N
         att.output.dense = new
         for attr in ("num_attention_heads", "all_head_size"):
             if hasattr(att.self, attr):
-                setattr(att.self, attr, (n - len(js)) if attr == "num_attention_heads"
-                        else len(keep))
+                setattr(
+                    att.self, attr, (n - len(js)) if attr == "num_attention_heads" else len(keep)
+                )
 
 
 def count_heads(model: torch.nn.Module) -> int:
-    return sum(att.output.dense.in_features // _head_size(att)
-               for att in attention_layers(model))
+    return sum(att.output.dense.in_features // _head_size(att) for att in attention_layers(model))

@@ -20,8 +20,16 @@ def sparsity_grid(target: float) -> list[float]:
     return steps + [round(target, 4)]
 
 
-def prune_with_curve(loaded, model: torch.nn.Module, kind: str, target: float,
-                     eval_data: str, evaluate, out_dir: Path, log) -> tuple:
+def prune_with_curve(
+    loaded,
+    model: torch.nn.Module,
+    kind: str,
+    target: float,
+    eval_data: str,
+    evaluate,
+    out_dir: Path,
+    log,
+) -> tuple:
     """Returns (pruned model, heads removed per layer, record); the curve is plotted to
     ``out_dir/pruning_curve.png``."""
     head_names = loaded.task.head_module_names(model)

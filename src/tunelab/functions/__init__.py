@@ -21,9 +21,16 @@ import threading
 from dataclasses import dataclass
 
 from tunelab.functions.arguments import prompt_argument, question_arguments, text_argument
-from tunelab.functions.catalog import (FUNCTIONS, ROUTE_DATA, FolderKind, TaskFunction,
-                                       register_folder_kind, register_function,
-                                       task_functions, unregister_function)
+from tunelab.functions.catalog import (
+    FUNCTIONS,
+    ROUTE_DATA,
+    FolderKind,
+    TaskFunction,
+    register_folder_kind,
+    register_function,
+    task_functions,
+    unregister_function,
+)
 from tunelab.functions.registry import model_for
 
 
@@ -67,8 +74,9 @@ def analyze_sentiment(text: str | list[str]) -> Label | list[Label]:
     Args:
         text: the text to judge, or a list of texts.
     """
-    out = [Label(p["label"], float(p["score"]))
-           for p in _run("analyze_sentiment", None, _listed(text))]
+    out = [
+        Label(p["label"], float(p["score"])) for p in _run("analyze_sentiment", None, _listed(text))
+    ]
     return out if isinstance(text, list) else out[0]
 
 
@@ -79,8 +87,10 @@ def classify(text: str | list[str], model: str = "classify") -> Label | list[Lab
         text: the text to classify, or a list of texts.
         model: registry name of the classifier to use.
     """
-    out = [Label(p["label"], float(p["score"]))
-           for p in _run(model, "text-classification", _listed(text))]
+    out = [
+        Label(p["label"], float(p["score"]))
+        for p in _run(model, "text-classification", _listed(text))
+    ]
     return out if isinstance(text, list) else out[0]
 
 
@@ -101,9 +111,13 @@ def extract_entities(text: str | list[str]) -> list[Entity] | list[list[Entity]]
     Args:
         text: the text to search, or a list of texts.
     """
-    out = [[Entity(e["text"], e["type"], int(e["start"]), int(e["end"]), float(e["score"]))
-            for e in p["entities"]]
-           for p in _run("extract_entities", None, _listed(text))]
+    out = [
+        [
+            Entity(e["text"], e["type"], int(e["start"]), int(e["end"]), float(e["score"]))
+            for e in p["entities"]
+        ]
+        for p in _run("extract_entities", None, _listed(text))
+    ]
     return out if isinstance(text, list) else out[0]
 
 
@@ -154,21 +168,61 @@ def _listed(x) -> list:
 # the built-in functions, one line each: backed by runs of their task, routed with the
 # shipped example requests (route_data/), each filling its arguments by its own rule
 _BUILTIN = {"folder_kind": "run", "route_examples": ROUTE_DATA}
-register_function(TaskFunction("analyze_sentiment", analyze_sentiment, task="text-classification",
-                               fill_arguments=text_argument, **_BUILTIN))
-register_function(TaskFunction("classify", classify, task="text-classification",
-                               fill_arguments=text_argument, **_BUILTIN))
-register_function(TaskFunction("score", score, task="regression",
-                               fill_arguments=text_argument, **_BUILTIN))
-register_function(TaskFunction("extract_entities", extract_entities, task="token-classification",
-                               fill_arguments=text_argument, **_BUILTIN))
-register_function(TaskFunction("answer", answer, task="question-answering",
-                               fill_arguments=question_arguments, **_BUILTIN))
-register_function(TaskFunction("generate", generate, task="generation",
-                               fill_arguments=prompt_argument, **_BUILTIN))
+register_function(
+    TaskFunction(
+        "analyze_sentiment",
+        analyze_sentiment,
+        task="text-classification",
+        fill_arguments=text_argument,
+        **_BUILTIN,
+    )
+)
+register_function(
+    TaskFunction(
+        "classify", classify, task="text-classification", fill_arguments=text_argument, **_BUILTIN
+    )
+)
+register_function(
+    TaskFunction("score", score, task="regression", fill_arguments=text_argument, **_BUILTIN)
+)
+register_function(
+    TaskFunction(
+        "extract_entities",
+        extract_entities,
+        task="token-classification",
+        fill_arguments=text_argument,
+        **_BUILTIN,
+    )
+)
+register_function(
+    TaskFunction(
+        "answer", answer, task="question-answering", fill_arguments=question_arguments, **_BUILTIN
+    )
+)
+register_function(
+    TaskFunction(
+        "generate", generate, task="generation", fill_arguments=prompt_argument, **_BUILTIN
+    )
+)
 
-__all__ = ["Answer", "Entity", "FUNCTIONS", "FolderKind", "Label", "ROUTE_DATA", "Sentiment",
-           "TaskFunction",
-           "analyze_sentiment", "answer", "as_json", "classify", "extract_entities",
-           "generate", "register_folder_kind", "register_function", "score",
-           "task_functions", "unregister_function"]
+__all__ = [
+    "Answer",
+    "Entity",
+    "FUNCTIONS",
+    "FolderKind",
+    "Label",
+    "ROUTE_DATA",
+    "Sentiment",
+    "TaskFunction",
+    "analyze_sentiment",
+    "answer",
+    "as_json",
+    "classify",
+    "extract_entities",
+    "generate",
+    "register_folder_kind",
+    "register_function",
+    "score",
+    "task_functions",
+    "unregister_function",
+]

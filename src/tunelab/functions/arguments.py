@@ -51,7 +51,7 @@ def question_and_context(request: str) -> tuple[str, str]:
         text = request.strip()
         return text, text
     m = found[-1]
-    before, after = request[:m.start()], request[m.end():]
+    before, after = request[: m.start()], request[m.end() :]
     question = _QUESTION_LABEL.sub("", m.group(0)).strip(" ,，")
     if not (before + after).strip():  # "given that <context>, <question>?"
         tail = _TAIL_QUESTION.match(request.strip())

@@ -37,11 +37,13 @@ RESERVED = ("none", "route")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 # what to train for a run of each task (shown when a run-backed function has no model)
-TRAIN_HINT = {"text-classification": "--task text-classification --train reviews.csv",
-              "regression": "--task regression --train ratings.csv --label-column rating",
-              "token-classification": "--task token-classification --train ner.jsonl",
-              "question-answering": "--task question-answering --train qa.jsonl",
-              "generation": "--task generation --train pairs.jsonl"}
+TRAIN_HINT = {
+    "text-classification": "--task text-classification --train reviews.csv",
+    "regression": "--task regression --train ratings.csv --label-column rating",
+    "token-classification": "--task token-classification --train ner.jsonl",
+    "question-answering": "--task question-answering --train qa.jsonl",
+    "generation": "--task generation --train pairs.jsonl",
+}
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,11 @@ class TaskFunction:
             return self.fill_arguments(request)
         from tunelab.functions.arguments import payload
 
-        required = [k for k, p in inspect.signature(self.func).parameters.items()
-                    if p.default is inspect.Parameter.empty]
+        required = [
+            k
+            for k, p in inspect.signature(self.func).parameters.items()
+            if p.default is inspect.Parameter.empty
+        ]
         return {required[0]: payload(request)} if required else {}
 
     def how_to_get(self, task: str | None = None) -> str:
@@ -123,8 +128,12 @@ _kinds: dict[str, FolderKind] = {}
 _functions: dict[str, TaskFunction] = {}  # registration order is listing order
 
 
-def register_folder_kind(kind: str, load: Callable[[str], Any], describe: Callable[[str], str],
-                         hint: Callable[[str, str | None], str] | None = None) -> FolderKind:
+def register_folder_kind(
+    kind: str,
+    load: Callable[[str], Any],
+    describe: Callable[[str], str],
+    hint: Callable[[str, str | None], str] | None = None,
+) -> FolderKind:
     """Add a kind of backing folder; see :class:`FolderKind`. A taken name is a ValueError."""
     k = FolderKind(kind, load, describe, hint)
     with _lock:
@@ -148,8 +157,9 @@ def folder_kind(kind: str) -> FolderKind:
     try:
         return _kinds[kind]
     except KeyError:
-        raise TunelabError(f"unknown folder kind {kind!r} (registered: "
-                           f"{', '.join(_kinds)})") from None
+        raise TunelabError(
+            f"unknown folder kind {kind!r} (registered: {', '.join(_kinds)})"
+        ) from None
 
 
 def register_function(fn: TaskFunction) -> TaskFunction:
@@ -164,22 +174,30 @@ def register_function(fn: TaskFunction) -> TaskFunction:
     from tunelab.functions.toolspec import tool_spec
 
     if not _NAME.match(fn.name) or fn.name in RESERVED:
-        raise ValueError(f"{fn.name!r} cannot name a task function (letters, digits and _, "
-                         f"at most 64; not {' or '.join(RESERVED)})")
+        raise ValueError(
+            f"{fn.name!r} cannot name a task function (letters, digits and _, "
+            f"at most 64; not {' or '.join(RESERVED)})"
+        )
     if not callable(fn.func):
         raise ValueError(f"task function {fn.name!r}: {fn.func!r} is not callable")
     if fn.folder_kind not in _kinds:
-        raise ValueError(f"task function {fn.name!r}: unknown folder kind {fn.folder_kind!r} "
-                         f"(registered: {', '.join(_kinds)}); register_folder_kind first")
+        raise ValueError(
+            f"task function {fn.name!r}: unknown folder kind {fn.folder_kind!r} "
+            f"(registered: {', '.join(_kinds)}); register_folder_kind first"
+        )
     ex = fn.route_examples
     if ex is not None and not all(f.is_file() for f in _example_files(ex)):
-        raise ValueError(f"task function {fn.name!r}: route_examples {ex} is not a CSV file "
-                         "or a folder with train.csv, validation.csv and test.csv")
+        raise ValueError(
+            f"task function {fn.name!r}: route_examples {ex} is not a CSV file "
+            "or a folder with train.csv, validation.csv and test.csv"
+        )
     try:
         tool_spec(fn.func, fn.name)
     except (TypeError, KeyError, NameError) as e:
-        raise ValueError(f"task function {fn.name!r}: its parameters need type hints a JSON "
-                         f"Schema can express ({e})") from None
+        raise ValueError(
+            f"task function {fn.name!r}: its parameters need type hints a JSON "
+            f"Schema can express ({e})"
+        ) from None
     with _lock:
         if fn.name in _functions:
             raise ValueError(f"task function {fn.name!r} is already registered")
@@ -260,8 +278,10 @@ def _load_run(folder: str) -> Any:
 
 def _run_hint(name: str, task: str | None) -> str:
     what = TRAIN_HINT.get(task or "", "--task TASK --train FILE")
-    return (f"train and register one: tunelab train {what} --output-dir runs/{name} && "
-            f"tunelab register {name} runs/{name}")
+    return (
+        f"train and register one: tunelab train {what} --output-dir runs/{name} && "
+        f"tunelab register {name} runs/{name}"
+    )
 
 
 register_folder_kind("run", load=_load_run, describe=_describe_run, hint=_run_hint)

@@ -2,78 +2,113 @@
 
 from __future__ import annotations
 
-from tunelab.cliargs import ExamplesFormatter
-
 import json
 from pathlib import Path
+
+from tunelab.cliargs import ExamplesFormatter
 
 
 def add_register(sub) -> None:
     from tunelab.functions import FUNCTIONS
 
-    r = sub.add_parser("register", allow_abbrev=False, formatter_class=ExamplesFormatter,
-                       help="back a function (analyze_sentiment, classify, ...) with a model",
-                       description="Map NAME to a run or export folder (or the kind of folder "
-                                   "the function is backed by) in the model registry "
-                                   "(models.yaml; $TUNELAB_MODELS names another file). NAME is "
-                                   f"a function ({', '.join(FUNCTIONS)}) or any name that "
-                                   "classify(text, model=NAME) / score(...) will use.",
-                       epilog="example:\n  tunelab register analyze_sentiment runs/reviews")
+    r = sub.add_parser(
+        "register",
+        allow_abbrev=False,
+        formatter_class=ExamplesFormatter,
+        help="back a function (analyze_sentiment, classify, ...) with a model",
+        description="Map NAME to a run or export folder (or the kind of folder "
+        "the function is backed by) in the model registry "
+        "(models.yaml; $TUNELAB_MODELS names another file). NAME is "
+        f"a function ({', '.join(FUNCTIONS)}) or any name that "
+        "classify(text, model=NAME) / score(...) will use.",
+        epilog="example:\n  tunelab register analyze_sentiment runs/reviews",
+    )
     r.add_argument("name")
     r.add_argument("folder", help="run or export folder (or the function's kind of folder)")
-    r.add_argument("--file", help="registry file (default: $TUNELAB_MODELS, ./models.yaml, "
-                                  "~/.config/tunelab/models.yaml, first that exists)")
+    r.add_argument(
+        "--file",
+        help="registry file (default: $TUNELAB_MODELS, ./models.yaml, "
+        "~/.config/tunelab/models.yaml, first that exists)",
+    )
     r.set_defaults(func=cmd_register)
 
 
 def add_functions(sub) -> None:
-    f = sub.add_parser("functions", allow_abbrev=False, formatter_class=ExamplesFormatter,
-                       help="list the task functions and their models, or print tool schemas")
-    f.add_argument("--schema", action="store_true",
-                   help="print JSON Schema tool definitions (OpenAI function-calling format)")
+    f = sub.add_parser(
+        "functions",
+        allow_abbrev=False,
+        formatter_class=ExamplesFormatter,
+        help="list the task functions and their models, or print tool schemas",
+    )
+    f.add_argument(
+        "--schema",
+        action="store_true",
+        help="print JSON Schema tool definitions (OpenAI function-calling format)",
+    )
     f.set_defaults(func=cmd_functions)
 
 
 def _router_flags(p) -> None:
     from tunelab.functions.router import DEFAULT_THRESHOLD
 
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help="below this routing confidence, call nothing and list the "
-                        f"candidates (default {DEFAULT_THRESHOLD})")
-    p.add_argument("--router", metavar="DIR",
-                   help="router folder (default: the model registered as 'route')")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="below this routing confidence, call nothing and list the "
+        f"candidates (default {DEFAULT_THRESHOLD})",
+    )
+    p.add_argument(
+        "--router", metavar="DIR", help="router folder (default: the model registered as 'route')"
+    )
 
 
 def add_route(sub) -> None:
-    r = sub.add_parser("route", allow_abbrev=False, formatter_class=ExamplesFormatter,
-                       help="route a plain-language request to a task function and call it",
-                       description="Pick the task function for REQUEST with the router (a "
-                                   "fine-tuned intent classifier, see route-train), fill its "
-                                   "arguments, call it and print JSON: function, confidence, "
-                                   "arguments, result. Below --threshold, or when no function "
-                                   "fits, it calls nothing and prints the candidates (exit "
-                                   "code 3).",
-                       epilog="example:\n  tunelab route \"is this review positive? the "
-                              "battery died after two days\"")
+    r = sub.add_parser(
+        "route",
+        allow_abbrev=False,
+        formatter_class=ExamplesFormatter,
+        help="route a plain-language request to a task function and call it",
+        description="Pick the task function for REQUEST with the router (a "
+        "fine-tuned intent classifier, see route-train), fill its "
+        "arguments, call it and print JSON: function, confidence, "
+        "arguments, result. Below --threshold, or when no function "
+        "fits, it calls nothing and prints the candidates (exit "
+        "code 3).",
+        epilog='example:\n  tunelab route "is this review positive? the '
+        'battery died after two days"',
+    )
     r.add_argument("request")
     _router_flags(r)
-    r.add_argument("--dry-run", action="store_true",
-                   help="pick the function and fill its arguments, but do not call it")
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="pick the function and fill its arguments, but do not call it",
+    )
     r.set_defaults(func=cmd_route)
 
 
 def add_chat(sub) -> None:
-    c = sub.add_parser("chat", allow_abbrev=False, formatter_class=ExamplesFormatter,
-                       help="a small REPL over the router",
-                       description="Type requests, get routed answers; 'quit' or Ctrl-D "
-                                   "ends.")
+    c = sub.add_parser(
+        "chat",
+        allow_abbrev=False,
+        formatter_class=ExamplesFormatter,
+        help="a small REPL over the router",
+        description="Type requests, get routed answers; 'quit' or Ctrl-D ends.",
+    )
     _router_flags(c)
     c.set_defaults(func=cmd_chat)
 
 
 # route-train is `tunelab train` with other defaults: the router's data, model and method
-ROUTE_TRAIN_DEFAULTS = {"task": "text-classification", "model": "gemma3-270m", "method": "lora",
-                        "batch_size": 16, "epochs": 3.0, "output_dir": "runs/router"}
+ROUTE_TRAIN_DEFAULTS = {
+    "task": "text-classification",
+    "model": "gemma3-270m",
+    "method": "lora",
+    "batch_size": 16,
+    "epochs": 3.0,
+    "output_dir": "runs/router",
+}
 # settings route-train makes itself (the data come from the function registry or --data)
 ROUTE_TRAIN_FIXED = ("task", "train", "validation", "test", "text_column", "label_column")
 
@@ -81,20 +116,28 @@ ROUTE_TRAIN_FIXED = ("task", "train", "validation", "test", "text_column", "labe
 def add_route_train(sub) -> None:
     from tunelab.cliargs import add_config_flags
 
-    t = sub.add_parser("route-train", allow_abbrev=False, formatter_class=ExamplesFormatter,
-                       help="train the router on the shipped English and Chinese requests",
-                       description="Fine-tune the router (an intent classifier over the task "
-                                   "functions) on the example requests shipped with tunelab, "
-                                   "measure it on the held-out requests (new phrasings, English "
-                                   "and Chinese), and register it as 'route'.",
-                       epilog="example:\n  tunelab route-train --output-dir runs/router")
+    t = sub.add_parser(
+        "route-train",
+        allow_abbrev=False,
+        formatter_class=ExamplesFormatter,
+        help="train the router on the shipped English and Chinese requests",
+        description="Fine-tune the router (an intent classifier over the task "
+        "functions) on the example requests shipped with tunelab, "
+        "measure it on the held-out requests (new phrasings, English "
+        "and Chinese), and register it as 'route'.",
+        epilog="example:\n  tunelab route-train --output-dir runs/router",
+    )
     t.add_argument("--config", help="YAML file with training keys (as for `tunelab train`)")
-    t.add_argument("--data", metavar="DIR",
-                   help="your own example requests instead of the registered functions' ones: "
-                        "train.csv, validation.csv and test.csv with text, label (a function "
-                        "name or 'none') and lang columns")
-    t.add_argument("--no-register", action="store_true",
-                   help="do not register the router in models.yaml")
+    t.add_argument(
+        "--data",
+        metavar="DIR",
+        help="your own example requests instead of the registered functions' ones: "
+        "train.csv, validation.csv and test.csv with text, label (a function "
+        "name or 'none') and lang columns",
+    )
+    t.add_argument(
+        "--no-register", action="store_true", help="do not register the router in models.yaml"
+    )
     add_config_flags(t, exclude=ROUTE_TRAIN_FIXED, defaults=ROUTE_TRAIN_DEFAULTS)
     t.set_defaults(func=cmd_route_train)
 
@@ -120,8 +163,10 @@ def cmd_functions(a) -> int:
     print(f"registry: {registry_path()}")
     for f in task_functions():
         summary = ((f.func.__doc__ or "").strip().splitlines() or [""])[0]
-        print(f"{f.name:<18} {_needs(f):<21} {reg.get(f.name, '(not registered)')}\n"
-              f"{'':<18} {summary}")
+        print(
+            f"{f.name:<18} {_needs(f):<21} {reg.get(f.name, '(not registered)')}\n"
+            f"{'':<18} {summary}"
+        )
     others = {k: v for k, v in reg.items() if k not in FUNCTIONS}
     for name, folder in others.items():
         print(f"{name:<18} {'(model= name)':<21} {folder}")
@@ -138,13 +183,19 @@ def _needs(f) -> str:
 def _routed_json(r) -> dict:
     from tunelab.functions import as_json
 
-    out = {"request": r.request, "function": r.function, "confidence": round(r.confidence, 4),
-           "candidates": [{"function": f, "probability": round(p, 4)}
-                          for f, p in r.candidates]}
+    out = {
+        "request": r.request,
+        "function": r.function,
+        "confidence": round(r.confidence, 4),
+        "candidates": [{"function": f, "probability": round(p, 4)} for f, p in r.candidates],
+    }
     if r.unsure:
         out["unsure"] = True
-        out["reason"] = ("no task function serves this request" if r.out_of_scope else
-                         "routing confidence under the threshold")
+        out["reason"] = (
+            "no task function serves this request"
+            if r.out_of_scope
+            else "routing confidence under the threshold"
+        )
     else:
         out["arguments"] = r.arguments
         out["result"] = as_json(r.result)
@@ -154,8 +205,11 @@ def _routed_json(r) -> dict:
 def cmd_route(a) -> int:
     from tunelab.functions.router import plan, route
 
-    r = (plan([a.request], a.threshold, a.router)[0] if a.dry_run
-         else route(a.request, a.threshold, a.router))
+    r = (
+        plan([a.request], a.threshold, a.router)[0]
+        if a.dry_run
+        else route(a.request, a.threshold, a.router)
+    )
     print(json.dumps(_routed_json(r), ensure_ascii=False, indent=2))
     return 3 if r.unsure else 0
 
@@ -169,8 +223,10 @@ def cmd_chat(a) -> int:
     router_model(a.router)  # fail now, not at the first question
     interactive = sys.stdin.isatty()
     if interactive:
-        print("tunelab chat: ask for a sentiment, a topic, a score, entities, an answer or a "
-              "text. 'quit' ends.")
+        print(
+            "tunelab chat: ask for a sentiment, a topic, a score, entities, an answer or a "
+            "text. 'quit' ends."
+        )
     while True:
         try:
             line = input("> " if interactive else "")
@@ -187,12 +243,16 @@ def cmd_chat(a) -> int:
             print(f"{e}")
             continue
         if r.out_of_scope:
-            print("that is not something I can do: I can judge sentiment, classify, score, "
-                  "find entities, answer a question about a text, or write a text.")
+            print(
+                "that is not something I can do: I can judge sentiment, classify, score, "
+                "find entities, answer a question about a text, or write a text."
+            )
         elif r.unsure:
             options = ", ".join(f"{f} ({p:.0%})" for f, p in r.candidates)
-            print(f"not sure what you want ({r.confidence:.0%}); did you mean: {options}? "
-                  "Rephrase the request.")
+            print(
+                f"not sure what you want ({r.confidence:.0%}); did you mean: {options}? "
+                "Rephrase the request."
+            )
         else:
             print(f"{r.function} ({r.confidence:.0%}): {_routed_json(r)['result']}")
     return 0
@@ -212,8 +272,9 @@ def cmd_route_train(a) -> int:
         data = Path(a.data)
         for name in ("train.csv", "validation.csv", "test.csv"):
             if not (data / name).is_file():
-                raise TunelabError(f"{data / name}: missing (--data needs train.csv, "
-                                   "validation.csv and test.csv)")
+                raise TunelabError(
+                    f"{data / name}: missing (--data needs train.csv, validation.csv and test.csv)"
+                )
     else:  # the registered functions' example requests, next to the run (it records them)
         out = Path(cfg.train.output_dir or "runs/router")
         data = route_dataset(out.parent / f"{out.name}.route-data")
@@ -222,11 +283,18 @@ def cmd_route_train(a) -> int:
     run_dir, _ = run_training(cfg)
     report = evaluate(str(run_dir), data / "test.csv")  # held-out requests, per language
     write_json(Path(run_dir) / "route_eval.json", report)
-    print(json.dumps({k: v if not isinstance(v, dict) else
-                      {m: round(x, 4) if isinstance(x, float) else x for m, x in v.items()}
-                      for k, v in report.items()}))
+    print(
+        json.dumps(
+            {
+                k: v
+                if not isinstance(v, dict)
+                else {m: round(x, 4) if isinstance(x, float) else x for m, x in v.items()}
+                for k, v in report.items()
+            }
+        )
+    )
     if not a.no_register:
         p = register("route", str(run_dir))
         print(f"route -> {Path(run_dir).resolve()} (in {p})")
-    print(f"router: {run_dir}\ntry:    tunelab route \"is this review positive? great phone\"")
+    print(f'router: {run_dir}\ntry:    tunelab route "is this review positive? great phone"')
     return 0

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from tunelab.errors import TunelabError
+from tunelab.files import atomic_write_text
 from tunelab.functions.catalog import FolderKind, folder_kind, get_function
 
 ENV = "TUNELAB_MODELS"
@@ -52,8 +53,10 @@ def read_registry(path: Path | None = None) -> dict[str, str]:
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise TunelabError(f"{p}: expected 'name: model folder' lines")
     # relative folders are relative to the registry file
-    return {str(k): str((p.parent / v) if not Path(v).is_absolute() else Path(v))
-            for k, v in data.items()}
+    return {
+        str(k): str((p.parent / v) if not Path(v).is_absolute() else Path(v))
+        for k, v in data.items()
+    }
 
 
 def requirement(name: str, task: str | None = None) -> tuple[FolderKind, str | None]:
@@ -65,8 +68,9 @@ def requirement(name: str, task: str | None = None) -> tuple[FolderKind, str | N
 
 
 def _wrong_task(name: str, folder: str, got: str, need: str | None) -> TunelabError:
-    return TunelabError(f"{name!r} is registered to {folder}, a {got} model; this function "
-                        f"needs {need}")
+    return TunelabError(
+        f"{name!r} is registered to {folder}, a {got} model; this function needs {need}"
+    )
 
 
 def register(name: str, folder: str, path: Path | None = None) -> Path:
@@ -77,14 +81,14 @@ def register(name: str, folder: str, path: Path | None = None) -> Path:
     if need and got != need:
         raise TunelabError(f"{folder} is a {got} model; {name} needs a {need} model")
     p = path or registry_path()
-    entries = {}
+    entries: dict = {}
     if p.is_file():
         entries = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     entries[name] = str(Path(folder).resolve())
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(entries, sort_keys=True, allow_unicode=True), encoding="utf-8")
-    os.replace(tmp, p)
+    atomic_write_text(
+        p, yaml.safe_dump(entries, sort_keys=True, allow_unicode=True), what="model registry"
+    )
     with _lock:
         _cache.clear()
     return p
@@ -104,8 +108,9 @@ def model_for(name: str, task: str | None = None):
     if folder is None:
         fn = get_function(name)
         hint = fn.how_to_get(need) if fn else kind.how_to_get(name, need)
-        raise TunelabError(f"no model registered for {name!r} (registry: {registry_path()}); "
-                           f"{hint}")
+        raise TunelabError(
+            f"no model registered for {name!r} (registry: {registry_path()}); {hint}"
+        )
     with _lock:
         cached = _cache.get((name, folder))
         if cached is None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tunelab.errors import TunelabError
+from tunelab.files import atomic_writer
 from tunelab.functions import FUNCTIONS
 from tunelab.functions.arguments import payload, question_and_context  # noqa: F401 (API)
 from tunelab.functions.catalog import ROUTE_DATA, TaskFunction, get_function, task_functions
@@ -69,8 +70,10 @@ def fill_arguments(function: str, request: str) -> dict[str, Any]:
     :mod:`tunelab.functions.arguments`)."""
     fn = get_function(function)
     if fn is None:
-        raise TunelabError(f"the router chose {function!r}, which is not a task function; "
-                           "was the router trained on other labels?")
+        raise TunelabError(
+            f"the router chose {function!r}, which is not a task function; "
+            "was the router trained on other labels?"
+        )
     return fn.arguments(request)
 
 
@@ -81,26 +84,32 @@ def router_model(folder: str | None = None):
 
         model = tunelab.load(folder)
     elif ROUTER not in read_registry():
-        raise TunelabError("no router registered; train it on the shipped example requests "
-                           "and register it: tunelab route-train --output-dir runs/router")
+        raise TunelabError(
+            "no router registered; train it on the shipped example requests "
+            "and register it: tunelab route-train --output-dir runs/router"
+        )
     else:
         model = model_for(ROUTER, "text-classification")
     unknown = [x for x in model.labels if get_function(x) is None and x != NONE]
     if model.task_name != "text-classification" or unknown:
-        raise TunelabError(f"{folder or ROUTER}: not a router (its labels must be task "
-                           f"functions; found {', '.join(unknown) or model.task_name})")
+        raise TunelabError(
+            f"{folder or ROUTER}: not a router (its labels must be task "
+            f"functions; found {', '.join(unknown) or model.task_name})"
+        )
     return model
 
 
-def plan(requests: list[str], threshold: float = DEFAULT_THRESHOLD,
-         folder: str | None = None) -> list[Routed]:
+def plan(
+    requests: list[str], threshold: float = DEFAULT_THRESHOLD, folder: str | None = None
+) -> list[Routed]:
     """Route without calling: the function, confidence, candidates and filled arguments
     (no function when the top label is ``none`` or its probability is under ``threshold``)."""
     model = router_model(folder)
     out = []
-    for request, p in zip(requests, model.predict(list(requests))):
-        ranked = sorted(((k, float(v)) for k, v in p["probabilities"].items()),
-                        key=lambda kv: -kv[1])
+    for request, p in zip(requests, model.predict(list(requests)), strict=True):
+        ranked = sorted(
+            ((k, float(v)) for k, v in p["probabilities"].items()), key=lambda kv: -kv[1]
+        )
         best, conf = ranked[0]
         if conf < threshold or best == NONE:
             out.append(Routed(request, None, conf, ranked[:3]))
@@ -109,8 +118,7 @@ def plan(requests: list[str], threshold: float = DEFAULT_THRESHOLD,
     return out
 
 
-def route(request: str, threshold: float = DEFAULT_THRESHOLD,
-          folder: str | None = None) -> Routed:
+def route(request: str, threshold: float = DEFAULT_THRESHOLD, folder: str | None = None) -> Routed:
     """Pick the function for ``request``, fill its arguments and call it; when the top
     probability is under ``threshold``, or the router says no function fits, call nothing
     and return the candidates."""
@@ -120,8 +128,9 @@ def route(request: str, threshold: float = DEFAULT_THRESHOLD,
     return r
 
 
-def evaluate(folder: str | None = None, path: Path | None = None,
-             threshold: float = DEFAULT_THRESHOLD) -> dict:
+def evaluate(
+    folder: str | None = None, path: Path | None = None, threshold: float = DEFAULT_THRESHOLD
+) -> dict:
     """Routing accuracy on the held-out requests (``route_data/test.csv``), per language;
     also how often the router is unsure at ``threshold`` and how accurate it is otherwise."""
     import csv
@@ -130,17 +139,23 @@ def evaluate(folder: str | None = None, path: Path | None = None,
     routed = plan([r["text"] for r in rows], threshold, folder)
     report: dict[str, dict] = {}
     for lang in sorted({r["lang"] for r in rows}) + ["all"]:
-        pairs = [(r, x) for r, x in zip(rows, routed) if lang in ("all", r["lang"])]
+        pairs = [(r, x) for r, x in zip(rows, routed, strict=True) if lang in ("all", r["lang"])]
         right = sum(x.candidates[0][0] == r["label"] for r, x in pairs)  # none counts too
         sure = [(r, x) for r, x in pairs if not x.unsure]
-        report[lang] = {"requests": len(pairs), "accuracy": right / len(pairs),
-                        "unsure_rate": 1 - len(sure) / len(pairs),
-                        "accuracy_when_sure": (sum(x.function == r["label"] for r, x in sure)
-                                               / len(sure)) if sure else None}
-    declined = [x.unsure for r, x in zip(rows, routed) if r["label"] == NONE]
+        report[lang] = {
+            "requests": len(pairs),
+            "accuracy": right / len(pairs),
+            "unsure_rate": 1 - len(sure) / len(pairs),
+            "accuracy_when_sure": (sum(x.function == r["label"] for r, x in sure) / len(sure))
+            if sure
+            else None,
+        }
+    declined = [x.unsure for r, x in zip(rows, routed, strict=True) if r["label"] == NONE]
     if declined:
-        report["out_of_scope"] = {"requests": len(declined),
-                                  "declined": sum(declined) / len(declined)}
+        report["out_of_scope"] = {
+            "requests": len(declined),
+            "declined": sum(declined) / len(declined),
+        }
     return {"threshold": threshold, **report}
 
 
@@ -168,8 +183,11 @@ def route_rows() -> dict[str, list[dict[str, str]]]:
     for folder, labels in keep.items():
         for split in SPLITS:
             with open(folder / f"{split}.csv", encoding="utf-8", newline="") as fh:
-                out[split] += [{"text": r["text"], "label": r["label"], "lang": r["lang"]}
-                               for r in csv.DictReader(fh) if r["label"] in labels]
+                out[split] += [
+                    {"text": r["text"], "label": r["label"], "lang": r["lang"]}
+                    for r in csv.DictReader(fh)
+                    if r["label"] in labels
+                ]
     for f in routed:
         if not f.route_examples.is_dir():
             for split, row in _own_examples(f):
@@ -190,12 +208,10 @@ def route_dataset(out_dir: str | os.PathLike) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for split, rows in route_rows().items():
-        tmp = out / f".{split}.csv.tmp"
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        with atomic_writer(out / f"{split}.csv", newline="", what="route data") as fh:
             w = csv.DictWriter(fh, fieldnames=["text", "label", "lang"])
             w.writeheader()
             w.writerows(rows)
-        os.replace(tmp, out / f"{split}.csv")
     return out
 
 
@@ -212,8 +228,10 @@ def _own_examples(f: TaskFunction) -> list[tuple[str, dict[str, str]]]:
         reader = csv.DictReader(fh)
         missing = {"text", "lang"} - set(reader.fieldnames or [])
         if missing:
-            raise TunelabError(f"{path}: example requests need the columns text and lang "
-                               f"(missing: {', '.join(sorted(missing))})")
+            raise TunelabError(
+                f"{path}: example requests need the columns text and lang "
+                f"(missing: {', '.join(sorted(missing))})"
+            )
         rows = list(reader)
     if not rows:
         raise TunelabError(f"{path}: no example requests for {f.name}")
@@ -224,14 +242,15 @@ def _own_examples(f: TaskFunction) -> list[tuple[str, dict[str, str]]]:
         if not text or not lang:
             raise TunelabError(f"{path}:{line}: empty {'text' if not text else 'lang'}")
         if (r.get("label") or f.name) != f.name:
-            raise TunelabError(f"{path}:{line}: label {r['label']!r}, but these are the "
-                               f"example requests of {f.name}")
+            raise TunelabError(
+                f"{path}:{line}: label {r['label']!r}, but these are the "
+                f"example requests of {f.name}"
+            )
         split = (r.get("split") or "").strip()
         if not split:
             split = _CYCLE[seen.get(lang, 0) % len(_CYCLE)]
             seen[lang] = seen.get(lang, 0) + 1
         elif split not in SPLITS:
-            raise TunelabError(f"{path}:{line}: split {split!r} is not one of "
-                               f"{', '.join(SPLITS)}")
+            raise TunelabError(f"{path}:{line}: split {split!r} is not one of {', '.join(SPLITS)}")
         out.append((split, {"text": text, "label": f.name, "lang": lang}))
     return out

@@ -8,8 +8,12 @@ import re
 import types
 import typing
 
-_SIMPLE = {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"},
-           bool: {"type": "boolean"}}
+_SIMPLE = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+}
 
 
 def json_type(tp) -> dict:
@@ -58,7 +62,16 @@ def tool_spec(fn, name: str | None = None) -> dict:
         else:
             schema["default"] = p.default
         props[arg] = schema
-    return {"type": "function",
-            "function": {"name": name or fn.__name__, "description": summary,
-                         "parameters": {"type": "object", "properties": props,
-                                        "required": required, "additionalProperties": False}}}
+    return {
+        "type": "function",
+        "function": {
+            "name": name or fn.__name__,
+            "description": summary,
+            "parameters": {
+                "type": "object",
+                "properties": props,
+                "required": required,
+                "additionalProperties": False,
+            },
+        },
+    }

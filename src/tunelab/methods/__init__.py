@@ -3,6 +3,7 @@
 
 # isort: off
 from tunelab.methods import full, freeze, bitfit, lora, adalora, ia3, prompt, adapter  # noqa: F401
+
 # isort: on
 from tunelab.methods.base import (
     METHODS,
@@ -18,6 +19,16 @@ from tunelab.methods.base import (
     valid_pairs,
 )
 
-__all__ = ["METHODS", "BuildFrom", "Method", "MethodContext", "check_options",
-           "check_supported", "count_parameters", "get_method", "option", "register_method",
-           "valid_pairs"]
+__all__ = [
+    "METHODS",
+    "BuildFrom",
+    "Method",
+    "MethodContext",
+    "check_options",
+    "check_supported",
+    "count_parameters",
+    "get_method",
+    "option",
+    "register_method",
+    "valid_pairs",
+]

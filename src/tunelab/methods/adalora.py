@@ -35,16 +35,22 @@ class AdaLoraOptions:
 
     def validate(self) -> None:
         if not 1 <= self.adalora_target_r <= self.adalora_init_r:
-            raise ConfigError(f"key 'adalora_target_r' = {self.adalora_target_r!r} must be "
-                              "between 1 and adalora_init_r")
-        if not (self.adalora_tinit >= 0 and self.adalora_tfinal >= 0
-                and self.adalora_tinit + self.adalora_tfinal < 1):
-            raise ConfigError(f"key 'adalora_tinit' = {self.adalora_tinit!r} and adalora_tfinal "
-                              "must be >= 0 and sum to less than 1")
+            raise ConfigError(
+                f"key 'adalora_target_r' = {self.adalora_target_r!r} must be "
+                "between 1 and adalora_init_r"
+            )
+        if not (
+            self.adalora_tinit >= 0
+            and self.adalora_tfinal >= 0
+            and self.adalora_tinit + self.adalora_tfinal < 1
+        ):
+            raise ConfigError(
+                f"key 'adalora_tinit' = {self.adalora_tinit!r} and adalora_tfinal "
+                "must be >= 0 and sum to less than 1"
+            )
 
 
-def apply(model: torch.nn.Module, options: AdaLoraOptions,
-          ctx: MethodContext) -> torch.nn.Module:
+def apply(model: torch.nn.Module, options: AdaLoraOptions, ctx: MethodContext) -> torch.nn.Module:
     from peft import AdaLoraConfig, get_peft_model
 
     total = max(ctx.total_steps, 3)
@@ -53,14 +59,19 @@ def apply(model: torch.nn.Module, options: AdaLoraOptions,
     if total - tinit - tfinal < 1:  # PEFT needs at least one budgeting step
         tinit, tfinal = 0, 0
     cfg = AdaLoraConfig(
-        task_type=ctx.task.peft_task_type, init_r=options.adalora_init_r,
-        target_r=options.adalora_target_r, lora_alpha=options.lora_alpha,
+        task_type=ctx.task.peft_task_type,
+        init_r=options.adalora_init_r,
+        target_r=options.adalora_target_r,
+        lora_alpha=options.lora_alpha,
         lora_dropout=options.lora_dropout,
         target_modules=peft_common.targets(options.lora_target_modules),
         modules_to_save=list(ctx.head) or None,
-        total_step=total, tinit=tinit, tfinal=tfinal,
+        total_step=total,
+        tinit=tinit,
+        tfinal=tfinal,
         deltaT=max(1, min(10, (total - tinit - tfinal) // 10 or 1)),
-        orth_reg_weight=ORTH_REG_WEIGHT)
+        orth_reg_weight=ORTH_REG_WEIGHT,
+    )
     return get_peft_model(model, cfg)
 
 
@@ -68,6 +79,7 @@ def _quiet(fn):
     """PEFT warns on AdaLoRA folders that are correct: a layer whose budget fell to rank 0 looks
     like an unsaved shard to its check, and its generic LoRA code does not read AdaLoRA's
     rank pattern (AdaLoRA's own loader does, and the reload test checks the ranks)."""
+
     def wrapped(*args):
         import warnings
 
@@ -75,6 +87,7 @@ def _quiet(fn):
             warnings.filterwarnings("ignore", message=".*invalid shape.*")
             warnings.filterwarnings("ignore", message=".*rank_pattern keys did not match.*")
             return fn(*args)
+
     return wrapped
 
 
@@ -112,8 +125,7 @@ def final_ranks(model: torch.nn.Module) -> dict[str, int]:
     if cfg.rank_pattern:
         ranks = {k: int(sum(v)) for k, v in cfg.rank_pattern.items()}
     else:
-        ranks = {n: cfg.init_r for n, m in model.named_modules() if hasattr(m, "lora_E")
-                 and n}
+        ranks = {n: cfg.init_r for n, m in model.named_modules() if hasattr(m, "lora_E") and n}
     # "base_model.model.bert.encoder.layer.0.attention.self.query.lora_E.default" -> "0.query"
     out = {}
     for k, r in ranks.items():
@@ -126,15 +138,30 @@ def final_ranks(model: torch.nn.Module) -> dict[str, int]:
 def describe(model: torch.nn.Module) -> dict:
     cfg = _config(model)
     ranks = final_ranks(model)
-    return {"adalora": {"init_r": cfg.init_r, "target_r": cfg.target_r,
-                        "total_rank": {"initial": cfg.init_r * len(ranks),
-                                       "final": sum(ranks.values())},
-                        "final_ranks": ranks}}
+    return {
+        "adalora": {
+            "init_r": cfg.init_r,
+            "target_r": cfg.target_r,
+            "total_rank": {"initial": cfg.init_r * len(ranks), "final": sum(ranks.values())},
+            "final_ranks": ranks,
+        }
+    }
 
 
-register_method(Method(
-    "adalora", "AdaLoRA (PEFT): LoRA whose rank budget is reallocated to important layers "
-    "during training; final ranks in the report", 2e-3, apply, _quiet(peft_common.save),
-    _quiet(peft_common.load), options=AdaLoraOptions,
-    merge=peft_common.merge, after_step=after_step, regularizer=regularizer, finalize=finalize,
-    describe=describe))
+register_method(
+    Method(
+        "adalora",
+        "AdaLoRA (PEFT): LoRA whose rank budget is reallocated to important layers "
+        "during training; final ranks in the report",
+        2e-3,
+        apply,
+        _quiet(peft_common.save),
+        _quiet(peft_common.load),
+        options=AdaLoraOptions,
+        merge=peft_common.merge,
+        after_step=after_step,
+        regularizer=regularizer,
+        finalize=finalize,
+        describe=describe,
+    )
+)

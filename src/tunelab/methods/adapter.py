@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -59,20 +59,30 @@ def _run_adapter(module: torch.nn.Module, inputs, output: torch.Tensor) -> torch
 def insert(model: torch.nn.Module, size: int, placement: str) -> list[str]:
     """Attach an adapter to every matching projection; returns their names."""
     if placement not in PLACEMENTS:
-        raise ConfigError(f"key 'adapter_placement' = {placement!r} must be one of "
-                          f"{', '.join(PLACEMENTS)}")
+        raise ConfigError(
+            f"key 'adapter_placement' = {placement!r} must be one of {', '.join(PLACEMENTS)}"
+        )
     patterns = [FFN_OUT] + ([ATTENTION_OUT] if placement == "houlsby" else [])
     names = []
     for name, mod in list(model.named_modules()):
-        if isinstance(mod, torch.nn.Linear) and any(p.search(name) for p in patterns) \
-                and not (placement == "pfeiffer" and ATTENTION_OUT.search(name)):
-            mod.add_module("tunelab_adapter", Bottleneck(mod.out_features, size).to(
-                dtype=mod.weight.dtype, device=mod.weight.device))
+        if (
+            isinstance(mod, torch.nn.Linear)
+            and any(p.search(name) for p in patterns)
+            and not (placement == "pfeiffer" and ATTENTION_OUT.search(name))
+        ):
+            mod.add_module(
+                "tunelab_adapter",
+                Bottleneck(mod.out_features, size).to(
+                    dtype=mod.weight.dtype, device=mod.weight.device
+                ),
+            )
             mod.register_forward_hook(_run_adapter)
             names.append(name)
     if not names:
-        raise ConfigError(f"method 'adapter' does not know where to put adapters in "
-                          f"{type(model).__name__} (supported: BERT-like, Llama/Gemma-like)")
+        raise ConfigError(
+            f"method 'adapter' does not know where to put adapters in "
+            f"{type(model).__name__} (supported: BERT-like, Llama/Gemma-like)"
+        )
     return names
 
 
@@ -80,20 +90,26 @@ def insert(model: torch.nn.Module, size: int, placement: str) -> list[str]:
 class AdapterOptions:
     adapter_size: int = option(64, "adapter: bottleneck width", lambda v: v >= 1, "must be >= 1")
     adapter_placement: str = option(
-        "houlsby", "adapter: houlsby (after attention and feed-forward) or pfeiffer (after "
-        "feed-forward only)", lambda v: v in PLACEMENTS, "must be houlsby or pfeiffer")
+        "houlsby",
+        "adapter: houlsby (after attention and feed-forward) or pfeiffer (after feed-forward only)",
+        lambda v: v in PLACEMENTS,
+        "must be houlsby or pfeiffer",
+    )
 
 
-def apply(model: torch.nn.Module, options: AdapterOptions,
-          ctx: MethodContext) -> torch.nn.Module:
+def apply(model: torch.nn.Module, options: AdapterOptions, ctx: MethodContext) -> torch.nn.Module:
     head = list(ctx.head)
     size, placement = options.adapter_size, options.adapter_placement
     insert(model, size, placement)
     model.tunelab_adapter_config = {"adapter_size": size, "adapter_placement": placement}
     _, layers = partial.layer_stack(model)
     stack = {id(p) for p in layers.parameters()}
-    return partial.train_only(model, lambda n: ".tunelab_adapter." in n
-                              or partial.in_head(n, head) or _is_layer_norm(model, n, stack))
+    return partial.train_only(
+        model,
+        lambda n: (
+            ".tunelab_adapter." in n or partial.in_head(n, head) or _is_layer_norm(model, n, stack)
+        ),
+    )
 
 
 def _is_layer_norm(model: torch.nn.Module, name: str, stack: set[int]) -> bool:
@@ -104,12 +120,14 @@ def _is_layer_norm(model: torch.nn.Module, name: str, stack: set[int]) -> bool:
 
 def save(model: torch.nn.Module, out: Path) -> None:
     partial.save_trainable(model, out)
-    (out / CONFIG_FILE).write_text(json.dumps(model.tunelab_adapter_config) + "\n",
-                                   encoding="utf-8")
+    (out / CONFIG_FILE).write_text(
+        json.dumps(model.tunelab_adapter_config) + "\n", encoding="utf-8"
+    )
 
 
-def load(run_dir: Path, build_from: BuildFrom, base_path: str,
-         ctx: MethodContext) -> torch.nn.Module:
+def load(
+    run_dir: Path, build_from: BuildFrom, base_path: str, ctx: MethodContext
+) -> torch.nn.Module:
     f = Path(run_dir) / CONFIG_FILE
     if not f.is_file():
         raise TunelabError(f"{run_dir}: incomplete run folder, {CONFIG_FILE} is missing")
@@ -120,6 +138,15 @@ def load(run_dir: Path, build_from: BuildFrom, base_path: str,
     return partial.load_trainable(model, run_dir)
 
 
-register_method(Method("adapter", "bottleneck adapters after attention and feed-forward "
-                       "(Houlsby) or feed-forward only (Pfeiffer); small run folder", 1e-3,
-                       apply, save, load, options=AdapterOptions))
+register_method(
+    Method(
+        "adapter",
+        "bottleneck adapters after attention and feed-forward "
+        "(Houlsby) or feed-forward only (Pfeiffer); small run folder",
+        1e-3,
+        apply,
+        save,
+        load,
+        options=AdapterOptions,
+    )
+)

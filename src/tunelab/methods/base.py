@@ -41,12 +41,13 @@ class MethodContext:
     """What a method may know about the run besides its options."""
 
     task: Task
-    head: tuple[str, ...] = ()   # task head modules: always train, always saved
-    total_steps: int = 0         # optimizer steps planned (AdaLoRA's budget schedule)
+    head: tuple[str, ...] = ()  # task head modules: always train, always saved
+    total_steps: int = 0  # optimizer steps planned (AdaLoRA's budget schedule)
 
 
-def option(default: Any, help: str, check: Callable[[Any], bool] | None = None,
-           why: str = "") -> Any:
+def option(
+    default: Any, help: str, check: Callable[[Any], bool] | None = None, why: str = ""
+) -> Any:
     """A method option: its default, its help line (the CLI and ``tunelab methods`` show it),
     and optionally a range check with the reason shown when it fails."""
     return field(default=default, metadata={"help": help, "check": check, "why": why})
@@ -96,8 +97,9 @@ class Method:
         """The typed options from a flat mapping of config values (other keys ignored)."""
         if self.options is None:
             return None
-        return self.options(**{f.name: values[f.name] for f in self.option_fields()
-                               if f.name in values})
+        return self.options(
+            **{f.name: values[f.name] for f in self.option_fields() if f.name in values}
+        )
 
     def tasks(self) -> list[str]:
         """Names of the registered tasks this method can train."""
@@ -127,7 +129,8 @@ def register_method(method: Method) -> Method:
                         f"method {method.name!r}: option {f.name!r} is {mine[0]} = {mine[1]!r} "
                         f"but method {other.name!r} declares it as "
                         f"{_option_signature(g, other.options)[0]} = {g.default!r}; a shared "
-                        "option needs one type and one default")
+                        "option needs one type and one default"
+                    )
     METHODS[method.name] = method
     return method
 

@@ -16,15 +16,28 @@ from tunelab.methods.full import unchanged
 
 def apply(model: torch.nn.Module, options: None, ctx: MethodContext) -> torch.nn.Module:
     head = list(ctx.head)
-    biases = [n for n, _ in model.named_parameters()
-              if n.endswith(".bias") and not partial.in_head(n, head)]
+    biases = [
+        n
+        for n, _ in model.named_parameters()
+        if n.endswith(".bias") and not partial.in_head(n, head)
+    ]
     if not biases:
-        raise ConfigError(f"method 'bitfit' needs bias terms, and {type(model).__name__} has "
-                          "none outside its head; use lora or ia3 for this model")
-    return partial.train_only(
-        model, lambda n: n.endswith(".bias") or partial.in_head(n, head))
+        raise ConfigError(
+            f"method 'bitfit' needs bias terms, and {type(model).__name__} has "
+            "none outside its head; use lora or ia3 for this model"
+        )
+    return partial.train_only(model, lambda n: n.endswith(".bias") or partial.in_head(n, head))
 
 
-register_method(Method("bitfit", "BitFit: only bias terms and the head train; tiny run folder "
-                       "(models with biases, e.g. BERT/MiniLM)", 1e-3, apply,
-                       partial.save_trainable, partial.load, merge=unchanged))
+register_method(
+    Method(
+        "bitfit",
+        "BitFit: only bias terms and the head train; tiny run folder "
+        "(models with biases, e.g. BERT/MiniLM)",
+        1e-3,
+        apply,
+        partial.save_trainable,
+        partial.load,
+        merge=unchanged,
+    )
+)

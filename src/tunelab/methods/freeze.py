@@ -15,8 +15,9 @@ from tunelab.methods.full import unchanged
 
 @dataclass
 class FreezeOptions:
-    freeze_trainable_layers: int = option(2, "freeze: how many top layers train (0 = head only)",
-                                          lambda v: v >= 0, "must be >= 0")
+    freeze_trainable_layers: int = option(
+        2, "freeze: how many top layers train (0 = head only)", lambda v: v >= 0, "must be >= 0"
+    )
 
 
 def apply(model: torch.nn.Module, options: FreezeOptions, ctx: MethodContext) -> torch.nn.Module:
@@ -35,7 +36,16 @@ def apply(model: torch.nn.Module, options: FreezeOptions, ctx: MethodContext) ->
     return partial.train_only(model, keep)
 
 
-register_method(Method("freeze", "train only the top N layers (freeze_trainable_layers) and the "
-                       "head; fast steps, saves only what trained", 1e-4, apply,
-                       partial.save_trainable, partial.load, options=FreezeOptions,
-                       merge=unchanged))
+register_method(
+    Method(
+        "freeze",
+        "train only the top N layers (freeze_trainable_layers) and the "
+        "head; fast steps, saves only what trained",
+        1e-4,
+        apply,
+        partial.save_trainable,
+        partial.load,
+        options=FreezeOptions,
+        merge=unchanged,
+    )
+)

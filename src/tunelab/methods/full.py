@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 import torch
 
 from tunelab.methods.base import BuildFrom, Method, MethodContext, register_method
@@ -18,8 +19,9 @@ def save(model: torch.nn.Module, out: Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
 
 
-def load(run_dir: Path, build_from: BuildFrom, base_path: str,
-         ctx: MethodContext) -> torch.nn.Module:
+def load(
+    run_dir: Path, build_from: BuildFrom, base_path: str, ctx: MethodContext
+) -> torch.nn.Module:
     return build_from(str(run_dir))
 
 
@@ -28,5 +30,14 @@ def unchanged(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-register_method(Method("full", "all weights train; largest run folder, usually the best accuracy",
-                       5e-5, apply, save, load, merge=unchanged))
+register_method(
+    Method(
+        "full",
+        "all weights train; largest run folder, usually the best accuracy",
+        5e-5,
+        apply,
+        save,
+        load,
+        merge=unchanged,
+    )
+)

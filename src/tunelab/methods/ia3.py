@@ -16,10 +16,20 @@ from tunelab.methods.base import Method, MethodContext, register_method
 def apply(model: torch.nn.Module, options: None, ctx: MethodContext) -> torch.nn.Module:
     from peft import IA3Config, get_peft_model
 
-    return get_peft_model(model, IA3Config(task_type=ctx.task.peft_task_type,
-                                           modules_to_save=list(ctx.head) or None))
+    return get_peft_model(
+        model, IA3Config(task_type=ctx.task.peft_task_type, modules_to_save=list(ctx.head) or None)
+    )
 
 
-register_method(Method("ia3", "IA3 (PEFT): learned rescaling vectors on keys, values and "
-                       "feed-forward layers; the fewest trainable weights", 2e-2, apply,
-                       peft_common.save, peft_common.load, merge=peft_common.merge))
+register_method(
+    Method(
+        "ia3",
+        "IA3 (PEFT): learned rescaling vectors on keys, values and "
+        "feed-forward layers; the fewest trainable weights",
+        2e-2,
+        apply,
+        peft_common.save,
+        peft_common.load,
+        merge=peft_common.merge,
+    )
+)

@@ -22,22 +22,34 @@ class LoraOptions:
     lora_dropout: float = peft_common.lora_dropout()
     lora_target_modules: str = peft_common.lora_target_modules()
     use_rslora: bool = option(False, "LoRA: rank-stabilised scaling alpha/sqrt(r)")
-    use_dora: bool = option(False, "LoRA: DoRA, weight-decomposed LoRA (magnitude and "
-                                   "direction)")
+    use_dora: bool = option(False, "LoRA: DoRA, weight-decomposed LoRA (magnitude and direction)")
 
 
 def apply(model: torch.nn.Module, options: LoraOptions, ctx: MethodContext) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 
     cfg = LoraConfig(
-        task_type=ctx.task.peft_task_type, r=options.lora_r, lora_alpha=options.lora_alpha,
+        task_type=ctx.task.peft_task_type,
+        r=options.lora_r,
+        lora_alpha=options.lora_alpha,
         lora_dropout=options.lora_dropout,
         target_modules=peft_common.targets(options.lora_target_modules),
-        modules_to_save=list(ctx.head) or None, use_rslora=options.use_rslora,
-        use_dora=options.use_dora)
+        modules_to_save=list(ctx.head) or None,
+        use_rslora=options.use_rslora,
+        use_dora=options.use_dora,
+    )
     return get_peft_model(model, cfg)
 
 
-register_method(Method("lora", "low-rank adapters on all linear layers (PEFT); small run folder, "
-                       "accuracy close to full", 1e-3, apply, peft_common.save, peft_common.load,
-                       options=LoraOptions, merge=peft_common.merge))
+register_method(
+    Method(
+        "lora",
+        "low-rank adapters on all linear layers (PEFT); small run folder, accuracy close to full",
+        1e-3,
+        apply,
+        peft_common.save,
+        peft_common.load,
+        options=LoraOptions,
+        merge=peft_common.merge,
+    )
+)

@@ -27,8 +27,9 @@ def train_only(model: torch.nn.Module, keep) -> torch.nn.Module:
 def save_trainable(model: torch.nn.Module, out: Path) -> None:
     from safetensors.torch import save_file
 
-    tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
-               if p.requires_grad}
+    tensors = {
+        n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
+    }
     save_file(tensors, str(out / WEIGHTS))
 
 
@@ -59,8 +60,11 @@ def layer_stack(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
     """The longest list of transformer blocks (BERT ``encoder.layer``, Llama ``model.layers``)."""
     best: tuple[str, torch.nn.ModuleList] | None = None
     for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.ModuleList) and name.split(".")[-1] in (
-                "layer", "layers", "h", "block", "blocks") and len(mod):
+        if (
+            isinstance(mod, torch.nn.ModuleList)
+            and name.split(".")[-1] in ("layer", "layers", "h", "block", "blocks")
+            and len(mod)
+        ):
             if best is None or len(mod) > len(best[1]):
                 best = (name, mod)
     if best is None:

@@ -23,8 +23,9 @@ def save(model: torch.nn.Module, out: Path) -> None:
         card.unlink()
 
 
-def load(run_dir: Path, build_from: BuildFrom, base_path: str,
-         ctx: MethodContext) -> torch.nn.Module:
+def load(
+    run_dir: Path, build_from: BuildFrom, base_path: str, ctx: MethodContext
+) -> torch.nn.Module:
     from peft import PeftModel
 
     return PeftModel.from_pretrained(build_from(base_path), str(run_dir), is_trainable=False)

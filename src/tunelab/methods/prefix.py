@@ -47,29 +47,34 @@ class PrefixModel(torch.nn.Module):
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            model(input_ids=ids.to(model.device), cache=cache,
-                  position_ids=torch.arange(num_virtual_tokens, device=model.device)[None])
+            model(
+                input_ids=ids.to(model.device),
+                cache=cache,
+                position_ids=torch.arange(num_virtual_tokens, device=model.device)[None],
+            )
         model.train(was_training)
         self.keys = torch.nn.Parameter(torch.stack([layer.keys[0] for layer in cache.layers]))
-        self.values = torch.nn.Parameter(torch.stack([layer.values[0]
-                                                      for layer in cache.layers]))
+        self.values = torch.nn.Parameter(torch.stack([layer.values[0] for layer in cache.layers]))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                **kwargs: Any):
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ):
         from transformers import DynamicCache
 
         b, t = input_ids.shape
         p = self.num_virtual_tokens
         cache = DynamicCache()
         for i in range(self.keys.shape[0]):
-            cache.update(self.keys[i].expand(b, -1, -1, -1), self.values[i].expand(b, -1, -1, -1),
-                         i)
+            cache.update(
+                self.keys[i].expand(b, -1, -1, -1), self.values[i].expand(b, -1, -1, -1), i
+            )
         if attention_mask is None:
             attention_mask = torch.ones(b, t, dtype=torch.long, device=input_ids.device)
         mask = torch.cat([attention_mask.new_ones(b, p), attention_mask], dim=1)
         positions = torch.arange(t, device=input_ids.device).expand(b, t)
-        return self.model(input_ids=input_ids, attention_mask=mask, cache=cache,
-                          position_ids=positions, **kwargs)
+        return self.model(
+            input_ids=input_ids, attention_mask=mask, cache=cache, position_ids=positions, **kwargs
+        )
 
 
 def apply(model: torch.nn.Module, num_virtual_tokens: int, head: list[str]) -> torch.nn.Module:
@@ -79,12 +84,14 @@ def apply(model: torch.nn.Module, num_virtual_tokens: int, head: list[str]) -> t
 
 def save(model: PrefixModel, out: Path) -> None:
     partial.save_trainable(model, out)
-    (out / CONFIG_FILE).write_text(json.dumps(
-        {"num_virtual_tokens": model.num_virtual_tokens}) + "\n", encoding="utf-8")
+    (out / CONFIG_FILE).write_text(
+        json.dumps({"num_virtual_tokens": model.num_virtual_tokens}) + "\n", encoding="utf-8"
+    )
 
 
-def load(run_dir: Path, build_from: BuildFrom, base_path: str,
-         ctx: MethodContext) -> torch.nn.Module:
+def load(
+    run_dir: Path, build_from: BuildFrom, base_path: str, ctx: MethodContext
+) -> torch.nn.Module:
     f = Path(run_dir) / CONFIG_FILE
     if not f.is_file():
         raise TunelabError(f"{run_dir}: incomplete run folder, {CONFIG_FILE} is missing")

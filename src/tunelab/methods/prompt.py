@@ -25,8 +25,12 @@ from tunelab.tasks.base import Task
 
 
 def _virtual_tokens() -> Any:
-    return option(20, "prompt-tuning, p-tuning, prefix-tuning: virtual tokens", lambda v: v >= 1,
-                  "must be >= 1")
+    return option(
+        20,
+        "prompt-tuning, p-tuning, prefix-tuning: virtual tokens",
+        lambda v: v >= 1,
+        "must be >= 1",
+    )
 
 
 @dataclass
@@ -37,29 +41,39 @@ class PromptOptions:
 @dataclass
 class PTuningOptions:
     num_virtual_tokens: int = _virtual_tokens()
-    prompt_encoder_hidden_size: int = option(128, "p-tuning: hidden size of the prompt encoder "
-                                                  "MLP")
+    prompt_encoder_hidden_size: int = option(128, "p-tuning: hidden size of the prompt encoder MLP")
 
 
 def _one_output_per_text(task: Task) -> bool:
     return task.sequence_level
 
 
-def _prompt_tuning(model: torch.nn.Module, options: PromptOptions,
-                   ctx: MethodContext) -> torch.nn.Module:
+def _prompt_tuning(
+    model: torch.nn.Module, options: PromptOptions, ctx: MethodContext
+) -> torch.nn.Module:
     from peft import PromptTuningConfig, get_peft_model
 
-    return get_peft_model(model, PromptTuningConfig(
-        task_type=ctx.task.peft_task_type, num_virtual_tokens=options.num_virtual_tokens))
+    return get_peft_model(
+        model,
+        PromptTuningConfig(
+            task_type=ctx.task.peft_task_type, num_virtual_tokens=options.num_virtual_tokens
+        ),
+    )
 
 
-def _p_tuning(model: torch.nn.Module, options: PTuningOptions,
-              ctx: MethodContext) -> torch.nn.Module:
+def _p_tuning(
+    model: torch.nn.Module, options: PTuningOptions, ctx: MethodContext
+) -> torch.nn.Module:
     from peft import PromptEncoderConfig, get_peft_model
 
-    return get_peft_model(model, PromptEncoderConfig(
-        task_type=ctx.task.peft_task_type, num_virtual_tokens=options.num_virtual_tokens,
-        encoder_hidden_size=options.prompt_encoder_hidden_size))
+    return get_peft_model(
+        model,
+        PromptEncoderConfig(
+            task_type=ctx.task.peft_task_type,
+            num_virtual_tokens=options.num_virtual_tokens,
+            encoder_hidden_size=options.prompt_encoder_hidden_size,
+        ),
+    )
 
 
 def _peft_prefix(task: Task) -> bool:
@@ -68,34 +82,67 @@ def _peft_prefix(task: Task) -> bool:
     return task.generative
 
 
-def _prefix_tuning(model: torch.nn.Module, options: PromptOptions,
-                   ctx: MethodContext) -> torch.nn.Module:
+def _prefix_tuning(
+    model: torch.nn.Module, options: PromptOptions, ctx: MethodContext
+) -> torch.nn.Module:
     if not _peft_prefix(ctx.task):
         return prefix.apply(model, options.num_virtual_tokens, list(ctx.head))
     from peft import PrefixTuningConfig, get_peft_model
 
-    return get_peft_model(model, PrefixTuningConfig(
-        task_type=ctx.task.peft_task_type, num_virtual_tokens=options.num_virtual_tokens))
+    return get_peft_model(
+        model,
+        PrefixTuningConfig(
+            task_type=ctx.task.peft_task_type, num_virtual_tokens=options.num_virtual_tokens
+        ),
+    )
 
 
 def _save_prefix(model: torch.nn.Module, out: Path) -> None:
     (prefix.save if isinstance(model, prefix.PrefixModel) else peft_common.save)(model, out)
 
 
-def _load_prefix(run_dir: Path, build_from: BuildFrom, base_path: str,
-                 ctx: MethodContext) -> torch.nn.Module:
+def _load_prefix(
+    run_dir: Path, build_from: BuildFrom, base_path: str, ctx: MethodContext
+) -> torch.nn.Module:
     load = peft_common.load if _peft_prefix(ctx.task) else prefix.load
     return load(run_dir, build_from, base_path, ctx)
 
 
-register_method(Method("prompt-tuning", "soft prompt (PEFT): trainable virtual-token "
-                       "embeddings before the text; tiny, weaker on small models", 3e-2,
-                       _prompt_tuning, peft_common.save, peft_common.load,
-                       options=PromptOptions, supports=_one_output_per_text))
-register_method(Method("p-tuning", "P-tuning (PEFT): virtual tokens produced by a small "
-                       "trainable MLP; steadier than a bare soft prompt", 1e-2,
-                       _p_tuning, peft_common.save, peft_common.load,
-                       options=PTuningOptions, supports=_one_output_per_text))
-register_method(Method("prefix-tuning", "prefix tuning: trainable key/value prefixes in every "
-                       "attention layer (PEFT for generation, own module otherwise)", 1e-2,
-                       _prefix_tuning, _save_prefix, _load_prefix, options=PromptOptions))
+register_method(
+    Method(
+        "prompt-tuning",
+        "soft prompt (PEFT): trainable virtual-token "
+        "embeddings before the text; tiny, weaker on small models",
+        3e-2,
+        _prompt_tuning,
+        peft_common.save,
+        peft_common.load,
+        options=PromptOptions,
+        supports=_one_output_per_text,
+    )
+)
+register_method(
+    Method(
+        "p-tuning",
+        "P-tuning (PEFT): virtual tokens produced by a small "
+        "trainable MLP; steadier than a bare soft prompt",
+        1e-2,
+        _p_tuning,
+        peft_common.save,
+        peft_common.load,
+        options=PTuningOptions,
+        supports=_one_output_per_text,
+    )
+)
+register_method(
+    Method(
+        "prefix-tuning",
+        "prefix tuning: trainable key/value prefixes in every "
+        "attention layer (PEFT for generation, own module otherwise)",
+        1e-2,
+        _prefix_tuning,
+        _save_prefix,
+        _load_prefix,
+        options=PromptOptions,
+    )
+)

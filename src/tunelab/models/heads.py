@@ -19,8 +19,10 @@ def register_decoder_heads() -> None:
     if _registered:
         return
     from transformers import AutoModelForQuestionAnswering, AutoModelForTokenClassification
-    from transformers.modeling_layers import (GenericForQuestionAnswering,
-                                              GenericForTokenClassification)
+    from transformers.modeling_layers import (
+        GenericForQuestionAnswering,
+        GenericForTokenClassification,
+    )
     from transformers.models.gemma3.configuration_gemma3 import Gemma3TextConfig
     from transformers.models.gemma3.modeling_gemma3 import Gemma3PreTrainedModel
 
@@ -32,8 +34,10 @@ def register_decoder_heads() -> None:
         config_class = Gemma3TextConfig
         input_modalities = ("text",)
 
-    AutoModelForTokenClassification.register(Gemma3TextConfig, Gemma3TextForTokenClassification,
-                                             exist_ok=True)
-    AutoModelForQuestionAnswering.register(Gemma3TextConfig, Gemma3TextForQuestionAnswering,
-                                           exist_ok=True)
+    AutoModelForTokenClassification.register(
+        Gemma3TextConfig, Gemma3TextForTokenClassification, exist_ok=True
+    )
+    AutoModelForQuestionAnswering.register(
+        Gemma3TextConfig, Gemma3TextForQuestionAnswering, exist_ok=True
+    )
     _registered = True

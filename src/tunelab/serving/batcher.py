@@ -18,7 +18,8 @@ import asyncio
 import queue
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _STOP = object()
 
@@ -26,8 +27,13 @@ _STOP = object()
 class MicroBatcher:
     """Batches ``predict(items) -> outputs`` calls; one forward pass at a time per model."""
 
-    def __init__(self, predict: Callable[[list], list], max_batch: int, max_wait: float,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        predict: Callable[[list], list],
+        max_batch: int,
+        max_wait: float,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.predict, self.max_batch, self.max_wait = predict, max_batch, max_wait
         self.on_batch = on_batch
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -35,8 +41,9 @@ class MicroBatcher:
         self.pending = 0  # requests submitted and not answered yet (event-loop side)
 
     def start(self) -> None:
-        self.thread = threading.Thread(target=self._work, args=(asyncio.get_running_loop(),),
-                                       name="tunelab-batch", daemon=True)
+        self.thread = threading.Thread(
+            target=self._work, args=(asyncio.get_running_loop(),), name="tunelab-batch", daemon=True
+        )
         self.thread.start()
 
     async def close(self) -> None:
@@ -114,5 +121,5 @@ def _answer(batch: list, outs: list | None, error: Exception | None) -> None:
             if error is not None:
                 fut.set_exception(error)
             else:
-                fut.set_result(outs[i:i + len(items)])
+                fut.set_result(outs[i : i + len(items)])
         i += len(items)

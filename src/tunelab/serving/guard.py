@@ -12,8 +12,13 @@ _PATTERNS = [
     # mainland China resident ID: 17 digits + digit or X
     ("<id>", re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)")),
     # phone numbers: +country, separators, 7+ digits (also 11-digit mainland mobiles)
-    ("<phone>", re.compile(r"(?<!\w)(?:\+\d{1,3}[\s-]?)?(?:\(\d{1,4}\)[\s-]?)?"
-                           r"\d[\d\s-]{5,}\d(?!\w)")),
+    (
+        "<phone>",
+        re.compile(
+            r"(?<!\w)(?:\+\d{1,3}[\s-]?)?(?:\(\d{1,4}\)[\s-]?)?"
+            r"\d[\d\s-]{5,}\d(?!\w)"
+        ),
+    ),
 ]
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from tunelab.errors import TunelabError
+from tunelab.files import atomic_write_text
 
 ROLES = ("user", "admin")
 
@@ -49,14 +49,21 @@ def read_keys(path: str | Path) -> list[ApiKey]:
         if not line:
             continue
         parts = line.split(":")
-        if len(parts) != 3 or parts[1] not in ROLES or len(parts[2]) != 64 or \
-                any(c not in "0123456789abcdef" for c in parts[2]):
-            raise TunelabError(f"{p}:{n}: expected name:role:sha256-hex (role user or admin); "
-                               "make keys with `tunelab keys add NAME --file FILE`")
+        if (
+            len(parts) != 3
+            or parts[1] not in ROLES
+            or len(parts[2]) != 64
+            or any(c not in "0123456789abcdef" for c in parts[2])
+        ):
+            raise TunelabError(
+                f"{p}:{n}: expected name:role:sha256-hex (role user or admin); "
+                "make keys with `tunelab keys add NAME --file FILE`"
+            )
         keys.append(ApiKey(*parts))
     if not keys:
-        raise TunelabError(f"{p}: no API keys in the file; add one with "
-                           "`tunelab keys add NAME --file FILE`")
+        raise TunelabError(
+            f"{p}: no API keys in the file; add one with `tunelab keys add NAME --file FILE`"
+        )
     return keys
 
 
@@ -81,9 +88,6 @@ def add_key(path: str | Path, name: str, admin: bool = False) -> str:
         raise TunelabError(f"{p}: a key named {name!r} exists already")
     token = "tl-" + secrets.token_urlsafe(32)
     line = f"{name}:{'admin' if admin else 'user'}:{digest(token)}\n"
-    tmp = p.with_name(p.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(old + ("" if not old or old.endswith("\n") else "\n") + line)
-    os.replace(tmp, p)
+    text = old + ("" if not old or old.endswith("\n") else "\n") + line
+    atomic_write_text(p, text, mode=0o600, what="keys file")
     return token

@@ -43,7 +43,7 @@ class ServeSettings:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_env(cls) -> "ServeSettings":
+    def from_env(cls) -> ServeSettings:
         raw = os.environ.get(ENV)
         if not raw:
             raise RuntimeError(f"{ENV} is not set: start the server with `tunelab serve`")

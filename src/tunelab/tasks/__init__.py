@@ -2,12 +2,12 @@
 in one line at the end of its module. Import order is listing order."""
 
 from tunelab.tasks import (  # noqa: F401  (each module registers its task)
-    text_classification,
-    multi_label,
-    regression,
-    token_classification,
-    question_answering,
     generation,
+    multi_label,
+    question_answering,
+    regression,
+    text_classification,
+    token_classification,
 )
 from tunelab.tasks.base import LOWER_IS_BETTER, TASKS, Task, get_task, register_task
 from tunelab.tasks.examples import Examples

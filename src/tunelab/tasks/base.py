@@ -107,8 +107,9 @@ class Task:
 TASKS: dict[str, Task] = {}
 
 # metrics where smaller is better; every other metric is maximised
-LOWER_IS_BETTER = frozenset({"loss", "mae", "rmse", "mse", "baseline_mae", "baseline_rmse",
-                             "perplexity"})
+LOWER_IS_BETTER = frozenset(
+    {"loss", "mae", "rmse", "mse", "baseline_mae", "baseline_rmse", "perplexity"}
+)
 
 
 def register_task(task: Task) -> Task:

@@ -10,8 +10,9 @@ from tunelab.tasks.base import Task
 from tunelab.tasks.examples import Examples
 
 
-def encode_split(task: Task, tokenizer, ex: Examples, spec: dict, max_length: int,
-                 label_column: str) -> tuple[list[list[int]], list]:
+def encode_split(
+    task: Task, tokenizer, ex: Examples, spec: dict, max_length: int, label_column: str
+) -> tuple[list[list[int]], list]:
     """(token ids, targets) for one split; token tasks align labels to sub-words themselves."""
     if task.encode is not None:
         return task.encode(tokenizer, ex, spec, max_length, label_column)

@@ -37,23 +37,38 @@ class Examples:
         self.lines = [self.lines[i] for i in indices]
 
 
-def read_labelled(path: str, text_column: str, label_column: str,
-                  convert: Callable[[object, int], object],
-                  label_non_empty: bool = True) -> Examples:
+def read_labelled(
+    path: str,
+    text_column: str,
+    label_column: str,
+    convert: Callable[[object, int], object],
+    label_non_empty: bool = True,
+) -> Examples:
     """Rows of (text, target) with the target passed through ``convert(value, line)``, which
     raises DataError for a bad value. Shared by every task with one target per text."""
-    rows = read_rows(path, required=[text_column, label_column],
-                     non_empty=[text_column, label_column] if label_non_empty else [text_column])
-    return Examples([str(r.values[text_column]) for r in rows],
-                    [convert(r.values[label_column], r.line) for r in rows],
-                    [r.line for r in rows], str(path))
+    rows = read_rows(
+        path,
+        required=[text_column, label_column],
+        non_empty=[text_column, label_column] if label_non_empty else [text_column],
+    )
+    return Examples(
+        [str(r.values[text_column]) for r in rows],
+        [convert(r.values[label_column], r.line) for r in rows],
+        [r.line for r in rows],
+        str(path),
+    )
 
 
-def unseen_label(ex: Examples, line: int, label: str, names: list[str],
-                 label_column: str) -> DataError:
+def unseen_label(
+    ex: Examples, line: int, label: str, names: list[str], label_column: str
+) -> DataError:
     """The error for a label the model never saw, naming file, line and field."""
-    return DataError(ex.path, line, f"label '{label}' was not seen in training "
-                     f"(known labels: {', '.join(names)})", field=label_column)
+    return DataError(
+        ex.path,
+        line,
+        f"label '{label}' was not seen in training (known labels: {', '.join(names)})",
+        field=label_column,
+    )
 
 
 def label_names(labels: list[str]) -> list[str]:
@@ -69,7 +84,7 @@ def label_ids(ex: Examples, names: list[str], label_column: str) -> list[int]:
     """Map labels to ids; a label the model never saw is an error naming file and line."""
     index = {n: i for i, n in enumerate(names)}
     out = []
-    for lab, line in zip(ex.labels, ex.lines):
+    for lab, line in zip(ex.labels, ex.lines, strict=True):
         if lab not in index:
             raise unseen_label(ex, line, lab, names, label_column)
         out.append(index[lab])
@@ -88,8 +103,9 @@ def ce_options(spec: dict, logits: torch.Tensor) -> dict:
     if spec.get("label_smoothing"):
         out["label_smoothing"] = spec["label_smoothing"]
     if spec.get("class_weights"):
-        out["weight"] = torch.tensor(spec["class_weights"], dtype=torch.float32,
-                                     device=logits.device)
+        out["weight"] = torch.tensor(
+            spec["class_weights"], dtype=torch.float32, device=logits.device
+        )
     return out
 
 
@@ -105,8 +121,9 @@ def find_head(model: torch.nn.Module, known: tuple[str, ...], what: str) -> list
 
 def classifier_head(model: torch.nn.Module) -> list[str]:
     """The head of sequence and token classifiers across architectures."""
-    return find_head(model, ("classifier", "score", "classification_head", "logits_proj"),
-                     "classification")
+    return find_head(
+        model, ("classifier", "score", "classification_head", "logits_proj"), "classification"
+    )
 
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

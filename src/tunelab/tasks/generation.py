@@ -28,8 +28,10 @@ from tunelab.tasks.base import Task, register_task
 from tunelab.tasks.examples import Examples, answer_tokens, normalize
 
 PEFT_TASK_TYPE = "CAUSAL_LM"
-DESCRIPTION = ("prompt -> response with a causal LM; JSONL prompt/response or chat messages; "
-               "loss on the response only; ROUGE-L, exact match, perplexity")
+DESCRIPTION = (
+    "prompt -> response with a causal LM; JSONL prompt/response or chat messages; "
+    "loss on the response only; ROUGE-L, exact match, perplexity"
+)
 DEFAULT_METRIC = "loss"
 SUMMARY_METRICS = ("rouge_l", "exact_match", "perplexity", "loss", "n")
 METRIC_NAMES = ("loss", "perplexity", "rouge_l", "exact_match")
@@ -39,11 +41,17 @@ SAMPLES_SHOWN = 8
 
 
 def _messages(value, path: str, line: int, field: str) -> list[dict]:
-    if not (isinstance(value, list) and value and all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and
-            isinstance(m.get("content"), str) for m in value)):
-        raise DataError(path, line, 'expected a list of {"role", "content"} messages',
-                        field=field)
+    if not (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(m, dict)
+            and isinstance(m.get("role"), str)
+            and isinstance(m.get("content"), str)
+            for m in value
+        )
+    ):
+        raise DataError(path, line, 'expected a list of {"role", "content"} messages', field=field)
     return value
 
 
@@ -56,9 +64,12 @@ def read_examples(path: str, text_column: str, label_column: str) -> Examples:
         if "messages" in v and text_column not in v:
             msgs = _messages(v["messages"], path, r.line, "messages")
             if msgs[-1]["role"] != "assistant" or len(msgs) < 2:
-                raise DataError(path, r.line, "the last message must be the assistant's "
-                                              "response, after at least one other",
-                                field="messages")
+                raise DataError(
+                    path,
+                    r.line,
+                    "the last message must be the assistant's response, after at least one other",
+                    field="messages",
+                )
             prompt: str | list = msgs[:-1]
             response = msgs[-1]["content"]
         else:
@@ -85,9 +96,9 @@ def prompt_ids(tokenizer, prompt: str | list, budget: int) -> list[int]:
     is cut from the end of its (last) message so the template's tokens stay intact."""
     msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
     if tokenizer.chat_template:
+
         def render(messages):
-            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                tokenize=True)
+            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
             return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
         ids = render(msgs)
@@ -112,19 +123,21 @@ def encode(tokenizer, ex: Examples, spec: dict, max_length: int, label_column: s
     """Prompt + response ids per example; targets carry per-position labels (IGNORE on the
     prompt), the prompt length and the reference text for generation."""
     ids, targets = [], []
-    for prompt, response in zip(ex.texts, ex.labels):
+    for prompt, response in zip(ex.texts, ex.labels, strict=True):
         resp = _response_ids(tokenizer, response)[: max(1, max_length // 2)]
         p = prompt_ids(tokenizer, prompt, max_length - len(resp))
         ids.append(p + resp)
-        targets.append({"labels": [IGNORE] * len(p) + resp, "prompt_len": len(p),
-                        "reference": response})
+        targets.append(
+            {"labels": [IGNORE] * len(p) + resp, "prompt_len": len(p), "reference": response}
+        )
     return ids, targets
 
 
 def collate_targets(rows: list[dict]) -> torch.Tensor:
     longest = max(len(r["labels"]) for r in rows)
-    return torch.tensor([r["labels"] + [IGNORE] * (longest - len(r["labels"])) for r in rows],
-                        dtype=torch.long)
+    return torch.tensor(
+        [r["labels"] + [IGNORE] * (longest - len(r["labels"])) for r in rows], dtype=torch.long
+    )
 
 
 def build_model(path: str, spec: dict, **load_kwargs):
@@ -145,7 +158,8 @@ def loss_units(targets: torch.Tensor) -> int:
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Tensor:
     # logits: (B, T, V); position t predicts token t + 1, so shift by one
     return torch.nn.functional.cross_entropy(
-        logits[:, :-1].float().flatten(0, 1), targets[:, 1:].flatten(), ignore_index=IGNORE)
+        logits[:, :-1].float().flatten(0, 1), targets[:, 1:].flatten(), ignore_index=IGNORE
+    )
 
 
 def rouge_l(pred: str, ref: str) -> float:
@@ -167,8 +181,9 @@ def rouge_l(pred: str, ref: str) -> float:
 
 
 @torch.inference_mode()
-def response_nll(model, ids: list[list[int]], targets: list[dict], pad_id: int,
-                 batch_size: int) -> tuple[float, int]:
+def response_nll(
+    model, ids: list[list[int]], targets: list[dict], pad_id: int, batch_size: int
+) -> tuple[float, int]:
     """Summed negative log-likelihood of the response tokens, and their count."""
     from tunelab.data.batching import collate, sorted_batches
 
@@ -179,23 +194,28 @@ def response_nll(model, ids: list[list[int]], targets: list[dict], pad_id: int,
         labels = collate_targets([targets[i] for i in batch]).to(device)
         logits = model(**inputs).logits[:, :-1].float()
         gold = labels[:, 1:]
-        nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), gold.flatten(),
-                                                ignore_index=IGNORE, reduction="sum")
+        nll = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), gold.flatten(), ignore_index=IGNORE, reduction="sum"
+        )
         total += float(nll)
         count += int((gold != IGNORE).sum())
     return total, count
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int,
-             batch_size: int = 16) -> list[str]:
+def generate(
+    model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 16
+) -> list[str]:
     """Greedy continuations of already-encoded prompts, in input order (left-padded batches)."""
     from tunelab.data.batching import sorted_batches
 
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    stop = [t for t in {tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id",
-                                                        None)} if isinstance(t, int)]
+    stop = [
+        t
+        for t in {tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)}
+        if isinstance(t, int)
+    ]
     out: list[str] = [""] * len(prompts)
     for batch in sorted_batches([len(p) for p in prompts], batch_size):
         longest = max(len(prompts[i]) for i in batch)
@@ -203,35 +223,57 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int,
         mask = torch.zeros_like(ids)
         for row, i in enumerate(batch):
             p = prompts[i]
-            ids[row, longest - len(p):] = torch.tensor(p)
-            mask[row, longest - len(p):] = 1
-        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                             eos_token_id=stop or None)
+            ids[row, longest - len(p) :] = torch.tensor(p)
+            mask[row, longest - len(p) :] = 1
+        gen = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=stop or None,
+        )
         for row, i in enumerate(batch):
             out[i] = tokenizer.decode(gen[row, longest:], skip_special_tokens=True).strip()
     return out
 
 
-def evaluate_split(model, tokenizer, ids: list[list[int]], targets: list[dict], spec: dict,
-                   batch_size: int = 16, full: bool = False) -> dict:
+def evaluate_split(
+    model,
+    tokenizer,
+    ids: list[list[int]],
+    targets: list[dict],
+    spec: dict,
+    batch_size: int = 16,
+    full: bool = False,
+) -> dict:
     """Response loss and perplexity; with ``full`` also generate and score ROUGE-L/EM."""
     was_training = model.training
     model.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     total, count = response_nll(model, ids, targets, pad, batch_size)
     loss = total / max(1, count)
-    metrics: dict = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "n": len(ids),
-                     "rouge_l": None, "exact_match": None}
+    metrics: dict = {
+        "loss": loss,
+        "perplexity": math.exp(min(loss, 50.0)),
+        "n": len(ids),
+        "rouge_l": None,
+        "exact_match": None,
+    }
     if full:
-        prompts = [x[: t["prompt_len"]] for x, t in zip(ids, targets)]
+        prompts = [x[: t["prompt_len"]] for x, t in zip(ids, targets, strict=True)]
         preds = generate(model, tokenizer, prompts, spec["max_new_tokens"], batch_size)
         refs = [t["reference"] for t in targets]
-        metrics["rouge_l"] = float(np.mean([rouge_l(p, r) for p, r in zip(preds, refs)]))
-        metrics["exact_match"] = float(np.mean([normalize(p) == normalize(r)
-                                                for p, r in zip(preds, refs)]))
-        metrics["samples"] = [{"reference": r, "generated": p}
-                              for p, r in list(zip(preds, refs))[:SAMPLES_SHOWN]]
+        metrics["rouge_l"] = float(
+            np.mean([rouge_l(p, r) for p, r in zip(preds, refs, strict=True)])
+        )
+        metrics["exact_match"] = float(
+            np.mean([normalize(p) == normalize(r) for p, r in zip(preds, refs, strict=True)])
+        )
+        metrics["samples"] = [
+            {"reference": r, "generated": p}
+            for p, r in list(zip(preds, refs, strict=True))[:SAMPLES_SHOWN]
+        ]
     model.train(was_training)
     return metrics
 
@@ -240,13 +282,13 @@ def predict_texts(model, prompts: list, batch_size: int = 16) -> list[dict]:
     """Prompts (strings or chat message lists) in, ``{"generated": text}`` out."""
     budget = max(8, model.max_length - model.spec["max_new_tokens"])
     ids = [prompt_ids(model.tokenizer, p, budget) for p in prompts]
-    texts = generate(model.model, model.tokenizer, ids, model.spec["max_new_tokens"],
-                     batch_size)
+    texts = generate(model.model, model.tokenizer, ids, model.spec["max_new_tokens"], batch_size)
     return [{"generated": t} for t in texts]
 
 
-def report_figures(plots: Path, split: str, logits, targets, spec: dict,
-                   metrics: dict) -> list[tuple[str, str]]:
+def report_figures(
+    plots: Path, split: str, logits, targets, spec: dict, metrics: dict
+) -> list[tuple[str, str]]:
     return []
 
 
@@ -255,11 +297,29 @@ def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
     return [("Generated examples", ("reference", "generated"), rows)] if rows else []
 
 
-TASK = register_task(Task(
-    "generation", DESCRIPTION, PEFT_TASK_TYPE, DEFAULT_METRIC, SUMMARY_METRICS,
-    read_examples=read_examples, make_spec=make_spec, build_model=build_model,
-    head_module_names=head_module_names, loss_fn=loss_fn, report_figures=report_figures,
-    report_tables=report_tables, default_columns=DEFAULT_COLUMNS, encode=encode,
-    collate_targets=collate_targets, loss_units=loss_units, evaluate_split=evaluate_split,
-    metric_names=METRIC_NAMES, predict_texts=predict_texts, per_token=True, generative=True,
-    baseline_before_training=True))
+TASK = register_task(
+    Task(
+        "generation",
+        DESCRIPTION,
+        PEFT_TASK_TYPE,
+        DEFAULT_METRIC,
+        SUMMARY_METRICS,
+        read_examples=read_examples,
+        make_spec=make_spec,
+        build_model=build_model,
+        head_module_names=head_module_names,
+        loss_fn=loss_fn,
+        report_figures=report_figures,
+        report_tables=report_tables,
+        default_columns=DEFAULT_COLUMNS,
+        encode=encode,
+        collate_targets=collate_targets,
+        loss_units=loss_units,
+        evaluate_split=evaluate_split,
+        metric_names=METRIC_NAMES,
+        predict_texts=predict_texts,
+        per_token=True,
+        generative=True,
+        baseline_before_training=True,
+    )
+)

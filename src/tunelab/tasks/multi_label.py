@@ -15,8 +15,13 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from tunelab.errors import DataError
 from tunelab.tasks.base import Task, register_task
-from tunelab.tasks.examples import (Examples, classifier_head, label_names, read_labelled,
-                                    unseen_label)
+from tunelab.tasks.examples import (
+    Examples,
+    classifier_head,
+    label_names,
+    read_labelled,
+    unseen_label,
+)
 
 PEFT_TASK_TYPE = "SEQ_CLS"
 DESCRIPTION = "any number of labels per text; columns: text, labels (JSON list or 'a;b')"
@@ -33,16 +38,19 @@ def _split(value, path: str, line: int, column: str) -> list[str]:
     elif isinstance(value, (str, int)) and not isinstance(value, bool):
         items = [p.strip() for p in str(value).split(";")]
     else:
-        raise DataError(path, line, f"expected a list or 'a;b' string, got {value!r}",
-                        field=column)
+        raise DataError(path, line, f"expected a list or 'a;b' string, got {value!r}", field=column)
     return sorted({i for i in items if i})
 
 
 def read_examples(path: str, text_column: str, label_column: str) -> Examples:
     """Texts with their label lists; an empty label value means "none of the labels"."""
-    return read_labelled(path, text_column, label_column,
-                         lambda v, line: _split(v, path, line, label_column),
-                         label_non_empty=False)
+    return read_labelled(
+        path,
+        text_column,
+        label_column,
+        lambda v, line: _split(v, path, line, label_column),
+        label_non_empty=False,
+    )
 
 
 def make_spec(train: Examples, options: dict) -> dict:
@@ -56,7 +64,7 @@ def encode_targets(ex: Examples, spec: dict, label_column: str) -> list[list[flo
     """Multi-hot vectors (N, num_labels); an unknown label names file and line."""
     index = {n: i for i, n in enumerate(spec["labels"])}
     out = []
-    for labs, line in zip(ex.labels, ex.lines):
+    for labs, line in zip(ex.labels, ex.lines, strict=True):
         v = [0.0] * len(index)
         for lab in labs:  # type: ignore[union-attr]
             if lab not in index:
@@ -71,9 +79,13 @@ def build_model(path: str, spec: dict, **load_kwargs):
 
     names = spec["labels"]
     return AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(names), problem_type="multi_label_classification",
-        id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
-        **load_kwargs)
+        path,
+        num_labels=len(names),
+        problem_type="multi_label_classification",
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        **load_kwargs,
+    )
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Tensor:
@@ -90,8 +102,10 @@ def tune_thresholds(logits: np.ndarray, targets: np.ndarray, spec: dict) -> dict
     probs = _sigmoid(logits)
     best = []
     for j in range(probs.shape[1]):
-        scores = [(f1_score(targets[:, j], probs[:, j] >= t, zero_division=0), -abs(t - 0.5), t)
-                  for t in GRID]
+        scores = [
+            (f1_score(targets[:, j], probs[:, j] >= t, zero_division=0), -abs(t - 0.5), t)
+            for t in GRID
+        ]
         best.append(float(max(scores)[2]))
     return {**spec, "thresholds": best}
 
@@ -110,9 +124,16 @@ def compute_metrics(logits: np.ndarray, targets: np.ndarray, spec: dict) -> dict
         "subset_accuracy": float((pred == true).all(axis=1).mean()),
         "loss": float(bce),
         "n": int(len(true)),
-        "per_label": {n: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                          "support": int(s[i]), "threshold": spec["thresholds"][i]}
-                      for i, n in enumerate(names)},
+        "per_label": {
+            n: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+                "threshold": spec["thresholds"][i],
+            }
+            for i, n in enumerate(names)
+        },
     }
 
 
@@ -121,31 +142,60 @@ def decode(logits: np.ndarray, spec: dict) -> list[dict]:
     probs = _sigmoid(logits)
     out = []
     for row in probs:
-        out.append({"labels": [n for n, p, t in zip(spec["labels"], row, spec["thresholds"])
-                               if p >= t],
-                    "scores": {n: float(p) for n, p in zip(spec["labels"], row)}})
+        out.append(
+            {
+                "labels": [
+                    n
+                    for n, p, t in zip(spec["labels"], row, spec["thresholds"], strict=True)
+                    if p >= t
+                ],
+                "scores": {n: float(p) for n, p in zip(spec["labels"], row, strict=True)},
+            }
+        )
     return out
 
 
-def report_figures(plots: Path, split: str, logits: np.ndarray, targets: np.ndarray,
-                   spec: dict, metrics: dict) -> list[tuple[str, str]]:
+def report_figures(
+    plots: Path, split: str, logits: np.ndarray, targets: np.ndarray, spec: dict, metrics: dict
+) -> list[tuple[str, str]]:
     from tunelab.plots import plot_f1_bars
 
-    plot_f1_bars({n: metrics["per_label"][n]["f1"] for n in spec["labels"]}, "F1",
-                 f"F1 per label ({split})", plots / "per_label_f1.png")
+    plot_f1_bars(
+        {n: metrics["per_label"][n]["f1"] for n in spec["labels"]},
+        "F1",
+        f"F1 per label ({split})",
+        plots / "per_label_f1.png",
+    )
     return [(f"F1 per label ({split})", "per_label_f1.png")]
 
 
 def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
-    rows = [(lab, v["precision"], v["recall"], v["f1"], v["support"], v["threshold"])
-            for lab, v in metrics["per_label"].items()]
+    rows = [
+        (lab, v["precision"], v["recall"], v["f1"], v["support"], v["threshold"])
+        for lab, v in metrics["per_label"].items()
+    ]
     return [("Per label", ("label", "precision", "recall", "F1", "support", "threshold"), rows)]
 
 
-TASK = register_task(Task(
-    "multi-label", DESCRIPTION, PEFT_TASK_TYPE, DEFAULT_METRIC, SUMMARY_METRICS,
-    read_examples=read_examples, make_spec=make_spec, build_model=build_model,
-    head_module_names=classifier_head, loss_fn=loss_fn, report_figures=report_figures,
-    report_tables=report_tables, encode_targets=encode_targets, compute_metrics=compute_metrics,
-    decode=decode, tune_thresholds=tune_thresholds, sequence_level=True,
-    probabilities="sigmoid"))
+TASK = register_task(
+    Task(
+        "multi-label",
+        DESCRIPTION,
+        PEFT_TASK_TYPE,
+        DEFAULT_METRIC,
+        SUMMARY_METRICS,
+        read_examples=read_examples,
+        make_spec=make_spec,
+        build_model=build_model,
+        head_module_names=classifier_head,
+        loss_fn=loss_fn,
+        report_figures=report_figures,
+        report_tables=report_tables,
+        encode_targets=encode_targets,
+        compute_metrics=compute_metrics,
+        decode=decode,
+        tune_thresholds=tune_thresholds,
+        sequence_level=True,
+        probabilities="sigmoid",
+    )
+)

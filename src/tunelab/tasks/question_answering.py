@@ -28,8 +28,10 @@ from tunelab.tasks.base import Task, register_task
 from tunelab.tasks.examples import Examples, find_head, normalize, softmax, token_f1
 
 PEFT_TASK_TYPE = "QUESTION_ANS"
-DESCRIPTION = ("extractive answers: SQuAD-style context, question, answers with character "
-               "offsets; long contexts split into overlapping windows")
+DESCRIPTION = (
+    "extractive answers: SQuAD-style context, question, answers with character "
+    "offsets; long contexts split into overlapping windows"
+)
 DEFAULT_METRIC = "f1"
 SUMMARY_METRICS = ("exact_match", "f1", "n")
 DEFAULT_COLUMNS = ("question", "answers")
@@ -53,7 +55,7 @@ def _answers(value, context: str, path: str, line: int, field: str) -> tuple:
         except json.JSONDecodeError:
             raise DataError(path, line, "expected JSON answers", field=field) from None
     if isinstance(value, dict) and "text" in value and "answer_start" in value:
-        pairs = list(zip(value["text"], value["answer_start"]))
+        pairs = list(zip(value["text"], value["answer_start"], strict=True))
         if len(value["text"]) != len(value["answer_start"]):
             raise DataError(path, line, "'text' and 'answer_start' differ in length", field=field)
     elif isinstance(value, list) and all(isinstance(a, dict) for a in value):
@@ -62,20 +64,33 @@ def _answers(value, context: str, path: str, line: int, field: str) -> tuple:
         except KeyError as e:
             raise DataError(path, line, f"answer without {e}", field=field) from None
     else:
-        raise DataError(path, line, 'expected {"text": [...], "answer_start": [...]} or a list '
-                                    'of {"text", "answer_start"}', field=field)
+        raise DataError(
+            path,
+            line,
+            'expected {"text": [...], "answer_start": [...]} or a list of {"text", "answer_start"}',
+            field=field,
+        )
     if not pairs:
-        raise DataError(path, line, "no answer (unanswerable questions are not supported)",
-                        field=field)
+        raise DataError(
+            path, line, "no answer (unanswerable questions are not supported)", field=field
+        )
     out = []
     for text, start in pairs:
-        if not isinstance(text, str) or not text or isinstance(start, bool) or \
-                not isinstance(start, int):
+        if (
+            not isinstance(text, str)
+            or not text
+            or isinstance(start, bool)
+            or not isinstance(start, int)
+        ):
             raise DataError(path, line, f"bad answer {text!r} at {start!r}", field=field)
-        found = context[start:start + len(text)]
+        found = context[start : start + len(text)]
         if found != text:
-            raise DataError(path, line, f"answer {text!r} is not at offset {start} of the "
-                                        f"context (found {found!r})", field=field)
+            raise DataError(
+                path,
+                line,
+                f"answer {text!r} is not at offset {start} of the context (found {found!r})",
+                field=field,
+            )
         out.append((text, start))
     return tuple(out)
 
@@ -89,7 +104,7 @@ def _squad_json(path: str) -> list[tuple[int, dict]]:
     except json.JSONDecodeError as e:
         raise DataError(path, e.lineno, f"invalid JSON: {e.msg}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
-        raise DataError(path, 1, "expected a SQuAD file: {\"data\": [{\"paragraphs\": ...}]}")
+        raise DataError(path, 1, 'expected a SQuAD file: {"data": [{"paragraphs": ...}]}')
     rows = []
     for article in doc["data"]:
         for para in article.get("paragraphs", []):
@@ -106,9 +121,14 @@ def read_examples(path: str, text_column: str, label_column: str) -> Examples:
     if Path(path).suffix.lower() == ".json":
         rows = _squad_json(path)
     else:
-        rows = [(r.line, r.values) for r in read_rows(
-            path, required=[CONTEXT_COLUMN, text_column, label_column],
-            non_empty=[CONTEXT_COLUMN, text_column])]
+        rows = [
+            (r.line, r.values)
+            for r in read_rows(
+                path,
+                required=[CONTEXT_COLUMN, text_column, label_column],
+                non_empty=[CONTEXT_COLUMN, text_column],
+            )
+        ]
     items, lines = [], []
     for line, v in rows:
         context, question = v.get(CONTEXT_COLUMN), v.get(text_column)
@@ -122,8 +142,12 @@ def read_examples(path: str, text_column: str, label_column: str) -> Examples:
 
 
 def make_spec(train: Examples, options: dict) -> dict:
-    return {"labels": [], "num_outputs": 2, "doc_stride": int(options.get("doc_stride", 128)),
-            "max_answer_tokens": MAX_ANSWER_TOKENS}
+    return {
+        "labels": [],
+        "num_outputs": 2,
+        "doc_stride": int(options.get("doc_stride", 128)),
+        "max_answer_tokens": MAX_ANSWER_TOKENS,
+    }
 
 
 def windows(tokenizer, questions: list[Question], max_length: int, stride: int):
@@ -133,21 +157,32 @@ def windows(tokenizer, questions: list[Question], max_length: int, stride: int):
         the tokenizer's encoding; ``overflow_to_sample_mapping`` gives each window's question,
         ``offset_mapping`` the character span of each token (None outside the context).
     """
-    q_len = max(len(tokenizer(q.question, add_special_tokens=False)["input_ids"])
-                for q in questions)
+    q_len = max(
+        len(tokenizer(q.question, add_special_tokens=False)["input_ids"]) for q in questions
+    )
     if q_len + 8 > max_length:  # special tokens plus a few context tokens
-        raise ConfigError(f"a question of {q_len} tokens leaves no room for its context in "
-                          f"max_length {max_length}; raise --max-length")
+        raise ConfigError(
+            f"a question of {q_len} tokens leaves no room for its context in "
+            f"max_length {max_length}; raise --max-length"
+        )
     if q_len + stride + 8 >= max_length:  # the tokenizer would loop forever or fail
         stride = max(0, (max_length - q_len) // 2 - 8)
-    enc = tokenizer([q.question for q in questions], [q.context for q in questions],
-                    truncation="only_second", max_length=max_length, stride=stride,
-                    return_overflowing_tokens=True, return_offsets_mapping=True,
-                    return_token_type_ids=False, return_attention_mask=False)
+    enc = tokenizer(
+        [q.question for q in questions],
+        [q.context for q in questions],
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_token_type_ids=False,
+        return_attention_mask=False,
+    )
     for k in range(len(enc["input_ids"])):
         seq = enc.sequence_ids(k)
-        enc["offset_mapping"][k] = [tuple(o) if s == 1 else None
-                                    for o, s in zip(enc["offset_mapping"][k], seq)]
+        enc["offset_mapping"][k] = [
+            tuple(o) if s == 1 else None for o, s in zip(enc["offset_mapping"][k], seq, strict=True)
+        ]
     return enc
 
 
@@ -167,9 +202,16 @@ def encode(tokenizer, ex: Examples, spec: dict, max_length: int, label_column: s
         if ctx and offsets[ctx[0]][0] <= a_start and offsets[ctx[-1]][1] >= a_end:
             start = next(i for i in ctx if offsets[i][1] > a_start)
             end = next(i for i in reversed(ctx) if offsets[i][0] < a_end)
-        targets.append({"start": start, "end": end, "question": int(q_idx),
-                        "offsets": offsets, "context": q.context,
-                        "answers": [a for a, _ in q.answers]})
+        targets.append(
+            {
+                "start": start,
+                "end": end,
+                "question": int(q_idx),
+                "offsets": offsets,
+                "context": q.context,
+                "answers": [a for a, _ in q.answers],
+            }
+        )
     return enc["input_ids"], targets
 
 
@@ -205,7 +247,7 @@ def best_spans(logits: list[np.ndarray], targets: list[dict], spec: dict) -> dic
     of end)."""
     best: dict[int, dict] = {}
     limit = spec.get("max_answer_tokens", MAX_ANSWER_TOKENS)
-    for lg, tg in zip(logits, targets):
+    for lg, tg in zip(logits, targets, strict=True):
         offsets = tg["offsets"]
         s_log = lg[:, 0].astype(np.float64)
         e_log = lg[:, 1].astype(np.float64)
@@ -222,11 +264,13 @@ def best_spans(logits: list[np.ndarray], targets: list[dict], spec: dict) -> dic
                 q = tg["question"]
                 if q not in best or score > best[q]["score"]:
                     a, b = offsets[s][0], offsets[e][1]
-                    best[q] = {"answer": tg["context"][a:b], "start": int(a), "end": int(b),
-                               "score": score}
+                    best[q] = {
+                        "answer": tg["context"][a:b],
+                        "start": int(a),
+                        "end": int(b),
+                        "score": score,
+                    }
     return best
-
-
 
 
 def compute_metrics(logits: list[np.ndarray], targets: list[dict], spec: dict) -> dict:
@@ -235,7 +279,7 @@ def compute_metrics(logits: list[np.ndarray], targets: list[dict], spec: dict) -
     best = best_spans(logits, targets, spec)
     golds: dict[int, list[str]] = {}
     nll = 0.0
-    for lg, tg in zip(logits, targets):
+    for lg, tg in zip(logits, targets, strict=True):
         golds[tg["question"]] = tg["answers"]
         for col, pos in ((0, tg["start"]), (1, tg["end"])):
             x = lg[:, col].astype(np.float64)
@@ -245,9 +289,13 @@ def compute_metrics(logits: list[np.ndarray], targets: list[dict], spec: dict) -
         pred = best.get(q, {"answer": ""})["answer"]
         em.append(max(float(normalize(pred) == normalize(a)) for a in answers))
         f1.append(max(token_f1(pred, a) for a in answers))
-    return {"exact_match": float(np.mean(em)) if em else 0.0,
-            "f1": float(np.mean(f1)) if f1 else 0.0,
-            "loss": nll / max(1, 2 * len(targets)), "n": len(golds), "windows": len(targets)}
+    return {
+        "exact_match": float(np.mean(em)) if em else 0.0,
+        "f1": float(np.mean(f1)) if f1 else 0.0,
+        "loss": nll / max(1, 2 * len(targets)),
+        "n": len(golds),
+        "windows": len(targets),
+    }
 
 
 def as_question(item) -> Question:
@@ -276,14 +324,12 @@ def read_inputs(path: str | None, text_column: str) -> list[tuple[dict, dict]]:
     elif Path(path).suffix.lower() == ".json":
         rows = _squad_json(path)
     else:
-        rows = [(r.line, r.values) for r in read_rows(path, required=[text_column,
-                                                                      CONTEXT_COLUMN])]
+        rows = [(r.line, r.values) for r in read_rows(path, required=[text_column, CONTEXT_COLUMN])]
     out = []
     for line, v in rows:
         where = path if path not in (None, "-") else "<stdin>"
         for name in (text_column, CONTEXT_COLUMN):
-            if not isinstance(v, dict) or not isinstance(v.get(name), str) or \
-                    not v[name].strip():
+            if not isinstance(v, dict) or not isinstance(v.get(name), str) or not v[name].strip():
                 raise DataError(where, line, "expected a non-empty string", field=name)
         shown = {"id": v["id"]} if "id" in v else {}
         shown["question"] = v[text_column]
@@ -306,17 +352,18 @@ def predict_texts(model, items: list, batch_size: int = 64) -> list[dict]:
 
     qs = [as_question(x) for x in items]
     enc = windows(model.tokenizer, qs, model.max_length, model.spec["doc_stride"])
-    logits = predict_logits(model.model, enc["input_ids"], model.pad_id, batch_size,
-                            per_token=True)
-    targets = [{"question": int(i), "offsets": enc["offset_mapping"][k],
-                "context": qs[i].context} for k, i in enumerate(enc["overflow_to_sample_mapping"])]
+    logits = predict_logits(model.model, enc["input_ids"], model.pad_id, batch_size, per_token=True)
+    targets = [
+        {"question": int(i), "offsets": enc["offset_mapping"][k], "context": qs[i].context}
+        for k, i in enumerate(enc["overflow_to_sample_mapping"])
+    ]
     best = best_spans(logits, targets, model.spec)
-    return [best.get(i, {"answer": "", "start": 0, "end": 0, "score": 0.0})
-            for i in range(len(qs))]
+    return [best.get(i, {"answer": "", "start": 0, "end": 0, "score": 0.0}) for i in range(len(qs))]
 
 
-def report_figures(plots: Path, split: str, logits, targets, spec: dict,
-                   metrics: dict) -> list[tuple[str, str]]:
+def report_figures(
+    plots: Path, split: str, logits, targets, spec: dict, metrics: dict
+) -> list[tuple[str, str]]:
     return []
 
 
@@ -324,10 +371,26 @@ def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
     return [("Windows", ("questions", "context windows"), [(metrics["n"], metrics["windows"])])]
 
 
-TASK = register_task(Task(
-    "question-answering", DESCRIPTION, PEFT_TASK_TYPE, DEFAULT_METRIC, SUMMARY_METRICS,
-    read_examples=read_examples, make_spec=make_spec, build_model=build_model,
-    head_module_names=head_module_names, loss_fn=loss_fn, report_figures=report_figures,
-    report_tables=report_tables, default_columns=DEFAULT_COLUMNS, encode=encode,
-    collate_targets=collate_targets, compute_metrics=compute_metrics,
-    predict_texts=predict_texts, read_inputs=read_inputs, per_token=True))
+TASK = register_task(
+    Task(
+        "question-answering",
+        DESCRIPTION,
+        PEFT_TASK_TYPE,
+        DEFAULT_METRIC,
+        SUMMARY_METRICS,
+        read_examples=read_examples,
+        make_spec=make_spec,
+        build_model=build_model,
+        head_module_names=head_module_names,
+        loss_fn=loss_fn,
+        report_figures=report_figures,
+        report_tables=report_tables,
+        default_columns=DEFAULT_COLUMNS,
+        encode=encode,
+        collate_targets=collate_targets,
+        compute_metrics=compute_metrics,
+        predict_texts=predict_texts,
+        read_inputs=read_inputs,
+        per_token=True,
+    )
+)

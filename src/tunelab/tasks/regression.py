@@ -11,8 +11,7 @@ import torch
 
 from tunelab.errors import ConfigError, DataError
 from tunelab.tasks.base import Task, register_task
-from tunelab.tasks.examples import (Examples, classifier_head,
-                                    read_labelled)
+from tunelab.tasks.examples import Examples, classifier_head, read_labelled
 
 PEFT_TASK_TYPE = "SEQ_CLS"
 DESCRIPTION = "one number per text (rating, score); columns: text, label (numeric)"
@@ -57,7 +56,8 @@ def build_model(path: str, spec: dict, **load_kwargs):
     from transformers import AutoModelForSequenceClassification
 
     return AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, problem_type="regression", **load_kwargs)
+        path, num_labels=1, problem_type="regression", **load_kwargs
+    )
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Tensor:
@@ -84,8 +84,8 @@ def compute_metrics(logits: np.ndarray, targets: np.ndarray, spec: dict) -> dict
     const = len(true) < 2 or np.ptp(pred) == 0 or np.ptp(true) == 0
     return {
         "mae": float(np.abs(err).mean()),
-        "rmse": float(np.sqrt((err ** 2).mean())),
-        "r2": float(1 - (err ** 2).sum() / ss_tot) if ss_tot > 0 else None,
+        "rmse": float(np.sqrt((err**2).mean())),
+        "r2": float(1 - (err**2).sum() / ss_tot) if ss_tot > 0 else None,
         "pearson": None if const else float(pearsonr(pred, true)[0]),
         "spearman": None if const else float(spearmanr(pred, true)[0]),
         "loss": float((((pred - true) / spec["std"]) ** 2).mean()),
@@ -100,8 +100,9 @@ def decode(logits: np.ndarray, spec: dict) -> list[dict]:
     return [{"value": float(v)} for v in _unscale(logits, spec)]
 
 
-def report_figures(plots: Path, split: str, logits: np.ndarray, targets: np.ndarray,
-                   spec: dict, metrics: dict) -> list[tuple[str, str]]:
+def report_figures(
+    plots: Path, split: str, logits: np.ndarray, targets: np.ndarray, spec: dict, metrics: dict
+) -> list[tuple[str, str]]:
     from tunelab.plots import plt
 
     pred = _unscale(logits, spec)
@@ -121,15 +122,36 @@ def report_figures(plots: Path, split: str, logits: np.ndarray, targets: np.ndar
 
 def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
     keys = ("mae", "rmse", "r2", "pearson", "spearman")
-    return [("Against the training-mean baseline", ("", "model", "baseline"),
-             [("MAE", metrics["mae"], metrics["baseline_mae"]),
-              ("RMSE", metrics["rmse"], metrics["baseline_rmse"])] +
-             [(k, metrics[k], "") for k in keys[2:]])]
+    return [
+        (
+            "Against the training-mean baseline",
+            ("", "model", "baseline"),
+            [
+                ("MAE", metrics["mae"], metrics["baseline_mae"]),
+                ("RMSE", metrics["rmse"], metrics["baseline_rmse"]),
+            ]
+            + [(k, metrics[k], "") for k in keys[2:]],
+        )
+    ]
 
 
-TASK = register_task(Task(
-    "regression", DESCRIPTION, PEFT_TASK_TYPE, DEFAULT_METRIC, SUMMARY_METRICS,
-    read_examples=read_examples, make_spec=make_spec, build_model=build_model,
-    head_module_names=classifier_head, loss_fn=loss_fn, report_figures=report_figures,
-    report_tables=report_tables, encode_targets=encode_targets, compute_metrics=compute_metrics,
-    decode=decode, sequence_level=True))
+TASK = register_task(
+    Task(
+        "regression",
+        DESCRIPTION,
+        PEFT_TASK_TYPE,
+        DEFAULT_METRIC,
+        SUMMARY_METRICS,
+        read_examples=read_examples,
+        make_spec=make_spec,
+        build_model=build_model,
+        head_module_names=classifier_head,
+        loss_fn=loss_fn,
+        report_figures=report_figures,
+        report_tables=report_tables,
+        encode_targets=encode_targets,
+        compute_metrics=compute_metrics,
+        decode=decode,
+        sequence_level=True,
+    )
+)

@@ -7,12 +7,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 from tunelab.errors import DataError
 from tunelab.tasks.base import Task, register_task
-from tunelab.tasks.examples import (Examples, ce_options, classifier_head, label_ids, label_names,
-                                    read_labelled, softmax)
+from tunelab.tasks.examples import (
+    Examples,
+    ce_options,
+    classifier_head,
+    label_ids,
+    label_names,
+    read_labelled,
+    softmax,
+)
 
 PEFT_TASK_TYPE = "SEQ_CLS"
 DESCRIPTION = "one label per text (sentiment, topic, intent); columns: text, label"
@@ -35,8 +47,12 @@ def make_spec(train: Examples, options: dict) -> dict:
     """What the run folder records about its targets: the label set, in index order."""
     names = label_names(train.labels)
     if len(names) < 2:
-        raise DataError(train.path, None, f"only one label ({names[0]!r}) in the training data; "
-                        "classification needs at least two")
+        raise DataError(
+            train.path,
+            None,
+            f"only one label ({names[0]!r}) in the training data; "
+            "classification needs at least two",
+        )
     return {"labels": names}
 
 
@@ -50,8 +66,12 @@ def build_model(path: str, spec: dict, **load_kwargs):
 
     names = spec["labels"]
     return AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(names), id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)}, **load_kwargs)
+        path,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        **load_kwargs,
+    )
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor, spec: dict) -> torch.Tensor:
@@ -72,10 +92,19 @@ def compute_metrics(logits: np.ndarray, labels: np.ndarray, spec: dict) -> dict:
         "macro_f1": float(f1_score(labels, pred, labels=ids, average="macro", zero_division=0)),
         "loss": float(nll) if math.isfinite(nll) else None,
         "n": int(len(labels)),
-        "per_class": {n: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                          "support": int(s[i])} for i, n in enumerate(names)},
-        "confusion_matrix": {"labels": names,
-                             "matrix": confusion_matrix(labels, pred, labels=ids).tolist()},
+        "per_class": {
+            n: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
+            for i, n in enumerate(names)
+        },
+        "confusion_matrix": {
+            "labels": names,
+            "matrix": confusion_matrix(labels, pred, labels=ids).tolist(),
+        },
     }
 
 
@@ -86,31 +115,56 @@ def decode(logits: np.ndarray, spec: dict) -> list[dict]:
     out = []
     for row in probs:
         k = int(row.argmax())
-        out.append({"label": names[k], "score": float(row[k]),
-                    "probabilities": {n: float(row[i]) for i, n in enumerate(names)}})
+        out.append(
+            {
+                "label": names[k],
+                "score": float(row[k]),
+                "probabilities": {n: float(row[i]) for i, n in enumerate(names)},
+            }
+        )
     return out
 
 
-def report_figures(plots: Path, split: str, logits: np.ndarray, targets: np.ndarray,
-                   spec: dict, metrics: dict) -> list[tuple[str, str]]:
+def report_figures(
+    plots: Path, split: str, logits: np.ndarray, targets: np.ndarray, spec: dict, metrics: dict
+) -> list[tuple[str, str]]:
     """The confusion matrix of ``split``; returns (title, file name) pairs."""
     from tunelab.plots import plot_confusion
 
-    plot_confusion(metrics["confusion_matrix"], f"confusion matrix ({split})",
-                   plots / "confusion.png")
+    plot_confusion(
+        metrics["confusion_matrix"], f"confusion matrix ({split})", plots / "confusion.png"
+    )
     return [(f"Confusion matrix ({split})", "confusion.png")]
 
 
 def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
-    rows = [(lab, v["precision"], v["recall"], v["f1"], v["support"])
-            for lab, v in metrics["per_class"].items()]
+    rows = [
+        (lab, v["precision"], v["recall"], v["f1"], v["support"])
+        for lab, v in metrics["per_class"].items()
+    ]
     return [("Per class", ("label", "precision", "recall", "F1", "support"), rows)]
 
 
-TASK = register_task(Task(
-    "text-classification", DESCRIPTION, PEFT_TASK_TYPE, DEFAULT_METRIC, SUMMARY_METRICS,
-    read_examples=read_examples, make_spec=make_spec, build_model=build_model,
-    head_module_names=classifier_head, loss_fn=loss_fn, report_figures=report_figures,
-    report_tables=report_tables, encode_targets=encode_targets, compute_metrics=compute_metrics,
-    decode=decode, sequence_level=True, single_label=True, softmax_loss=True,
-    probabilities="softmax"))
+TASK = register_task(
+    Task(
+        "text-classification",
+        DESCRIPTION,
+        PEFT_TASK_TYPE,
+        DEFAULT_METRIC,
+        SUMMARY_METRICS,
+        read_examples=read_examples,
+        make_spec=make_spec,
+        build_model=build_model,
+        head_module_names=classifier_head,
+        loss_fn=loss_fn,
+        report_figures=report_figures,
+        report_tables=report_tables,
+        encode_targets=encode_targets,
+        compute_metrics=compute_metrics,
+        decode=decode,
+        sequence_level=True,
+        single_label=True,
+        softmax_loss=True,
+        probabilities="softmax",
+    )
+)

@@ -18,22 +18,23 @@ as in Springer et al., 2024, *Repetition Improves Language Model Embeddings*). T
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from tunelab.data.readers import Row, _decode, read_rows
 from tunelab.errors import DataError
-from tunelab.tasks.tags import parse_tag, spans, to_bio
 from tunelab.tasks.base import Task, register_task
 from tunelab.tasks.examples import Examples, ce_options, classifier_head, softmax
+from tunelab.tasks.tags import parse_tag, spans, to_bio
 
 PEFT_TASK_TYPE = "TOKEN_CLS"
-DESCRIPTION = ("tags per word, e.g. named entities; JSONL tokens+tags or CoNLL 'token tag' "
-               "lines; BIO/BIOES/BMES")
+DESCRIPTION = (
+    "tags per word, e.g. named entities; JSONL tokens+tags or CoNLL 'token tag' "
+    "lines; BIO/BIOES/BMES"
+)
 DEFAULT_METRIC = "f1"
 SUMMARY_METRICS = ("precision", "recall", "f1", "n")
 DEFAULT_COLUMNS = ("tokens", "tags")
@@ -81,13 +82,13 @@ def read_examples(path: str, text_column: str, label_column: str) -> Examples:
     for r in rows:
         w, t = r.values[text_column], r.values[label_column]
         if not (isinstance(w, list) and all(isinstance(x, str) for x in w) and w):
-            raise DataError(path, r.line, "expected a non-empty list of token strings",
-                            field=text_column)
+            raise DataError(
+                path, r.line, "expected a non-empty list of token strings", field=text_column
+            )
         if not (isinstance(t, list) and all(isinstance(x, str) for x in t)):
             raise DataError(path, r.line, "expected a list of tag strings", field=label_column)
         if len(w) != len(t):
-            raise DataError(path, r.line, f"{len(w)} tokens but {len(t)} tags",
-                            field=label_column)
+            raise DataError(path, r.line, f"{len(w)} tokens but {len(t)} tags", field=label_column)
         try:
             tags.append(to_bio(t))
         except ValueError as e:
@@ -100,8 +101,12 @@ def make_spec(train: Examples, options: dict) -> dict:
     types = sorted({t.split("-", 1)[1] for seq in train.labels for t in seq if t != "O"})
     if not types:
         raise DataError(train.path, None, "no entity tags in the training data (all 'O')")
-    return {"labels": ["O"] + [f"{p}-{t}" for t in types for p in "BI"], "scheme": "BIO",
-            "alignment": "first-piece", "repeat_input": bool(options.get("causal_model"))}
+    return {
+        "labels": ["O"] + [f"{p}-{t}" for t in types for p in "BI"],
+        "scheme": "BIO",
+        "alignment": "first-piece",
+        "repeat_input": bool(options.get("causal_model")),
+    }
 
 
 def _word_inputs(words: list[list[str]], spec: dict) -> list[list[str]]:
@@ -123,11 +128,16 @@ def _scored(word_ids: list, n_words: int, spec: dict) -> list[int | None]:
 def encode(tokenizer, ex: Examples, spec: dict, max_length: int, label_column: str):
     """Token ids and per-position label ids (first piece of each word; IGNORE elsewhere)."""
     index = {n: i for i, n in enumerate(spec["labels"])}
-    enc = tokenizer(_word_inputs(ex.texts, spec), is_split_into_words=True,  # type: ignore
-                    truncation=True, max_length=max_length, return_token_type_ids=False,
-                    return_attention_mask=False)
+    enc = tokenizer(
+        _word_inputs(ex.texts, spec),
+        is_split_into_words=True,  # type: ignore
+        truncation=True,
+        max_length=max_length,
+        return_token_type_ids=False,
+        return_attention_mask=False,
+    )
     targets = []
-    for k, (words, tags, line) in enumerate(zip(ex.texts, ex.labels, ex.lines)):
+    for k, (words, tags, line) in enumerate(zip(ex.texts, ex.labels, ex.lines, strict=True)):
         row = []
         for w in _scored(enc.word_ids(k), len(words), spec):
             if w is None:
@@ -135,8 +145,9 @@ def encode(tokenizer, ex: Examples, spec: dict, max_length: int, label_column: s
                 continue
             tag = tags[w]  # type: ignore[index]
             if tag not in index:
-                raise DataError(ex.path, line, f"tag '{tag}' was not seen in training",
-                                field=label_column)
+                raise DataError(
+                    ex.path, line, f"tag '{tag}' was not seen in training", field=label_column
+                )
             row.append(index[tag])
         targets.append(row)
     return enc["input_ids"], targets
@@ -156,8 +167,12 @@ def build_model(path: str, spec: dict, **load_kwargs):
     register_decoder_heads()  # Gemma 3 has no token-classification class of its own
     names = spec["labels"]
     return AutoModelForTokenClassification.from_pretrained(
-        path, num_labels=len(names), id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)}, **load_kwargs)
+        path,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        **load_kwargs,
+    )
 
 
 def loss_units(targets: torch.Tensor) -> int:
@@ -167,14 +182,18 @@ def loss_units(targets: torch.Tensor) -> int:
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Tensor:
     # logits: (B, T, K); targets: (B, T) with IGNORE on padding, specials and later pieces
-    return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
-                                             ignore_index=IGNORE, **ce_options(spec, logits))
+    return torch.nn.functional.cross_entropy(
+        logits.float().flatten(0, 1),
+        targets.flatten(),
+        ignore_index=IGNORE,
+        **ce_options(spec, logits),
+    )
 
 
 def _word_tags(logits: list[np.ndarray], targets: list, spec: dict):
     names = spec["labels"]
     gold, pred = [], []
-    for lg, tg in zip(logits, targets):
+    for lg, tg in zip(logits, targets, strict=True):
         tg = np.asarray(tg)
         keep = tg != IGNORE
         gold.append([names[i] for i in tg[keep]])
@@ -193,27 +212,37 @@ def compute_metrics(logits: list[np.ndarray], targets: list, spec: dict) -> dict
     flat_g = [t for s in gold for t in s]
     flat_p = [t for s in pred for t in s]
     nll, count = 0.0, 0
-    for lg, tg in zip(logits, targets):
+    for lg, tg in zip(logits, targets, strict=True):
         tg = np.asarray(tg)
         keep = tg != IGNORE
         p = softmax(lg[keep].astype(np.float64))
         nll -= float(np.log(np.clip(p[np.arange(int(keep.sum())), tg[keep]], 1e-12, None)).sum())
         count += int(keep.sum())
     return {
-        "precision": float(micro["precision"]), "recall": float(micro["recall"]),
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
         "f1": float(micro["f1-score"]),
-        "word_accuracy": float(np.mean([g == p for g, p in zip(flat_g, flat_p)])),
+        "word_accuracy": float(np.mean([g == p for g, p in zip(flat_g, flat_p, strict=True)])),
         "loss": nll / max(1, count),
         "n": len(gold),
-        "per_type": {k: {"precision": float(v["precision"]), "recall": float(v["recall"]),
-                         "f1": float(v["f1-score"]), "support": int(v["support"])}
-                     for k, v in rep.items() if not k.endswith("avg")},
+        "per_type": {
+            k: {
+                "precision": float(v["precision"]),
+                "recall": float(v["recall"]),
+                "f1": float(v["f1-score"]),
+                "support": int(v["support"]),
+            }
+            for k, v in rep.items()
+            if not k.endswith("avg")
+        },
     }
 
 
 # a CJK character (one word each, as in MSRA), a run of letters/digits, or one other symbol
-WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff]|[^\W\u3400-\u9fff\uf900-\ufaff"
-                  r"\u3040-\u30ff]+|[^\w\s]")
+WORD = re.compile(
+    r"[\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff]|[^\W\u3400-\u9fff\uf900-\ufaff"
+    r"\u3040-\u30ff]+|[^\w\s]"
+)
 
 
 def predict_texts(model, texts: list[str], batch_size: int = 64) -> list[dict]:
@@ -229,49 +258,87 @@ def predict_texts(model, texts: list[str], batch_size: int = 64) -> list[dict]:
     from tunelab.data.batching import predict_logits
 
     spans_per_text = [[m.span() for m in WORD.finditer(t)] or [(0, 0)] for t in texts]
-    words = [[t[a:b] for a, b in sp] for t, sp in zip(texts, spans_per_text)]
-    enc = model.tokenizer(_word_inputs(words, model.spec), is_split_into_words=True,
-                          truncation=True, max_length=model.max_length,
-                          return_token_type_ids=False, return_attention_mask=False)
-    logits = predict_logits(model.model, enc["input_ids"], model.pad_id, batch_size,
-                            per_token=True)
+    words = [[t[a:b] for a, b in sp] for t, sp in zip(texts, spans_per_text, strict=True)]
+    enc = model.tokenizer(
+        _word_inputs(words, model.spec),
+        is_split_into_words=True,
+        truncation=True,
+        max_length=model.max_length,
+        return_token_type_ids=False,
+        return_attention_mask=False,
+    )
+    logits = predict_logits(model.model, enc["input_ids"], model.pad_id, batch_size, per_token=True)
     names = model.spec["labels"]
     out = []
-    for k, (text, sp) in enumerate(zip(texts, spans_per_text)):
+    for k, (text, sp) in enumerate(zip(texts, spans_per_text, strict=True)):
         probs = softmax(logits[k].astype(np.float64))
-        first = {w: pos for pos, w in enumerate(_scored(enc.word_ids(k), len(sp), model.spec))
-                 if w is not None}  # word -> its first piece (words cut by max_length missing)
+        first = {
+            w: pos
+            for pos, w in enumerate(_scored(enc.word_ids(k), len(sp), model.spec))
+            if w is not None
+        }  # word -> its first piece (words cut by max_length missing)
         order = sorted(first)
         tags = to_bio([names[int(probs[first[w]].argmax())] for w in order])
         conf = [float(probs[first[w]].max()) for w in order]
         ents = []
         for typ, a, b in spans(tags):
             start, end = sp[order[a]][0], sp[order[b]][1]
-            ents.append({"text": text[start:end], "type": typ, "start": int(start),
-                         "end": int(end), "score": float(np.mean(conf[a:b + 1]))})
+            ents.append(
+                {
+                    "text": text[start:end],
+                    "type": typ,
+                    "start": int(start),
+                    "end": int(end),
+                    "score": float(np.mean(conf[a : b + 1])),
+                }
+            )
         out.append({"entities": ents})
     return out
 
 
-def report_figures(plots: Path, split: str, logits, targets, spec: dict,
-                   metrics: dict) -> list[tuple[str, str]]:
+def report_figures(
+    plots: Path, split: str, logits, targets, spec: dict, metrics: dict
+) -> list[tuple[str, str]]:
     from tunelab.plots import plot_f1_bars
 
-    plot_f1_bars({t: v["f1"] for t, v in metrics["per_type"].items()}, "entity F1",
-                 f"entity F1 per type ({split})", plots / "per_type_f1.png")
+    plot_f1_bars(
+        {t: v["f1"] for t, v in metrics["per_type"].items()},
+        "entity F1",
+        f"entity F1 per type ({split})",
+        plots / "per_type_f1.png",
+    )
     return [(f"Entity F1 per type ({split})", "per_type_f1.png")]
 
 
 def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
-    rows = [(t, v["precision"], v["recall"], v["f1"], v["support"])
-            for t, v in metrics["per_type"].items()]
+    rows = [
+        (t, v["precision"], v["recall"], v["f1"], v["support"])
+        for t, v in metrics["per_type"].items()
+    ]
     return [("Per entity type", ("type", "precision", "recall", "F1", "support"), rows)]
 
 
-TASK = register_task(Task(
-    "token-classification", DESCRIPTION, PEFT_TASK_TYPE, DEFAULT_METRIC, SUMMARY_METRICS,
-    read_examples=read_examples, make_spec=make_spec, build_model=build_model,
-    head_module_names=classifier_head, loss_fn=loss_fn, report_figures=report_figures,
-    report_tables=report_tables, default_columns=DEFAULT_COLUMNS, encode=encode,
-    collate_targets=collate_targets, loss_units=loss_units, compute_metrics=compute_metrics,
-    predict_texts=predict_texts, per_token=True, softmax_loss=True))
+TASK = register_task(
+    Task(
+        "token-classification",
+        DESCRIPTION,
+        PEFT_TASK_TYPE,
+        DEFAULT_METRIC,
+        SUMMARY_METRICS,
+        read_examples=read_examples,
+        make_spec=make_spec,
+        build_model=build_model,
+        head_module_names=classifier_head,
+        loss_fn=loss_fn,
+        report_figures=report_figures,
+        report_tables=report_tables,
+        default_columns=DEFAULT_COLUMNS,
+        encode=encode,
+        collate_targets=collate_targets,
+        loss_units=loss_units,
+        compute_metrics=compute_metrics,
+        predict_texts=predict_texts,
+        per_token=True,
+        softmax_loss=True,
+    )
+)

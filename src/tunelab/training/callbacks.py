@@ -21,8 +21,9 @@ class Checkpointing(Callback):
     """A checkpoint every ``save_steps`` optimizer steps and at every epoch end (not after the
     last step: the finished run is saved instead), the newest ``keep`` kept."""
 
-    def __init__(self, directory: Path | None, save_steps: int | None, keep: int,
-                 config_yaml: str = "") -> None:
+    def __init__(
+        self, directory: Path | None, save_steps: int | None, keep: int, config_yaml: str = ""
+    ) -> None:
         self.directory, self.save_steps, self.keep = directory, save_steps, keep
         self.config_yaml = config_yaml
 
@@ -31,8 +32,16 @@ class Checkpointing(Callback):
             return None
         loop.state.train_seconds = loop.elapsed()
         job = loop.job
-        return checkpoint.save(self.directory, job.model, job.optimizers, job.schedulers,
-                               loop.state, loop.best, self.keep, self.config_yaml)
+        return checkpoint.save(
+            self.directory,
+            job.model,
+            job.optimizers,
+            job.schedulers,
+            loop.state,
+            loop.best,
+            self.keep,
+            self.config_yaml,
+        )
 
     def on_step_end(self, loop: Loop) -> None:
         step = loop.state.step
@@ -75,8 +84,14 @@ class ProgressBar(Callback):
     def on_train_begin(self, loop: Loop) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=loop.total_steps, initial=loop.state.step, desc="training",
-                        unit="step", dynamic_ncols=True, leave=False)
+        self.bar = tqdm(
+            total=loop.total_steps,
+            initial=loop.state.step,
+            desc="training",
+            unit="step",
+            dynamic_ncols=True,
+            leave=False,
+        )
 
     def on_step_end(self, loop: Loop) -> None:
         self.bar.update(1)

@@ -29,9 +29,10 @@ DONE = "checkpoint.json"  # written last: marks a checkpoint complete
 @dataclass
 class LoopState:
     """The loop's counters; with weights, optimizer, scheduler and RNG, the whole run state."""
-    step: int = 0                    # optimizer steps done
-    epoch: int = 0                   # current epoch index
-    batch_in_epoch: int = 0          # optimizer steps done within the current epoch
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # current epoch index
+    batch_in_epoch: int = 0  # optimizer steps done within the current epoch
     examples_seen: int = 0
     train_seconds: float = 0.0
     best_metric: float | None = None
@@ -50,9 +51,11 @@ def checkpoints_dir(output_dir: str | Path) -> Path:
 
 def _rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
-    return {"python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
-            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-            "torch": torch.get_rng_state().tolist()}
+    return {
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "torch": torch.get_rng_state().tolist(),
+    }
 
 
 def _set_rng_state(s: dict[str, Any]) -> None:
@@ -63,9 +66,16 @@ def _set_rng_state(s: dict[str, Any]) -> None:
     torch.set_rng_state(torch.tensor(s["torch"], dtype=torch.uint8))
 
 
-def save(directory: Path, model: torch.nn.Module, opts: Sequence[torch.optim.Optimizer],
-         scheds: Sequence[Any], state: LoopState, best: dict[str, torch.Tensor] | None,
-         keep: int, config_yaml: str = "") -> Path:
+def save(
+    directory: Path,
+    model: torch.nn.Module,
+    opts: Sequence[torch.optim.Optimizer],
+    scheds: Sequence[Any],
+    state: LoopState,
+    best: dict[str, torch.Tensor] | None,
+    keep: int,
+    config_yaml: str = "",
+) -> Path:
     """Write checkpoint ``step-N`` atomically (with the run's ``config.yaml``, so it can be
     checked on resume); prune older ones. Returns its folder."""
     from safetensors.torch import save_file
@@ -76,12 +86,14 @@ def save(directory: Path, model: torch.nn.Module, opts: Sequence[torch.optim.Opt
         directory.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
-                   if p.requires_grad}
+        weights = {
+            n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
+        }
         save_file(weights, str(tmp / "trainable.safetensors"))
         if best is not None:
-            save_file({n: v.cpu().contiguous() for n, v in best.items()},
-                      str(tmp / "best.safetensors"))
+            save_file(
+                {n: v.cpu().contiguous() for n, v in best.items()}, str(tmp / "best.safetensors")
+            )
         # one state per optimizer / scheduler, in the job's order (a GAN has two of each)
         torch.save([o.state_dict() for o in opts], tmp / "optimizer.pt")
         torch.save([s.state_dict() for s in scheds], tmp / "scheduler.pt")
@@ -93,8 +105,10 @@ def save(directory: Path, model: torch.nn.Module, opts: Sequence[torch.optim.Opt
         os.rename(tmp, final)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise TunelabError(f"{directory}: cannot write a checkpoint ({e.strerror or e}); the "
-                           "previous checkpoint is intact") from None
+        raise TunelabError(
+            f"{directory}: cannot write a checkpoint ({e.strerror or e}); the "
+            "previous checkpoint is intact"
+        ) from None
     for old in complete(directory)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -115,8 +129,9 @@ def _states(path: Path, count: int) -> list:
     return states
 
 
-def load(path: Path, model: torch.nn.Module, opts: Sequence[torch.optim.Optimizer],
-         scheds: Sequence[Any]) -> tuple[LoopState, dict[str, torch.Tensor] | None]:
+def load(
+    path: Path, model: torch.nn.Module, opts: Sequence[torch.optim.Optimizer], scheds: Sequence[Any]
+) -> tuple[LoopState, dict[str, torch.Tensor] | None]:
     """Restore weights, optimizer, scheduler and RNG from ``path``; returns the loop state and
     the best weights so far."""
     from safetensors.torch import load_file
@@ -127,16 +142,18 @@ def load(path: Path, model: torch.nn.Module, opts: Sequence[torch.optim.Optimize
     params = dict(model.named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
     if missing:
-        raise TunelabError(f"{path}: checkpoint does not match this model/method "
-                           f"(no weights for {missing[0]})")
+        raise TunelabError(
+            f"{path}: checkpoint does not match this model/method (no weights for {missing[0]})"
+        )
     with torch.no_grad():
         for n, v in weights.items():
             params[n].copy_(v)
-    best = load_file(str(path / "best.safetensors")) if (path / "best.safetensors").is_file() \
-        else None
-    for o, state in zip(opts, _states(path / "optimizer.pt", len(opts))):
+    best = (
+        load_file(str(path / "best.safetensors")) if (path / "best.safetensors").is_file() else None
+    )
+    for o, state in zip(opts, _states(path / "optimizer.pt", len(opts)), strict=True):
         o.load_state_dict(state)
-    for s, state in zip(scheds, _states(path / "scheduler.pt", len(scheds))):
+    for s, state in zip(scheds, _states(path / "scheduler.pt", len(scheds)), strict=True):
         s.load_state_dict(state)
     _set_rng_state(json.loads((path / "rng.json").read_text(encoding="utf-8")))
     return LoopState(**json.loads((path / DONE).read_text(encoding="utf-8"))), best

@@ -49,10 +49,10 @@ class Job:
 @dataclass
 class LoopSettings:
     epochs: float
-    metric: str                            # validation metric that picks the best weights
+    metric: str  # validation metric that picks the best weights
     greater_is_better: bool = True
-    eval_steps: int | None = None          # also evaluate every N steps (always per epoch)
-    patience: int | None = None            # early stopping after N evaluations without gain
+    eval_steps: int | None = None  # also evaluate every N steps (always per epoch)
+    patience: int | None = None  # early stopping after N evaluations without gain
     log_every: int = 10
     resume_from: Path | None = None
 
@@ -86,12 +86,12 @@ class Loop:
     total_steps: int
     state: LoopState = field(default_factory=LoopState)
     best: dict[str, torch.Tensor] | None = None  # the best trainable weights so far
-    epoch_end: bool = False                      # the step just done ended an epoch
-    stopping: bool = False                       # early stopping triggered
-    last_event: dict | None = None               # the latest train event
+    epoch_end: bool = False  # the step just done ended an epoch
+    stopping: bool = False  # early stopping triggered
+    last_event: dict | None = None  # the latest train event
     started: float = field(default_factory=time.perf_counter)
-    eval_seconds: float = 0.0                    # excluded from training throughput
-    seconds_before: float = 0.0                  # training time of a resumed run's past
+    eval_seconds: float = 0.0  # excluded from training throughput
+    seconds_before: float = 0.0  # training time of a resumed run's past
 
     @property
     def done(self) -> bool:
@@ -115,16 +115,22 @@ class Callback:
         """Always called, also when the run fails or is interrupted."""
 
 
-def plan_steps(n_examples: int, batch_size: int, accumulation: int, world: int,
-               epochs: float) -> tuple[int, int]:
+def plan_steps(
+    n_examples: int, batch_size: int, accumulation: int, world: int, epochs: float
+) -> tuple[int, int]:
     """(optimizer steps per epoch, total optimizer steps): each step takes
     batch_size * accumulation * world examples."""
     per_epoch = math.ceil(n_examples / (batch_size * accumulation * world))
     return per_epoch, max(1, math.ceil(epochs * per_epoch))
 
 
-def fit(job: Job, s: LoopSettings, evaluate: Callable[[], dict], log: Callable[[dict], None],
-        callbacks: Sequence[Callback] = ()) -> LoopResult:
+def fit(
+    job: Job,
+    s: LoopSettings,
+    evaluate: Callable[[], dict],
+    log: Callable[[dict], None],
+    callbacks: Sequence[Callback] = (),
+) -> LoopResult:
     """Train ``job.model`` in place and leave it holding the best validation weights.
 
     Args:
@@ -138,8 +144,9 @@ def fit(job: Job, s: LoopSettings, evaluate: Callable[[], dict], log: Callable[[
     total = max(1, math.ceil(s.epochs * job.steps_per_epoch))
     loop = Loop(job, s, total)
     if s.resume_from is not None:
-        loop.state, loop.best = checkpoint.load(s.resume_from, job.model, job.optimizers,
-                                                job.schedulers)
+        loop.state, loop.best = checkpoint.load(
+            s.resume_from, job.model, job.optimizers, job.schedulers
+        )
         loop.seconds_before = loop.state.train_seconds
         for event in loop.state.history:
             log({**event, "replayed": True})
@@ -159,8 +166,11 @@ def fit(job: Job, s: LoopSettings, evaluate: Callable[[], dict], log: Callable[[
                 if st.step % s.log_every == 0 or st.step == total:
                     _log_train(loop, log)
                 loop.epoch_end = st.batch_in_epoch >= job.steps_per_epoch
-                if loop.epoch_end or st.step == total or (
-                        s.eval_steps and st.step % s.eval_steps == 0):
+                if (
+                    loop.epoch_end
+                    or st.step == total
+                    or (s.eval_steps and st.step % s.eval_steps == 0)
+                ):
                     loop.stopping = _evaluate(loop, evaluate, log)
                     job.model.train()
                 if loop.epoch_end:
@@ -181,18 +191,28 @@ def fit(job: Job, s: LoopSettings, evaluate: Callable[[], dict], log: Callable[[
             params = dict(job.model.named_parameters())
             for n, v in loop.best.items():
                 params[n].copy_(v)
-    return LoopResult(st.best_metric, st.best_step, st.best_epoch, st.step,
-                      loop.stopping and st.step < total, loop.elapsed(), st.examples_seen,
-                      st.history)
+    return LoopResult(
+        st.best_metric,
+        st.best_step,
+        st.best_epoch,
+        st.step,
+        loop.stopping and st.step < total,
+        loop.elapsed(),
+        st.examples_seen,
+        st.history,
+    )
 
 
 def _log_train(loop: Loop, log: Callable[[dict], None]) -> None:
     st = loop.state
-    event = {"type": "train", "step": st.step,
-             "epoch": round(st.step / loop.job.steps_per_epoch, 4),
-             "loss": st.running_loss / st.running_steps,
-             "learning_rate": loop.job.learning_rate() if loop.job.learning_rate else None,
-             "examples_per_s": st.examples_seen / max(loop.elapsed(), 1e-9)}
+    event = {
+        "type": "train",
+        "step": st.step,
+        "epoch": round(st.step / loop.job.steps_per_epoch, 4),
+        "loss": st.running_loss / st.running_steps,
+        "learning_rate": loop.job.learning_rate() if loop.job.learning_rate else None,
+        "examples_per_s": st.examples_seen / max(loop.elapsed(), 1e-9),
+    }
     st.history.append(event)
     log(event)
     loop.last_event = event
@@ -207,17 +227,24 @@ def _evaluate(loop: Loop, evaluate: Callable[[], dict], log: Callable[[dict], No
     metrics = evaluate()
     loop.eval_seconds += time.perf_counter() - t_eval
     value = metrics[s.metric]
-    event = {"type": "eval", "step": st.step, "epoch": round(epoch, 4),
-             **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+    event = {
+        "type": "eval",
+        "step": st.step,
+        "epoch": round(epoch, 4),
+        **{k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+    }
     st.history.append(event)
     log(event)
-    better = value is not None and (st.best_metric is None or (
-        value > st.best_metric if s.greater_is_better else value < st.best_metric))
+    better = value is not None and (
+        st.best_metric is None
+        or (value > st.best_metric if s.greater_is_better else value < st.best_metric)
+    )
     if better:
         st.best_metric, st.best_step, st.best_epoch = value, st.step, epoch
         # only trainable tensors change; copying them is enough to restore the best model
-        loop.best = {n: p.detach().clone() for n, p in loop.job.model.named_parameters()
-                     if p.requires_grad}
+        loop.best = {
+            n: p.detach().clone() for n, p in loop.job.model.named_parameters() if p.requires_grad
+        }
         st.bad_evals = 0
     else:
         st.bad_evals += 1

@@ -16,8 +16,13 @@ from tunelab.tasks import TASKS, Task
 
 # config names of each kind of dropout across architectures (BERT, Llama/Gemma, GPT-2, ...)
 DROPOUT_NAMES = {
-    "hidden_dropout": ("hidden_dropout_prob", "hidden_dropout", "resid_pdrop", "embd_pdrop",
-                       "dropout"),
+    "hidden_dropout": (
+        "hidden_dropout_prob",
+        "hidden_dropout",
+        "resid_pdrop",
+        "embd_pdrop",
+        "dropout",
+    ),
     "attention_dropout": ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop"),
     "classifier_dropout": ("classifier_dropout", "seq_classif_dropout", "summary_first_dropout"),
 }
@@ -36,24 +41,31 @@ def check(task: Task, r, num_processes: int) -> None:
     if r.class_weights and not task.softmax_loss:
         raise ConfigError(f"--class-weights applies to {softmax}, not {task.name}")
     if r.augment and not task.sequence_level:
-        raise ConfigError(f"--augment applies to {', '.join(_names('sequence_level'))} (one "
-                          f"text, one target), not {task.name}")
+        raise ConfigError(
+            f"--augment applies to {', '.join(_names('sequence_level'))} (one "
+            f"text, one target), not {task.name}"
+        )
     if (r.adversarial or r.rdrop_alpha) and num_processes > 1:
-        raise ConfigError("--adversarial and --rdrop-alpha run extra passes per batch and are "
-                          "not supported with --num-processes > 1")
+        raise ConfigError(
+            "--adversarial and --rdrop-alpha run extra passes per batch and are "
+            "not supported with --num-processes > 1"
+        )
 
 
 def per_class_subset(ex, n: int, seed: int, task: Task) -> None:
     """Keep at most ``n`` examples per label (drawn with ``seed``, file order kept), in place."""
     if not task.single_label:
-        raise ConfigError(f"--max-train-examples-per-class applies to "
-                          f"{', '.join(_names('single_label'))}, not {task.name}")
+        raise ConfigError(
+            f"--max-train-examples-per-class applies to "
+            f"{', '.join(_names('single_label'))}, not {task.name}"
+        )
     rng = random.Random(seed)
     by_label: dict[str, list[int]] = {}
     for i, lab in enumerate(ex.labels):
         by_label.setdefault(lab, []).append(i)
-    keep = sorted(i for idx in by_label.values() for i in
-                  (idx if len(idx) <= n else rng.sample(idx, n)))
+    keep = sorted(
+        i for idx in by_label.values() for i in (idx if len(idx) <= n else rng.sample(idx, n))
+    )
     ex.keep(keep)
 
 
@@ -62,16 +74,27 @@ def augment_train(ex, r, seed: int) -> list[dict]:
     rows to save in the run folder for inspection."""
     from tunelab.data.augment import augment_texts
 
-    made = augment_texts(ex.texts, method=r.augment, copies=r.augment_copies,
-                         alpha=r.augment_alpha, seed=seed, mlm_model=r.augment_mlm_model)
+    made = augment_texts(
+        ex.texts,
+        method=r.augment,
+        copies=r.augment_copies,
+        alpha=r.augment_alpha,
+        seed=seed,
+        mlm_model=r.augment_mlm_model,
+    )
     rows = []
     for i, text in made:
         ex.texts.append(text)
         ex.labels.append(ex.labels[i])
         ex.lines.append(ex.lines[i])  # errors about it point at its source row
-        rows.append({"source_line": ex.lines[i], "original": ex.texts[i], "augmented": text,
-                     "label": ex.labels[i] if isinstance(ex.labels[i], str)
-                     else repr(ex.labels[i])})
+        rows.append(
+            {
+                "source_line": ex.lines[i],
+                "original": ex.texts[i],
+                "augmented": text,
+                "label": ex.labels[i] if isinstance(ex.labels[i], str) else repr(ex.labels[i]),
+            }
+        )
     return rows
 
 
@@ -94,8 +117,10 @@ def dropout_overrides(model_path: str, r) -> dict:
     for key, value in wanted.items():
         names = [n for n in DROPOUT_NAMES[key] if n in config]
         if not names:
-            raise ConfigError(f"--{key.replace('_', '-')}: the model's config has none of "
-                              f"{', '.join(DROPOUT_NAMES[key])}")
+            raise ConfigError(
+                f"--{key.replace('_', '-')}: the model's config has none of "
+                f"{', '.join(DROPOUT_NAMES[key])}"
+            )
         out.update({n: value for n in names})
     return out
 
@@ -112,8 +137,7 @@ def loss_options(task: Task, r, train_labels: list, spec: dict) -> dict:
         else:
             counts = Counter(train_labels)
         total = sum(counts[n] for n in names)
-        out["class_weights"] = [round(total / (len(names) * max(counts[n], 1)), 6)
-                                for n in names]
+        out["class_weights"] = [round(total / (len(names) * max(counts[n], 1)), 6) for n in names]
     return out
 
 

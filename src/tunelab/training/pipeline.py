@@ -28,8 +28,7 @@ from tunelab.data.batching import predict_logits
 from tunelab.evaluation.report import write_report
 from tunelab.methods import MethodContext, count_parameters
 from tunelab.models.hf import align_pad, pad_id
-from tunelab.runs import (RunInfo, open_train_log, staged_dir, write_config, write_metrics,
-                          write_run)
+from tunelab.runs import RunInfo, open_train_log, staged_dir, write_config, write_metrics, write_run
 from tunelab.training import distributed, overfitting
 from tunelab.training.callbacks import Checkpointing, Interruption, ProgressBar
 from tunelab.training.loop import Callback, LoopResult, LoopSettings, fit, plan_steps
@@ -78,10 +77,17 @@ class Built:
         """Logits of a split; across processes each predicts its share, then all gather."""
         dist = p.dist
         mine = distributed.shard(len(p.ids[split]), dist)
-        part = predict_logits(self.model, [p.ids[split][i] for i in mine], pad_id(p.tokenizer),
-                              batch_size=max(64, p.cfg.train.batch_size),
-                              per_token=p.task.per_token) \
-            if mine else []  # a split smaller than the number of processes
+        part = (
+            predict_logits(
+                self.model,
+                [p.ids[split][i] for i in mine],
+                pad_id(p.tokenizer),
+                batch_size=max(64, p.cfg.train.batch_size),
+                per_token=p.task.per_token,
+            )
+            if mine
+            else []
+        )  # a split smaller than the number of processes
         if dist.world == 1:
             return part
         rows = distributed.unshard(dist.gather(list(part)), len(p.ids[split]))
@@ -89,9 +95,15 @@ class Built:
 
     def evaluate(self, p: Prepared, split: str = "validation", full: bool = False) -> dict:
         if p.task.evaluate_split is not None:  # e.g. generation: no logits over the vocabulary
-            return p.task.evaluate_split(self.model, p.tokenizer, p.ids[split], p.targets[split],
-                                         p.spec, batch_size=max(16, p.cfg.train.batch_size),
-                                         full=full)
+            return p.task.evaluate_split(
+                self.model,
+                p.tokenizer,
+                p.ids[split],
+                p.targets[split],
+                p.spec,
+                batch_size=max(16, p.cfg.train.batch_size),
+                full=full,
+            )
         assert p.task.compute_metrics is not None
         return p.task.compute_metrics(self.logits(p, split), p.targets[split], p.spec)
 
@@ -101,19 +113,23 @@ def build(p: Prepared) -> Built:
     t, r = p.cfg.train, p.cfg.regularisation
     set_seed(t.seed)
     torch.set_num_threads(t.num_threads or max(1, cpu_threads() // p.dist.world))
-    model = p.task.build_model(p.source.path, p.spec,
-                               **overfitting.dropout_overrides(p.source.path, r))
+    model = p.task.build_model(
+        p.source.path, p.spec, **overfitting.dropout_overrides(p.source.path, r)
+    )
     align_pad(model, p.tokenizer)
     precision = resolve_precision(t.precision, p.dist.device)
     if t.gradient_checkpointing:
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
             model.activation_checkpointing_enable(
-                activation_checkpointing_kwargs={"use_reentrant": False})
+                activation_checkpointing_kwargs={"use_reentrant": False}
+            )
         else:
             model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
-    _, total_steps = plan_steps(len(p.ids_train), t.batch_size, t.gradient_accumulation_steps,
-                                p.dist.world, t.epochs)
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+    _, total_steps = plan_steps(
+        len(p.ids_train), t.batch_size, t.gradient_accumulation_steps, p.dist.world, t.epochs
+    )
     ctx = MethodContext(p.task, tuple(p.task.head_module_names(model)), total_steps)
     options = p.method.make_options(dataclasses.asdict(p.cfg.method))
     model = p.method.apply(model, options, ctx)
@@ -123,32 +139,64 @@ def build(p: Prepared) -> Built:
     return Built(model, trainable, total, lr, precision, total_steps)
 
 
-def train(p: Prepared, b: Built, log: Callable[[dict], None],
-          callbacks: Sequence[Callback] = ()) -> LoopResult:
+def train(
+    p: Prepared, b: Built, log: Callable[[dict], None], callbacks: Sequence[Callback] = ()
+) -> LoopResult:
     """The loop over the supervised job, with checkpoints, Ctrl-C and a progress bar."""
     t, r, m = p.cfg.train, p.cfg.regularisation, p.method
     steps = StepSettings(
-        batch_size=t.batch_size, learning_rate=b.learning_rate, epochs=t.epochs,
-        weight_decay=t.weight_decay, warmup_ratio=t.warmup_ratio, max_grad_norm=t.max_grad_norm,
-        gradient_accumulation_steps=t.gradient_accumulation_steps, lr_scheduler=t.lr_scheduler,
-        precision=b.precision, seed=t.seed, rdrop_alpha=r.rdrop_alpha,
+        batch_size=t.batch_size,
+        learning_rate=b.learning_rate,
+        epochs=t.epochs,
+        weight_decay=t.weight_decay,
+        warmup_ratio=t.warmup_ratio,
+        max_grad_norm=t.max_grad_norm,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        lr_scheduler=t.lr_scheduler,
+        precision=b.precision,
+        seed=t.seed,
+        rdrop_alpha=r.rdrop_alpha,
         rdrop_keep=(lambda tgt: tgt != -100) if p.task.per_token else None,
-        adversarial=r.adversarial, adv_epsilon=r.adv_epsilon, adv_steps=r.adv_steps,
-        adv_alpha=r.adv_alpha)
+        adversarial=r.adversarial,
+        adv_epsilon=r.adv_epsilon,
+        adv_steps=r.adv_steps,
+        adv_alpha=r.adv_alpha,
+    )
     job = supervised_job(
-        b.model, p.ids_train, p.y_train, pad_id(p.tokenizer),
-        partial(p.task.loss_fn, spec=p.spec), steps, p.task.collate_targets,
+        b.model,
+        p.ids_train,
+        p.y_train,
+        pad_id(p.tokenizer),
+        partial(p.task.loss_fn, spec=p.spec),
+        steps,
+        p.task.collate_targets,
         after_step=m.after_step and partial(m.after_step, b.model),
         regularizer=m.regularizer and partial(m.regularizer, b.model),
-        loss_units=p.task.loss_units or count_examples, dist=p.dist)
-    settings = LoopSettings(epochs=t.epochs, metric=p.metric,
-                            greater_is_better=p.greater_is_better, eval_steps=t.eval_steps,
-                            patience=t.early_stopping_patience, resume_from=p.resume_from)
-    saver = Checkpointing(p.checkpoints if p.dist.is_main else None, t.save_steps or None,
-                          t.save_total_limit, C.to_yaml(p.cfg))
+        loss_units=p.task.loss_units or count_examples,
+        dist=p.dist,
+    )
+    settings = LoopSettings(
+        epochs=t.epochs,
+        metric=p.metric,
+        greater_is_better=p.greater_is_better,
+        eval_steps=t.eval_steps,
+        patience=t.early_stopping_patience,
+        resume_from=p.resume_from,
+    )
+    saver = Checkpointing(
+        p.checkpoints if p.dist.is_main else None,
+        t.save_steps or None,
+        t.save_total_limit,
+        C.to_yaml(p.cfg),
+    )
     bar = [ProgressBar()] if t.progress and sys.stderr.isatty() else []
-    return fit(job, settings, partial(b.evaluate, p), log,
-               [saver, *callbacks, Interruption(saver, p.dist), *bar])
+    return fit(
+        job,
+        settings,
+        partial(b.evaluate, p),
+        log,
+        [saver, *callbacks, Interruption(saver, p.dist), *bar],
+    )
 
 
 def finalize(p: Prepared, b: Built, res: LoopResult, before: dict | None) -> tuple[dict, object]:
@@ -157,8 +205,7 @@ def finalize(p: Prepared, b: Built, res: LoopResult, before: dict | None) -> tup
     if p.method.finalize:  # e.g. AdaLoRA: re-mask ranks after the best weights are restored
         p.method.finalize(b.model)
     if p.task.tune_thresholds is not None:  # calibrate on validation, then score test
-        p.spec = p.task.tune_thresholds(b.logits(p, "validation"), p.targets["validation"],
-                                        p.spec)
+        p.spec = p.task.tune_thresholds(b.logits(p, "validation"), p.targets["validation"], p.spec)
     final = p.final_split
     final_logits = None if p.task.evaluate_split is not None else b.logits(p, final)
     # generation scores only the final split by generating (slow); validation keeps its loss
@@ -168,45 +215,66 @@ def finalize(p: Prepared, b: Built, res: LoopResult, before: dict | None) -> tup
     if before is not None:
         metrics["before_training"] = {final: before}
     metrics["training"] = {
-        "steps": res.steps, "best_step": res.best_step, "best_epoch": round(res.best_epoch, 4),
-        "stopped_early": res.stopped_early, "train_seconds": res.train_seconds,
+        "steps": res.steps,
+        "best_step": res.best_step,
+        "best_epoch": round(res.best_epoch, 4),
+        "stopped_early": res.stopped_early,
+        "train_seconds": res.train_seconds,
         "examples_seen": res.examples_seen,
         "examples_per_s": res.examples_seen / max(res.train_seconds, 1e-9),
-        "metric_for_best": p.metric, f"best_validation_{p.metric}": res.best_metric,
+        "metric_for_best": p.metric,
+        f"best_validation_{p.metric}": res.best_metric,
         "peak_memory_mb": round(peak_memory_mb(), 1),
     }
     return metrics, final_logits
 
 
-def write_run_folder(p: Prepared, b: Built, res: LoopResult, metrics: dict, final_logits,
-                     out: Path) -> None:
+def write_run_folder(
+    p: Prepared, b: Built, res: LoopResult, metrics: dict, final_logits, out: Path
+) -> None:
     """Weights, tokenizer, settings, scores, report; ``tunelab.json`` last."""
     p.method.save(b.model, out)
     p.tokenizer.save_pretrained(out)
     write_config(out, C.to_yaml(p.cfg))
     src = p.source
     info = RunInfo(
-        task=p.task.name, method=p.method.name, tunelab_version=__version__,
+        task=p.task.name,
+        method=p.method.name,
+        tunelab_version=__version__,
         base_model={"source": src.source, "path": src.path, "kind": src.kind},
-        labels=p.spec.get("labels", []), target=p.spec, text_column=p.text_column,
-        label_column=p.label_column, max_length=p.cfg.model.max_length,
+        labels=p.spec.get("labels", []),
+        target=p.spec,
+        text_column=p.text_column,
+        label_column=p.label_column,
+        max_length=p.cfg.model.max_length,
         parameters={"trainable": b.trainable, "total": b.total},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         torch=torch.__version__,
         method_details=p.method.describe(b.model) if p.method.describe else None,
-        regularisation=overfitting.summary(p.cfg.regularisation) or None)
+        regularisation=overfitting.summary(p.cfg.regularisation) or None,
+    )
     if p.augmented:  # for inspection: what the model was trained on besides the file
         overfitting.write_augmented(p.augmented, out / "augmented_train.csv")
     write_metrics(out, metrics)
     final = p.final_split
-    write_report(out, info, metrics, res.history, p.metric, p.task,
-                 (final, final_logits, p.targets[final], p.spec))
+    write_report(
+        out,
+        info,
+        metrics,
+        res.history,
+        p.metric,
+        p.task,
+        (final, final_logits, p.targets[final], p.spec),
+    )
     write_run(out, info)  # last: marks the folder complete
 
 
-def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr,
-                 on_eval: Callable[[dict], None] | None = None,
-                 callbacks: Sequence[Callback] = ()) -> tuple[Path, dict]:
+def run_training(
+    cfg: C.RunConfig,
+    echo: Callable[[str], None] = _stderr,
+    on_eval: Callable[[dict], None] | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> tuple[Path, dict]:
     """Train, evaluate and write the run folder described by ``cfg``.
 
     ``on_eval`` receives every validation event (e.g. a hyper-parameter search prunes bad
@@ -228,8 +296,11 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr,
         before = b.evaluate(p, p.final_split, full=True)
     out = Path(cfg.train.output_dir)
     # only the main process writes: the others train and evaluate alongside it
-    with staged_dir(out, cfg.train.overwrite) if dist.is_main else \
-            contextlib.nullcontext(None) as tmp:
+    with (
+        staged_dir(out, cfg.train.overwrite)
+        if dist.is_main
+        else contextlib.nullcontext(None) as tmp
+    ):
         with _event_log(p, b, tmp, echo, on_eval) as log:
             if p.resume_from is not None:
                 echo(f"tunelab: resuming from {p.resume_from}")
@@ -244,20 +315,28 @@ def run_training(cfg: C.RunConfig, echo: Callable[[str], None] = _stderr,
 
 def _announce(p: Prepared, b: Built, echo: Callable[[str], None]) -> None:
     aug = f" ({len(p.augmented)} of the train examples augmented)" if p.augmented else ""
-    echo(f"tunelab: {p.task.name} | {p.source.source} | method {p.method.name} | "
-         f"{b.trainable:,} of {b.total:,} parameters train | lr {b.learning_rate:g} | "
-         f"{b.precision} | {p.n_train} train / {p.n_validation} validation examples{aug}")
+    echo(
+        f"tunelab: {p.task.name} | {p.source.source} | method {p.method.name} | "
+        f"{b.trainable:,} of {b.total:,} parameters train | lr {b.learning_rate:g} | "
+        f"{b.precision} | {p.n_train} train / {p.n_validation} validation examples{aug}"
+    )
 
 
 @contextlib.contextmanager
-def _event_log(p: Prepared, b: Built, folder: Path | None, echo: Callable[[str], None],
-               on_eval: Callable[[dict], None] | None):
+def _event_log(
+    p: Prepared,
+    b: Built,
+    folder: Path | None,
+    echo: Callable[[str], None],
+    on_eval: Callable[[dict], None] | None,
+):
     """The loop's event sink: train_log.jsonl, the tracker, and a plain progress line about
     every 10% when there is no terminal (CI logs, nohup)."""
     t = p.cfg.train
     log_file = open_train_log(folder)
-    tracker = make_tracker(t.report_to, folder, Path(t.output_dir), p.cfg.flat()) \
-        if folder else None
+    tracker = (
+        make_tracker(t.report_to, folder, Path(t.output_dir), p.cfg.flat()) if folder else None
+    )
     bar = t.progress and sys.stderr.isatty()
     every = max(10, 10 * round(b.total_steps / 100))
 
@@ -270,13 +349,18 @@ def _event_log(p: Prepared, b: Built, folder: Path | None, echo: Callable[[str],
         if replayed:
             return
         if event["type"] == "train" and t.progress and not bar and event["step"] % every == 0:
-            echo(f"  step {event['step']} epoch {event['epoch']:.2f}: loss "
-                 f"{event['loss']:.4f}, {event['examples_per_s']:.1f} examples/s")
+            echo(
+                f"  step {event['step']} epoch {event['epoch']:.2f}: loss "
+                f"{event['loss']:.4f}, {event['examples_per_s']:.1f} examples/s"
+            )
         if event["type"] == "eval":
             if on_eval is not None:
                 on_eval(event)
-            shown = ", ".join(f"{k} {event[k]:.4f}" for k in p.task.summary_metrics
-                              if isinstance(event.get(k), float))
+            shown = ", ".join(
+                f"{k} {event[k]:.4f}"
+                for k in p.task.summary_metrics
+                if isinstance(event.get(k), float)
+            )
             echo(f"  epoch {event['epoch']:.2f} step {event['step']}: validation {shown}")
 
     try:

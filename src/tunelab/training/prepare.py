@@ -25,8 +25,17 @@ from tunelab.training import checkpoint, overfitting
 from tunelab.training.distributed import Dist
 
 # keys that may differ between an interrupted run and its resumption
-RESUME_MAY_CHANGE = {"output_dir", "overwrite", "resume", "resume_from", "progress",
-                     "num_threads", "save_steps", "save_total_limit", "report_to"}
+RESUME_MAY_CHANGE = {
+    "output_dir",
+    "overwrite",
+    "resume",
+    "resume_from",
+    "progress",
+    "num_threads",
+    "save_steps",
+    "save_total_limit",
+    "report_to",
+}
 
 
 @dataclass
@@ -46,7 +55,7 @@ class Prepared:
     metric: str
     ids_train: list[list[int]]
     y_train: list
-    ids: dict[str, list[list[int]]] = field(default_factory=dict)     # validation[, test]
+    ids: dict[str, list[list[int]]] = field(default_factory=dict)  # validation[, test]
     targets: dict[str, Any] = field(default_factory=dict)
     n_train: int = 0
     n_validation: int = 0
@@ -69,8 +78,11 @@ def check_settings(cfg: C.RunConfig, dist: Dist) -> tuple[Task, Method]:
     d, t = cfg.data, cfg.train
     task, method = get_task(d.task), get_method(cfg.method.method)
     check_supported(method, task)
-    for key, value in (("train", d.train), ("validation", d.validation),
-                       ("output_dir", t.output_dir)):
+    for key, value in (
+        ("train", d.train),
+        ("validation", d.validation),
+        ("output_dir", t.output_dir),
+    ):
         if not value:
             raise ConfigError(f"missing required key '{key}' (--{key.replace('_', '-')})")
     overfitting.check(task, cfg.regularisation, dist.world)
@@ -104,20 +116,40 @@ def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
     # model location, target spec, and every split encoded once (no tokenisation later)
     quiet_transformers()
     source = resolve_model(cfg.model.model)
-    spec = task.make_spec(train, {"regression_loss": t.regression_loss,
-                                  "doc_stride": cfg.model.doc_stride,
-                                  "max_new_tokens": cfg.model.max_new_tokens,
-                                  "causal_model": is_causal(source.path)})
+    spec = task.make_spec(
+        train,
+        {
+            "regression_loss": t.regression_loss,
+            "doc_stride": cfg.model.doc_stride,
+            "max_new_tokens": cfg.model.max_new_tokens,
+            "causal_model": is_causal(source.path),
+        },
+    )
     spec.update(overfitting.loss_options(task, r, train.labels[:n_original], spec))
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source.path)
     L = cfg.model.max_length
     ids_train, y_train = encode_split(task, tokenizer, train, spec, L, label_col)
-    p = Prepared(cfg, task, method, dist, source, tokenizer, spec, text_col, label_col, metric,
-                 ids_train, y_train, n_train=len(train.texts),
-                 n_validation=len(splits["validation"].texts), augmented=augmented,
-                 checkpoints=ckpt_dir, resume_from=resume_from)
+    p = Prepared(
+        cfg,
+        task,
+        method,
+        dist,
+        source,
+        tokenizer,
+        spec,
+        text_col,
+        label_col,
+        metric,
+        ids_train,
+        y_train,
+        n_train=len(train.texts),
+        n_validation=len(splits["validation"].texts),
+        augmented=augmented,
+        checkpoints=ckpt_dir,
+        resume_from=resume_from,
+    )
     for k, v in splits.items():
         p.ids[k], y = encode_split(task, tokenizer, v, spec, L, label_col)
         p.targets[k] = as_targets(task, y)
@@ -132,13 +164,17 @@ def check_metric(task: Task, metric: str, ids: list, targets, spec: dict) -> Non
     else:
         assert task.compute_metrics is not None
         k = spec.get("num_outputs") or len(spec.get("labels", [])) or 1
-        dummy = [np.zeros((len(x), k)) for x in ids] if task.per_token else \
-            np.zeros((len(ids), k))
-        known = [name for name, v in task.compute_metrics(dummy, targets, spec).items()
-                 if isinstance(v, float) or v is None]
+        dummy = [np.zeros((len(x), k)) for x in ids] if task.per_token else np.zeros((len(ids), k))
+        known = [
+            name
+            for name, v in task.compute_metrics(dummy, targets, spec).items()
+            if isinstance(v, float) or v is None
+        ]
     if metric not in known:
-        raise ConfigError(f"key 'metric_for_best' = {metric!r} is not a {task.name} metric "
-                          f"(choose from {', '.join(known)})")
+        raise ConfigError(
+            f"key 'metric_for_best' = {metric!r} is not a {task.name} metric "
+            f"(choose from {', '.join(known)})"
+        )
 
 
 def find_resume_point(cfg: C.RunConfig, ckpt_dir: Path, is_main: bool = True) -> Path | None:
@@ -153,8 +189,10 @@ def find_resume_point(cfg: C.RunConfig, ckpt_dir: Path, is_main: bool = True) ->
         found = checkpoint.complete(ckpt_dir)
         if not t.resume:
             if found and not t.overwrite:
-                raise ConfigError(f"{ckpt_dir} holds checkpoints of an interrupted run: add "
-                                  "--resume to continue it, or --overwrite to start over")
+                raise ConfigError(
+                    f"{ckpt_dir} holds checkpoints of an interrupted run: add "
+                    "--resume to continue it, or --overwrite to start over"
+                )
             if is_main:  # only the main process writes (or deletes)
                 shutil.rmtree(ckpt_dir, ignore_errors=True)
             return None
@@ -165,8 +203,10 @@ def find_resume_point(cfg: C.RunConfig, ckpt_dir: Path, is_main: bool = True) ->
     now = cfg.flat()
     for k, v in before.items():
         if k not in RESUME_MAY_CHANGE and now.get(k) != C.coerce(k, v, str(point)):
-            raise ConfigError(f"cannot resume {point}: key '{k}' was {v!r} in the "
-                              f"interrupted run and is {now.get(k)!r} now")
+            raise ConfigError(
+                f"cannot resume {point}: key '{k}' was {v!r} in the "
+                f"interrupted run and is {now.get(k)!r} now"
+            )
     return point
 
 

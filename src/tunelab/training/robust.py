@@ -13,7 +13,7 @@ symmetric KL divergence between the two predictions to the mean of their losses.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +35,9 @@ class EmbeddingAttack:
     the per-example L2 norms of the last perturbation used.
     """
 
-    def __init__(self, model: torch.nn.Module, kind: str, epsilon: float, steps: int = 3,
-                 alpha: float = 0.3) -> None:
+    def __init__(
+        self, model: torch.nn.Module, kind: str, epsilon: float, steps: int = 3, alpha: float = 0.3
+    ) -> None:
         if kind not in ("fgm", "pgd"):
             raise ValueError(f"unknown adversarial method {kind!r}")
         self.kind, self.epsilon, self.steps, self.alpha = kind, epsilon, steps, alpha
@@ -87,9 +88,10 @@ class EmbeddingAttack:
             delta = self._project(self.alpha * _per_example_unit(grad, mask), mask)
             for _ in range(self.steps - 1):  # ascend: gradients for delta only
                 self.delta = delta.requires_grad_(True)
-                g, = torch.autograd.grad(forward_loss(), delta)
-                delta = self._project(delta.detach() + self.alpha * _per_example_unit(g, mask),
-                                      mask)
+                (g,) = torch.autograd.grad(forward_loss(), delta)
+                delta = self._project(
+                    delta.detach() + self.alpha * _per_example_unit(g, mask), mask
+                )
             self.delta = delta.detach()
             self.last_norms = self.delta.flatten(1).norm(dim=1)
             return forward_loss()
@@ -100,8 +102,9 @@ class EmbeddingAttack:
         self.handle.remove()
 
 
-def rdrop_divergence(a: torch.Tensor, b: torch.Tensor,
-                     keep: torch.Tensor | None = None) -> torch.Tensor:
+def rdrop_divergence(
+    a: torch.Tensor, b: torch.Tensor, keep: torch.Tensor | None = None
+) -> torch.Tensor:
     """Symmetric KL between the softmax predictions of two passes, averaged over examples
     (or over the ``keep`` positions of per-token logits)."""
     la, lb = F.log_softmax(a.float(), -1), F.log_softmax(b.float(), -1)

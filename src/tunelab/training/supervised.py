@@ -28,20 +28,20 @@ SCHEDULERS = ("linear", "cosine", "constant")
 
 @dataclass
 class StepSettings:
-    batch_size: int                        # examples per forward pass (micro-batch)
+    batch_size: int  # examples per forward pass (micro-batch)
     learning_rate: float
-    epochs: float = 1.0                    # for the schedule's length
+    epochs: float = 1.0  # for the schedule's length
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
-    max_grad_norm: float = 1.0             # 0 disables clipping
-    gradient_accumulation_steps: int = 1   # micro-batches per optimizer step
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
     lr_scheduler: str = "linear"
-    precision: str = "fp32"                # fp32 | bf16 | fp16 (resolved, never "auto")
-    seed: int = 42                         # batch order: epoch e uses seed + e
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (resolved, never "auto")
+    seed: int = 42  # batch order: epoch e uses seed + e
     # against overfitting (tunelab.training.robust)
-    rdrop_alpha: float = 0.0               # R-Drop weight; 0 = off
+    rdrop_alpha: float = 0.0  # R-Drop weight; 0 = off
     rdrop_keep: Callable[[torch.Tensor], torch.Tensor] | None = None  # per-token: which count
-    adversarial: str | None = None         # fgm | pgd
+    adversarial: str | None = None  # fgm | pgd
     adv_epsilon: float = 1.0
     adv_steps: int = 3
     adv_alpha: float = 0.3
@@ -58,8 +58,10 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -79,14 +81,19 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def supervised_job(model: torch.nn.Module, ids: list[list[int]], labels: list, pad_id: int,
-                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                   s: StepSettings,
-                   collate_targets: Callable[[list], torch.Tensor] = torch.tensor,
-                   after_step: Callable[[int], None] | None = None,
-                   regularizer: Callable[[], torch.Tensor] | None = None,
-                   loss_units: Callable[[torch.Tensor], int] = count_examples,
-                   dist: Dist | None = None) -> Job:
+def supervised_job(
+    model: torch.nn.Module,
+    ids: list[list[int]],
+    labels: list,
+    pad_id: int,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    s: StepSettings,
+    collate_targets: Callable[[list], torch.Tensor] = torch.tensor,
+    after_step: Callable[[int], None] | None = None,
+    regularizer: Callable[[], torch.Tensor] | None = None,
+    loss_units: Callable[[torch.Tensor], int] = count_examples,
+    dist: Dist | None = None,
+) -> Job:
     """The job that fine-tunes ``model`` on (``ids``, ``labels``).
 
     Args:
@@ -103,18 +110,24 @@ def supervised_job(model: torch.nn.Module, ids: list[list[int]], labels: list, p
     device = next(model.parameters()).device
     lengths = [len(x) for x in ids]
     per_step = s.batch_size * s.gradient_accumulation_steps * dist.world
-    steps_per_epoch, total = plan_steps(len(ids), s.batch_size, s.gradient_accumulation_steps,
-                                        dist.world, s.epochs)
+    steps_per_epoch, total = plan_steps(
+        len(ids), s.batch_size, s.gradient_accumulation_steps, dist.world, s.epochs
+    )
     opt = adamw(model, s.learning_rate, s.weight_decay)
-    sched = get_scheduler(s.lr_scheduler if s.lr_scheduler != "constant"
-                          else "constant_with_warmup", opt,
-                          num_warmup_steps=round(s.warmup_ratio * total),
-                          num_training_steps=total)
+    sched = get_scheduler(
+        s.lr_scheduler if s.lr_scheduler != "constant" else "constant_with_warmup",
+        opt,
+        num_warmup_steps=round(s.warmup_ratio * total),
+        num_training_steps=total,
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=s.precision == "fp16")
     trainable = [p for p in model.parameters() if p.requires_grad]
     forward = dist.wrap(model)  # DistributedDataParallel across processes
-    attack = EmbeddingAttack(model, s.adversarial, s.adv_epsilon, s.adv_steps,
-                             s.adv_alpha) if s.adversarial else None
+    attack = (
+        EmbeddingAttack(model, s.adversarial, s.adv_epsilon, s.adv_steps, s.adv_alpha)
+        if s.adversarial
+        else None
+    )
 
     def batch_loss(inputs: dict, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(device, s.precision):
@@ -122,18 +135,18 @@ def supervised_job(model: torch.nn.Module, ids: list[list[int]], labels: list, p
         return logits, loss_fn(logits.float(), tgt)
 
     def step(big: list[int], index: int) -> float:
-        mine = big[dist.rank::dist.world]
+        mine = big[dist.rank :: dist.world]
         # a process with no example left in a short last batch still joins the gradient
         # all-reduce, with a zero-weighted example
         weight = 1.0 if mine else 0.0
         mine = mine or big[:1]
-        micro = [mine[j:j + s.batch_size] for j in range(0, len(mine), s.batch_size)]
+        micro = [mine[j : j + s.batch_size] for j in range(0, len(mine), s.batch_size)]
         targets = [collate_targets([labels[i] for i in mb]) for mb in micro]
         units = [loss_units(t) * weight for t in targets]
         # DDP averages gradients over processes: scale by world / all processes' units
         n_units = max(1.0, dist.all_sum(sum(units))) / dist.world
         step_loss = 0.0
-        for mb, tgt, n in zip(micro, targets, units):
+        for mb, tgt, n in zip(micro, targets, units, strict=True):
             inputs = {k: v.to(device) for k, v in collate([ids[i] for i in mb], pad_id).items()}
             tgt, share = tgt.to(device), n / n_units
             with attack.capture() if attack else contextlib.nullcontext():
@@ -142,13 +155,16 @@ def supervised_job(model: torch.nn.Module, ids: list[list[int]], labels: list, p
                     logits2, loss2 = batch_loss(inputs, tgt)
                     keep = s.rdrop_keep(tgt) if s.rdrop_keep else None
                     loss = 0.5 * (loss + loss2) + s.rdrop_alpha * rdrop_divergence(
-                        logits, logits2, keep)
+                        logits, logits2, keep
+                    )
                 loss = loss * share
                 part = loss + regularizer() / len(micro) if regularizer else loss
                 scaler.scale(part).backward()
             if attack:  # the same batch again on adversarial embeddings
-                adv = attack.loss(lambda i=inputs, t=tgt, sh=share: batch_loss(i, t)[1] * sh,
-                                  inputs["attention_mask"])
+                adv = attack.loss(
+                    lambda i=inputs, t=tgt, sh=share: batch_loss(i, t)[1] * sh,
+                    inputs["attention_mask"],
+                )
                 scaler.scale(adv).backward()
             step_loss += loss.item()
         if s.max_grad_norm > 0:
@@ -162,11 +178,16 @@ def supervised_job(model: torch.nn.Module, ids: list[list[int]], labels: list, p
         opt.zero_grad(set_to_none=True)
         return dist.all_sum(step_loss) / dist.world  # the global batch's loss
 
-    return Job(model=model, step=step, steps_per_epoch=steps_per_epoch,
-               batches=partial(_epoch_batches, lengths, per_step, s.seed),
-               optimizers=[opt], schedulers=[sched],
-               learning_rate=lambda: sched.get_last_lr()[0],
-               close=attack.close if attack else None)
+    return Job(
+        model=model,
+        step=step,
+        steps_per_epoch=steps_per_epoch,
+        batches=partial(_epoch_batches, lengths, per_step, s.seed),
+        optimizers=[opt],
+        schedulers=[sched],
+        learning_rate=lambda: sched.get_last_lr()[0],
+        close=attack.close if attack else None,
+    )
 
 
 def _epoch_batches(lengths: list[int], per_step: int, seed: int, epoch: int) -> list[list[int]]:

@@ -22,8 +22,11 @@ class TensorBoard:
     def log(self, event: dict) -> None:
         prefix = "train" if event["type"] == "train" else "eval"
         for k, v in event.items():
-            if k not in ("type", "step") and isinstance(v, (int, float)) \
-                    and not isinstance(v, bool):
+            if (
+                k not in ("type", "step")
+                and isinstance(v, (int, float))
+                and not isinstance(v, bool)
+            ):
                 self.writer.add_scalar(f"{prefix}/{k}", v, event["step"])
 
     def close(self) -> None:
@@ -35,8 +38,9 @@ class MLflow:
         try:
             import mlflow
         except ImportError:
-            raise ConfigError("--report-to mlflow needs MLflow: pip install 'tunelab[mlflow]' "
-                              "(or mlflow-skinny)") from None
+            raise ConfigError(
+                "--report-to mlflow needs MLflow: pip install 'tunelab[mlflow]' (or mlflow-skinny)"
+            ) from None
         self.mlflow = mlflow
         # a plain folder store needs no database server; MLflow 3 asks to opt in to it
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -47,9 +51,16 @@ class MLflow:
 
     def log(self, event: dict) -> None:
         prefix = "train" if event["type"] == "train" else "eval"
-        self.mlflow.log_metrics({f"{prefix}_{k}": float(v) for k, v in event.items()
-                                 if k not in ("type", "step") and isinstance(v, (int, float))
-                                 and not isinstance(v, bool)}, step=event["step"])
+        self.mlflow.log_metrics(
+            {
+                f"{prefix}_{k}": float(v)
+                for k, v in event.items()
+                if k not in ("type", "step")
+                and isinstance(v, (int, float))
+                and not isinstance(v, bool)
+            },
+            step=event["step"],
+        )
 
     def close(self) -> None:
         self.mlflow.end_run()
