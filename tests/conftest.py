@@ -52,6 +52,34 @@ def make_tiny_bert(d: Path, initializer_range: float = 0.02) -> Path:
     return d
 
 
+def make_tiny_llama(d: Path, **config) -> Path:
+    """A 2-layer, 32-hidden Llama with a word-level tokenizer and a chat template; ``config``
+    adds LlamaConfig settings (biases, tied embeddings)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from test_generation import _tokenizer
+
+    tok = _tokenizer(chat=True)
+    tok.save_pretrained(d)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        **config,
+    )
+    LlamaForCausalLM(cfg).save_pretrained(d)
+    return d
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
@@ -174,11 +202,7 @@ def runs(trained_runs, tiny_model_dir, tmp_path_factory):
     """One tiny run per task (a couple of epochs: the tests check types and plumbing)."""
     import json
 
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from test_generation import _rows as gen_rows
-    from test_generation import _tokenizer
     from test_question_answering import _row as qa_row
     from test_token_classification import _sentence
 
@@ -239,24 +263,7 @@ def runs(trained_runs, tiny_model_dir, tmp_path_factory):
             str(d / "qa"),
         ]
     )
-    lm = d / "tiny-llama"
-    tok = _tokenizer(chat=True)
-    tok.save_pretrained(lm)
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        )
-    ).save_pretrained(lm)
+    lm = make_tiny_llama(d / "tiny-llama")
     pairs = d / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(r) + "\n" for r in gen_rows(32, 1)))
     _train(

@@ -7,7 +7,6 @@ import json
 import random
 
 import pytest
-import torch
 
 import tunelab
 from conftest import FILLER, NEG, POS
@@ -41,27 +40,9 @@ def _tokenizer(chat: bool):
 @pytest.fixture(scope="module")
 def tiny_lm_dir(tmp_path_factory):
     """A 2-layer Llama with a word-level tokenizer and a chat template."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from conftest import make_tiny_llama
 
-    d = tmp_path_factory.mktemp("tiny-llama")
-    tok = _tokenizer(chat=True)
-    tok.save_pretrained(d)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(cfg).save_pretrained(d)
-    return d
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), tie_word_embeddings=True)
 
 
 def _rows(n: int, seed: int) -> list[dict]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import toy_rows, write_csv
+from conftest import make_tiny_llama, toy_rows, write_csv
 from tunelab.data.batching import predict_logits
 from tunelab.methods import METHODS, MethodContext, valid_pairs
 from tunelab.models.hf import align_pad, pad_id, quiet_transformers
@@ -70,31 +70,9 @@ def task_files(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def tiny_lm_with_biases(tmp_path_factory) -> Path:
     """A 2-layer Llama with bias terms (so BitFit has something to train)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from test_generation import _tokenizer
-
-    d = tmp_path_factory.mktemp("tiny-llama-bias")
-    tok = _tokenizer(chat=True)
-    tok.save_pretrained(d)
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-            attention_bias=True,
-            mlp_bias=True,
-        )
-    ).save_pretrained(d)
-    return d
+    return make_tiny_llama(
+        tmp_path_factory.mktemp("tiny-llama-bias"), attention_bias=True, mlp_bias=True
+    )
 
 
 def test_every_task_has_a_file_and_every_method_a_pair(task_files):

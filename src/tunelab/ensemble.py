@@ -85,6 +85,7 @@ class EnsembleModel(TunedModel):
         for m in self.members:  # each member with its own tokenizer
             ids, ym = encode_split(m.task, m.tokenizer, ex, m.spec, m.max_length, lc)
             y = ym if y is None else y
+            assert m.model is not None  # members are plain runs, never ensembles
             member_logits.append(predict_logits(m.model, ids, m.pad_id, batch_size))
         # the targets are encoded in the first member's label order, as is the mean
         assert self.task.compute_metrics is not None

@@ -7,6 +7,7 @@ imports training, evaluation reports or plotting: serving and the task functions
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from tunelab.runs import RunInfo
 from tunelab.tasks import get_task
 from tunelab.tasks.encoding import as_targets, encode_split
 
+if TYPE_CHECKING:
+    from tunelab.backends import OnnxModule
+
 
 class TunedModel:
     """A fine-tuned model loaded from a run folder.
@@ -30,8 +34,9 @@ class TunedModel:
     """
 
     def __init__(
-        self, run_dir: Path, info: RunInfo, model: torch.nn.Module | None, tokenizer
+        self, run_dir: Path, info: RunInfo, model: torch.nn.Module | OnnxModule | None, tokenizer
     ) -> None:
+        # model is None only for an EnsembleModel, which predicts through its members
         self.run_dir, self.info, self.model, self.tokenizer = run_dir, info, model, tokenizer
         self.task_name: str = info.task
         self.task = get_task(self.task_name)
@@ -51,9 +56,12 @@ class TunedModel:
     def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Raw scores, (len(texts), num_labels)."""
         ids = tokenize(self.tokenizer, texts, self.max_length)
+        assert self.model is not None  # an EnsembleModel overrides logits
         return predict_logits(self.model, ids, self.pad_id, batch_size)
 
-    def predict(self, texts: str | list[str], batch_size: int = 64) -> list[dict] | dict:
+    def predict(
+        self, texts: str | dict | list[str] | list[dict], batch_size: int = 64
+    ) -> list[dict] | dict:
         """Predict for one text or a list of texts.
 
         Args:
@@ -68,7 +76,7 @@ class TunedModel:
             A single dict when ``texts`` is a string.
         """
         single = isinstance(texts, (str, dict))
-        batch = [texts] if single else list(texts)
+        batch: list = [texts] if single else list(texts)  # texts, or question-answering dicts
         if not batch:
             return []
         if self.task.predict_texts is not None:  # token tasks need offsets, not just logits
@@ -94,6 +102,7 @@ class TunedModel:
                 self.model, self.tokenizer, ids, y, self.spec, batch_size=batch_size, full=True
             )
         assert self.task.compute_metrics is not None
+        assert self.model is not None  # an EnsembleModel overrides evaluate
         logits = predict_logits(
             self.model, ids, self.pad_id, batch_size, per_token=self.task.per_token
         )

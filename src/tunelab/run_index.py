@@ -3,12 +3,12 @@ runs side by side."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 from pathlib import Path
 
 from tunelab.errors import TunelabError
 from tunelab.runs import RunInfo, is_run, pid_alive, read_config, read_metrics, read_run
-from tunelab.training.checkpoint import DONE, complete
+from tunelab.training.checkpoint import complete, read_state
 
 SUFFIX = ".checkpoints"
 
@@ -58,7 +58,7 @@ def list_runs(root: str | Path) -> list[dict]:
         elif p.name.endswith(SUFFIX) and complete(p):
             name = p.name[: -len(SUFFIX)]
             last = complete(p)[-1]
-            state = json.loads((last / DONE).read_text(encoding="utf-8"))
+            state = asdict(read_state(last))
             cfg = read_config(last, required=False)
             row = rows.setdefault(name, {"run": name})
             if "status" not in row:

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from tunelab.backends import OnnxModule
 
 
 def tokenize(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
@@ -67,9 +71,34 @@ def output_logits(output) -> torch.Tensor:
     return output.logits
 
 
+@overload
+def predict_logits(
+    model: torch.nn.Module | OnnxModule,
+    ids: list[list[int]],
+    pad_id: int,
+    batch_size: int = 64,
+    per_token: Literal[False] = False,
+) -> np.ndarray: ...
+@overload
+def predict_logits(
+    model: torch.nn.Module | OnnxModule,
+    ids: list[list[int]],
+    pad_id: int,
+    batch_size: int = 64,
+    *,
+    per_token: Literal[True],
+) -> list[np.ndarray]: ...
+@overload
+def predict_logits(
+    model: torch.nn.Module | OnnxModule,
+    ids: list[list[int]],
+    pad_id: int,
+    batch_size: int = 64,
+    per_token: bool = False,
+) -> np.ndarray | list[np.ndarray]: ...
 @torch.inference_mode()
 def predict_logits(
-    model: torch.nn.Module,
+    model: torch.nn.Module | OnnxModule,
     ids: list[list[int]],
     pad_id: int,
     batch_size: int = 64,

@@ -196,7 +196,7 @@ def _write_onnx(
     from tunelab.export.onnx import optimize, parity, quantize_int8, to_onnx
     from tunelab.export.prune import slice_pruned_heads
 
-    per_token = getattr(loaded.task, "PER_TOKEN", False)
+    per_token = loaded.task.per_token
     ids = _parity_ids(loaded, eval_data)
     traced = model
     if heads:  # the graph computes only the heads that are left

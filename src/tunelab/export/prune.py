@@ -17,6 +17,8 @@ clear error.
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 import torch
 
 from tunelab.errors import TunelabError
@@ -52,7 +54,27 @@ def magnitude_prune(model: torch.nn.Module, sparsity: float, head_names: list[st
     return zeros / max(total, 1)
 
 
-def attention_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+class _SelfAttention(Protocol):
+    """What head pruning uses of a BERT-style ``attention.self``."""
+
+    query: torch.nn.Linear
+    key: torch.nn.Linear
+    value: torch.nn.Linear
+    attention_head_size: int
+
+
+class _AttentionOutput(Protocol):
+    dense: torch.nn.Linear
+
+
+class AttentionBlock(Protocol):
+    """A BERT-style ``...attention`` module: ``.self.query/key/value``, ``.output.dense``."""
+
+    self: _SelfAttention
+    output: _AttentionOutput
+
+
+def attention_layers(model: torch.nn.Module) -> list[AttentionBlock]:
     """The attention blocks (``...attention`` with ``.self`` and ``.output``), in order."""
     layers = [
         m
@@ -69,10 +91,11 @@ def attention_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
             f"XLM-R, MiniLM); {type(model).__name__} has no such attention "
             "blocks: use --prune magnitude"
         )
-    return layers
+    # the hasattr checks above are the structural test for the BERT layout
+    return cast("list[AttentionBlock]", layers)
 
 
-def _head_size(att: torch.nn.Module) -> int:
+def _head_size(att: AttentionBlock) -> int:
     return int(att.self.attention_head_size)
 
 

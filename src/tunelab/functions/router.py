@@ -31,7 +31,10 @@ from typing import Any
 from tunelab.errors import TunelabError
 from tunelab.files import atomic_writer
 from tunelab.functions import FUNCTIONS
-from tunelab.functions.arguments import payload, question_and_context  # noqa: F401 (API)
+
+# the argument rules, also importable from here (explicit re-export)
+from tunelab.functions.arguments import payload as payload
+from tunelab.functions.arguments import question_and_context as question_and_context
 from tunelab.functions.catalog import ROUTE_DATA, TaskFunction, get_function, task_functions
 from tunelab.functions.registry import model_for, read_registry
 

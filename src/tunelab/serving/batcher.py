@@ -121,5 +121,6 @@ def _answer(batch: list, outs: list | None, error: Exception | None) -> None:
             if error is not None:
                 fut.set_exception(error)
             else:
+                assert outs is not None  # outputs come whenever there is no error
                 fut.set_result(outs[i : i + len(items)])
         i += len(items)

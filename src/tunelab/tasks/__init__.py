@@ -1,14 +1,12 @@
 """Tasks are a closed set of ``Task`` records (see :mod:`tunelab.tasks.base`), each registered
 in one line at the end of its module. Import order is listing order."""
 
-from tunelab.tasks import (  # noqa: F401  (each module registers its task)
-    generation,
-    multi_label,
-    question_answering,
-    regression,
-    text_classification,
-    token_classification,
-)
+# each module registers its task; this order is the listing order (`tunelab tasks`)
+# isort: off
+from tunelab.tasks import text_classification, multi_label, regression  # noqa: F401
+from tunelab.tasks import token_classification, question_answering, generation  # noqa: F401
+
+# isort: on
 from tunelab.tasks.base import LOWER_IS_BETTER, TASKS, Task, get_task, register_task
 from tunelab.tasks.examples import Examples
 

@@ -82,7 +82,7 @@ def read_examples(path: str, text_column: str, label_column: str) -> Examples:
         prompts.append(prompt)
         responses.append(response.strip())
         lines.append(r.line)
-    return Examples(prompts, responses, lines, str(path))  # type: ignore[arg-type]
+    return Examples(prompts, responses, lines, str(path))
 
 
 def make_spec(train: Examples, options: dict) -> dict:

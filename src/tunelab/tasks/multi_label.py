@@ -54,7 +54,7 @@ def read_examples(path: str, text_column: str, label_column: str) -> Examples:
 
 
 def make_spec(train: Examples, options: dict) -> dict:
-    names = label_names([lab for labs in train.labels for lab in labs])  # type: ignore[union-attr]
+    names = label_names([lab for labs in train.labels for lab in labs])
     if len(names) < 1:
         raise DataError(train.path, None, "no labels at all in the training data")
     return {"labels": names, "thresholds": [0.5] * len(names)}
@@ -66,7 +66,7 @@ def encode_targets(ex: Examples, spec: dict, label_column: str) -> list[list[flo
     out = []
     for labs, line in zip(ex.labels, ex.lines, strict=True):
         v = [0.0] * len(index)
-        for lab in labs:  # type: ignore[union-attr]
+        for lab in labs:
             if lab not in index:
                 raise unseen_label(ex, line, lab, spec["labels"], label_column)
             v[index[lab]] = 1.0

@@ -94,7 +94,7 @@ def read_examples(path: str, text_column: str, label_column: str) -> Examples:
         except ValueError as e:
             raise DataError(path, r.line, str(e), field=label_column) from None
         words.append([x if x.strip() else "_" for x in w])  # a blank token would vanish
-    return Examples(words, tags, [r.line for r in rows], str(path))  # type: ignore[arg-type]
+    return Examples(words, tags, [r.line for r in rows], str(path))
 
 
 def make_spec(train: Examples, options: dict) -> dict:
@@ -130,7 +130,7 @@ def encode(tokenizer, ex: Examples, spec: dict, max_length: int, label_column: s
     index = {n: i for i, n in enumerate(spec["labels"])}
     enc = tokenizer(
         _word_inputs(ex.texts, spec),
-        is_split_into_words=True,  # type: ignore
+        is_split_into_words=True,
         truncation=True,
         max_length=max_length,
         return_token_type_ids=False,
@@ -143,7 +143,7 @@ def encode(tokenizer, ex: Examples, spec: dict, max_length: int, label_column: s
             if w is None:
                 row.append(IGNORE)
                 continue
-            tag = tags[w]  # type: ignore[index]
+            tag = tags[w]
             if tag not in index:
                 raise DataError(
                     ex.path, line, f"tag '{tag}' was not seen in training", field=label_column

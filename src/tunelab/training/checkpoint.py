@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from tunelab.errors import TunelabError
+from tunelab.runs import write_config
 
 DONE = "checkpoint.json"  # written last: marks a checkpoint complete
 
@@ -98,7 +99,7 @@ def save(
         torch.save([o.state_dict() for o in opts], tmp / "optimizer.pt")
         torch.save([s.state_dict() for s in scheds], tmp / "scheduler.pt")
         (tmp / "rng.json").write_text(json.dumps(_rng_state()), encoding="utf-8")
-        (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
+        write_config(tmp, config_yaml)  # checked against the settings on resume
         (tmp / DONE).write_text(json.dumps(asdict(state)), encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
@@ -156,4 +157,9 @@ def load(
     for s, state in zip(scheds, _states(path / "scheduler.pt", len(scheds)), strict=True):
         s.load_state_dict(state)
     _set_rng_state(json.loads((path / "rng.json").read_text(encoding="utf-8")))
-    return LoopState(**json.loads((path / DONE).read_text(encoding="utf-8"))), best
+    return read_state(path), best
+
+
+def read_state(path: Path) -> LoopState:
+    """The loop counters saved in checkpoint ``path``."""
+    return LoopState(**json.loads((path / DONE).read_text(encoding="utf-8")))
