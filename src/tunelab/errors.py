@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from os import PathLike
+
 
 class TunelabError(Exception):
     """An error caused by the user's input or environment, reported as one line."""
@@ -12,7 +14,9 @@ class TunelabError(Exception):
 class DataError(TunelabError):
     """Bad data: the message names the file, the line and the field."""
 
-    def __init__(self, path: str, line: int | None, message: str, field: str | None = None):
+    def __init__(
+        self, path: str | PathLike[str], line: int | None, message: str, field: str | None = None
+    ):
         self.path, self.line, self.field = str(path), line, field
         where = self.path if line is None else f"{self.path}:{line}"
         what = f"field '{field}': {message}" if field else message

@@ -7,7 +7,7 @@ imports training, evaluation reports or plotting: serving and the task functions
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 import torch
@@ -59,6 +59,10 @@ class TunedModel:
         assert self.model is not None  # an EnsembleModel overrides logits
         return predict_logits(self.model, ids, self.pad_id, batch_size)
 
+    @overload
+    def predict(self, texts: str | dict, batch_size: int = 64) -> dict: ...
+    @overload
+    def predict(self, texts: list[str] | list[dict], batch_size: int = 64) -> list[dict]: ...
     def predict(
         self, texts: str | dict | list[str] | list[dict], batch_size: int = 64
     ) -> list[dict] | dict:

@@ -21,6 +21,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Literal
 
 from tunelab import config as C
 from tunelab.errors import ConfigError, TunelabError
@@ -93,7 +94,9 @@ def search(
         if base.train.metric_for_best == "auto"
         else base.train.metric_for_best
     )
-    direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
+    direction: Literal["minimize", "maximize"] = (
+        "minimize" if metric in LOWER_IS_BETTER else "maximize"
+    )
     out = Path(output)
     if out.exists() and any(out.iterdir()):
         raise TunelabError(f"{out}: already exists and is not empty; choose another --output-dir")

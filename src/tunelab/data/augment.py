@@ -19,7 +19,7 @@ import random
 import re
 import string
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from tunelab.data.readers import read_rows
 from tunelab.errors import DataError, TunelabError
@@ -180,7 +180,8 @@ def eda(
     return ("" if zh else " ").join(tokens)
 
 
-def _load_mlm(model_dir: str | Path):
+def _load_mlm(model_dir: str | Path) -> tuple[Any, Any]:
+    """(tokenizer, masked language model in eval mode) from ``model_dir``."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -289,9 +290,13 @@ def augment_texts(
         raise TunelabError(f"augmentation copies must be at least 1, got {copies}")
     if lang not in (None, "en", "zh"):
         raise TunelabError(f"unknown language '{lang}' (use en or zh, or leave it out to detect)")
-    if method == "mlm" and mlm_model is None:
-        raise TunelabError("mlm augmentation needs a masked language model folder (--mlm-model)")
-    mlm = _load_mlm(mlm_model) if method == "mlm" else None
+    mlm: tuple[Any, Any] | None = None
+    if method == "mlm":
+        if mlm_model is None:
+            raise TunelabError(
+                "mlm augmentation needs a masked language model folder (--mlm-model)"
+            )
+        mlm = _load_mlm(mlm_model)
     out: list[tuple[int, str]] = []
     for i, text in enumerate(texts):
         for k in range(copies):

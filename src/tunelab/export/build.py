@@ -92,6 +92,7 @@ def export_model(
             from tunelab.export.pruning_curve import prune_with_curve
 
             log(f"pruning ({prune}) and measuring the curve on {eval_data} ...")
+            assert sparsity is not None and eval_data  # _check_options: --prune needs both
             model, heads, record["prune"] = prune_with_curve(
                 loaded, model, prune, float(sparsity), eval_data, evaluate, tmp, log
             )

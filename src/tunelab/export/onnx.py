@@ -14,12 +14,16 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
 
 from tunelab.backends import OnnxModule
 from tunelab.data.batching import predict_logits
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 OPSET = 17
 
@@ -39,7 +43,7 @@ def to_onnx(model: torch.nn.Module, path: Path, pad_id: int) -> None:
     model = model.eval()
     if hasattr(model, "set_attn_implementation"):
         try:
-            model.set_attn_implementation("eager")
+            cast("PreTrainedModel", model).set_attn_implementation("eager")
         except (ValueError, NotImplementedError):  # an architecture without eager attention
             pass
     ids = torch.full((2, 8), 5, dtype=torch.long)

@@ -45,6 +45,7 @@ def prune_with_curve(
         if kind == "magnitude":
             achieved, heads = P.magnitude_prune(m, s, head_names), {}
         else:
+            assert importance is not None  # computed above for kind == "heads"
             heads = P.choose_heads(importance, s)
             P.mask_heads(m, heads)
             achieved = sum(len(v) for v in heads.values()) / total_heads
@@ -52,6 +53,7 @@ def prune_with_curve(
         log(f"  {kind} sparsity {achieved:.2f}: {metric} {scores.get(metric, float('nan')):.4f}")
         curve.append({"sparsity": s, "achieved": achieved, **scores})
         best = (m, heads, achieved)
+    assert best is not None  # the grid always holds the target
     m, heads, achieved = best
     record = {"kind": kind, "sparsity": target, "achieved_sparsity": achieved, "curve": curve}
     if kind == "heads":
@@ -89,7 +91,9 @@ def _plot(curve: list[dict], kind: str, metric: str, out: Path) -> None:
     from tunelab.plots import plt
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.plot([100 * c["achieved"] for c in curve], [c.get(metric) for c in curve], "o-")
+    ax.plot(
+        [100 * c["achieved"] for c in curve], [c.get(metric, float("nan")) for c in curve], "o-"
+    )
     ax.set_xlabel("weights removed (%)" if kind == "magnitude" else "attention heads removed (%)")
     ax.set_ylabel(metric)
     ax.set_title(f"{kind} pruning")

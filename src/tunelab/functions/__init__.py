@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypedDict
 
 from tunelab.functions.arguments import prompt_argument, question_arguments, text_argument
 from tunelab.functions.catalog import (
@@ -156,7 +158,7 @@ def as_json(result):
     """A function's result as plain JSON values (dataclasses to dicts, lists kept)."""
     import dataclasses
 
-    if dataclasses.is_dataclass(result):
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
         return dataclasses.asdict(result)
     return [as_json(x) for x in result] if isinstance(result, list) else result
 
@@ -167,7 +169,12 @@ def _listed(x) -> list:
 
 # the built-in functions, one line each: backed by runs of their task, routed with the
 # shipped example requests (route_data/), each filling its arguments by its own rule
-_BUILTIN = {"folder_kind": "run", "route_examples": ROUTE_DATA}
+class _Builtin(TypedDict):
+    folder_kind: str
+    route_examples: Path
+
+
+_BUILTIN: _Builtin = {"folder_kind": "run", "route_examples": ROUTE_DATA}
 register_function(
     TaskFunction(
         "analyze_sentiment",

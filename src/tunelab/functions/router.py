@@ -126,7 +126,7 @@ def route(request: str, threshold: float = DEFAULT_THRESHOLD, folder: str | None
     probability is under ``threshold``, or the router says no function fits, call nothing
     and return the candidates."""
     r = plan([request], threshold, folder)[0]
-    if not r.unsure:
+    if r.function is not None:  # i.e. not r.unsure
         r.result = FUNCTIONS[r.function](**r.arguments)
     return r
 
@@ -181,6 +181,7 @@ def route_rows() -> dict[str, list[dict[str, str]]]:
     keep: dict[Path, set[str]] = {ROUTE_DATA: {NONE}}  # out-of-scope requests always
     routed = [f for f in task_functions() if f.route_examples is not None]
     for f in routed:
+        assert f.route_examples is not None  # routed: the functions with example requests
         if f.route_examples.is_dir():
             keep.setdefault(f.route_examples, set()).add(f.name)
     for folder, labels in keep.items():
@@ -192,6 +193,7 @@ def route_rows() -> dict[str, list[dict[str, str]]]:
                     if r["label"] in labels
                 ]
     for f in routed:
+        assert f.route_examples is not None
         if not f.route_examples.is_dir():
             for split, row in _own_examples(f):
                 out[split].append(row)
@@ -227,6 +229,7 @@ def _own_examples(f: TaskFunction) -> list[tuple[str, dict[str, str]]]:
     """(split, row) for the requests in a function's own CSV: columns text and lang, an
     optional split; a label column, if any, must name the function."""
     path = f.route_examples
+    assert path is not None  # called for the functions with example requests only
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         missing = {"text", "lang"} - set(reader.fieldnames or [])

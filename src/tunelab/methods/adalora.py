@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from tunelab.errors import ConfigError
 from tunelab.methods import peft_common
 from tunelab.methods.base import Method, MethodContext, option, register_method
+
+if TYPE_CHECKING:
+    from peft.tuners.adalora import AdaLoraModel
 
 ORTH_REG_WEIGHT = 0.5
 
@@ -93,7 +97,7 @@ def _quiet(fn):
 
 def after_step(model: torch.nn.Module, step: int) -> None:
     """Update importance scores and the rank budget (PEFT's documented call site)."""
-    model.base_model.update_and_allocate(step)
+    _tuner(model).update_and_allocate(step)
 
 
 def regularizer(model: torch.nn.Module) -> torch.Tensor:
@@ -107,6 +111,11 @@ def regularizer(model: torch.nn.Module) -> torch.Tensor:
     return ORTH_REG_WEIGHT * torch.stack(terms).mean() if terms else torch.zeros(())
 
 
+def _tuner(model: torch.nn.Module) -> AdaLoraModel:
+    """The AdaLoRA tuner inside the PeftModel that ``apply`` made."""
+    return cast("AdaLoraModel", model.base_model)
+
+
 def _config(model):
     return model.peft_config[model.active_adapter]
 
@@ -116,7 +125,8 @@ def finalize(model: torch.nn.Module) -> None:
     the model in memory is the model that is saved (saving keeps only the allocated ranks)."""
     pattern = _config(model).rank_pattern
     if pattern:
-        model.base_model.rankallocator.mask_using_rank_pattern(model.base_model.model, pattern)
+        tuner = _tuner(model)
+        tuner.rankallocator.mask_using_rank_pattern(tuner.model, pattern)
 
 
 def final_ranks(model: torch.nn.Module) -> dict[str, int]:

@@ -21,6 +21,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -53,7 +54,7 @@ class Bottleneck(torch.nn.Module):
 
 
 def _run_adapter(module: torch.nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
-    return module.tunelab_adapter(output)
+    return cast(Bottleneck, module.tunelab_adapter)(output)  # added by insert()
 
 
 def insert(model: torch.nn.Module, size: int, placement: str) -> list[str]:
@@ -101,7 +102,8 @@ def apply(model: torch.nn.Module, options: AdapterOptions, ctx: MethodContext) -
     head = list(ctx.head)
     size, placement = options.adapter_size, options.adapter_placement
     insert(model, size, placement)
-    model.tunelab_adapter_config = {"adapter_size": size, "adapter_placement": placement}
+    # torch's stub types Module.__setattr__ values as Tensor | Module; plain attributes take any
+    model.tunelab_adapter_config = {"adapter_size": size, "adapter_placement": placement}  # type: ignore[assignment]
     _, layers = partial.layer_stack(model)
     stack = {id(p) for p in layers.parameters()}
     return partial.train_only(

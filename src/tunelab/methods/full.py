@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from tunelab.methods.base import BuildFrom, Method, MethodContext, register_method
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def apply(model: torch.nn.Module, options: None, ctx: MethodContext) -> torch.nn.Module:
@@ -16,7 +20,8 @@ def apply(model: torch.nn.Module, options: None, ctx: MethodContext) -> torch.nn
 
 
 def save(model: torch.nn.Module, out: Path) -> None:
-    model.save_pretrained(out, safe_serialization=True)
+    # the task's Transformers model, trained in place
+    cast("PreTrainedModel", model).save_pretrained(out, safe_serialization=True)
 
 
 def load(

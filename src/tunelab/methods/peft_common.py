@@ -8,16 +8,19 @@ passes the task head explicitly, and the method test matrix checks predictions a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from tunelab.methods.base import BuildFrom, MethodContext, option
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+
 
 def save(model: torch.nn.Module, out: Path) -> None:
     # adapter_config.json + adapter_model.safetensors (adapter weights and the full task head)
-    model.save_pretrained(out, safe_serialization=True)
+    cast("PeftModel", model).save_pretrained(str(out), safe_serialization=True)
     card = out / "README.md"  # PEFT's hub model-card template; tunelab.json describes the run
     if card.is_file() and "[More Information Needed]" in card.read_text(encoding="utf-8"):
         card.unlink()
@@ -33,7 +36,7 @@ def load(
 
 def merge(model: torch.nn.Module) -> torch.nn.Module:
     """Fold the adapter into the base weights; the task head copy that trained is kept."""
-    return model.merge_and_unload()
+    return cast("PeftModel", model).merge_and_unload()
 
 
 def targets(names: str) -> str | list[str]:

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from tunelab.errors import TunelabError
 from tunelab.methods import partial
 from tunelab.methods.base import BuildFrom, MethodContext
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 CONFIG_FILE = "tunelab_prefix.json"
 
@@ -36,25 +39,33 @@ class PrefixModel(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, num_virtual_tokens: int) -> None:
         super().__init__()
         from transformers import DynamicCache
+        from transformers.cache_utils import CacheLayerMixin
 
+        hf = cast("PreTrainedModel", model)  # the task's Transformers model
         self.model = model
-        self.config = model.config
+        self.config = hf.config
         self.num_virtual_tokens = num_virtual_tokens
         # real-token activations as the starting point: ids spread over the vocabulary
-        vocab = int(model.config.vocab_size)
+        vocab = int(hf.config.vocab_size)
         ids = torch.linspace(vocab // 10, vocab - 1, num_virtual_tokens).long()[None]
         cache = DynamicCache()
         was_training = model.training
         model.eval()
         with torch.no_grad():
             model(
-                input_ids=ids.to(model.device),
+                input_ids=ids.to(hf.device),
                 cache=cache,
-                position_ids=torch.arange(num_virtual_tokens, device=model.device)[None],
+                position_ids=torch.arange(num_virtual_tokens, device=hf.device)[None],
             )
         model.train(was_training)
-        self.keys = torch.nn.Parameter(torch.stack([layer.keys[0] for layer in cache.layers]))
-        self.values = torch.nn.Parameter(torch.stack([layer.values[0] for layer in cache.layers]))
+        keys, values = [], []
+        for layer in cache.layers:  # attention layers, each filled by the pass above
+            assert isinstance(layer, CacheLayerMixin)
+            assert layer.keys is not None and layer.values is not None
+            keys.append(layer.keys[0])
+            values.append(layer.values[0])
+        self.keys = torch.nn.Parameter(torch.stack(keys))
+        self.values = torch.nn.Parameter(torch.stack(values))
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any

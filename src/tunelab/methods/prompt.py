@@ -98,7 +98,10 @@ def _prefix_tuning(
 
 
 def _save_prefix(model: torch.nn.Module, out: Path) -> None:
-    (prefix.save if isinstance(model, prefix.PrefixModel) else peft_common.save)(model, out)
+    if isinstance(model, prefix.PrefixModel):
+        prefix.save(model, out)
+    else:
+        peft_common.save(model, out)
 
 
 def _load_prefix(

@@ -28,11 +28,13 @@ def register_decoder_heads() -> None:
 
     class Gemma3TextForTokenClassification(GenericForTokenClassification, Gemma3PreTrainedModel):
         config_class = Gemma3TextConfig
-        input_modalities = ("text",)
+        # as transformers' own Gemma3Text* models; its unannotated Gemma3PreTrainedModel value
+        # ("image", "text") makes mypy infer tuple[str, str] for every subclass
+        input_modalities = ("text",)  # type: ignore[assignment]
 
     class Gemma3TextForQuestionAnswering(GenericForQuestionAnswering, Gemma3PreTrainedModel):
         config_class = Gemma3TextConfig
-        input_modalities = ("text",)
+        input_modalities = ("text",)  # type: ignore[assignment]  # as above
 
     AutoModelForTokenClassification.register(
         Gemma3TextConfig, Gemma3TextForTokenClassification, exist_ok=True

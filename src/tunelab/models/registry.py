@@ -123,6 +123,7 @@ def _convert_gguf(alias: ModelAlias, folder: str, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    assert alias.gguf_file is not None  # _alias_path converts GGUF aliases only
     hf_logging.disable_progress_bar()  # one line from us instead of three progress bars
     print(f"tunelab: converting {alias.name} once to {out} (30 s to 2 min)", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +139,9 @@ def _convert_gguf(alias: ModelAlias, folder: str, out: Path) -> None:
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=alias.gguf_file)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=alias.gguf_file)
         # save_pretrained refuses a GGUF-quantised model; the weights are already de-quantised
-        model.hf_quantizer = None
+        # (transformers sets hf_quantizer without declaring it, and torch's stub types
+        # Module.__setattr__ values as Tensor | Module: plain attributes take anything)
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)

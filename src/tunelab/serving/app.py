@@ -24,7 +24,7 @@ import re
 import time
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -38,9 +38,13 @@ from tunelab.serving.guard import RateLimiter, mask_personal_data
 from tunelab.serving.keys import ApiKey, match, read_keys
 from tunelab.serving.settings import ServeSettings
 
+if TYPE_CHECKING:
+    from tunelab.inference import TunedModel
+
 log = logging.getLogger("tunelab.serve")
-# the path parameter of /v1/functions/{name}: OpenAPI lists the functions by name
-FunctionName = enum.Enum("FunctionName", {n: n for n in FUNCTIONS}, type=str)
+# the path parameter of /v1/functions/{name}: OpenAPI lists the functions by name (members
+# made at run time, which mypy cannot see: hence the ignore)
+FunctionName = enum.Enum("FunctionName", {n: n for n in FUNCTIONS}, type=str)  # type: ignore[misc]
 # passes per forward: a gathered batch is sorted by length and cut into passes this long, so
 # each pass pads little. Measured on 2 cores with 16-text batches of the bundled test split:
 # PyTorch 8 (96-106 ex/s) beats 4 (82-90); ONNX Runtime 4 (226) beats 8 (200) and 16 (158)
@@ -99,7 +103,7 @@ class Served:
 
     def __init__(self, name: str, folder: str, settings: ServeSettings) -> None:
         self.name, self.folder, self.settings = name, folder, settings
-        self.model = None
+        self.model: TunedModel | None = None  # None until load() finishes
         self.scores: dict = {}
         self.loaded_at = ""
         self.batcher = MicroBatcher(
@@ -110,10 +114,12 @@ class Served:
         )
 
     def _predict(self, items: list) -> list:
+        assert self.model is not None  # requests reach the batcher only once loaded
         return self.model.predict(items, batch_size=SUB_BATCH[self.backend])
 
     @property
     def backend(self) -> str:
+        assert self.model is not None
         return "onnxruntime" if type(self.model.model).__name__ == "OnnxModule" else "pytorch"
 
     def load(self) -> None:
@@ -137,6 +143,7 @@ class Served:
 
     def info(self) -> dict:
         m = self.model
+        assert m is not None  # listed only once loaded
         return {
             "name": self.name,
             "task": m.task_name,
@@ -313,7 +320,7 @@ def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
     # rebuilt with each app, so every function registered by now is served and listed (the
     # annotation below is a string, resolved from this module's globals when decorated)
     global FunctionName
-    FunctionName = enum.Enum("FunctionName", {n: n for n in FUNCTIONS}, type=str)
+    FunctionName = enum.Enum("FunctionName", {n: n for n in FUNCTIONS}, type=str)  # type: ignore[misc]
 
     @app.post(
         "/v1/functions/{name}",
@@ -324,8 +331,8 @@ def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
     async def call_function(name: FunctionName, args: dict[str, Any]) -> dict:
         """Call a task function; the body holds its arguments, e.g. {"text": "..."}
         (`tunelab functions --schema` lists them)."""
-        name = name.value
-        fn = FUNCTIONS[name]
+        fn_name: str = name.value
+        fn = FUNCTIONS[fn_name]
         params = inspect.signature(fn).parameters
         extra = set(args) - set(params)
         missing = [
@@ -334,7 +341,7 @@ def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
         if extra or missing:
             raise _status(
                 422,
-                f"{name} takes {', '.join(params)}"
+                f"{fn_name} takes {', '.join(params)}"
                 + (f"; unknown: {', '.join(sorted(extra))}" if extra else "")
                 + (f"; missing: {', '.join(missing)}" if missing else ""),
             )
@@ -361,7 +368,7 @@ def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
             result = await asyncio.get_running_loop().run_in_executor(None, lambda: fn(**args))
         except TunelabError as e:  # no model registered, or one of the wrong task
             raise _status(404, str(e)) from None
-        return {"function": name, "result": as_json(result)}
+        return {"function": fn_name, "result": as_json(result)}
 
 
 class Guard:
@@ -444,6 +451,7 @@ def _check_inputs(items: list, s: Served, settings: ServeSettings) -> None:
         raise _status(422, "inputs is empty: send one text or a non-empty list")
     if len(items) > settings.max_texts:
         raise _status(413, f"{len(items)} inputs in one request; the limit is {settings.max_texts}")
+    assert s.model is not None  # get() answered 503 while loading
     qa = s.model.task_name == "question-answering"
     for i, x in enumerate(items):
         if qa != isinstance(x, QAInput):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from tunelab.errors import DataError
 from tunelab.tasks.base import Task, register_task
@@ -99,6 +98,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def tune_thresholds(logits: np.ndarray, targets: np.ndarray, spec: dict) -> dict:
     """Per label, the grid threshold with the best validation F1 (ties: closest to 0.5)."""
+    from sklearn.metrics import f1_score
+
     probs = _sigmoid(logits)
     best = []
     for j in range(probs.shape[1]):
@@ -112,6 +113,8 @@ def tune_thresholds(logits: np.ndarray, targets: np.ndarray, spec: dict) -> dict
 
 def compute_metrics(logits: np.ndarray, targets: np.ndarray, spec: dict) -> dict:
     """micro/macro F1, per-label precision/recall/F1, subset (exact-match) accuracy."""
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
     names = spec["labels"]
     probs = np.clip(_sigmoid(logits), 1e-12, 1 - 1e-12)
     pred = (probs >= np.array(spec["thresholds"])).astype(int)

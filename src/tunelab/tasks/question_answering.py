@@ -105,7 +105,7 @@ def _squad_json(path: str) -> list[tuple[int, dict]]:
         raise DataError(path, e.lineno, f"invalid JSON: {e.msg}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataError(path, 1, 'expected a SQuAD file: {"data": [{"paragraphs": ...}]}')
-    rows = []
+    rows: list[tuple[int, dict]] = []
     for article in doc["data"]:
         for para in article.get("paragraphs", []):
             for qa in para.get("qas", []):
@@ -135,10 +135,11 @@ def read_examples(path: str, text_column: str, label_column: str) -> Examples:
         for name, value in ((CONTEXT_COLUMN, context), (text_column, question)):
             if not isinstance(value, str) or not value.strip():
                 raise DataError(path, line, "expected a non-empty string", field=name)
+        assert isinstance(context, str) and isinstance(question, str)  # checked just above
         answers = _answers(v.get(label_column), context, path, line, label_column)
         items.append(Question(question.strip(), context, answers))
         lines.append(line)
-    return Examples(items, [q.answers for q in items], lines, str(path))  # type: ignore[arg-type]
+    return Examples(items, [q.answers for q in items], lines, str(path))
 
 
 def make_spec(train: Examples, options: dict) -> dict:
@@ -189,7 +190,7 @@ def windows(tokenizer, questions: list[Question], max_length: int, stride: int):
 def encode(tokenizer, ex: Examples, spec: dict, max_length: int, label_column: str):
     """Token ids per window, and per window a target dict: gold start/end token (0 when the
     window misses the answer), its question index, token offsets and the gold answers."""
-    qs: list[Question] = ex.texts  # type: ignore[assignment]
+    qs: list[Question] = ex.texts
     enc = windows(tokenizer, qs, max_length, spec["doc_stride"])
     targets = []
     for k, q_idx in enumerate(enc["overflow_to_sample_mapping"]):
@@ -315,10 +316,10 @@ def read_inputs(path: str | None, text_column: str) -> list[tuple[dict, dict]]:
 
     if path in (None, "-"):
         rows = []
-        for i, line in enumerate(_decode("<stdin>", sys.stdin.buffer.read()).splitlines(), 1):
-            if line.strip():
+        for i, text in enumerate(_decode("<stdin>", sys.stdin.buffer.read()).splitlines(), 1):
+            if text.strip():
                 try:
-                    rows.append((i, json.loads(line)))
+                    rows.append((i, json.loads(text)))
                 except json.JSONDecodeError as e:
                     raise DataError("<stdin>", i, f"invalid JSON: {e.msg}") from None
     elif Path(path).suffix.lower() == ".json":

@@ -7,12 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-)
 
 from tunelab.errors import DataError
 from tunelab.tasks.base import Task, register_task
@@ -81,6 +75,14 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, spec: dict) -> torch.Ten
 
 def compute_metrics(logits: np.ndarray, labels: np.ndarray, spec: dict) -> dict:
     """accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
+    # scikit-learn loads in about a second: only scoring needs it, not loading or predicting
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
+
     names = spec["labels"]
     pred = logits.argmax(-1)
     ids = list(range(len(names)))

@@ -51,7 +51,9 @@ def checkpoints_dir(output_dir: str | Path) -> Path:
 
 
 def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
+    # legacy=True is the default; said explicitly, numpy's stubs then give the tuple form
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # the global RandomState is an MT19937
     return {
         "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
         "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from tunelab.training.prepare import Prepared, prepare, resolve_precision
 from tunelab.training.supervised import StepSettings, count_examples, supervised_job
 from tunelab.training.trackers import make_tracker
 from tunelab.version import __version__
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def _silent(msg: str) -> None:
@@ -119,14 +123,13 @@ def build(p: Prepared) -> Built:
     align_pad(model, p.tokenizer)
     precision = resolve_precision(t.precision, p.dist.device)
     if t.gradient_checkpointing:
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
-            model.activation_checkpointing_enable(
+        hf = cast("PreTrainedModel", model)  # the task's Transformers model
+        if hasattr(hf, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            hf.activation_checkpointing_enable(
                 activation_checkpointing_kwargs={"use_reentrant": False}
             )
         else:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     _, total_steps = plan_steps(
         len(p.ids_train), t.batch_size, t.gradient_accumulation_steps, p.dist.world, t.epochs
     )
@@ -167,7 +170,7 @@ def train(
         p.ids_train,
         p.y_train,
         pad_id(p.tokenizer),
-        partial(p.task.loss_fn, spec=p.spec),
+        lambda logits, targets: p.task.loss_fn(logits, targets, p.spec),
         steps,
         p.task.collate_targets,
         after_step=m.after_step and partial(m.after_step, b.model),
@@ -294,6 +297,7 @@ def run_training(
     if p.task.baseline_before_training:  # e.g. ROUGE-L of the base model
         echo(f"tunelab: scoring the model before fine-tuning on the {p.final_split} split")
         before = b.evaluate(p, p.final_split, full=True)
+    assert cfg.train.output_dir is not None  # prepare() refuses a run without one
     out = Path(cfg.train.output_dir)
     # only the main process writes: the others train and evaluate alongside it
     with (
@@ -333,6 +337,7 @@ def _event_log(
     """The loop's event sink: train_log.jsonl, the tracker, and a plain progress line about
     every 10% when there is no terminal (CI logs, nohup)."""
     t = p.cfg.train
+    assert t.output_dir is not None  # prepare() refuses a run without one
     log_file = open_train_log(folder)
     tracker = (
         make_tracker(t.report_to, folder, Path(t.output_dir), p.cfg.flat()) if folder else None

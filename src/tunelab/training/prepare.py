@@ -85,6 +85,7 @@ def check_settings(cfg: C.RunConfig, dist: Dist) -> tuple[Task, Method]:
     ):
         if not value:
             raise ConfigError(f"missing required key '{key}' (--{key.replace('_', '-')})")
+    assert t.output_dir is not None  # refused just above when missing
     overfitting.check(task, cfg.regularisation, dist.world)
     check_output_dir(t.output_dir, t.overwrite)
     return task, method
@@ -94,6 +95,8 @@ def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
     """Check the settings, find the resume point, read, subset, augment and encode the data."""
     task, method = check_settings(cfg, dist)
     d, t, r = cfg.data, cfg.train, cfg.regularisation
+    # check_settings refused a missing train, validation or output_dir
+    assert d.train is not None and d.validation is not None and t.output_dir is not None
     ckpt_dir = checkpoint.checkpoints_dir(t.output_dir)
     resume_from = find_resume_point(cfg, ckpt_dir, dist.is_main)
     text_col = d.text_column or task.default_columns[0]

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 def _per_example_unit(g: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -41,7 +45,8 @@ class EmbeddingAttack:
         if kind not in ("fgm", "pgd"):
             raise ValueError(f"unknown adversarial method {kind!r}")
         self.kind, self.epsilon, self.steps, self.alpha = kind, epsilon, steps, alpha
-        self.module = model.get_input_embeddings()
+        # a Transformers model (a PEFT model forwards the call to its base model)
+        self.module = cast("PreTrainedModel", model).get_input_embeddings()
         self.handle = self.module.register_forward_hook(self._hook)
         self.recording = False
         self.embedded: torch.Tensor | None = None

@@ -53,7 +53,8 @@ def count_examples(targets: torch.Tensor) -> int:
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on biases and normalisation weights (the usual BERT recipe)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -161,10 +162,13 @@ def supervised_job(
                 part = loss + regularizer() / len(micro) if regularizer else loss
                 scaler.scale(part).backward()
             if attack:  # the same batch again on adversarial embeddings
-                adv = attack.loss(
-                    lambda i=inputs, t=tgt, sh=share: batch_loss(i, t)[1] * sh,
-                    inputs["attention_mask"],
-                )
+
+                def adv_loss(
+                    i: dict = inputs, t: torch.Tensor = tgt, sh: float = share
+                ) -> torch.Tensor:
+                    return batch_loss(i, t)[1] * sh
+
+                adv = attack.loss(adv_loss, inputs["attention_mask"])
                 scaler.scale(adv).backward()
             step_loss += loss.item()
         if s.max_grad_norm > 0:
