@@ -154,128 +154,6 @@ def cmd_methods(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(a: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from tunelab.evaluation import compare
-    from tunelab.methods import check_supported, get_method
-    from tunelab.runs import write_json
-    from tunelab.tasks import get_task
-
-    overrides = {k: v for k, v in vars(a).items() if k in C.fields()}
-    if "method" in overrides:
-        raise TunelabError("tunelab compare takes --methods a,b,c (not --method)")
-    cfg = C.build(overrides, a.config)
-    C.validate(cfg)
-    if not cfg.train.output_dir:
-        raise TunelabError(
-            "missing required key 'output_dir' (--output-dir): the folder for "
-            "the runs and the comparison table"
-        )
-    task = get_task(cfg.data.task)
-    from tunelab.methods import METHODS
-
-    names = (
-        [m.strip() for m in a.methods.split(",") if m.strip()]
-        if a.methods
-        else [m for m in METHODS if METHODS[m].supports(task)]
-    )
-    for name in names:
-        check_supported(get_method(name), task)
-    out = Path(cfg.train.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.train.progress = False
-    base = out / "compare_config.yaml"
-    base.write_text(C.to_yaml(cfg), encoding="utf-8")
-
-    def echo(s):
-        return print(s, file=sys.stderr, flush=True)
-
-    keys = [k for k in task.summary_metrics if k != "n"]
-    rows = []
-    for name in names:
-        err = compare.run_method(base, name, out / name, cfg.train.overwrite, echo)
-        rows.append(compare.collect(out, name, err, keys))
-    md = compare.to_markdown(rows, keys)
-    (out / "comparison.md").write_text(md, encoding="utf-8")
-    (out / "comparison.csv").write_text(compare.to_csv(rows, keys), encoding="utf-8")
-    write_json(out / "comparison.json", rows)
-    compare.plot(rows, keys[0], out / "comparison.png")
-    print(md)
-    print(f"table: {out / 'comparison.md'} (and .csv, .json)\nplot:  {out / 'comparison.png'}")
-    return 0 if all("error" not in r for r in rows) else 1
-
-
-def cmd_export(a: argparse.Namespace) -> int:
-    from tunelab.export import export_model
-
-    if a.merge and a.format != "hf":
-        raise TunelabError(
-            "--merge writes a Transformers folder: it goes with --format hf "
-            "(ONNX exports are always merged)"
-        )
-    rec = export_model(
-        a.model_dir,
-        a.output_dir,
-        a.format,
-        a.quantize,
-        a.prune,
-        a.sparsity,
-        a.eval_data,
-        a.overwrite,
-        log=lambda m: print(m, file=sys.stderr),
-    )
-    print(format_export(rec, a.output_dir))
-    return 0
-
-
-def format_export(rec: dict, out: str) -> str:
-    """The export's summary: what was done and what was measured."""
-    lines = [
-        f"{rec['format']} export written to {out}"
-        + (f" ({rec['merged_method']} merged)" if rec["merged_method"] != "full" else "")
-    ]
-    metric = rec["metric"]
-    if rec.get("fusions"):
-        lines.append(f"  ONNX Runtime fusions: {', '.join(rec['fusions'])}")
-    for key, what in (
-        ("parity_fp32", "parity with PyTorch"),
-        ("parity_int8", "int8 against PyTorch fp32"),
-    ):
-        if key in rec:
-            p = rec[key]
-            agree = (
-                f", top class agrees on {100 * p['argmax_agreement']:.1f}%"
-                if p.get("argmax_agreement") is not None
-                else ""
-            )
-            lines.append(
-                f"  {what}: largest logit difference {p['max_abs_logit_diff']:.2g} "
-                f"on {p['n']} texts{agree}"
-            )
-    if "prune" in rec:
-        pr = rec["prune"]
-        lines.append(
-            f"  pruned ({pr['kind']}): {100 * pr['achieved_sparsity']:.1f}% removed; "
-            f"curve in {out}/{pr['plot']}"
-        )
-    before, after = rec.get("metrics_before", {}), rec.get("metrics_after")
-    if before:
-        pruned = rec.get("prune", {}).get("curve", [{}])[-1].get(metric)
-        parts = [f"{metric} before {before.get(metric, float('nan')):.4f}"]
-        if pruned is not None:
-            parts.append(f"pruned {pruned:.4f}")
-        if after:
-            parts.append(f"exported {after.get(metric, float('nan')):.4f}")
-        lines.append(f"  on {rec['eval_data']}: " + ", ".join(parts))
-    size = sum(rec.get("files", {}).values())
-    lines.append(
-        f"  {size / 1e6:.1f} MB; load it with tunelab.load({out!r}) or "
-        f"`tunelab predict --model-dir {out}`"
-    )
-    return "\n".join(lines)
-
-
 def cmd_runs(a: argparse.Namespace) -> int:
     from tunelab import run_index
 
@@ -338,85 +216,6 @@ def add_predict(sub) -> None:
     pr.set_defaults(func=cmd_predict)
 
 
-def add_compare(sub) -> None:
-    c = sub.add_parser(
-        "compare",
-        allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="train one model per method under the same budget and tabulate cost and accuracy",
-        description="Train each method with the same data, model and budget (each in its own "
-        "process, at its own default learning rate unless --learning-rate is given) "
-        "and write comparison.md/.csv/.json and comparison.png to --output-dir. "
-        "Finished runs in that folder are reused; --overwrite retrains them.",
-        epilog="example:\n  tunelab compare --task text-classification --model minilm-l6 \\\n"
-        "      --train data/en_sentiment/train.csv --validation "
-        "data/en_sentiment/validation.csv \\\n      --test data/en_sentiment/test.csv "
-        "--methods full,lora,ia3,adapter --epochs 1 \\\n      --output-dir runs/compare",
-    )
-    c.add_argument("--config", help="YAML file with the same keys as `tunelab train`")
-    c.add_argument(
-        "--methods", help="comma-separated methods (default: every method that supports the task)"
-    )
-    cliargs.add_config_flags(c)
-    c.set_defaults(func=cmd_compare)
-
-
-def add_export(sub) -> None:
-    x = sub.add_parser(
-        "export",
-        allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="write a run as a deployable folder: merged Transformers, ONNX, int8, pruned",
-        description="Write a run folder as a self-describing deployable folder. Adapters "
-        "(LoRA, AdaLoRA, IA3, ...) are merged into the weights. Everything "
-        "measured (parity with PyTorch, accuracy before and after, the pruning "
-        "curve) is recorded in the folder's tunelab.json.",
-        epilog="examples:\n"
-        "  tunelab export --model-dir runs/reviews --format hf --output-dir exports/hf\n"
-        "  tunelab export --model-dir runs/reviews --format onnx --quantize int8 \\\n"
-        "      --eval-data data/en_sentiment/test.csv --output-dir exports/int8\n"
-        "  tunelab export --model-dir runs/reviews --format onnx --prune heads "
-        "--sparsity 0.25 \\\n"
-        "      --eval-data data/en_sentiment/test.csv --output-dir exports/heads25",
-    )
-    x.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
-    x.add_argument(
-        "--format",
-        choices=["hf", "onnx"],
-        default="hf",
-        help="hf: plain Transformers folder (AutoModelFor... loads it); onnx: "
-        "model.onnx for ONNX Runtime, parity-checked (default: hf)",
-    )
-    x.add_argument(
-        "--merge", action="store_true", help="same as --format hf (adapters are always merged)"
-    )
-    x.add_argument(
-        "--quantize",
-        choices=["int8"],
-        help="dynamic int8 quantization (onnx: in the graph; hf: applied by "
-        "tunelab.load); needs --eval-data",
-    )
-    x.add_argument(
-        "--prune",
-        choices=["magnitude", "heads"],
-        help="magnitude: zero the smallest weights of each layer; heads: remove the "
-        "least important attention heads (ranked on the run's validation "
-        "data); needs --sparsity and --eval-data",
-    )
-    x.add_argument(
-        "--sparsity",
-        type=float,
-        help="fraction of weights (magnitude) or of attention heads (heads) to remove, e.g. 0.5",
-    )
-    x.add_argument(
-        "--eval-data",
-        help="labelled file: accuracy before and after is measured on it and recorded",
-    )
-    x.add_argument("--output-dir", required=True, help="folder to create")
-    x.add_argument("--overwrite", action="store_true", help="replace an existing folder")
-    x.set_defaults(func=cmd_export)
-
-
 def add_runs(sub) -> None:
     r = sub.add_parser(
         "runs", allow_abbrev=False, help="list runs (finished, running, resumable) or compare two"
@@ -451,8 +250,8 @@ COMMANDS: dict[str, str] = {
     "train": "tunelab.cli:add_train",
     "evaluate": "tunelab.cli:add_evaluate",
     "predict": "tunelab.cli:add_predict",
-    "compare": "tunelab.cli:add_compare",
-    "export": "tunelab.cli:add_export",
+    "compare": "tunelab.evaluation.compare_cli:add_compare",
+    "export": "tunelab.export.cli:add_export",
     "runs": "tunelab.cli:add_runs",
     "serve": "tunelab.serving.launch:add_serve",
     "keys": "tunelab.serving.launch:add_keys",

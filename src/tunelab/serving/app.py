@@ -17,39 +17,33 @@ valid key, 403 for a reload with a user key, 429 past the per-key rate limit.
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
-import re
-import time
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunelab.functions import FUNCTIONS, as_json
 from tunelab.runs import read_metrics
 from tunelab.serving import metrics
+from tunelab.serving.admission import Guard, http_error, require_json
 from tunelab.serving.batcher import MicroBatcher
+from tunelab.serving.function_routes import add_function_routes
 from tunelab.serving.guard import RateLimiter, mask_personal_data
-from tunelab.serving.keys import ApiKey, match, read_keys
+from tunelab.serving.keys import ApiKey, read_keys
 from tunelab.serving.settings import ServeSettings
 
 if TYPE_CHECKING:
     from tunelab.inference import TunedModel
 
 log = logging.getLogger("tunelab.serve")
-# the path parameter of /v1/functions/{name}: OpenAPI lists the functions by name (members
-# made at run time, which mypy cannot see: hence the ignore)
-FunctionName = enum.Enum("FunctionName", {n: n for n in FUNCTIONS}, type=str)  # type: ignore[misc]
 # passes per forward: a gathered batch is sorted by length and cut into passes this long, so
 # each pass pads little. Measured on 2 cores with 16-text batches of the bundled test split:
 # PyTorch 8 (96-106 ex/s) beats 4 (82-90); ONNX Runtime 4 (226) beats 8 (200) and 16 (158)
 SUB_BATCH = {"pytorch": 8, "onnxruntime": 4}
-_MODEL_PATH = re.compile(r"^/v1/models/([^/]+)/(predict|reload)$")
 
 
 class QAInput(BaseModel):
@@ -157,16 +151,6 @@ class Served:
         }
 
 
-def _status(code: int, detail: str, **headers: str) -> HTTPException:
-    return HTTPException(status_code=code, detail=detail, headers=headers or None)
-
-
-async def require_json(request: Request) -> None:  # async: no thread hop per request
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise _status(415, "send the body as JSON with Content-Type: application/json")
-
-
 def create_app(settings: ServeSettings) -> FastAPI:
     """The app for ``settings``; models load in the background once it starts."""
     _configure_logging()
@@ -215,9 +199,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def get(name: str) -> Served:
         s = served.get(name)
         if s is None:
-            raise _status(404, f"unknown model {name!r}; served: {', '.join(served)}")
+            raise http_error(404, f"unknown model {name!r}; served: {', '.join(served)}")
         if s.model is None:
-            raise _status(503, f"model {name!r} is still loading", **{"Retry-After": "1"})
+            raise http_error(503, f"model {name!r} is still loading", **{"Retry-After": "1"})
         return s
 
     @app.get("/healthz", tags=["health"])
@@ -298,172 +282,37 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def reload(name: str, request: Request) -> dict:
         key = getattr(request.state, "key", None)
         if keys and (key is None or not key.admin):
-            raise _status(403, "reloading a model needs an admin key")
+            raise http_error(403, "reloading a model needs an admin key")
         s = get(name)
         await asyncio.get_running_loop().run_in_executor(None, s.load)
         log.info("model %s reloaded from %s", name, s.folder)
         return s.info()
 
     if settings.functions:
-        _add_function_routes(app, settings)
+        add_function_routes(app, settings)
     return app
-
-
-def _add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
-    """``POST /v1/functions/{name}``: the task functions of :mod:`tunelab.functions`, their
-    arguments as a JSON object, backed by the model registry (``tunelab register``)."""
-    import inspect
-    import typing
-
-    from tunelab.errors import TunelabError
-
-    # rebuilt with each app, so every function registered by now is served and listed (the
-    # annotation below is a string, resolved from this module's globals when decorated)
-    global FunctionName
-    FunctionName = enum.Enum("FunctionName", {n: n for n in FUNCTIONS}, type=str)  # type: ignore[misc]
-
-    @app.post(
-        "/v1/functions/{name}",
-        tags=["functions"],
-        dependencies=[Depends(require_json)],
-        responses={404: {"description": "no model registered for the function"}},
-    )
-    async def call_function(name: FunctionName, args: dict[str, Any]) -> dict:
-        """Call a task function; the body holds its arguments, e.g. {"text": "..."}
-        (`tunelab functions --schema` lists them)."""
-        fn_name: str = name.value
-        fn = FUNCTIONS[fn_name]
-        params = inspect.signature(fn).parameters
-        extra = set(args) - set(params)
-        missing = [
-            k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in args
-        ]
-        if extra or missing:
-            raise _status(
-                422,
-                f"{fn_name} takes {', '.join(params)}"
-                + (f"; unknown: {', '.join(sorted(extra))}" if extra else "")
-                + (f"; missing: {', '.join(missing)}" if missing else ""),
-            )
-        hints = typing.get_type_hints(fn)
-        for k, v in args.items():
-            allowed = typing.get_args(hints[k]) or (hints[k],)
-            listable = any(typing.get_origin(a) is list for a in allowed)
-            kind = next(a for a in allowed if a in (str, int, float))
-            if isinstance(v, list) and listable and len(v) > settings.max_texts:
-                raise _status(413, f"{k} has {len(v)} items; the limit is {settings.max_texts}")
-            items = v if isinstance(v, list) and listable else [v]
-            # exact types: JSON true is not an integer here, and a list needs a list type
-            if not items or not all(
-                type(t) is kind and (kind is not str or t.strip()) for t in items
-            ):
-                raise _status(
-                    422,
-                    f"{k} must be a non-empty {kind.__name__}"
-                    + (" or a list of them" if listable else ""),
-                )
-            if any(isinstance(t, str) and len(t) > settings.max_text_chars for t in items):
-                raise _status(422, f"{k} is longer than {settings.max_text_chars} characters")
-        try:
-            result = await asyncio.get_running_loop().run_in_executor(None, lambda: fn(**args))
-        except TunelabError as e:  # no model registered, or one of the wrong task
-            raise _status(404, str(e)) from None
-        return {"function": fn_name, "result": as_json(result)}
-
-
-class Guard:
-    """Auth and rate limit before the body is read, then request counts and latency.
-
-    Plain ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware runs
-    every request through an extra task and memory streams; under 16-client load py-spy
-    found it on a quarter of the event loop's samples."""
-
-    def __init__(
-        self, app, keys: list[ApiKey], limiter: RateLimiter, served: dict[str, Served]
-    ) -> None:
-        self.app, self.keys, self.limiter, self.served = app, keys, limiter, served
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        t0 = time.perf_counter()
-        path = scope["path"]
-        m = _MODEL_PATH.match(path)
-        model = m.group(1) if m and m.group(1) in self.served else "-"
-        endpoint = (
-            m.group(2)
-            if m
-            else (
-                "models"
-                if path == "/v1/models"
-                else "function"
-                if path.startswith("/v1/functions/")
-                else "other"
-            )
-        )
-        denied = (
-            _authorize(Request(scope), self.keys, self.limiter) if path.startswith("/v1/") else None
-        )
-        status = [500]
-        if denied is not None:
-            status[0] = denied.status_code
-            await denied(scope, receive, send)
-        else:
-
-            async def send_status(message) -> None:
-                if message["type"] == "http.response.start":
-                    status[0] = message["status"]
-                await send(message)
-
-            await self.app(scope, receive, send_status)
-        metrics.REQUESTS.labels(model, endpoint, str(status[0])).inc()
-        if m or endpoint in ("models", "function"):
-            metrics.LATENCY.labels(model, endpoint).observe(time.perf_counter() - t0)
-
-
-def _authorize(request: Request, keys: list[ApiKey], limiter: RateLimiter):
-    """None if the request may go on, else the 401/429 response."""
-    if keys:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        key = match(keys, token.strip()) if scheme.lower() == "bearer" and token else None
-        if key is None:
-            return JSONResponse(
-                {"detail": "missing or invalid API key"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        request.state.key = key
-        who = f"key:{key.name}"
-    else:
-        who = f"addr:{request.client.host if request.client else '-'}"
-    wait = limiter.check(who)
-    if wait > 0:
-        return JSONResponse(
-            {"detail": "rate limit exceeded; retry later"},
-            status_code=429,
-            headers={"Retry-After": str(max(1, round(wait)))},
-        )
-    return None
 
 
 def _check_inputs(items: list, s: Served, settings: ServeSettings) -> None:
     if not items:
-        raise _status(422, "inputs is empty: send one text or a non-empty list")
+        raise http_error(422, "inputs is empty: send one text or a non-empty list")
     if len(items) > settings.max_texts:
-        raise _status(413, f"{len(items)} inputs in one request; the limit is {settings.max_texts}")
+        raise http_error(
+            413, f"{len(items)} inputs in one request; the limit is {settings.max_texts}"
+        )
     assert s.model is not None  # get() answered 503 while loading
     qa = s.model.task_name == "question-answering"
     for i, x in enumerate(items):
         if qa != isinstance(x, QAInput):
             need = "{question, context} objects" if qa else "texts (strings)"
-            raise _status(422, f"model {s.name!r} ({s.model.task_name}) takes {need}")
+            raise http_error(422, f"model {s.name!r} ({s.model.task_name}) takes {need}")
         text = x.context + x.question if qa else x
         if len(text) > settings.max_text_chars:
-            raise _status(
+            raise http_error(
                 422, f"input {i} has {len(text)} characters; the limit is {settings.max_text_chars}"
             )
         if not text.strip():
-            raise _status(422, f"input {i} is empty")
+            raise http_error(422, f"input {i} is empty")
 
 
 def _configure_logging() -> None:
