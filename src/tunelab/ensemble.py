@@ -79,8 +79,7 @@ class EnsembleModel(TunedModel):
         label_column: str | None = None,
         batch_size: int = 64,
     ) -> dict:
-        lc = label_column or self.info.label_column
-        ex = self.task.read_examples(path, text_column or self.info.text_column, lc)
+        ex, lc = self.read_labelled(path, text_column, label_column)
         member_logits, y = [], None
         for m in self.members:  # each member with its own tokenizer
             ids, ym = encode_split(m.task, m.tokenizer, ex, m.spec, m.max_length, lc)

@@ -20,6 +20,7 @@ from tunelab.models.hf import align_pad, pad_id, quiet_transformers
 from tunelab.runs import RunInfo
 from tunelab.tasks import get_task
 from tunelab.tasks.encoding import as_targets, encode_split
+from tunelab.tasks.examples import Examples
 
 if TYPE_CHECKING:
     from tunelab.backends import OnnxModule
@@ -90,6 +91,14 @@ class TunedModel:
             out = self.task.decode(self.logits(batch, batch_size), self.spec)
         return out[0] if single else out
 
+    def read_labelled(
+        self, path: str, text_column: str | None = None, label_column: str | None = None
+    ) -> tuple[Examples, str]:
+        """A labelled file's examples (the training columns unless given) and the label
+        column used."""
+        lc = label_column or self.info.label_column
+        return self.task.read_examples(path, text_column or self.info.text_column, lc), lc
+
     def evaluate(
         self,
         path: str,
@@ -98,8 +107,7 @@ class TunedModel:
         batch_size: int = 64,
     ) -> dict:
         """Metrics on a labelled file (same columns as training unless given)."""
-        lc = label_column or self.info.label_column
-        ex = self.task.read_examples(path, text_column or self.info.text_column, lc)
+        ex, lc = self.read_labelled(path, text_column, label_column)
         ids, y = encode_split(self.task, self.tokenizer, ex, self.spec, self.max_length, lc)
         if self.task.evaluate_split is not None:
             return self.task.evaluate_split(
