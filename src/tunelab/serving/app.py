@@ -301,7 +301,7 @@ def _check_inputs(items: list, s: Served, settings: ServeSettings) -> None:
             413, f"{len(items)} inputs in one request; the limit is {settings.max_texts}"
         )
     assert s.model is not None  # get() answered 503 while loading
-    qa = s.model.task_name == "question-answering"
+    qa = s.model.task.read_inputs is not None  # inputs are {question, context} objects
     for i, x in enumerate(items):
         if qa != isinstance(x, QAInput):
             need = "{question, context} objects" if qa else "texts (strings)"
