@@ -5,6 +5,7 @@ that joins everything by being imported."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import subprocess
 import sys
@@ -167,7 +168,7 @@ def test_a_method_module_joins_everything_by_being_imported(toy_method, tmp_path
     cfg = C.build({}, str(y))
     C.validate(cfg)
     assert cfg.method.toy_scale == 0.5
-    assert toy_method.make_options(C.dataclasses.asdict(cfg.method)).toy_scale == 0.5
+    assert toy_method.make_options(dataclasses.asdict(cfg.method)).toy_scale == 0.5
     y.write_text("method: toy\ntoy_scale: -1\n")
     with pytest.raises(ConfigError, match="key 'toy_scale' = -1.0 must be > 0"):
         C.validate(C.build({}, str(y)))
@@ -195,8 +196,6 @@ def test_a_shared_option_needs_one_type_and_default():
 
 
 def test_a_task_record_refuses_a_missing_or_doubled_hook():
-    import dataclasses
-
     from tunelab.tasks import TASKS
 
     tc = TASKS["text-classification"]
