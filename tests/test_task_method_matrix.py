@@ -113,7 +113,7 @@ def test_pair_trains_and_reloads(
         lambda lg, t: task.loss_fn(lg, t, spec),
         StepSettings(batch_size=4, learning_rate=1e-2, epochs=1),
         task.collate_targets,
-        loss_units=task.loss_units or (lambda t: len(t)),
+        loss_units=task.loss_units,
         after_step=method.after_step and (lambda s: method.after_step(model, s)),
         regularizer=method.regularizer and (lambda: method.regularizer(model)),
     )

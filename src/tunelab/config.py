@@ -169,6 +169,7 @@ class RegularisationArgs:
 
 
 _method_args: tuple[tuple[str, ...], type] | None = None
+_fields: tuple[type, dict[str, tuple[str, dataclasses.Field, Any]]] | None = None
 
 
 def method_args_class() -> type:
@@ -217,7 +218,12 @@ class RunConfig:
 
 
 def fields() -> dict[str, tuple[str, dataclasses.Field, Any]]:
-    """key -> (group, field, resolved type annotation)."""
+    """key -> (group, field, resolved type annotation); built once per state of the method
+    registry (every flag, YAML key and override is checked against it)."""
+    global _fields
+    method_group = method_args_class()
+    if _fields is not None and _fields[0] is method_group:
+        return _fields[1]
     idx: dict[str, tuple[str, dataclasses.Field, Any]] = {}
     for g, cls in groups().items():
         hints = typing.get_type_hints(cls)
@@ -227,6 +233,7 @@ def fields() -> dict[str, tuple[str, dataclasses.Field, Any]]:
                     f"config key {f.name!r} is defined twice (groups {idx[f.name][0]} and {g})"
                 )
             idx[f.name] = (g, f, hints[f.name])
+    _fields = (method_group, idx)
     return idx
 
 
@@ -295,12 +302,18 @@ def read_mapping(path: str | Path, what: str = "config file") -> dict[Any, Any]:
     return raw
 
 
+def from_mapping(raw: dict[Any, Any], source: str) -> dict[str, Any]:
+    """Checked, typed values of a flat mapping of settings (a YAML file's, a run's
+    ``config.yaml``); keys may use '-' or '_'. Unknown keys are errors naming ``source``."""
+    return {
+        str(k).replace("-", "_"): coerce(str(k).replace("-", "_"), v, source)
+        for k, v in raw.items()
+    }
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a flat YAML config; keys may use '-' or '_'. Unknown keys are errors."""
-    return {
-        str(k).replace("-", "_"): coerce(str(k).replace("-", "_"), v, str(path))
-        for k, v in read_mapping(path).items()
-    }
+    return from_mapping(read_mapping(path), str(path))
 
 
 def build(overrides: dict[str, Any], config_file: str | None = None) -> RunConfig:

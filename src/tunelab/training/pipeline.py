@@ -34,7 +34,7 @@ from tunelab.training import distributed, overfitting
 from tunelab.training.callbacks import Checkpointing, Interruption, ProgressBar
 from tunelab.training.loop import Callback, LoopResult, LoopSettings, fit, plan_steps
 from tunelab.training.prepare import Prepared, prepare, resolve_precision
-from tunelab.training.supervised import StepSettings, count_examples, supervised_job
+from tunelab.training.supervised import StepSettings, supervised_job
 from tunelab.training.trackers import make_tracker
 from tunelab.version import __version__
 
@@ -175,7 +175,7 @@ def train(
         p.task.collate_targets,
         after_step=m.after_step and partial(m.after_step, b.model),
         regularizer=m.regularizer and partial(m.regularizer, b.model),
-        loss_units=p.task.loss_units or count_examples,
+        loss_units=p.task.loss_units,
         dist=p.dist,
     )
     settings = LoopSettings(

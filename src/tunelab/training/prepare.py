@@ -18,7 +18,7 @@ from tunelab.methods import Method, check_supported, get_method
 from tunelab.models import resolve_model
 from tunelab.models.hf import is_causal, quiet_transformers
 from tunelab.models.registry import ResolvedModel
-from tunelab.runs import check_output_dir, read_config
+from tunelab.runs import CONFIG_FILE, check_output_dir, read_config
 from tunelab.tasks import LOWER_IS_BETTER, Task, get_task
 from tunelab.tasks.encoding import as_targets, encode_split
 from tunelab.training import checkpoint, overfitting
@@ -202,10 +202,10 @@ def find_resume_point(cfg: C.RunConfig, ckpt_dir: Path, is_main: bool = True) ->
         if not found:
             raise ConfigError(f"nothing to resume: no checkpoint in {ckpt_dir}")
         point = found[-1]
-    before = {str(k).replace("-", "_"): v for k, v in read_config(point, required=False).items()}
+    before = C.from_mapping(read_config(point, required=False), str(point / CONFIG_FILE))
     now = cfg.flat()
     for k, v in before.items():
-        if k not in RESUME_MAY_CHANGE and now.get(k) != C.coerce(k, v, str(point)):
+        if k not in RESUME_MAY_CHANGE and now.get(k) != v:
             raise ConfigError(
                 f"cannot resume {point}: key '{k}' was {v!r} in the "
                 f"interrupted run and is {now.get(k)!r} now"

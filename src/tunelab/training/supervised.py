@@ -23,8 +23,6 @@ from tunelab.training.distributed import Dist
 from tunelab.training.loop import Job, plan_steps
 from tunelab.training.robust import EmbeddingAttack, rdrop_divergence
 
-SCHEDULERS = ("linear", "cosine", "constant")
-
 
 @dataclass
 class StepSettings:
@@ -92,13 +90,14 @@ def supervised_job(
     collate_targets: Callable[[list], torch.Tensor] = torch.tensor,
     after_step: Callable[[int], None] | None = None,
     regularizer: Callable[[], torch.Tensor] | None = None,
-    loss_units: Callable[[torch.Tensor], int] = count_examples,
+    loss_units: Callable[[torch.Tensor], int] | None = None,
     dist: Dist | None = None,
 ) -> Job:
     """The job that fine-tunes ``model`` on (``ids``, ``labels``).
 
     Args:
-        loss_fn: mean loss of a micro-batch over its ``loss_units``.
+        loss_fn: mean loss of a micro-batch over its ``loss_units`` (default: its examples;
+            a task's ``loss_units`` counts tokens instead).
         collate_targets: batches targets into a tensor (token tasks pad per-position labels).
         after_step: the method's hook after each optimizer step, given the 0-based step
             (AdaLoRA's rank allocation needs the gradients, so it runs before zero_grad).
@@ -108,6 +107,7 @@ def supervised_job(
     from transformers import get_scheduler
 
     dist = dist or Dist()
+    loss_units = loss_units or count_examples
     device = next(model.parameters()).device
     lengths = [len(x) for x in ids]
     per_step = s.batch_size * s.gradient_accumulation_steps * dist.world
