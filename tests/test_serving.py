@@ -134,9 +134,9 @@ def test_keys_are_stored_hashed(keys):
         ({"inputs": ["x"] * 9}, None, "application/json", 413, "the limit is 8"),
         ({"inputs": "good " * 120}, None, "application/json", 422, "the limit is 500"),
         (None, b'{"inputs": ' + b'"a",' * 6000 + b'"b"}', "application/json", 413, ""),
-        (None, b'{"inputs": "good"', "application/json", 422, ""),
+        (None, b'{"inputs": "good"', "application/json", 400, "malformed JSON"),
         (None, b'{"inputs": "good"}', "text/plain", 415, "Content-Type: application/json"),
-        ({"inputs": []}, None, "application/json", 422, "inputs is empty"),
+        (None, b'{"inputs": ["\\ud800abc"]}', "application/json", 422, "lone UTF-16 surrogate"),
         ({"inputs": "   "}, None, "application/json", 422, "is empty"),
         ({"inputs": "good", "extra": 1}, None, "application/json", 422, ""),
         (
@@ -156,6 +156,14 @@ def test_bad_requests_get_clear_4xx(server, keys, body, raw, ctype, status, mess
     assert got == status, answer
     if message:
         assert message in json.dumps(answer)
+    # one error model: every body is JSON; 422s in the declared validation format
+    assert isinstance(answer, dict) and "detail" in answer, answer
+    if status == 422:
+        assert isinstance(answer["detail"], list) and {"loc", "msg", "type"} <= set(
+            answer["detail"][0]
+        ), answer
+    else:
+        assert isinstance(answer["detail"], str), answer
 
 
 def test_unknown_model_is_404(server, keys):

@@ -33,7 +33,10 @@ class OnnxModule:
     training = False
     device = torch.device("cpu")
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, data: bytes | None = None, threads: int | None = None
+    ) -> None:
+        """``data``: the graph already read (and checked) by the caller; else read ``path``."""
         try:
             import onnxruntime as ort
         except ImportError:
@@ -46,7 +49,9 @@ class OnnxModule:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                data if data is not None else str(path), so, providers=["CPUExecutionProvider"]
+            )
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise TunelabError(

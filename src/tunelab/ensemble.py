@@ -93,6 +93,9 @@ class EnsembleModel(TunedModel):
 
 def load_ensemble(run_dir: Path, info: RunInfo, device: str | None = None) -> EnsembleModel:
     """Each member on its own backend (members are never ensembles themselves)."""
+    from tunelab.integrity import check_folder
+
+    check_folder(run_dir, info.files)  # the members check their own files
     members = [
         load_run(run_dir / rel, read_run(run_dir / rel), device) for rel in info.members or []
     ]

@@ -14,6 +14,7 @@ import torch
 
 from tunelab.data.batching import predict_logits, tokenize
 from tunelab.errors import TunelabError
+from tunelab.integrity import check_folder, read_checked
 from tunelab.methods import MethodContext, get_method
 from tunelab.models import resolve_model
 from tunelab.models.hf import align_pad, pad_id, quiet_transformers
@@ -24,6 +25,9 @@ from tunelab.tasks.examples import Examples
 
 if TYPE_CHECKING:
     from tunelab.backends import OnnxModule
+
+# files a loader checks while it reads them into memory, not before
+VERIFIED_WHILE_READ = ("model.safetensors", "model.onnx", "trained_weights.safetensors")
 
 
 class TunedModel:
@@ -134,12 +138,18 @@ def load_run(run_dir: Path, info: RunInfo, device: str | None = None) -> TunedMo
     quiet_transformers()
     export = info.export or {}
     check_files(run_dir, export)
+    # every recorded file is checked; weights while they are read (never memory-mapped)
+    check_folder(run_dir, info.files, deferred=VERIFIED_WHILE_READ)
+    files = info.files or {}
     _set_threads()
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
     if export.get("format") == "onnx":
         from tunelab.backends import OnnxModule
 
-        return TunedModel(run_dir, info, OnnxModule(run_dir / "model.onnx"), tokenizer)
+        graph = run_dir / "model.onnx"
+        return TunedModel(
+            run_dir, info, OnnxModule(graph, read_checked(graph, files.get(graph.name))), tokenizer
+        )
     task = get_task(info.task)
     method = get_method(info.method)
     base = info.base_model or {}
@@ -148,9 +158,13 @@ def load_run(run_dir: Path, info: RunInfo, device: str | None = None) -> TunedMo
         resolve_model(base["source"]).path if base.get("kind") == "alias" else base.get("path", "")
     )
     spec = info.spec
-    model = method.load(
-        run_dir, lambda p: task.build_model(p, spec), base_path, MethodContext(task)
-    )
+
+    def build_from(path: str) -> torch.nn.Module:
+        # the run's own weights are checked against its record; a base model's are not
+        same = Path(path).resolve() == run_dir.resolve()
+        return task.build_model(path, spec, files=files if same else None)
+
+    model = method.load(run_dir, build_from, base_path, MethodContext(task, files=files))
     align_pad(model, tokenizer)
     model.eval()
     if export.get("quantize") == "int8":  # hf export: float weights on disk, int8 in memory

@@ -60,4 +60,15 @@ def load(path: str | os.PathLike, device: str | None = None):
             f"{folder}: a {info.kind!r} folder, which this tunelab cannot load "
             f"(it loads {', '.join(LOADERS)})"
         )
-    return loader(folder, info, device)
+    try:
+        return loader(folder, info, device)
+    except TunelabError:
+        raise
+    except MemoryError:
+        raise TunelabError(f"{folder}: not enough memory to load this model") from None
+    except Exception as e:  # a damaged file the checks could not see (folders without checksums)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise TunelabError(
+            f"{folder}: cannot load the model ({type(e).__name__}: {first}); the folder may be "
+            "damaged: re-create it or restore it from a copy"
+        ) from e

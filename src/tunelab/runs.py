@@ -144,6 +144,8 @@ class RunInfo:
     member_sources: list[str] | None = None
     combine: str | None = None
     metrics: dict | None = None  # ensemble: members' and ensemble's scores
+    # every file of the folder: {relative path: {"size", "sha256"}} (tunelab.integrity)
+    files: dict | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -203,7 +205,11 @@ def read_run(run_dir: str | Path) -> RunInfo:
 
 
 def write_run(run_dir: Path, info: RunInfo) -> None:
-    """Write ``tunelab.json``: last, as it marks the folder complete."""
+    """Write ``tunelab.json``: last, as it marks the folder complete. It lists every other
+    file of the folder with its size and checksum, which loading checks."""
+    from tunelab.integrity import record_files
+
+    info.files = record_files(Path(run_dir))
     write_json(Path(run_dir) / RUN_FILE, info.to_json())
 
 

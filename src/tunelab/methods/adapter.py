@@ -137,7 +137,7 @@ def load(
     model = build_from(base_path)
     insert(model, int(cfg["adapter_size"]), cfg["adapter_placement"])
     model.tunelab_adapter_config = cfg
-    return partial.load_trainable(model, run_dir)
+    return partial.load_trainable(model, run_dir, ctx.files)
 
 
 register_method(

@@ -43,6 +43,8 @@ class MethodContext:
     task: Task
     head: tuple[str, ...] = ()  # task head modules: always train, always saved
     total_steps: int = 0  # optimizer steps planned (AdaLoRA's budget schedule)
+    # loading: the run folder's recorded {file: {"size", "sha256"}}, for files a method reads
+    files: dict | None = None
 
 
 def option(

@@ -33,14 +33,17 @@ def save_trainable(model: torch.nn.Module, out: Path) -> None:
     save_file(tensors, str(out / WEIGHTS))
 
 
-def load_trainable(model: torch.nn.Module, run_dir: Path) -> torch.nn.Module:
-    """Copy the saved tensors into ``model``; every saved name must exist with its shape."""
-    from safetensors.torch import load_file
+def load_trainable(
+    model: torch.nn.Module, run_dir: Path, files: dict | None = None
+) -> torch.nn.Module:
+    """Copy the saved tensors into ``model``; every saved name must exist with its shape.
+    ``files``: the run's recorded checksums, which the file must match."""
+    from tunelab.models.weights import read_safetensors
 
     f = Path(run_dir) / WEIGHTS
     if not f.is_file():
         raise TunelabError(f"{run_dir}: incomplete run folder, {WEIGHTS} is missing")
-    state = load_file(str(f))
+    state = read_safetensors(f, (files or {}).get(WEIGHTS))
     params = dict(model.named_parameters())
     unknown = [k for k in state if k not in params or params[k].shape != state[k].shape]
     if unknown:
@@ -53,7 +56,7 @@ def load_trainable(model: torch.nn.Module, run_dir: Path) -> torch.nn.Module:
 
 def load(run_dir: Path, build_from, base_path: str, ctx) -> torch.nn.Module:
     """The ``load`` of every method that saves only what trained: base weights + that file."""
-    return load_trainable(build_from(base_path), run_dir)
+    return load_trainable(build_from(base_path), run_dir, ctx.files)
 
 
 def layer_stack(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:

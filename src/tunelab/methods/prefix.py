@@ -107,4 +107,4 @@ def load(
     if not f.is_file():
         raise TunelabError(f"{run_dir}: incomplete run folder, {CONFIG_FILE} is missing")
     n = int(json.loads(f.read_text(encoding="utf-8"))["num_virtual_tokens"])
-    return partial.load_trainable(PrefixModel(build_from(base_path), n), run_dir)
+    return partial.load_trainable(PrefixModel(build_from(base_path), n), run_dir, ctx.files)

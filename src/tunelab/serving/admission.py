@@ -1,24 +1,23 @@
-"""Request admission for the one web application: API keys (401), rate limits (429), the
-JSON content type (415), and request counts and latency for /metrics, before any handler runs.
+"""Request admission for the one web application, before any handler runs: API keys (401),
+failed-authentication and per-key rate limits (429), the body size (413), the JSON content type
+(415); then request counts and latency for /metrics, for every response, the errors included.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 
-from fastapi import HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import Request
 
 from tunelab.serving import metrics
+from tunelab.serving.errors import error_response, http_error
 from tunelab.serving.guard import RateLimiter
 from tunelab.serving.keys import ApiKey, match
 
+log = logging.getLogger("tunelab.serve")
 _MODEL_PATH = re.compile(r"^/v1/models/([^/]+)/(predict|reload)$")
-
-
-def http_error(code: int, detail: str, **headers: str) -> HTTPException:
-    return HTTPException(status_code=code, detail=detail, headers=headers or None)
 
 
 async def require_json(request: Request) -> None:  # async: no thread hop per request
@@ -27,15 +26,23 @@ async def require_json(request: Request) -> None:  # async: no thread hop per re
         raise http_error(415, "send the body as JSON with Content-Type: application/json")
 
 
+class Limits:
+    """What admission enforces: per-key requests, failed authentications per address, body
+    bytes."""
+
+    def __init__(self, requests: RateLimiter, auth_failures: RateLimiter, max_body: int) -> None:
+        self.requests, self.auth_failures, self.max_body = requests, auth_failures, max_body
+
+
 class Guard:
-    """Auth and rate limit before the body is read, then request counts and latency.
+    """Admission and accounting around the app (plain ASGI).
 
     Plain ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware runs
     every request through an extra task and memory streams; under 16-client load py-spy
     found it on a quarter of the event loop's samples."""
 
-    def __init__(self, app, keys: list[ApiKey], limiter: RateLimiter, served: dict) -> None:
-        self.app, self.keys, self.limiter, self.served = app, keys, limiter, served
+    def __init__(self, app, keys: list[ApiKey], limits: Limits, served: dict) -> None:
+        self.app, self.keys, self.limits, self.served = app, keys, limits, served
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -44,57 +51,111 @@ class Guard:
         path = scope["path"]
         m = _MODEL_PATH.match(path)
         model = m.group(1) if m and m.group(1) in self.served else "-"
-        endpoint = (
-            m.group(2)
-            if m
-            else (
-                "models"
-                if path == "/v1/models"
-                else "function"
-                if path.startswith("/v1/functions/")
-                else "other"
-            )
-        )
-        denied = (
-            _authorize(Request(scope), self.keys, self.limiter) if path.startswith("/v1/") else None
-        )
+        endpoint = m.group(2) if m else _endpoint(path)
         status = [500]
-        if denied is not None:
-            status[0] = denied.status_code
-            await denied(scope, receive, send)
+        started = [False]
+
+        async def send_status(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0], started[0] = message["status"], True
+            await send(message)
+
+        try:
+            denied = None
+            if path.startswith("/v1/"):
+                denied = self._authorize(Request(scope))
+                if denied is None:
+                    denied, receive = await self._read_body(scope, receive)
+            if denied is not None:
+                await denied(scope, receive, send_status)
+            else:
+                await self.app(scope, receive, send_status)
+        except Exception as e:  # a bug or a failing model: this request's 500, not the server's
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            log.error("%s %s failed: %s: %s", scope["method"], path, type(e).__name__, first)
+            log.debug("traceback", exc_info=True)
+            if not started[0]:
+                msg = f"internal error ({type(e).__name__}); other requests are unaffected"
+                await error_response(500, msg)(scope, receive, send_status)
+        finally:
+            metrics.REQUESTS.labels(model, endpoint, str(status[0])).inc()
+            if m or endpoint in ("models", "function"):
+                metrics.LATENCY.labels(model, endpoint).observe(time.perf_counter() - t0)
+
+    def _authorize(self, request: Request):
+        """None if the request may go on, else the 401/429 response."""
+        addr = f"addr:{request.client.host if request.client else '-'}"
+        if self.keys:
+            # an address that keeps failing waits, whatever key it sends next: otherwise a
+            # guesser could tell a right key (200) from a blocked wrong one (429)
+            wait = self.limits.auth_failures.peek(addr)
+            if wait > 0:
+                return _too_many(wait, "too many failed authentications from this address")
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            key = match(self.keys, token.strip()) if scheme.lower() == "bearer" and token else None
+            if key is None:
+                self.limits.auth_failures.check(addr)
+                return error_response(
+                    401, "missing or invalid API key", {"WWW-Authenticate": "Bearer"}
+                )
+            request.state.key = key
+            who = f"key:{key.name}"
         else:
+            who = addr
+        wait = self.limits.requests.check(who)
+        if wait > 0:
+            return _too_many(wait, "rate limit exceeded")
+        return None
 
-            async def send_status(message) -> None:
-                if message["type"] == "http.response.start":
-                    status[0] = message["status"]
-                await send(message)
+    async def _read_body(self, scope, receive):
+        """(413 response or None, receive): the body is read here, up to the limit, and
+        replayed to the app, so an oversized one is refused before any handler runs."""
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return None, receive
+        limit = self.limits.max_body
+        too_big = error_response(413, f"request body over the limit of {limit:,} bytes")
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    if int(value) > limit:
+                        return too_big, receive
+                except ValueError:
+                    return error_response(400, "malformed Content-Length header"), receive
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None, _replay([message], receive)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return too_big, receive
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return None, _replay([{"type": "http.request", "body": b"".join(chunks)}], receive)
 
-            await self.app(scope, receive, send_status)
-        metrics.REQUESTS.labels(model, endpoint, str(status[0])).inc()
-        if m or endpoint in ("models", "function"):
-            metrics.LATENCY.labels(model, endpoint).observe(time.perf_counter() - t0)
+
+def _replay(messages: list, original):
+    """A receive that gives ``messages`` first, then waits on the client as before."""
+    queue = list(messages)
+
+    async def receive():
+        if queue:
+            return queue.pop(0)
+        return await original()
+
+    return receive
 
 
-def _authorize(request: Request, keys: list[ApiKey], limiter: RateLimiter):
-    """None if the request may go on, else the 401/429 response."""
-    if keys:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        key = match(keys, token.strip()) if scheme.lower() == "bearer" and token else None
-        if key is None:
-            return JSONResponse(
-                {"detail": "missing or invalid API key"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        request.state.key = key
-        who = f"key:{key.name}"
-    else:
-        who = f"addr:{request.client.host if request.client else '-'}"
-    wait = limiter.check(who)
-    if wait > 0:
-        return JSONResponse(
-            {"detail": "rate limit exceeded; retry later"},
-            status_code=429,
-            headers={"Retry-After": str(max(1, round(wait)))},
-        )
-    return None
+def _too_many(wait: float, why: str):
+    return error_response(
+        429, f"{why}; retry in {max(1, round(wait))} s", {"Retry-After": str(max(1, round(wait)))}
+    )
+
+
+def _endpoint(path: str) -> str:
+    if path == "/v1/models":
+        return "models"
+    if path.startswith("/v1/functions/"):
+        return "function"
+    return "other"

@@ -6,12 +6,15 @@
     GET  /v1/models                    name, task, labels, method, metrics, backend
     POST /v1/models/{name}/predict     {"inputs": "text" | ["text", ...]}  (question answering:
                                        {"question", "context"} objects)
-    POST /v1/models/{name}/reload      re-read the model folder (admin key), no request dropped
+    POST /v1/models/{name}/reload      re-read the model folder (admin key), no request dropped;
+                                       a damaged folder gets 409 and the old model serves on
     POST /v1/functions/{name}          with --functions: analyze_sentiment, classify, ... with
                                        their arguments as a JSON object
 
 With a keys file every ``/v1`` call needs ``Authorization: Bearer <key>``: 401 without a
-valid key, 403 for a reload with a user key, 429 past the per-key rate limit.
+valid key, 403 for a reload with a user key (reload needs a keys file), 429 past the per-key
+rate limit or after too many failed authentications from one address. Errors: see
+:mod:`tunelab.serving.errors`.
 """
 
 from __future__ import annotations
@@ -21,16 +24,19 @@ import json
 import logging
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from tunelab.errors import TunelabError
 from tunelab.runs import read_metrics
-from tunelab.serving import metrics
-from tunelab.serving.admission import Guard, http_error, require_json
+from tunelab.serving import errors, metrics
+from tunelab.serving.admission import Guard, Limits, require_json
 from tunelab.serving.batcher import MicroBatcher
+from tunelab.serving.errors import http_error, invalid, responses
 from tunelab.serving.function_routes import add_function_routes
 from tunelab.serving.guard import RateLimiter, mask_personal_data
 from tunelab.serving.keys import ApiKey, read_keys
@@ -46,12 +52,28 @@ log = logging.getLogger("tunelab.serve")
 SUB_BATCH = {"pytorch": 8, "onnxruntime": 4}
 
 
+def unicode_text(value: str) -> str:
+    """Refuse text that is not valid Unicode (a lone UTF-16 surrogate such as ``\\ud800``, which
+    JSON can carry but no tokenizer can read), before it can join a shared batch."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"character {e.start} is a lone UTF-16 surrogate (U+{ord(value[e.start]):04X}); "
+            "send valid Unicode text"
+        ) from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(unicode_text)]
+
+
 class QAInput(BaseModel):
     """One question about one context (question-answering models)."""
 
     model_config = ConfigDict(extra="forbid")
-    question: str
-    context: str
+    question: Text
+    context: Text
 
 
 class PredictRequest(BaseModel):
@@ -64,9 +86,9 @@ class PredictRequest(BaseModel):
             ]
         },
     )
-    inputs: str | list[str] | QAInput | list[QAInput] = Field(
+    inputs: Text | list[Text] | QAInput | list[QAInput] = Field(
         description="one text or a list of texts; question answering: one or a list of "
-        "{question, context} objects"
+        "{question, context} objects. An empty list gets an empty list of predictions."
     )
 
 
@@ -80,13 +102,18 @@ class PredictResponse(BaseModel):
     )
 
 
+class NotReady(BaseModel):
+    status: str = Field(description="loading or failed")
+    error: str | None = Field(description="why each failed model failed")
+
+
 class ModelInfo(BaseModel):
     name: str
     task: str
     labels: list[str]
     method: str
     backend: str
-    folder: str
+    folder: str = Field(description="the folder's name; its full path only for admin keys")
     loaded_at: str
     metrics: dict[str, Any]
     export: dict[str, Any] | None = None
@@ -98,6 +125,7 @@ class Served:
     def __init__(self, name: str, folder: str, settings: ServeSettings) -> None:
         self.name, self.folder, self.settings = name, folder, settings
         self.model: TunedModel | None = None  # None until load() finishes
+        self.error: str | None = None  # why the first load failed
         self.scores: dict = {}
         self.loaded_at = ""
         self.batcher = MicroBatcher(
@@ -135,7 +163,7 @@ class Served:
             datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
 
-    def info(self) -> dict:
+    def info(self, full_path: bool = False) -> dict:
         m = self.model
         assert m is not None  # listed only once loaded
         return {
@@ -144,7 +172,7 @@ class Served:
             "labels": m.labels,
             "method": m.method,
             "backend": self.backend,
-            "folder": self.folder,
+            "folder": self.folder if full_path else Path(self.folder).name,
             "loaded_at": self.loaded_at,
             "metrics": self.scores,
             "export": m.info.export,
@@ -155,28 +183,38 @@ def create_app(settings: ServeSettings) -> FastAPI:
     """The app for ``settings``; models load in the background once it starts."""
     _configure_logging()
     keys: list[ApiKey] = read_keys(settings.api_keys_file) if settings.api_keys_file else []
-    limiter = RateLimiter(settings.rate_limit)
+    limits = Limits(
+        RateLimiter(settings.requests_per_minute()),
+        RateLimiter(settings.auth_failure_limit),
+        settings.max_body_bytes,
+    )
     served = {name: Served(name, folder, settings) for name, folder in settings.models.items()}
     state: dict[str, Any] = {"ready": False, "error": None}
 
     async def load_all() -> None:
         loop = asyncio.get_running_loop()
-        try:
-            for s in served.values():
+        failed = []
+        for s in served.values():  # one damaged folder does not keep the others down
+            try:
                 await loop.run_in_executor(None, s.load)
                 log.info("model %s loaded from %s", s.name, s.folder)
+            except Exception as e:  # reported by /readyz and the model's routes (503)
+                s.error = str(e) if isinstance(e, TunelabError) else f"{type(e).__name__}: {e}"
+                failed.append(f"{s.name}: {s.error}")
+                log.error("model %s failed to load: %s", s.name, s.error)
+        if failed:
+            state["error"] = "; ".join(failed)
+        else:
             state["ready"] = True
-            import gc
+        import gc
 
-            gc.collect()
-            gc.freeze()  # the models are permanent: full collections no longer scan them
-            # (measured: the p99 latency under load fell from ~290 to ~130 ms)
-        except Exception as e:  # reported by /readyz; the process stays up for /healthz
-            state["error"] = f"{type(e).__name__}: {e}"
-            log.error("loading models failed: %s", state["error"])
+        gc.collect()
+        gc.freeze()  # the models are permanent: full collections no longer scan them
+        # (measured: the p99 latency under load fell from ~290 to ~130 ms)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        log.info("limits: %s", settings.describe_limits())
         for s in served.values():
             s.batcher.start()
         loader = asyncio.create_task(load_all())
@@ -189,17 +227,19 @@ def create_app(settings: ServeSettings) -> FastAPI:
         title="tunelab",
         version=_version(),
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
         description="Predict with fine-tuned tunelab models. With an API keys file, "
         "/v1 calls need `Authorization: Bearer <key>`.",
     )
 
-    app.add_middleware(Guard, keys=keys, limiter=limiter, served=served)
+    app.add_middleware(Guard, keys=keys, limits=limits, served=served)
+    errors.install(app)
 
     def get(name: str) -> Served:
         s = served.get(name)
         if s is None:
             raise http_error(404, f"unknown model {name!r}; served: {', '.join(served)}")
+        if s.model is None and s.error is not None:
+            raise http_error(503, f"model {name!r} failed to load: {s.error}")
         if s.model is None:
             raise http_error(503, f"model {name!r} is still loading", **{"Retry-After": "1"})
         return s
@@ -208,7 +248,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready yet"}})
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={503: {"model": NotReady, "description": "loading, or a model failed to load"}},
+    )
     def readyz():
         if state["ready"]:
             return {"status": "ready", "models": list(served)}
@@ -223,31 +267,44 @@ def create_app(settings: ServeSettings) -> FastAPI:
         data, ctype = metrics.render()
         return Response(data, media_type=ctype)
 
-    @app.get("/v1/models", response_model=list[ModelInfo], tags=["models"])
-    def list_models() -> list[dict]:
-        return [s.info() for s in served.values() if s.model is not None]
+    @app.get(
+        "/v1/models",
+        response_model=list[ModelInfo],
+        tags=["models"],
+        responses=responses(401, 429, 500),
+    )
+    def list_models(request: Request) -> list[dict]:
+        key = getattr(request.state, "key", None)
+        admin = bool(key is not None and key.admin)
+        return [s.info(full_path=admin) for s in served.values() if s.model is not None]
 
     @app.post(
         "/v1/models/{name}/predict",
         response_model=PredictResponse,
         tags=["models"],
         dependencies=[Depends(require_json)],
-        responses={
-            401: {"description": "missing or invalid API key"},
-            404: {"description": "unknown model"},
-            413: {"description": "body or number of texts over the limit"},
-            415: {"description": "not JSON"},
-            429: {"description": "rate limit"},
-        },
+        responses=responses(400, 401, 404, 413, 415, 429, 500, 503),
     )
     async def predict(name: str, body: PredictRequest, request: Request) -> Response:
         s = get(name)
         items = body.inputs if isinstance(body.inputs, list) else [body.inputs]
         _check_inputs(items, s, settings)
         plain = [x.model_dump() if isinstance(x, QAInput) else x for x in items]
+        if not plain:
+            return Response(
+                json.dumps({"model": name, "predictions": []}), media_type="application/json"
+            )
         metrics.QUEUE.labels(name).inc()
         try:
             outs = await s.batcher.submit(plain)
+        except Exception as e:  # this request's inputs broke the model (the batcher re-ran
+            # the others on their own): its 500, logged in one line
+            log.error("predict model=%s failed: %s: %s", name, type(e).__name__, str(e)[:300])
+            raise http_error(
+                500,
+                f"the model failed on these inputs ({type(e).__name__}); other requests "
+                "are unaffected",
+            ) from None
         finally:
             metrics.QUEUE.labels(name).dec()
         metrics.TEXTS.labels(name).inc(len(plain))
@@ -277,16 +334,31 @@ def create_app(settings: ServeSettings) -> FastAPI:
         "/v1/models/{name}/reload",
         response_model=ModelInfo,
         tags=["models"],
-        responses={403: {"description": "needs an admin key"}},
+        responses=responses(401, 403, 404, 409, 429, 500, 503),
     )
     async def reload(name: str, request: Request) -> dict:
         key = getattr(request.state, "key", None)
-        if keys and (key is None or not key.admin):
+        if not keys:
+            raise http_error(
+                403, "reloading needs an admin key: start the server with --api-keys-file"
+            )
+        if key is None or not key.admin:
             raise http_error(403, "reloading a model needs an admin key")
-        s = get(name)
-        await asyncio.get_running_loop().run_in_executor(None, s.load)
+        s = served.get(name)
+        if s is None or (s.model is None and s.error is None):
+            s = get(name)  # 404, or 503 while the first load runs
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, s.load)
+        except TunelabError as e:  # a damaged folder: the model loaded before serves on
+            log.warning("reload of model %s refused: %s", name, e)
+            kept = f" (still serving the model loaded at {s.loaded_at})" if s.model else ""
+            raise http_error(409, f"{e}{kept}") from None
         log.info("model %s reloaded from %s", name, s.folder)
-        return s.info()
+        if s.error is not None:  # it failed at start-up and loads now
+            s.error = None
+            state["ready"] = all(x.model is not None for x in served.values())
+            state["error"] = None if state["ready"] else state["error"]
+        return s.info(full_path=True)
 
     if settings.functions:
         add_function_routes(app, settings)
@@ -294,8 +366,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
 
 def _check_inputs(items: list, s: Served, settings: ServeSettings) -> None:
-    if not items:
-        raise http_error(422, "inputs is empty: send one text or a non-empty list")
     if len(items) > settings.max_texts:
         raise http_error(
             413, f"{len(items)} inputs in one request; the limit is {settings.max_texts}"
@@ -303,16 +373,17 @@ def _check_inputs(items: list, s: Served, settings: ServeSettings) -> None:
     assert s.model is not None  # get() answered 503 while loading
     qa = s.model.task.read_inputs is not None  # inputs are {question, context} objects
     for i, x in enumerate(items):
+        loc = ("body", "inputs", i) if len(items) > 1 else ("body", "inputs")
         if qa != isinstance(x, QAInput):
             need = "{question, context} objects" if qa else "texts (strings)"
-            raise http_error(422, f"model {s.name!r} ({s.model.task_name}) takes {need}")
+            raise invalid(loc, f"model {s.name!r} ({s.model.task_name}) takes {need}")
         text = x.context + x.question if qa else x
         if len(text) > settings.max_text_chars:
-            raise http_error(
-                422, f"input {i} has {len(text)} characters; the limit is {settings.max_text_chars}"
+            raise invalid(
+                loc, f"input {i} has {len(text)} characters; the limit is {settings.max_text_chars}"
             )
         if not text.strip():
-            raise http_error(422, f"input {i} is empty")
+            raise invalid(loc, f"input {i} is empty")
 
 
 def _configure_logging() -> None:

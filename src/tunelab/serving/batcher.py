@@ -107,10 +107,22 @@ class MicroBatcher:
                     self.on_batch(len(flat))
                 try:
                     loop.call_soon_threadsafe(_answer, batch, self.predict(flat), None)
-                except Exception as e:  # the model failed: every request in the batch hears it
-                    loop.call_soon_threadsafe(_answer, batch, None, e)
+                except Exception as e:
+                    if len(batch) == 1:
+                        loop.call_soon_threadsafe(_answer, batch, None, e)
+                    else:  # one request's input broke the shared pass: each on its own
+                        self._one_by_one(loop, batch)
             if carry is _STOP:
                 return
+
+    def _one_by_one(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
+        """Re-run each request of a failed batch alone, so only the failing ones hear the
+        error (one request can never fail another)."""
+        for request in batch:
+            try:
+                loop.call_soon_threadsafe(_answer, [request], self.predict(request[0]), None)
+            except Exception as e:
+                loop.call_soon_threadsafe(_answer, [request], None, e)
 
 
 def _answer(batch: list, outs: list | None, error: Exception | None) -> None:

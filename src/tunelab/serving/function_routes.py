@@ -10,7 +10,8 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from tunelab.functions import FUNCTIONS, as_json
-from tunelab.serving.admission import http_error, require_json
+from tunelab.serving.admission import require_json
+from tunelab.serving.errors import http_error, invalid, responses
 from tunelab.serving.settings import ServeSettings
 
 # the path parameter of /v1/functions/{name}: OpenAPI lists the functions by name (members
@@ -25,6 +26,7 @@ def add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
     import typing
 
     from tunelab.errors import TunelabError
+    from tunelab.serving.app import unicode_text
 
     # rebuilt with each app, so every function registered by now is served and listed (the
     # annotation below is a string, resolved from this module's globals when decorated)
@@ -35,7 +37,7 @@ def add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
         "/v1/functions/{name}",
         tags=["functions"],
         dependencies=[Depends(require_json)],
-        responses={404: {"description": "no model registered for the function"}},
+        responses=responses(400, 401, 404, 413, 415, 429, 500),
     )
     async def call_function(name: FunctionName, args: dict[str, Any]) -> dict:
         """Call a task function; the body holds its arguments, e.g. {"text": "..."}
@@ -48,8 +50,8 @@ def add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
             k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in args
         ]
         if extra or missing:
-            raise http_error(
-                422,
+            raise invalid(
+                ("body",),
                 f"{fn_name} takes {', '.join(params)}"
                 + (f"; unknown: {', '.join(sorted(extra))}" if extra else "")
                 + (f"; missing: {', '.join(missing)}" if missing else ""),
@@ -66,13 +68,19 @@ def add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
             if not items or not all(
                 type(t) is kind and (kind is not str or t.strip()) for t in items
             ):
-                raise http_error(
-                    422,
+                raise invalid(
+                    ("body", k),
                     f"{k} must be a non-empty {kind.__name__}"
                     + (" or a list of them" if listable else ""),
                 )
             if any(isinstance(t, str) and len(t) > settings.max_text_chars for t in items):
-                raise http_error(422, f"{k} is longer than {settings.max_text_chars} characters")
+                raise invalid(("body", k), f"longer than {settings.max_text_chars} characters")
+            for t in items:
+                if isinstance(t, str):
+                    try:
+                        unicode_text(t)
+                    except ValueError as e:
+                        raise invalid(("body", k), str(e)) from None
         try:
             result = await asyncio.get_running_loop().run_in_executor(None, lambda: fn(**args))
         except TunelabError as e:  # no model registered, or one of the wrong task

@@ -30,13 +30,23 @@ def mask_personal_data(text: str) -> str:
 
 
 class RateLimiter:
-    """A token bucket per key: ``per_minute`` requests a minute, bursts up to that many."""
+    """A token bucket per key: ``per_minute`` requests a minute, bursts up to that many; 0 is
+    no limit."""
 
     def __init__(self, per_minute: int) -> None:
         self.rate = per_minute / 60.0
         self.capacity = float(per_minute)
         self.buckets: dict[str, tuple[float, float]] = {}
         self.lock = threading.Lock()
+
+    def peek(self, key: str) -> float:
+        """Like :meth:`check` without spending a token: 0 if a request may go ahead."""
+        if self.rate <= 0:
+            return 0.0
+        with self.lock:
+            tokens, last = self.buckets.get(key, (self.capacity, time.monotonic()))
+        tokens = min(self.capacity, tokens + (time.monotonic() - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def check(self, key: str) -> float:
         """0 if the request may go ahead, else the seconds until it may."""

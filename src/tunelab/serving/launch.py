@@ -141,8 +141,16 @@ def add_serve(sub) -> None:
     s.add_argument(
         "--rate-limit",
         type=int,
-        default=d.rate_limit,
-        help=f"requests per minute per key, 0 = off (default {d.rate_limit}); counted per worker",
+        default=None,
+        help="requests per minute per API key, 0 = off (default: 600 with --api-keys-file, "
+        "none without); counted per worker",
+    )
+    s.add_argument(
+        "--auth-failure-limit",
+        type=int,
+        default=d.auth_failure_limit,
+        help="failed authentications per minute per client address before it gets 429 "
+        f"(default {d.auth_failure_limit}; 0 = off)",
     )
     s.add_argument(
         "--log-requests",
@@ -184,6 +192,7 @@ def cmd_serve(a) -> int:
         max_texts=a.max_texts,
         max_text_chars=a.max_text_chars,
         rate_limit=a.rate_limit,
+        auth_failure_limit=a.auth_failure_limit,
         log_requests=a.log_requests,
         functions=a.functions,
     )

@@ -22,8 +22,10 @@ class ServeSettings:
         max_body_bytes: larger request bodies get 413.
         max_texts: more texts in one request get 413.
         max_text_chars: a longer text gets 422.
-        rate_limit: requests per minute per API key (per client address without keys);
-            0 turns it off. Counted per worker process.
+        rate_limit: requests per minute per API key; None: 600 with a keys file, no limit
+            without one; 0 turns it off. Counted per worker process.
+        auth_failure_limit: failed authentications per minute per client address before
+            that address gets 429 for a while (with a keys file); 0 turns it off.
         log_requests: one log line per request, personal data in texts masked.
         functions: serve the task functions (POST /v1/functions/NAME) from the registry.
     """
@@ -35,9 +37,31 @@ class ServeSettings:
     max_body_bytes: int = 1_000_000
     max_texts: int = 64
     max_text_chars: int = 10_000
-    rate_limit: int = 600
+    rate_limit: int | None = None
+    auth_failure_limit: int = 10
     log_requests: bool = False
     functions: bool = False
+
+    def requests_per_minute(self) -> int:
+        """The per-key request limit in force (0: none)."""
+        if self.rate_limit is not None:
+            return self.rate_limit
+        return 600 if self.api_keys_file else 0
+
+    def describe_limits(self) -> str:
+        """The limits in force, in one line (printed at start-up)."""
+        rpm = self.requests_per_minute()
+        parts = [
+            f"{rpm} requests/min per key" if rpm else "no request rate limit",
+            f"{self.auth_failure_limit} failed authentications/min per address"
+            if self.api_keys_file and self.auth_failure_limit
+            else "no API keys: open to whoever can connect"
+            if not self.api_keys_file
+            else "no limit on failed authentications",
+            f"bodies up to {self.max_body_bytes:,} bytes",
+            f"up to {self.max_texts} inputs of {self.max_text_chars:,} characters",
+        ]
+        return "; ".join(parts)
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -1,0 +1,170 @@
+"""Weights read into the process's own memory, checked, never memory-mapped.
+
+Transformers memory-maps ``.safetensors`` files and keeps the mapped pages as the model's
+parameters: a file truncated or rewritten underneath a running server then faults the whole
+process (SIGBUS) on the next request that touches a lost page. Here a file is read once into
+one buffer (hashed on the way when its checksum is known), its header is checked, and the
+tensors are views into that buffer: no copy, so peak memory stays at the size of the weights,
+and later changes to the file cannot reach the process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tunelab.errors import TunelabError
+from tunelab.integrity import CHUNK, damage, refuse
+
+DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+MAX_HEADER = 100 << 20  # the safetensors format's own limit on the JSON header
+INDEX = "model.safetensors.index.json"
+
+
+def _bad(path: Path, why: str) -> TunelabError:
+    return TunelabError(
+        f"{path}: damaged weights file ({why}); re-create the folder (`tunelab train` or "
+        "`tunelab export`) or restore it from a copy"
+    )
+
+
+def read_safetensors(path: str | Path, record: dict | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file, as views into one in-memory buffer.
+
+    Args:
+        path: the file.
+        record: ``{"size", "sha256"}`` from the folder's ``tunelab.json``; the file must match
+            it. Without one only the file's own structure is checked.
+    Raises:
+        TunelabError: missing, truncated, modified or malformed file (one line).
+    """
+    path = Path(path)
+    try:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed below; fstat needs the fd)
+    except FileNotFoundError:
+        raise TunelabError(f"{path}: weights file is missing; the folder is incomplete") from None
+    except OSError as e:
+        raise TunelabError(f"{path}: cannot read the weights ({e.strerror})") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if record is not None and size != int(record.get("size", -1)):
+            raise refuse(path.parent, path.name, damage(path, record) or "changed size")
+        buf = bytearray(size)
+        view = memoryview(buf)
+        h = hashlib.sha256() if record is not None else None
+        got = 0
+        while got < size:
+            n = f.readinto(view[got : got + CHUNK])
+            if not n:  # the file shrank while it was read
+                raise _bad(path, f"ended after {got:,} of {size:,} bytes")
+            if h is not None:
+                h.update(view[got : got + n])
+            got += n
+    if h is not None and record is not None and h.hexdigest() != record.get("sha256"):
+        raise refuse(path.parent, path.name, "does not match its checksum (corrupted or modified)")
+    return _tensors(path, buf)
+
+
+def _tensors(path: Path, buf: bytearray) -> dict[str, torch.Tensor]:
+    """Check the header of a safetensors image and make the tensors as views into it."""
+    if len(buf) < 8:
+        raise _bad(path, f"{len(buf)} bytes, shorter than a header")
+    n = int.from_bytes(buf[:8], "little")
+    if n > MAX_HEADER or 8 + n > len(buf):
+        raise _bad(path, "truncated or not a safetensors file: header length out of range")
+    try:
+        header = json.loads(bytes(buf[8 : 8 + n]))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _bad(path, "header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise _bad(path, "header is not a JSON object")
+    start, room = 8 + n, len(buf) - 8 - n
+    out: dict[str, torch.Tensor] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        out[name] = _tensor(path, buf, start, room, name, entry)
+    return out
+
+
+def _tensor(path: Path, buf: bytearray, start: int, room: int, name: str, e: Any):
+    try:
+        dtype = DTYPES[e["dtype"]]
+        shape = [int(d) for d in e["shape"]]
+        a, b = (int(x) for x in e["data_offsets"])
+    except (KeyError, TypeError, ValueError):
+        raise _bad(path, f"tensor {name!r} has a malformed header entry") from None
+    count = 1
+    for d in shape:
+        if d < 0:
+            raise _bad(path, f"tensor {name!r} has a negative dimension")
+        count *= d
+    if not 0 <= a <= b <= room or b - a != count * dtype.itemsize:
+        raise _bad(path, f"tensor {name!r} lies outside the file (truncated?)")
+    if count == 0:
+        return torch.empty(shape, dtype=dtype)
+    return torch.frombuffer(buf, dtype=dtype, count=count, offset=start + a).view(shape)
+
+
+def weight_files(folder: Path) -> list[Path] | None:
+    """The safetensors files of a Transformers model folder (one file or an indexed set);
+    None when it has none (``.bin`` or GGUF checkpoints load the usual way)."""
+    one = folder / "model.safetensors"
+    if one.is_file():
+        return [one]
+    index = folder / INDEX
+    if index.is_file():
+        try:
+            shards = sorted(
+                set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise TunelabError(f"{index}: corrupt weights index") from None
+        return [folder / s for s in shards]
+    return None
+
+
+def load_pretrained(auto_class, path: str, files: dict | None = None, **kwargs):
+    """``auto_class.from_pretrained(path, **kwargs)`` with the weights read by
+    :func:`read_safetensors` (checked against ``files``, the folder's recorded checksums).
+
+    Config keyword arguments (``num_labels``, dropout rates, ...) go to the config; the rest
+    to the model, as ``from_pretrained`` does."""
+    from transformers import AutoConfig
+
+    folder = Path(path)
+    shards = weight_files(folder) if folder.is_dir() else None
+    if shards is None:
+        return auto_class.from_pretrained(path, **kwargs)
+    config, rest = AutoConfig.from_pretrained(path, return_unused_kwargs=True, **kwargs)
+    state: dict[str, torch.Tensor] = {}
+    for f in shards:
+        state.update(read_safetensors(f, (files or {}).get(f.name)))
+    mapping = getattr(auto_class, "_model_mapping", None)
+    model_class = mapping[type(config)] if mapping is not None else auto_class
+    model = model_class.from_pretrained(None, config=config, state_dict=state, **rest)
+    # what from_pretrained(path) also sets: the source (PEFT records it as the base model)
+    # and the folder's generation defaults (end-of-sequence ids, ...)
+    model.config._name_or_path = str(path)
+    model.name_or_path = str(path)
+    if (folder / "generation_config.json").is_file() and model.can_generate():
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(path)
+    return model
