@@ -23,13 +23,20 @@ def free_port() -> int:
 class Server:
     """A `tunelab serve` child process; stderr goes to a log file the tests can read."""
 
-    def __init__(self, args: list[str], log: Path, wait_ready: bool = True) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        log: Path,
+        wait_ready: bool = True,
+        command: list[str] | None = None,
+    ) -> None:
+        """``command``: what runs ``tunelab serve`` (default the installed script)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        exe = Path(sys.executable).parent / "tunelab"
+        cmd = command or [str(Path(sys.executable).parent / "tunelab"), "serve"]
         self.proc = subprocess.Popen(
-            [str(exe), "serve", "--port", str(self.port), *args],
+            [*cmd, "--port", str(self.port), *args],
             stdout=subprocess.DEVNULL,
             stderr=open(log, "wb"),
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

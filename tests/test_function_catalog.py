@@ -165,7 +165,10 @@ def test_the_http_endpoint_serves_a_function_registered_after_import(notes, tmp_
     monkeypatch.setenv("TUNELAB_MODELS", str(tmp_path / "models.yaml"))
     assert main(["register", "lookup", str(notes / "kb")]) == 0
     app = create_app(ServeSettings(functions=True))
-    assert app.openapi()["components"]["schemas"]["FunctionName"]["enum"] == list(FUNCTIONS)
+    paths = app.openapi()["paths"]
+    assert {f"/v1/functions/{n}" for n in FUNCTIONS} <= set(paths)
+    body = paths["/v1/functions/lookup"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"].endswith("LookupArguments")
     assert _post(app, "/v1/functions/lookup", {"word": "tram"}) == (
         200,
         {"function": "lookup", "result": "a street railway"},

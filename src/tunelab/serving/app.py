@@ -20,19 +20,20 @@ rate limit or after too many failed authentications from one address. Errors: se
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from tunelab.errors import TunelabError
-from tunelab.runs import read_metrics
+from tunelab.runs import read_metrics, read_run
 from tunelab.serving import errors, metrics
 from tunelab.serving.admission import Guard, Limits, require_json
 from tunelab.serving.batcher import MicroBatcher
@@ -40,7 +41,9 @@ from tunelab.serving.errors import http_error, invalid, responses
 from tunelab.serving.function_routes import add_function_routes
 from tunelab.serving.guard import RateLimiter, mask_personal_data
 from tunelab.serving.keys import ApiKey, read_keys
+from tunelab.serving.schemas import ModelInfo, NotReady, PredictResponse, request_model
 from tunelab.serving.settings import ServeSettings
+from tunelab.tasks import get_task
 
 if TYPE_CHECKING:
     from tunelab.inference import TunedModel
@@ -50,73 +53,6 @@ log = logging.getLogger("tunelab.serve")
 # each pass pads little. Measured on 2 cores with 16-text batches of the bundled test split:
 # PyTorch 8 (96-106 ex/s) beats 4 (82-90); ONNX Runtime 4 (226) beats 8 (200) and 16 (158)
 SUB_BATCH = {"pytorch": 8, "onnxruntime": 4}
-
-
-def unicode_text(value: str) -> str:
-    """Refuse text that is not valid Unicode (a lone UTF-16 surrogate such as ``\\ud800``, which
-    JSON can carry but no tokenizer can read), before it can join a shared batch."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(
-            f"character {e.start} is a lone UTF-16 surrogate (U+{ord(value[e.start]):04X}); "
-            "send valid Unicode text"
-        ) from None
-    return value
-
-
-Text = Annotated[str, AfterValidator(unicode_text)]
-
-
-class QAInput(BaseModel):
-    """One question about one context (question-answering models)."""
-
-    model_config = ConfigDict(extra="forbid")
-    question: Text
-    context: Text
-
-
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"inputs": "a gorgeous, moving film"},
-                {"inputs": ["great phone", "broke in a day"]},
-            ]
-        },
-    )
-    inputs: Text | list[Text] | QAInput | list[QAInput] = Field(
-        description="one text or a list of texts; question answering: one or a list of "
-        "{question, context} objects. An empty list gets an empty list of predictions."
-    )
-
-
-class PredictResponse(BaseModel):
-    model: str
-    predictions: list[dict[str, Any]] = Field(
-        description="one per input, in order. Text classification: label, score, "
-        "probabilities; regression: value; multi-label: labels, scores; token "
-        "classification: entities (text, type, start, end, score); question "
-        "answering: answer, start, end, score; generation: generated"
-    )
-
-
-class NotReady(BaseModel):
-    status: str = Field(description="loading or failed")
-    error: str | None = Field(description="why each failed model failed")
-
-
-class ModelInfo(BaseModel):
-    name: str
-    task: str
-    labels: list[str]
-    method: str
-    backend: str
-    folder: str = Field(description="the folder's name; its full path only for admin keys")
-    loaded_at: str
-    metrics: dict[str, Any]
-    export: dict[str, Any] | None = None
 
 
 class Served:
@@ -278,18 +214,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
         admin = bool(key is not None and key.admin)
         return [s.info(full_path=admin) for s in served.values() if s.model is not None]
 
-    @app.post(
-        "/v1/models/{name}/predict",
-        response_model=PredictResponse,
-        tags=["models"],
-        dependencies=[Depends(require_json)],
-        responses=responses(400, 401, 404, 413, 415, 429, 500, 503),
-    )
-    async def predict(name: str, body: PredictRequest, request: Request) -> Response:
+    async def predict(name: str, body: BaseModel, request: Request) -> Response:
         s = get(name)
-        items = body.inputs if isinstance(body.inputs, list) else [body.inputs]
+        inputs = body.inputs  # type: ignore[attr-defined]  # every request model has inputs
+        items = inputs if isinstance(inputs, list) else [inputs]
         _check_inputs(items, s, settings)
-        plain = [x.model_dump() if isinstance(x, QAInput) else x for x in items]
+        plain = [x.model_dump() if isinstance(x, BaseModel) else x for x in items]
         if not plain:
             return Response(
                 json.dumps({"model": name, "predictions": []}), media_type="application/json"
@@ -330,6 +260,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
             media_type="application/json",
         )
 
+    # one predict operation per served model, its body what that model takes (texts, or
+    # {question, context} objects), then a catch-all that answers 404 for any other name
+    for name, folder in settings.models.items():
+        qa = get_task(read_run(folder).task).read_inputs is not None
+        _add_predict(app, name, request_model(qa, settings.max_text_chars), predict)
+
+    # not in the schema: the schema lists exactly the served models
+    @app.post("/v1/models/{name}/predict", include_in_schema=False)
+    async def unknown_model(name: str) -> None:
+        raise http_error(404, f"unknown model {name!r}; served: {', '.join(served) or 'none'}")
+
     @app.post(
         "/v1/models/{name}/reload",
         response_model=ModelInfo,
@@ -365,6 +306,33 @@ def create_app(settings: ServeSettings) -> FastAPI:
     return app
 
 
+def _add_predict(app: FastAPI, name: str, body_model: type[BaseModel], predict) -> None:
+    async def endpoint(body, request: Request) -> Response:
+        return await predict(name, body, request)
+
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                "body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=body_model
+            ),
+            inspect.Parameter(
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+            ),
+        ]
+    )
+    app.add_api_route(
+        f"/v1/models/{name}/predict",
+        endpoint,
+        methods=["POST"],
+        response_model=PredictResponse,
+        tags=["models"],
+        dependencies=[Depends(require_json)],
+        responses=responses(400, 401, 413, 415, 429, 500, 503),
+        summary=f"Predict with {name}",
+        operation_id=f"predict_{name}",
+    )
+
+
 def _check_inputs(items: list, s: Served, settings: ServeSettings) -> None:
     if len(items) > settings.max_texts:
         raise http_error(
@@ -374,16 +342,9 @@ def _check_inputs(items: list, s: Served, settings: ServeSettings) -> None:
     qa = s.model.task.read_inputs is not None  # inputs are {question, context} objects
     for i, x in enumerate(items):
         loc = ("body", "inputs", i) if len(items) > 1 else ("body", "inputs")
-        if qa != isinstance(x, QAInput):
+        if qa != isinstance(x, BaseModel):  # a reloaded folder may hold another task
             need = "{question, context} objects" if qa else "texts (strings)"
             raise invalid(loc, f"model {s.name!r} ({s.model.task_name}) takes {need}")
-        text = x.context + x.question if qa else x
-        if len(text) > settings.max_text_chars:
-            raise invalid(
-                loc, f"input {i} has {len(text)} characters; the limit is {settings.max_text_chars}"
-            )
-        if not text.strip():
-            raise invalid(loc, f"input {i} is empty")
 
 
 def _configure_logging() -> None:

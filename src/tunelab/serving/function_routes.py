@@ -1,88 +1,105 @@
-"""``POST /v1/functions/{name}``: the registered task functions over HTTP, their arguments as a
-JSON object checked against the functions' type hints."""
+"""``POST /v1/functions/{name}``: the registered task functions over HTTP.
+
+Each function gets its own operation whose body is built from the function's signature and
+type hints (texts: valid Unicode, non-empty, at most ``--max-text-chars``; a list at most
+``--max-texts`` long; integers strict and bounded), so the OpenAPI schema says exactly what
+each function accepts. A name no function has gets 404.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import enum
-from typing import Any
+import inspect
+import typing
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from tunelab.functions import FUNCTIONS, as_json
 from tunelab.serving.admission import require_json
-from tunelab.serving.errors import http_error, invalid, responses
+from tunelab.serving.errors import http_error, responses
+from tunelab.serving.schemas import text_type
 from tunelab.serving.settings import ServeSettings
 
-# the path parameter of /v1/functions/{name}: OpenAPI lists the functions by name (members
-# made at run time, which mypy cannot see: hence the ignore)
-FunctionName = enum.Enum("FunctionName", {n: n for n in FUNCTIONS}, type=str)  # type: ignore[misc]
+# integer arguments with a natural range (an unbounded max_new_tokens would tie up a worker)
+INT_RANGES = {"max_new_tokens": (1, 1024)}
+
+
+class FunctionResult(BaseModel):
+    function: str
+    result: Any = Field(description="the function's result as JSON (see `tunelab functions`)")
+
+
+def _number(value: Any) -> Any:
+    """JSON numbers only (2.0 is the integer 2, as JSON Schema says); not true or "2"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+def argument_model(name: str, fn, settings: ServeSettings) -> type[BaseModel]:
+    """The request body of function ``name``: one field per parameter of ``fn``."""
+    hints = typing.get_type_hints(fn)
+    text = text_type(settings.max_text_chars)
+    fields: dict[str, Any] = {}
+    for k, p in inspect.signature(fn).parameters.items():
+        allowed = typing.get_args(hints[k]) or (hints[k],)
+        listable = any(typing.get_origin(a) is list for a in allowed)
+        kind = next(a for a in allowed if a in (str, int, float))
+        if kind is str:
+            one: Any = text
+        elif kind is int:
+            lo, hi = INT_RANGES.get(k, (None, None))
+            one = Annotated[int, Field(ge=lo, le=hi), BeforeValidator(_number)]
+        else:
+            one = Annotated[float, BeforeValidator(_number)]
+        typ = one | Annotated[list[one], Field(min_length=1)] if listable else one
+        default = ... if p.default is inspect.Parameter.empty else p.default
+        fields[k] = (typ, default)
+    title = "".join(w.title() for w in name.split("_")) + "Arguments"
+    return create_model(title, __config__=ConfigDict(extra="forbid"), **fields)
 
 
 def add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
-    """``POST /v1/functions/{name}``: the task functions of :mod:`tunelab.functions`, their
-    arguments as a JSON object, backed by the model registry (``tunelab register``)."""
-    import inspect
-    import typing
+    """``POST /v1/functions/NAME`` for every function registered by now, backed by the model
+    registry (``tunelab register``)."""
+    for name, fn in FUNCTIONS.items():
+        _add(app, name, fn, argument_model(name, fn, settings), settings)
 
+    # not in the schema: the schema lists exactly the functions there are
+    @app.post("/v1/functions/{name}", include_in_schema=False)
+    async def unknown_function(name: str) -> None:
+        raise http_error(404, f"no function {name!r}; functions: {', '.join(FUNCTIONS)}")
+
+
+def _add(app: FastAPI, name: str, fn, body_model: type[BaseModel], settings) -> None:
     from tunelab.errors import TunelabError
-    from tunelab.serving.app import unicode_text
 
-    # rebuilt with each app, so every function registered by now is served and listed (the
-    # annotation below is a string, resolved from this module's globals when decorated)
-    global FunctionName
-    FunctionName = enum.Enum("FunctionName", {n: n for n in FUNCTIONS}, type=str)  # type: ignore[misc]
-
-    @app.post(
-        "/v1/functions/{name}",
-        tags=["functions"],
-        dependencies=[Depends(require_json)],
-        responses=responses(400, 401, 404, 413, 415, 429, 500),
-    )
-    async def call_function(name: FunctionName, args: dict[str, Any]) -> dict:
-        """Call a task function; the body holds its arguments, e.g. {"text": "..."}
-        (`tunelab functions --schema` lists them)."""
-        fn_name: str = name.value
-        fn = FUNCTIONS[fn_name]
-        params = inspect.signature(fn).parameters
-        extra = set(args) - set(params)
-        missing = [
-            k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in args
-        ]
-        if extra or missing:
-            raise invalid(
-                ("body",),
-                f"{fn_name} takes {', '.join(params)}"
-                + (f"; unknown: {', '.join(sorted(extra))}" if extra else "")
-                + (f"; missing: {', '.join(missing)}" if missing else ""),
-            )
-        hints = typing.get_type_hints(fn)
+    async def call(body) -> dict:
+        args = body.model_dump(exclude_unset=True)
         for k, v in args.items():
-            allowed = typing.get_args(hints[k]) or (hints[k],)
-            listable = any(typing.get_origin(a) is list for a in allowed)
-            kind = next(a for a in allowed if a in (str, int, float))
-            if isinstance(v, list) and listable and len(v) > settings.max_texts:
+            if isinstance(v, list) and len(v) > settings.max_texts:
                 raise http_error(413, f"{k} has {len(v)} items; the limit is {settings.max_texts}")
-            items = v if isinstance(v, list) and listable else [v]
-            # exact types: JSON true is not an integer here, and a list needs a list type
-            if not items or not all(
-                type(t) is kind and (kind is not str or t.strip()) for t in items
-            ):
-                raise invalid(
-                    ("body", k),
-                    f"{k} must be a non-empty {kind.__name__}"
-                    + (" or a list of them" if listable else ""),
-                )
-            if any(isinstance(t, str) and len(t) > settings.max_text_chars for t in items):
-                raise invalid(("body", k), f"longer than {settings.max_text_chars} characters")
-            for t in items:
-                if isinstance(t, str):
-                    try:
-                        unicode_text(t)
-                    except ValueError as e:
-                        raise invalid(("body", k), str(e)) from None
         try:
             result = await asyncio.get_running_loop().run_in_executor(None, lambda: fn(**args))
         except TunelabError as e:  # no model registered, or one of the wrong task
             raise http_error(404, str(e)) from None
-        return {"function": fn_name, "result": as_json(result)}
+        return {"function": name, "result": as_json(result)}
+
+    call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=body_model)]
+    )
+    doc = (inspect.getdoc(fn) or "").split("\n\n")[0]
+    app.add_api_route(
+        f"/v1/functions/{name}",
+        call,
+        methods=["POST"],
+        response_model=FunctionResult,
+        tags=["functions"],
+        dependencies=[Depends(require_json)],
+        responses=responses(400, 401, 404, 413, 415, 429, 500),
+        summary=f"Call {name}",
+        description=doc,
+        operation_id=f"function_{name}",
+    )
