@@ -254,3 +254,18 @@ def test_predict_cli_reads_an_onnx_export(exports, trained_runs, tmp_path, capsy
     assert [r["label"] for r in rows] == [
         p["label"] for p in tunelab.load(trained_runs["lora"]).predict(TEXTS)
     ]
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped", "missing"])
+def test_a_damaged_onnx_export_refuses_to_load(exports, how, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from test_integrity import damage
+    from tunelab.errors import TunelabError
+
+    folder = Path(shutil.copytree(exports["onnx-int8"], tmp_path / "onnx"))
+    assert tunelab.load(folder).predict("good") is not None
+    damage(folder / "model.onnx", how)
+    with pytest.raises(TunelabError, match="model.onnx"):
+        tunelab.load(folder)
