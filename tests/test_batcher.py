@@ -71,26 +71,34 @@ def test_a_request_that_would_overflow_opens_the_next_batch():
     assert max(sizes) <= 4 and sum(sizes) == 8  # nothing split across batches or lost
 
 
-def test_a_failing_pass_fails_every_request_in_it_and_the_next_pass_still_runs():
-    calls = {"n": 0}
+@pytest.mark.parametrize("bad_at", [[0], [5], [2, 13], [0, 1, 2, 3]])
+def test_a_failing_pass_fails_only_the_requests_that_fail_alone(bad_at):
+    passes: list[list[str]] = []
 
     def predict(items):
-        calls["n"] += 1
-        if "boom" in items:
+        passes.append(list(items))
+        if any(x.startswith("boom") for x in items):
             raise RuntimeError("model failed")
-        return items
+        return [x.upper() for x in items]
 
     async def main():
-        b = MicroBatcher(predict, max_batch=8, max_wait=0.02)
+        b = MicroBatcher(predict, max_batch=64, max_wait=0.05)
         b.start()
-        bad = await asyncio.gather(b.submit(["boom"]), b.submit(["ok"]), return_exceptions=True)
-        good = await b.submit(["later"])
+        reqs = [[f"boom{i}"] if i in bad_at else [f"ok{i}", f"ok{i}b"] for i in range(16)]
+        got = await asyncio.gather(*(b.submit(r) for r in reqs), return_exceptions=True)
+        later = await b.submit(["later"])
         await b.close()
-        return bad, good
+        return reqs, got, later
 
-    bad, good = run(main())
-    assert all(isinstance(r, RuntimeError) for r in bad)
-    assert good == ["later"]
+    reqs, got, later = run(main())
+    for i, (r, g) in enumerate(zip(reqs, got, strict=True)):
+        if i in bad_at:
+            assert isinstance(g, RuntimeError)
+        else:
+            assert g == [x.upper() for x in r]
+    assert later == ["LATER"]
+    if len(bad_at) == 1:  # halving finds one bad request in about 2 log2(16) passes
+        assert len(passes) <= 1 + 2 * 4 + 1
 
 
 def test_close_answers_what_is_queued_then_stops_the_worker():

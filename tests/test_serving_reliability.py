@@ -222,3 +222,25 @@ def test_a_model_damaged_at_start_up_leaves_the_others_serving(copies, trained_r
         assert status == 503 and "failed to load" in body["detail"]
     finally:
         s.stop()
+
+
+def test_sigkill_during_start_up_changes_nothing(copies, tmp_path):
+    """Killed at seeded moments while starting (importing, loading, serving): the folder is
+    untouched and the next start serves."""
+    import random
+    import signal
+
+    from tunelab.integrity import record_files
+    from tunelab.runs import read_run
+
+    rng = random.Random(19)
+    for delay in sorted(rng.uniform(0.3, 4.0) for _ in range(3)):
+        s = Server(["--model", f"m={copies['b']}"], tmp_path / f"log-{delay:.2f}", False)
+        time.sleep(delay)
+        s.stop(signal.SIGKILL)
+        assert read_run(copies["b"]).files == record_files(copies["b"])
+    s = Server(["--model", f"m={copies['b']}"], tmp_path / "log")
+    try:
+        assert s.request("POST", "/v1/models/m/predict", {"inputs": "fine"})[0] == 200
+    finally:
+        s.stop()
