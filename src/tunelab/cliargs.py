@@ -9,6 +9,8 @@ import dataclasses
 from typing import Any
 
 from tunelab import config as C
+from tunelab.data_policy import ReadPolicy
+from tunelab.errors import ConfigError
 
 
 class ExamplesFormatter(argparse.HelpFormatter):
@@ -65,10 +67,27 @@ def config_flag(
     _, f, tp = C.fields()[key]
     tp, _ = C.base_type(tp)
     value = f.default if default is None else default
+    kind: dict[str, Any] = (
+        {"action": argparse.BooleanOptionalAction} if tp is bool else {"type": tp}
+    )
     p.add_argument(
         flag or "--" + key.replace("_", "-"),
         dest=key,
-        type=tp,
         default=value,
         help=f"{f.metadata['help']} (default: {value})",
+        **kind,
     )
+
+
+def read_policy_flags(p: argparse.ArgumentParser) -> None:
+    """``--max-field-chars`` and ``--drop-missing`` for a command that reads data files outside
+    a run's settings (evaluate, predict); ``read_policy(args)`` gives their policy."""
+    config_flag(p, "max_field_chars")
+    config_flag(p, "drop_missing")
+
+
+def read_policy(a: argparse.Namespace) -> ReadPolicy:
+    """The data readers' policy of ``read_policy_flags``'s flags."""
+    if a.max_field_chars < 1:
+        raise ConfigError(f"--max-field-chars {a.max_field_chars}: must be >= 1")
+    return ReadPolicy(a.max_field_chars, a.drop_missing)

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tunelab.data_policy import DEFAULT_MAX_FIELD_CHARS, ReadPolicy, use_policy
 from tunelab.errors import ConfigError
 
 
@@ -67,6 +68,18 @@ class DataArgs:
         None,
         "use only the first N rows of validation and test (quick runs on a CPU; report "
         "it with the scores)",
+    )
+    max_field_chars: int = _f(
+        DEFAULT_MAX_FIELD_CHARS,  # why this value: tunelab/data_policy.py
+        "longest value a field of a data file may hold, in characters, the same for every "
+        "format (a token or tag list counts as its items joined by spaces); a longer one is an "
+        "error naming file, line and field",
+    )
+    drop_missing: bool = _f(
+        False,
+        "drop rows whose text or target is missing (an empty cell, NaN, nan, NA, N/A, n/a, "
+        "null, NULL or JSON null) and print how many, instead of stopping at the first with "
+        "an error",
     )
 
 
@@ -331,8 +344,9 @@ def build(overrides: dict[str, Any], config_file: str | None = None) -> RunConfi
 
 
 def validate(cfg: RunConfig) -> None:
-    """Range checks; each method checks its own options (``methods.check_options``)."""
-    t, m, r = cfg.train, cfg.model, cfg.regularisation
+    """Range checks; each method checks its own options (``methods.check_options``). Makes the
+    run's data reading policy (``read_policy``) the one in force."""
+    t, m, r, d = cfg.train, cfg.model, cfg.regularisation, cfg.data
     checks = [
         (t.epochs > 0, "epochs", t.epochs, "must be > 0"),
         (t.batch_size >= 1, "batch_size", t.batch_size, "must be >= 1"),
@@ -410,16 +424,23 @@ def validate(cfg: RunConfig) -> None:
         ),
         (r.augment_copies >= 1, "augment_copies", r.augment_copies, "must be >= 1"),
         (0 < r.augment_alpha < 1, "augment_alpha", r.augment_alpha, "must be in (0, 1)"),
+        (d.max_field_chars >= 1, "max_field_chars", d.max_field_chars, "must be >= 1"),
     ]
     for ok, key, value, why in checks:
         if not ok:
             raise ConfigError(f"key '{key}' = {value!r} {why}")
+    use_policy(read_policy(cfg))  # before any data file is read (training.prepare calls this)
     from tunelab.methods import METHODS, check_options
 
     values = dataclasses.asdict(cfg.method)
     for method in METHODS.values():  # every method's option ranges, as the flags are shared
         if method.options is not None:
             check_options(method.make_options(values))
+
+
+def read_policy(cfg: RunConfig) -> ReadPolicy:
+    """The data readers' policy of a run's settings."""
+    return ReadPolicy(cfg.data.max_field_chars, cfg.data.drop_missing)
 
 
 def to_yaml(cfg: RunConfig) -> str:

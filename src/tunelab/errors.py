@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from os import PathLike
+
+# what would break the one line (every separator str.splitlines knows) or could not be printed
+# (a lone UTF-16 surrogate from a JSON escape): written as its escape instead
+_UNSAFE = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029\ud800-\udfff]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and unprintable surrogates escaped (a file's contents quoted in
+    a message must not break it over lines or crash printing it)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class TunelabError(Exception):
@@ -20,7 +31,7 @@ class DataError(TunelabError):
         self.path, self.line, self.field = str(path), line, field
         where = self.path if line is None else f"{self.path}:{line}"
         what = f"field '{field}': {message}" if field else message
-        super().__init__(f"{where}: {what}")
+        super().__init__(one_line(f"{where}: {what}"))
 
 
 class ConfigError(TunelabError):

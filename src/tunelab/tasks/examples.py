@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tunelab.data.readers import read_rows
+from tunelab.data.readers import MissingIn, read_rows
 from tunelab.errors import DataError
 
 
@@ -43,13 +43,19 @@ def read_labelled(
     label_column: str,
     convert: Callable[[object, int], object],
     label_non_empty: bool = True,
+    missing_in: MissingIn | None = None,
 ) -> Examples:
     """Rows of (text, target) with the target passed through ``convert(value, line)``, which
-    raises DataError for a bad value. Shared by every task with one target per text."""
+    raises DataError for a bad value. Shared by every task with one target per text. A missing
+    text or target (empty, NaN, NA, null...; an empty target is a value when not
+    ``label_non_empty``; ``missing_in`` finds one inside it) is refused or its row dropped, as
+    the reading policy says."""
     rows = read_rows(
         path,
         required=[text_column, label_column],
         non_empty=[text_column, label_column] if label_non_empty else [text_column],
+        not_null=[] if label_non_empty else [label_column],
+        missing_in=missing_in,
     )
     return Examples(
         [str(r.values[text_column]) for r in rows],

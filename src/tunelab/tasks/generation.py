@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab.data.readers import read_rows
+from tunelab.data.readers import Row, read_rows
+from tunelab.data_policy import ABSENT, is_missing
 from tunelab.errors import DataError
 from tunelab.tasks.base import Task, register_task
 from tunelab.tasks.examples import Examples, answer_tokens, normalize
@@ -56,8 +57,26 @@ def _messages(value, path: str, line: int, field: str) -> list[dict]:
 
 
 def read_examples(path: str, text_column: str, label_column: str) -> Examples:
-    """Prompts (a string, or the chat messages before the answer) and their responses."""
-    rows = read_rows(path)
+    """Prompts (a string, or the chat messages before the answer) and their responses. A
+    missing prompt or response (absent, null, empty, NaN, NA, ...; in chat rows the messages or
+    the last one's content) is refused or its row dropped, as the reading policy says."""
+
+    def missing_part(row: Row) -> tuple[str, object, None] | None:
+        v = row.values
+        if "messages" in v and text_column not in v:
+            msgs = v["messages"]
+            last = msgs[-1] if isinstance(msgs, list) and msgs else None
+            if is_missing(msgs):
+                return "messages", msgs, None
+            if isinstance(last, dict) and is_missing(last.get("content", ABSENT)):
+                return "messages", last.get("content", ABSENT), None
+            return None
+        for name in (text_column, label_column):
+            if is_missing(v.get(name, ABSENT)):
+                return name, v.get(name, ABSENT), None
+        return None
+
+    rows = read_rows(path, missing_in=missing_part)
     prompts, responses, lines = [], [], []
     for r in rows:
         v = r.values
@@ -143,7 +162,9 @@ def collate_targets(rows: list[dict]) -> torch.Tensor:
 def build_model(path: str, spec: dict, **load_kwargs):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(path, **load_kwargs)
+    from tunelab.models.weights import load_pretrained
+
+    return load_pretrained(AutoModelForCausalLM, path, **load_kwargs)
 
 
 def head_module_names(model: torch.nn.Module) -> list[str]:

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tunelab.data.readers import Row
+from tunelab.data_policy import is_missing, shown
 from tunelab.errors import DataError
 from tunelab.tasks.base import Task, register_task
 from tunelab.tasks.examples import (
@@ -32,23 +34,40 @@ GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 def _split(value, path: str, line: int, column: str) -> list[str]:
     if isinstance(value, list):
         if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
-            raise DataError(path, line, f"expected a list of labels, got {value!r}", field=column)
+            raise DataError(
+                path, line, f"expected a list of labels, got {shown(value)}", field=column
+            )
         items = [str(v).strip() for v in value]
     elif isinstance(value, (str, int)) and not isinstance(value, bool):
         items = [p.strip() for p in str(value).split(";")]
     else:
-        raise DataError(path, line, f"expected a list or 'a;b' string, got {value!r}", field=column)
+        raise DataError(
+            path, line, f"expected a list or 'a;b' string, got {shown(value)}", field=column
+        )
     return sorted({i for i in items if i})
 
 
 def read_examples(path: str, text_column: str, label_column: str) -> Examples:
-    """Texts with their label lists; an empty label value means "none of the labels"."""
+    """Texts with their label lists; an empty label value (``[]`` or an empty cell) means "none
+    of the labels", while NaN, NA, null... (the whole value or one of its labels) is a missing
+    value, refused or dropped as the reading policy says."""
+
+    def missing_label(row: Row) -> tuple[str, object, None] | None:
+        value = row.values.get(label_column)
+        items = value.split(";") if isinstance(value, str) else value
+        if isinstance(items, list):
+            for item in items:
+                if is_missing(item, empty=False):
+                    return label_column, item, None
+        return None
+
     return read_labelled(
         path,
         text_column,
         label_column,
         lambda v, line: _split(v, path, line, label_column),
         label_non_empty=False,
+        missing_in=missing_label,
     )
 
 
@@ -76,8 +95,11 @@ def encode_targets(ex: Examples, spec: dict, label_column: str) -> list[list[flo
 def build_model(path: str, spec: dict, **load_kwargs):
     from transformers import AutoModelForSequenceClassification
 
+    from tunelab.models.weights import load_pretrained
+
     names = spec["labels"]
-    return AutoModelForSequenceClassification.from_pretrained(
+    return load_pretrained(
+        AutoModelForSequenceClassification,
         path,
         num_labels=len(names),
         problem_type="multi_label_classification",

@@ -22,7 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab.data.readers import _decode, read_rows
+from tunelab.data.readers import (
+    Row,
+    _decode,
+    check_rows,
+    parse_json,
+    read_file,
+    read_rows,
+    split_lines,
+)
+from tunelab.data_policy import shown
 from tunelab.errors import ConfigError, DataError
 from tunelab.tasks.base import Task, register_task
 from tunelab.tasks.examples import Examples, find_head, normalize, softmax, token_f1
@@ -52,12 +61,15 @@ def _answers(value, context: str, path: str, line: int, field: str) -> tuple:
     if isinstance(value, str):
         try:
             value = json.loads(value)  # a CSV cell holding JSON
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # bad syntax, too deep, a 5,000-digit number
             raise DataError(path, line, "expected JSON answers", field=field) from None
     if isinstance(value, dict) and "text" in value and "answer_start" in value:
-        pairs = list(zip(value["text"], value["answer_start"], strict=True))
-        if len(value["text"]) != len(value["answer_start"]):
+        texts, starts = value["text"], value["answer_start"]
+        if not (isinstance(texts, list) and isinstance(starts, list)):
+            raise DataError(path, line, "'text' and 'answer_start' must be lists", field=field)
+        if len(texts) != len(starts):
             raise DataError(path, line, "'text' and 'answer_start' differ in length", field=field)
+        pairs = list(zip(texts, starts, strict=True))
     elif isinstance(value, list) and all(isinstance(a, dict) for a in value):
         try:
             pairs = [(a["text"], a["answer_start"]) for a in value]
@@ -82,55 +94,68 @@ def _answers(value, context: str, path: str, line: int, field: str) -> tuple:
             or isinstance(start, bool)
             or not isinstance(start, int)
         ):
-            raise DataError(path, line, f"bad answer {text!r} at {start!r}", field=field)
+            raise DataError(path, line, f"bad answer {shown(text)} at {shown(start)}", field=field)
         found = context[start : start + len(text)]
         if found != text:
             raise DataError(
                 path,
                 line,
-                f"answer {text!r} is not at offset {start} of the context (found {found!r})",
+                f"answer {shown(text)} is not at offset {start} of the context "
+                f"(found {shown(found)})",
                 field=field,
             )
         out.append((text, start))
     return tuple(out)
 
 
-def _squad_json(path: str) -> list[tuple[int, dict]]:
+def _squad_json(path: str) -> list[Row]:
     """Rows from an official SQuAD .json file; the 'line' is the question's index (1-based)."""
-    try:
-        doc = json.loads(_decode(path, Path(path).read_bytes()))
-    except OSError as e:
-        raise DataError(path, None, e.strerror or "cannot read") from None
-    except json.JSONDecodeError as e:
-        raise DataError(path, e.lineno, f"invalid JSON: {e.msg}") from None
+    doc = parse_json(path, None, read_file(path))
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataError(path, 1, 'expected a SQuAD file: {"data": [{"paragraphs": ...}]}')
-    rows: list[tuple[int, dict]] = []
-    for article in doc["data"]:
-        for para in article.get("paragraphs", []):
-            for qa in para.get("qas", []):
-                rows.append((len(rows) + 1, {"context": para.get("context"), **qa}))
+    rows: list[Row] = []
+    for a, article in enumerate(doc["data"]):
+        paras = article.get("paragraphs", []) if isinstance(article, dict) else None
+        if not isinstance(paras, list):
+            raise DataError(path, None, f'data[{a}]: expected {{"paragraphs": [...]}}')
+        for p, para in enumerate(paras):
+            qas = para.get("qas", []) if isinstance(para, dict) else None
+            if not isinstance(qas, list):
+                where = f"data[{a}].paragraphs[{p}]"
+                raise DataError(path, None, f'{where}: expected {{"context": ..., "qas": [...]}}')
+            for qa in qas:
+                if not isinstance(qa, dict):
+                    raise DataError(path, len(rows) + 1, "expected a question object in 'qas'")
+                context = {CONTEXT_COLUMN: para[CONTEXT_COLUMN]} if CONTEXT_COLUMN in para else {}
+                rows.append(Row(len(rows) + 1, {**context, **qa}))
     if not rows:
         raise DataError(path, 1, "no questions in the file")
     return rows
 
 
+def _question_rows(path: str, text_column: str, label_column: str | None = None) -> list[Row]:
+    """Rows of a SQuAD .json or a JSONL/CSV file under the reading policy: context and question
+    (and the answers, given ``label_column``) must be there, else refused or dropped."""
+    texts = [CONTEXT_COLUMN, text_column]
+    answers = [label_column] if label_column else []
+
+    def blank_answers(row: Row) -> tuple[str, object, None] | None:
+        # answers may be an object or a list, so not a non_empty (text) column, but an empty
+        # cell is missing all the same
+        v = row.values.get(label_column) if label_column else None
+        return (str(label_column), v, None) if isinstance(v, str) and not v.strip() else None
+
+    if Path(path).suffix.lower() == ".json":
+        rows = _squad_json(path)
+        return check_rows(path, rows, [*texts, *answers], texts, answers, blank_answers)
+    return read_rows(path, [*texts, *answers], texts, answers, blank_answers)
+
+
 def read_examples(path: str, text_column: str, label_column: str) -> Examples:
     """Questions with their context and checked answers (``Examples.texts`` holds Question
     objects, ``labels`` the answers)."""
-    if Path(path).suffix.lower() == ".json":
-        rows = _squad_json(path)
-    else:
-        rows = [
-            (r.line, r.values)
-            for r in read_rows(
-                path,
-                required=[CONTEXT_COLUMN, text_column, label_column],
-                non_empty=[CONTEXT_COLUMN, text_column],
-            )
-        ]
     items, lines = [], []
-    for line, v in rows:
+    for line, v in ((r.line, r.values) for r in _question_rows(path, text_column, label_column)):
         context, question = v.get(CONTEXT_COLUMN), v.get(text_column)
         for name, value in ((CONTEXT_COLUMN, context), (text_column, question)):
             if not isinstance(value, str) or not value.strip():
@@ -225,9 +250,10 @@ def build_model(path: str, spec: dict, **load_kwargs):
     from transformers import AutoModelForQuestionAnswering
 
     from tunelab.models.heads import register_decoder_heads
+    from tunelab.models.weights import load_pretrained
 
     register_decoder_heads()  # Gemma 3 has no question-answering class of its own
-    return AutoModelForQuestionAnswering.from_pretrained(path, **load_kwargs)
+    return load_pretrained(AutoModelForQuestionAnswering, path, **load_kwargs)
 
 
 def head_module_names(model: torch.nn.Module) -> list[str]:
@@ -315,28 +341,28 @@ def read_inputs(path: str | None, text_column: str) -> list[tuple[dict, dict]]:
     import sys
 
     if path in (None, "-"):
-        rows = []
-        for i, text in enumerate(_decode("<stdin>", sys.stdin.buffer.read()).splitlines(), 1):
+        where, rows = "<stdin>", []
+        for i, text in enumerate(split_lines(_decode(where, sys.stdin.buffer.read())), 1):
             if text.strip():
-                try:
-                    rows.append((i, json.loads(text)))
-                except json.JSONDecodeError as e:
-                    raise DataError("<stdin>", i, f"invalid JSON: {e.msg}") from None
-    elif Path(path).suffix.lower() == ".json":
-        rows = _squad_json(path)
+                v = parse_json(where, i, text)
+                if not isinstance(v, dict):
+                    raise DataError(where, i, "expected a JSON object with question and context")
+                rows.append(Row(i, v))
+        texts = [CONTEXT_COLUMN, text_column]
+        rows = check_rows(where, rows, texts, texts) if rows else rows
     else:
-        rows = [(r.line, r.values) for r in read_rows(path, required=[text_column, CONTEXT_COLUMN])]
+        where, rows = path, _question_rows(path, text_column)
     out = []
-    for line, v in rows:
-        where = path if path not in (None, "-") else "<stdin>"
+    for r in rows:
+        v = r.values
         for name in (text_column, CONTEXT_COLUMN):
-            if not isinstance(v, dict) or not isinstance(v.get(name), str) or not v[name].strip():
-                raise DataError(where, line, "expected a non-empty string", field=name)
-        shown = {"id": v["id"]} if "id" in v else {}
-        shown["question"] = v[text_column]
-        out.append((shown, {"question": v[text_column], "context": v[CONTEXT_COLUMN]}))
+            if not isinstance(v.get(name), str) or not v[name].strip():
+                raise DataError(where, r.line, "expected a non-empty string", field=name)
+        echo = {"id": v["id"]} if "id" in v else {}
+        echo["question"] = v[text_column]
+        out.append((echo, {"question": v[text_column], "context": v[CONTEXT_COLUMN]}))
     if not out:
-        raise DataError(path or "<stdin>", 1, "no questions")
+        raise DataError(where, 1, "no questions")
     return out
 
 

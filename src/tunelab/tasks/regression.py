@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tunelab.data_policy import shown
 from tunelab.errors import ConfigError, DataError
 from tunelab.tasks.base import Task, register_task
 from tunelab.tasks.examples import Examples, classifier_head, read_labelled
@@ -21,15 +22,18 @@ LOSSES = ("mse", "huber")
 
 
 def read_examples(path: str, text_column: str, label_column: str) -> Examples:
-    """Read texts and numeric targets; a non-numeric target names file, line and field."""
+    """Read texts and numeric targets; a non-numeric target names file, line and field (a
+    missing one, NaN included, follows the reading policy: refused, or its row dropped)."""
 
     def number(value: object, line: int) -> float:
         try:
             x = float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise DataError(path, line, f"not a number: {value!r}", field=label_column) from None
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
+            raise DataError(
+                path, line, f"not a number: {shown(value)}", field=label_column
+            ) from None
         if not math.isfinite(x):
-            raise DataError(path, line, f"not a finite number: {value!r}", field=label_column)
+            raise DataError(path, line, f"not a finite number: {shown(value)}", field=label_column)
         return x
 
     return read_labelled(path, text_column, label_column, number)
@@ -55,8 +59,14 @@ def build_model(path: str, spec: dict, **load_kwargs):
     """A pretrained encoder with a single-output head."""
     from transformers import AutoModelForSequenceClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, problem_type="regression", **load_kwargs
+    from tunelab.models.weights import load_pretrained
+
+    return load_pretrained(
+        AutoModelForSequenceClassification,
+        path,
+        num_labels=1,
+        problem_type="regression",
+        **load_kwargs,
     )
 
 

@@ -58,8 +58,11 @@ def build_model(path: str, spec: dict, **load_kwargs):
     """A pretrained encoder with a fresh classification head for ``spec["labels"]``."""
     from transformers import AutoModelForSequenceClassification
 
+    from tunelab.models.weights import load_pretrained
+
     names = spec["labels"]
-    return AutoModelForSequenceClassification.from_pretrained(
+    return load_pretrained(
+        AutoModelForSequenceClassification,
         path,
         num_labels=len(names),
         id2label=dict(enumerate(names)),

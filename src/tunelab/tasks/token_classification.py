@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab.data.readers import Row, _decode, read_rows
+from tunelab.data.readers import Row, check_rows, read_file, read_rows, split_lines
+from tunelab.data_policy import is_missing
 from tunelab.errors import DataError
 from tunelab.tasks.base import Task, register_task
 from tunelab.tasks.examples import Examples, ce_options, classifier_head, softmax
@@ -43,15 +44,11 @@ CONLL = (".conll", ".bio", ".bmes", ".iob", ".bioes")
 
 
 def _read_conll(path: str) -> list[Row]:
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as e:
-        raise DataError(path, None, e.strerror or "cannot read") from None
     rows: list[Row] = []
     tokens: list[str] = []
     tags: list[str] = []
     start = 1
-    for i, line in enumerate(_decode(path, raw).splitlines() + [""], start=1):
+    for i, line in enumerate(split_lines(read_file(path)) + [""], start=1):
         if not line.strip():
             if tokens:
                 rows.append(Row(start, {"tokens": tokens, "tags": tags}))
@@ -61,7 +58,8 @@ def _read_conll(path: str) -> list[Row]:
         if len(parts) != 2:
             raise DataError(path, i, f"expected 'token tag', got {line.strip()!r}", field="tags")
         try:
-            parse_tag(parts[1])
+            if not is_missing(parts[1]):  # a missing tag follows the reading policy
+                parse_tag(parts[1])
         except ValueError as e:
             raise DataError(path, i, str(e), field="tags") from None
         tokens.append(parts[0])
@@ -72,12 +70,25 @@ def _read_conll(path: str) -> list[Row]:
 
 
 def read_examples(path: str, text_column: str, label_column: str) -> Examples:
-    """Sentences as word lists with BIO tags; mismatches name file, line and field."""
-    if Path(path).suffix.lower() in CONLL:
-        rows = _read_conll(path)
+    """Sentences as word lists with BIO tags; mismatches name file, line and field. A null
+    token, or a missing tag (null, empty, NaN, NA, ...), follows the reading policy: refused,
+    or its sentence dropped."""
+    conll = Path(path).suffix.lower() in CONLL
+    if conll:
         text_column, label_column = "tokens", "tags"
+
+    def missing_item(row: Row) -> tuple[str, object, int | None] | None:
+        for col in (text_column, label_column):
+            seq = row.values.get(col)
+            for k, x in enumerate(seq if isinstance(seq, list) else []):
+                if x is None or (col == label_column and is_missing(x)):
+                    return col, x, row.line + k if conll else None  # CoNLL: the token's line
+        return None
+
+    if conll:
+        rows = check_rows(path, _read_conll(path), missing_in=missing_item)
     else:
-        rows = read_rows(path, required=[text_column, label_column])
+        rows = read_rows(path, required=[text_column, label_column], missing_in=missing_item)
     words, tags = [], []
     for r in rows:
         w, t = r.values[text_column], r.values[label_column]
@@ -163,10 +174,12 @@ def build_model(path: str, spec: dict, **load_kwargs):
     from transformers import AutoModelForTokenClassification
 
     from tunelab.models.heads import register_decoder_heads
+    from tunelab.models.weights import load_pretrained
 
     register_decoder_heads()  # Gemma 3 has no token-classification class of its own
     names = spec["labels"]
-    return AutoModelForTokenClassification.from_pretrained(
+    return load_pretrained(
+        AutoModelForTokenClassification,
         path,
         num_labels=len(names),
         id2label=dict(enumerate(names)),
