@@ -36,11 +36,13 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = C.build(overrides, a.config)
     if cfg.train.num_processes > 1 and "WORLD_SIZE" not in os.environ:
         return launch(cfg.train.num_processes, a.argv)
+    from tunelab.data_policy import reading_policy
     from tunelab.tasks import get_task
     from tunelab.training.loop import Interrupted
 
     try:
-        run_dir, metrics = run_training(cfg)
+        with reading_policy(C.read_policy(cfg)):  # the previous policy comes back after the run
+            run_dir, metrics = run_training(cfg)
     except Interrupted as e:
         where = f"; checkpoint saved in {e.checkpoint}" if e.checkpoint else ""
         print(
@@ -92,9 +94,12 @@ def launch(n: int, argv: list[str]) -> int:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     import tunelab
+    from tunelab.data_policy import reading_policy
 
+    policy = cliargs.read_policy(a)
     m = tunelab.load(a.model_dir)
-    metrics = m.evaluate(a.data, a.text_column, a.label_column, batch_size=a.batch_size)
+    with reading_policy(policy):
+        metrics = m.evaluate(a.data, a.text_column, a.label_column, batch_size=a.batch_size)
     print(json.dumps(metrics, ensure_ascii=False))
     return 0
 
@@ -102,13 +107,16 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     import tunelab
     from tunelab.data.readers import read_texts
+    from tunelab.data_policy import reading_policy
 
+    policy = cliargs.read_policy(a)
     m = tunelab.load(a.model_dir)
     column = a.text_column or m.info.text_column
-    if m.task.read_inputs is not None:  # e.g. question answering: question plus context
-        rows = m.task.read_inputs(a.input, column)
-    else:
-        rows = [({"text": t}, t) for _, t in read_texts(a.input, column)]
+    with reading_policy(policy):
+        if m.task.read_inputs is not None:  # e.g. question answering: question plus context
+            rows = m.task.read_inputs(a.input, column)
+        else:
+            rows = [({"text": t}, t) for _, t in read_texts(a.input, column)]
     preds = m.predict([item for _, item in rows], batch_size=a.batch_size)
     lines = [
         json.dumps({**shown, **p}, ensure_ascii=False)
@@ -155,12 +163,24 @@ def cmd_methods(a: argparse.Namespace) -> int:
 
 
 def cmd_runs(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from tunelab import run_index
 
     if a.compare:
         print(run_index.compare_runs(*a.compare))
+    elif a.clean_partial:
+        deleted, kept = run_index.clean_leftovers(a.dir)
+        for name in deleted:
+            print(f"deleted {Path(a.dir) / name}")
+        for row in kept:
+            print(f"tunelab: kept {Path(a.dir) / row['folder']}: {row['why']}", file=sys.stderr)
+        if not deleted and not kept:
+            print(f"no hidden folders of interrupted runs in {a.dir}")
     else:
         print(run_index.format_runs(run_index.list_runs(a.dir)))
+        if text := run_index.format_leftovers(run_index.leftovers(a.dir), a.dir):
+            print(text)
     return 0
 
 
@@ -196,6 +216,7 @@ def add_evaluate(sub) -> None:
     e.add_argument("--text-column", help="default: the column used in training")
     e.add_argument("--label-column", help="default: the column used in training")
     e.add_argument("--batch-size", type=int, default=64)
+    cliargs.read_policy_flags(e)
     e.set_defaults(func=cmd_evaluate)
 
 
@@ -213,6 +234,7 @@ def add_predict(sub) -> None:
     pr.add_argument("--output", help="JSONL file to write; default: stdout")
     pr.add_argument("--text-column", help="default: the column used in training")
     pr.add_argument("--batch-size", type=int, default=64)
+    cliargs.read_policy_flags(pr)
     pr.set_defaults(func=cmd_predict)
 
 
@@ -228,6 +250,12 @@ def add_runs(sub) -> None:
         nargs=2,
         metavar=("RUN_A", "RUN_B"),
         help="two run folders: differing settings and metrics side by side",
+    )
+    r.add_argument(
+        "--clean-partial",
+        action="store_true",
+        help="delete the hidden .NAME.partial-PID folders of killed runs (those whose process "
+        "is gone; a running one is kept); their checkpoints stay, so --resume still works",
     )
     r.set_defaults(func=cmd_runs)
 

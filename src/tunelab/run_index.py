@@ -1,8 +1,17 @@
 """``tunelab runs``: what is in a runs folder (finished, running, resumable, failed), and two
-runs side by side."""
+runs side by side.
+
+A run stages its folder in a hidden ``.NAME.partial-PID`` next to it and renames it into place
+when finished; a killed run leaves that folder behind until the same command with ``--resume``
+(or any run with that output folder) clears it. ``tunelab runs`` lists these leftovers with
+their process and checkpoint, and ``--clean-partial`` deletes the ones whose process is gone.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,6 +20,96 @@ from tunelab.runs import RunInfo, is_run, pid_alive, read_config, read_metrics, 
 from tunelab.training.checkpoint import complete, read_state
 
 SUFFIX = ".checkpoints"
+# .NAME.partial-PID: a run (or export) being written; .NAME.old-PID: the folder --overwrite was
+# replacing when the process died between its two renames
+LEFTOVER = re.compile(r"^\.(?P<run>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)$")
+
+
+def _started_after(pid: int, folder: Path) -> bool:
+    """Whether process ``pid`` started after ``folder`` was last changed: then it is another
+    process that reuses the number of the one that wrote the folder (Linux; False elsewhere)."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+        return started > folder.stat().st_mtime + 1  # btime has 1 s resolution
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+
+
+def leftovers(root: str | Path) -> list[dict]:
+    """The hidden folders of runs that are being written or were killed while written:
+    folder, run, pid, whether that process still runs, and the newest checkpoint's step."""
+    base = Path(root)
+    out = []
+    for p in sorted(base.iterdir()) if base.is_dir() else []:
+        m = LEFTOVER.match(p.name)
+        if m is None or not p.is_dir():
+            continue
+        pid = int(m["pid"])
+        found = complete(base / f"{m['run']}{SUFFIX}")
+        out.append(
+            {
+                "folder": p.name,
+                "run": m["run"],
+                "kind": m["kind"],
+                "pid": pid,
+                "alive": pid_alive(pid) and not _started_after(pid, p),
+                "checkpoint_step": read_state(found[-1]).step if found else None,
+            }
+        )
+    return out
+
+
+def clean_leftovers(root: str | Path) -> tuple[list[str], list[dict]]:
+    """Delete the leftover folders whose process is gone; returns (deleted, kept: each with
+    why). Checkpoints are kept: the runs can still be resumed. The previous folder an
+    ``--overwrite`` was replacing is only deleted once its replacement is in place."""
+    deleted, kept = [], []
+    for row in leftovers(root):
+        if row["alive"]:
+            kept.append({**row, "why": f"its process (pid {row['pid']}) is still running"})
+            continue
+        if row["kind"] == "old" and not (Path(root) / row["run"]).exists():
+            kept.append({**row, "why": f"the only copy of {row['run']}: rename it back"})
+            continue
+        shutil.rmtree(Path(root) / row["folder"], ignore_errors=True)
+        if (Path(root) / row["folder"]).exists():
+            raise TunelabError(f"{Path(root) / row['folder']}: cannot delete it (permissions?)")
+        deleted.append(row["folder"])
+    return deleted, kept
+
+
+def format_leftovers(rows: list[dict], root: str | Path) -> str:
+    """The leftover folders, what each is, and how to resume or clean it."""
+    if not rows:
+        return ""
+    lines = ["hidden folders of interrupted runs (and of runs being written):"]
+    for r in rows:
+        if r["alive"]:
+            what = f"pid {r['pid']} is still running: the run is being written"
+        elif r["kind"] == "old":
+            what = f"pid {r['pid']} is gone: the previous {r['run']}, replaced by --overwrite"
+            if not (Path(root) / r["run"]).exists():
+                what += f" ({r['run']} is missing: rename this folder back, or resume the run)"
+        elif r["checkpoint_step"] is not None:
+            what = (
+                f"pid {r['pid']} is gone; checkpoint at step {r['checkpoint_step']} in "
+                f"{r['run']}{SUFFIX}: resume with the same command plus --resume"
+            )
+        else:
+            what = f"pid {r['pid']} is gone; no checkpoint: run the command again"
+        lines.append(f"  {r['folder']}  {what}")
+    if any(not r["alive"] for r in rows):
+        lines.append(
+            f"delete the folders of processes that are gone (checkpoints are kept): "
+            f"tunelab runs {root} --clean-partial"
+        )
+    return "\n".join(lines)
 
 
 def _key_metric(run: Path, info: RunInfo) -> tuple[str, float | None, float | None]:
@@ -50,11 +149,6 @@ def list_runs(root: str | Path) -> list[dict]:
                 "value": value,
                 "train_seconds": secs,
             }
-        elif p.name.startswith(".") and ".partial-" in p.name:
-            run = p.name[1:].rsplit(".partial-", 1)
-            pid = int(run[1]) if run[1].isdigit() else 0
-            if pid and pid_alive(pid):
-                rows.setdefault(run[0], {"run": run[0], "status": f"running (pid {pid})"})
         elif p.name.endswith(SUFFIX) and complete(p):
             name = p.name[: -len(SUFFIX)]
             last = complete(p)[-1]
@@ -71,6 +165,16 @@ def list_runs(root: str | Path) -> list[dict]:
                         "train_seconds": state.get("train_seconds"),
                     }
                 )
+    for left in leftovers(base):
+        if left["kind"] != "partial":
+            continue
+        row = rows.setdefault(left["run"], {"run": left["run"]})
+        if left["alive"]:
+            row["status"] = f"running (pid {left['pid']})"
+        elif row.get("status", "").startswith("resumable"):
+            row["status"] = f"interrupted, {row['status']}"
+        elif "status" not in row:
+            row["status"] = "interrupted (no checkpoint)"
     return list(rows.values())
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tunelab.errors import TunelabError
-from tunelab.files import atomic_write_text
+from tunelab.files import as_os_error, atomic_write_text, fsync_dir, fsync_tree
 
 RUN_FILE = "tunelab.json"
 METRICS_FILE = "metrics.json"
@@ -84,17 +84,23 @@ def staged_dir(output_dir: str | Path, overwrite: bool) -> Iterator[Path]:
     try:
         yield tmp
         check_output_dir(out, overwrite)  # a folder may have appeared while we trained
+        fsync_tree(tmp)  # on disk before it takes the name: a crash cannot leave it half there
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.rename(out, old)
             os.rename(tmp, out)
+            fsync_dir(out.parent)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, out)
-    except OSError as e:  # disk full, permissions changed, ...
+            fsync_dir(out.parent)
+    except Exception as e:  # disk full, permissions changed, ... (also from Rust/C++ writers)
         shutil.rmtree(tmp, ignore_errors=True)
+        err = as_os_error(e, out.parent)
+        if err is None:
+            raise
         raise TunelabError(
-            f"{out}: writing the run folder failed ({e.strerror or e}); "
+            f"{out}: writing the run folder failed ({err.strerror or err}); "
             "any existing folder there was left untouched"
         ) from None
     except BaseException:

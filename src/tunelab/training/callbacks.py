@@ -22,10 +22,15 @@ class Checkpointing(Callback):
     last step: the finished run is saved instead), the newest ``keep`` kept."""
 
     def __init__(
-        self, directory: Path | None, save_steps: int | None, keep: int, config_yaml: str = ""
+        self,
+        directory: Path | None,
+        save_steps: int | None,
+        keep: int,
+        config_yaml: str = "",
+        data: dict[str, dict] | None = None,
     ) -> None:
         self.directory, self.save_steps, self.keep = directory, save_steps, keep
-        self.config_yaml = config_yaml
+        self.config_yaml, self.data = config_yaml, data  # checked on resume
 
     def save(self, loop: Loop) -> Path | None:
         if self.directory is None:  # e.g. a process other than the main one
@@ -41,6 +46,7 @@ class Checkpointing(Callback):
             loop.best,
             self.keep,
             self.config_yaml,
+            self.data,
         )
 
     def on_step_end(self, loop: Loop) -> None:

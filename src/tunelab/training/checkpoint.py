@@ -2,13 +2,17 @@
 
 A checkpoint is a folder ``step-000120`` under ``<output_dir>.checkpoints/`` holding the
 trainable weights (and the best weights so far) in safetensors, the optimizer and scheduler
-states (tensors and numbers only, loaded with ``weights_only=True``), the RNG states and the
-loop counters as JSON. It is written to a temporary folder and renamed into place, so a crash
-while writing leaves the previous checkpoint intact; only the newest ``keep`` are kept.
+states (tensors and numbers only, loaded with ``weights_only=True``), the RNG states, the
+loop counters as JSON, and the size and sha256 of every data file the run reads (a resume on
+changed data is refused). It is written to a temporary folder, flushed to disk and renamed into
+place, so a crash (or power cut) while writing leaves the previous checkpoint intact; only the
+newest ``keep`` are kept. A checkpoint stops counting as complete (its ``checkpoint.json`` is
+removed) before the rest of it is deleted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -22,9 +26,11 @@ import numpy as np
 import torch
 
 from tunelab.errors import TunelabError
-from tunelab.runs import write_config
+from tunelab.files import as_os_error, fsync_dir, fsync_tree
+from tunelab.runs import pid_alive, write_config
 
 DONE = "checkpoint.json"  # written last: marks a checkpoint complete
+DATA = "data.json"  # size and sha256 of each data file, by its role (train, validation, test)
 
 
 @dataclass
@@ -78,15 +84,18 @@ def save(
     best: dict[str, torch.Tensor] | None,
     keep: int,
     config_yaml: str = "",
+    data: dict[str, dict] | None = None,
 ) -> Path:
-    """Write checkpoint ``step-N`` atomically (with the run's ``config.yaml``, so it can be
-    checked on resume); prune older ones. Returns its folder."""
+    """Write checkpoint ``step-N`` atomically (with the run's ``config.yaml`` and the
+    :func:`fingerprint` of its data, so both can be checked on resume); prune older ones.
+    Returns its folder."""
     from safetensors.torch import save_file
 
     final = directory / f"step-{state.step:06d}"
     tmp = directory / f".tmp-step-{state.step:06d}-{os.getpid()}"
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(directory)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         weights = {
@@ -102,19 +111,82 @@ def save(
         torch.save([s.state_dict() for s in scheds], tmp / "scheduler.pt")
         (tmp / "rng.json").write_text(json.dumps(_rng_state()), encoding="utf-8")
         write_config(tmp, config_yaml)  # checked against the settings on resume
+        if data is not None:
+            (tmp / DATA).write_text(json.dumps(data), encoding="utf-8")
         (tmp / DONE).write_text(json.dumps(asdict(state)), encoding="utf-8")
+        fsync_tree(tmp)  # on disk before the rename makes it the newest checkpoint
         if final.exists():
-            shutil.rmtree(final)
+            remove(final)
         os.rename(tmp, final)
-    except OSError as e:
+        fsync_dir(directory)
+    except BaseException as e:  # safetensors and torch.save report a full disk in their types
         shutil.rmtree(tmp, ignore_errors=True)
+        err = as_os_error(e, directory)
+        if err is None:
+            raise
         raise TunelabError(
-            f"{directory}: cannot write a checkpoint ({e.strerror or e}); the "
+            f"{directory}: cannot write a checkpoint ({err.strerror or err}); the "
             "previous checkpoint is intact"
         ) from None
     for old in complete(directory)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        remove(old)
     return final
+
+
+def remove(path: Path) -> None:
+    """Delete checkpoint ``path``; it stops being complete first, so a crash half-way through
+    the deletion never leaves a 'complete' checkpoint with files missing."""
+    (path / DONE).unlink(missing_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_all(directory: Path) -> None:
+    """Delete the checkpoints folder of a finished run (every checkpoint incomplete first)."""
+    for p in complete(directory):
+        (p / DONE).unlink(missing_ok=True)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Drop half-written checkpoints of processes that were killed while writing them."""
+    for p in directory.glob(".tmp-step-*-*"):
+        pid = p.name.rsplit("-", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def fingerprint(files: dict[str, str | None]) -> dict[str, dict]:
+    """Size and sha256 (read in 1 MiB blocks) of each data file, by its role (``train``,
+    ``validation``, ``test``); a file that cannot be read is left out (its reader says why)."""
+    out: dict[str, dict] = {}
+    for role, path in files.items():
+        if not path:
+            continue
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                while block := f.read(1 << 20):
+                    digest.update(block)
+        except OSError:
+            continue
+        out[role] = {"path": str(path), "size": size, "sha256": digest.hexdigest()}
+    return out
+
+
+def read_data(path: Path) -> dict[str, dict] | None:
+    """The data fingerprint saved in checkpoint ``path``; None for a checkpoint written before
+    tunelab recorded one."""
+    f = path / DATA
+    if not f.is_file():
+        return None
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TunelabError(f"{f}: corrupt data record ({e})") from None
+    if not isinstance(data, dict):
+        raise TunelabError(f"{f}: corrupt data record (not a JSON object)")
+    return data
 
 
 def complete(directory: Path) -> list[Path]:

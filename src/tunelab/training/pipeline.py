@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,11 +28,19 @@ from tunelab.data.batching import predict_logits
 from tunelab.evaluation.report import write_report
 from tunelab.methods import MethodContext, count_parameters
 from tunelab.models.hf import align_pad, pad_id
-from tunelab.runs import RunInfo, open_train_log, staged_dir, write_config, write_metrics, write_run
-from tunelab.training import distributed, overfitting
+from tunelab.runs import (
+    RunInfo,
+    open_train_log,
+    read_metrics,
+    staged_dir,
+    write_config,
+    write_metrics,
+    write_run,
+)
+from tunelab.training import checkpoint, distributed, overfitting
 from tunelab.training.callbacks import Checkpointing, Interruption, ProgressBar
 from tunelab.training.loop import Callback, LoopResult, LoopSettings, fit, plan_steps
-from tunelab.training.prepare import Prepared, prepare, resolve_precision
+from tunelab.training.prepare import Prepared, finished_run, prepare, resolve_precision
 from tunelab.training.supervised import StepSettings, supervised_job
 from tunelab.training.trackers import make_tracker
 from tunelab.version import __version__
@@ -191,6 +198,7 @@ def train(
         t.save_steps or None,
         t.save_total_limit,
         C.to_yaml(p.cfg),
+        p.data,
     )
     bar = [ProgressBar()] if t.progress and sys.stderr.isatty() else []
     return fit(
@@ -235,7 +243,8 @@ def finalize(p: Prepared, b: Built, res: LoopResult, before: dict | None) -> tup
 def write_run_folder(
     p: Prepared, b: Built, res: LoopResult, metrics: dict, final_logits, out: Path
 ) -> None:
-    """Weights, tokenizer, settings, scores, report; ``tunelab.json`` last."""
+    """Weights, tokenizer, settings, scores, report; ``tunelab.json`` last. Written inside
+    ``staged_dir``, which turns a failed write from any library into one line."""
     p.method.save(b.model, out)
     p.tokenizer.save_pretrained(out)
     write_config(out, C.to_yaml(p.cfg))
@@ -290,6 +299,12 @@ def run_training(
     dist = distributed.setup()
     echo = echo if dist.is_main else _silent
     cfg.train.num_processes = dist.world  # the run records how it was trained
+    done = finished_run(cfg)
+    if done is not None:  # killed after its folder was complete: only the checkpoints are left
+        echo(f"tunelab: {done} is already finished; nothing to resume")
+        if dist.is_main:
+            checkpoint.remove_all(checkpoint.checkpoints_dir(done))
+        return done, read_metrics(done)
     p = prepare(cfg, dist)
     b = build(p)
     _announce(p, b, echo)
@@ -313,7 +328,7 @@ def run_training(
         if tmp is not None:
             write_run_folder(p, b, res, metrics, final_logits, tmp)
     if dist.is_main:  # the finished run supersedes its checkpoints
-        shutil.rmtree(p.checkpoints, ignore_errors=True)
+        checkpoint.remove_all(p.checkpoints)
     return out, metrics
 
 

@@ -5,6 +5,7 @@ fails in a second."""
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,12 @@ import numpy as np
 import torch
 
 from tunelab import config as C
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, DataError
 from tunelab.methods import Method, check_supported, get_method
 from tunelab.models import resolve_model
 from tunelab.models.hf import is_causal, quiet_transformers
 from tunelab.models.registry import ResolvedModel
-from tunelab.runs import CONFIG_FILE, check_output_dir, read_config
+from tunelab.runs import CONFIG_FILE, RUN_FILE, check_output_dir, is_run, read_config
 from tunelab.tasks import LOWER_IS_BETTER, Task, get_task
 from tunelab.tasks.encoding import as_targets, encode_split
 from tunelab.training import checkpoint, overfitting
@@ -62,6 +63,7 @@ class Prepared:
     augmented: list[dict] = field(default_factory=list)
     checkpoints: Path = Path()
     resume_from: Path | None = None
+    data: dict[str, dict] = field(default_factory=dict)  # size and sha256 of each data file
 
     @property
     def final_split(self) -> str:
@@ -98,7 +100,8 @@ def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
     # check_settings refused a missing train, validation or output_dir
     assert d.train is not None and d.validation is not None and t.output_dir is not None
     ckpt_dir = checkpoint.checkpoints_dir(t.output_dir)
-    resume_from = find_resume_point(cfg, ckpt_dir, dist.is_main)
+    data = checkpoint.fingerprint(data_files(cfg))  # recorded in every checkpoint
+    resume_from = find_resume_point(cfg, ckpt_dir, dist.is_main, data)
     text_col = d.text_column or task.default_columns[0]
     label_col = d.label_column or task.default_columns[1]
     train = task.read_examples(d.train, text_col, label_col)
@@ -152,6 +155,7 @@ def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
         augmented=augmented,
         checkpoints=ckpt_dir,
         resume_from=resume_from,
+        data=data,
     )
     for k, v in splits.items():
         p.ids[k], y = encode_split(task, tokenizer, v, spec, L, label_col)
@@ -180,9 +184,25 @@ def check_metric(task: Task, metric: str, ids: list, targets, spec: dict) -> Non
         )
 
 
-def find_resume_point(cfg: C.RunConfig, ckpt_dir: Path, is_main: bool = True) -> Path | None:
+def data_files(cfg: C.RunConfig) -> dict[str, str | None]:
+    """Every data file the run reads, by its role."""
+    d = cfg.data
+    return {"train": d.train, "validation": d.validation, "test": d.test}
+
+
+def _changed_key(before: dict, now: dict) -> str | None:
+    """The first setting that matters and differs between ``before`` and ``now``."""
+    return next(
+        (k for k, v in before.items() if k not in RESUME_MAY_CHANGE and now.get(k) != v), None
+    )
+
+
+def find_resume_point(
+    cfg: C.RunConfig, ckpt_dir: Path, is_main: bool = True, data: dict[str, dict] | None = None
+) -> Path | None:
     """The checkpoint to continue from, or None for a fresh run; refuses to silently start
-    over on top of an interrupted run's checkpoints, or to resume with different settings."""
+    over on top of an interrupted run's checkpoints, or to resume with different settings or
+    data (``data``: the :func:`~tunelab.training.checkpoint.fingerprint` of the files now)."""
     t = cfg.train
     if t.resume_from:
         point = Path(t.resume_from)
@@ -204,13 +224,68 @@ def find_resume_point(cfg: C.RunConfig, ckpt_dir: Path, is_main: bool = True) ->
         point = found[-1]
     before = C.from_mapping(read_config(point, required=False), str(point / CONFIG_FILE))
     now = cfg.flat()
-    for k, v in before.items():
-        if k not in RESUME_MAY_CHANGE and now.get(k) != v:
-            raise ConfigError(
-                f"cannot resume {point}: key '{k}' was {v!r} in the "
-                f"interrupted run and is {now.get(k)!r} now"
-            )
+    if (k := _changed_key(before, now)) is not None:
+        raise ConfigError(
+            f"cannot resume {point}: key '{k}' was {before[k]!r} in the "
+            f"interrupted run and is {now.get(k)!r} now"
+        )
+    check_data(
+        point, data if data is not None else checkpoint.fingerprint(data_files(cfg)), is_main
+    )
     return point
+
+
+def check_data(point: Path, now: dict[str, dict], is_main: bool = True) -> None:
+    """Refuse to resume from ``point`` when a data file differs from the one the interrupted
+    run read (size, then sha256); a checkpoint from before data was recorded resumes with a
+    warning."""
+    recorded = checkpoint.read_data(point)
+    if recorded is None:
+        if is_main:
+            print(
+                f"tunelab: warning: {point} does not record its data files (written by an "
+                "older tunelab); resuming without checking that they are unchanged",
+                file=sys.stderr,
+                flush=True,
+            )
+        return
+    for role, was in recorded.items():
+        cur = now.get(role)
+        path = cur["path"] if cur else was.get("path", role)
+        if cur is None:
+            why = "cannot be read now"
+        elif cur["size"] != was.get("size"):
+            why = (
+                f"changed since the checkpoint {point} ({was.get('size')} bytes, now {cur['size']})"
+            )
+        elif cur["sha256"] != was.get("sha256"):
+            why = f"changed since the checkpoint {point} (same size, other contents)"
+        else:
+            continue
+        raise DataError(
+            path,
+            None,
+            f"the {role} file {why}; resuming would train on other data than the interrupted "
+            "run did: restore the file, or start over with --overwrite instead of --resume",
+        )
+
+
+def finished_run(cfg: C.RunConfig) -> Path | None:
+    """With ``--resume`` (and no ``--overwrite``): the finished run at ``output_dir`` when the
+    same settings wrote it after the newest checkpoint, i.e. a run killed after its folder was
+    complete but before its checkpoints were removed. None otherwise."""
+    t = cfg.train
+    if not t.resume or t.overwrite or not t.output_dir or not is_run(Path(t.output_dir)):
+        return None
+    out = Path(t.output_dir)
+    before = C.from_mapping(read_config(out, required=False), str(out / CONFIG_FILE))
+    if not before or _changed_key(before, cfg.flat()) is not None:
+        return None
+    written = (out / RUN_FILE).stat().st_mtime_ns
+    ckpts = checkpoint.complete(checkpoint.checkpoints_dir(out))
+    if any((p / checkpoint.DONE).stat().st_mtime_ns > written for p in ckpts):
+        return None
+    return out
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
