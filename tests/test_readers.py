@@ -253,19 +253,11 @@ def test_missing_per_task(tmp_path):
         assert tok.read_examples(str(tmp_path / "t.conll"), "tokens", "tags").lines == [1]
 
 
-@pytest.fixture
-def policy_restored():
-    before = current_policy()
-    yield
-    from tunelab.data_policy import use_policy
-
-    use_policy(before)
-
-
-def test_the_config_keys_reach_the_readers(policy_restored):
+def test_the_config_keys_give_the_runs_policy():
     cfg = C.build({"drop_missing": "true", "max_field_chars": "5"})
-    C.validate(cfg)  # what every run does before it reads a file
-    assert current_policy() == ReadPolicy(max_field_chars=5, drop_missing=True)
+    assert C.read_policy(cfg) == ReadPolicy(max_field_chars=5, drop_missing=True)
+    C.validate(cfg)  # checking settings changes nothing global
+    assert current_policy() == ReadPolicy()
 
 
 def test_train_cli_refuses_missing_and_long_values_with_exit_2(tmp_path, capsys):

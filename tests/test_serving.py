@@ -70,9 +70,15 @@ def test_health_ready_docs_and_openapi(server):
     status, page, _ = server.request("GET", "/docs")
     assert status == 200 and "swagger" in page.lower()
     spec = server.request("GET", "/openapi.json")[1]
-    assert {"/v1/models", "/v1/models/{name}/predict", "/v1/models/{name}/reload"} <= set(
-        spec["paths"]
-    )
+    # one predict operation per served model, each with the body that model takes
+    assert {
+        "/v1/models",
+        "/v1/models/sent/predict",
+        "/v1/models/lora/predict",
+        "/v1/models/{name}/reload",
+    } <= set(spec["paths"])
+    body = spec["paths"]["/v1/models/sent/predict"]["post"]["requestBody"]["content"]
+    assert body["application/json"]["schema"]["$ref"].endswith("TextRequest")
 
 
 def test_predictions_match_the_model_in_python(server, keys, trained_runs):

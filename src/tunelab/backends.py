@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from tunelab.errors import TunelabError
+from tunelab.errors import TunelabError, first_line
 
 
 def cpu_threads() -> int:
@@ -53,10 +53,8 @@ class OnnxModule:
                 data if data is not None else str(path), so, providers=["CPUExecutionProvider"]
             )
         except Exception as e:  # onnxruntime raises its own exception types
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise TunelabError(
-                f"{path}: corrupt or unreadable ONNX model ({first[:200]})"
-            ) from None
+            first = first_line(e, 200)
+            raise TunelabError(f"{path}: corrupt or unreadable ONNX model ({first})") from None
         self.path = Path(path)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]

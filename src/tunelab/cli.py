@@ -36,13 +36,11 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = C.build(overrides, a.config)
     if cfg.train.num_processes > 1 and "WORLD_SIZE" not in os.environ:
         return launch(cfg.train.num_processes, a.argv)
-    from tunelab.data_policy import reading_policy
     from tunelab.tasks import get_task
     from tunelab.training.loop import Interrupted
 
     try:
-        with reading_policy(C.read_policy(cfg)):  # the previous policy comes back after the run
-            run_dir, metrics = run_training(cfg)
+        run_dir, metrics = run_training(cfg)
     except Interrupted as e:
         where = f"; checkpoint saved in {e.checkpoint}" if e.checkpoint else ""
         print(

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from tunelab.data_policy import DEFAULT_MAX_FIELD_CHARS, ReadPolicy, use_policy
+from tunelab.data_policy import DEFAULT_MAX_FIELD_CHARS, ReadPolicy
 from tunelab.errors import ConfigError
 
 
@@ -344,8 +344,7 @@ def build(overrides: dict[str, Any], config_file: str | None = None) -> RunConfi
 
 
 def validate(cfg: RunConfig) -> None:
-    """Range checks; each method checks its own options (``methods.check_options``). Makes the
-    run's data reading policy (``read_policy``) the one in force."""
+    """Range checks; each method checks its own options (``methods.check_options``)."""
     t, m, r, d = cfg.train, cfg.model, cfg.regularisation, cfg.data
     checks = [
         (t.epochs > 0, "epochs", t.epochs, "must be > 0"),
@@ -429,7 +428,6 @@ def validate(cfg: RunConfig) -> None:
     for ok, key, value, why in checks:
         if not ok:
             raise ConfigError(f"key '{key}' = {value!r} {why}")
-    use_policy(read_policy(cfg))  # before any data file is read (training.prepare calls this)
     from tunelab.methods import METHODS, check_options
 
     values = dataclasses.asdict(cfg.method)

@@ -40,3 +40,10 @@ class ConfigError(TunelabError):
 
 class ModelNotFoundError(TunelabError):
     """A model name that is neither an alias, a local folder, nor reachable on the hub."""
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type name when it has none), at most
+    ``limit`` characters: what a one-line error shows of a library's exception."""
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:limit]

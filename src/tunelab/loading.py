@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tunelab.errors import TunelabError
+from tunelab.errors import TunelabError, first_line
 from tunelab.runs import RunInfo, read_run
 
 Loader = Callable[[Path, RunInfo, "str | None"], Any]
@@ -67,7 +67,7 @@ def load(path: str | os.PathLike, device: str | None = None):
     except MemoryError:
         raise TunelabError(f"{folder}: not enough memory to load this model") from None
     except Exception as e:  # a damaged file the checks could not see (folders without checksums)
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        first = first_line(e)
         raise TunelabError(
             f"{folder}: cannot load the model ({type(e).__name__}: {first}); the folder may be "
             "damaged: re-create it or restore it from a copy"

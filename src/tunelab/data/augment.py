@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tunelab.data.readers import read_rows
-from tunelab.errors import DataError, TunelabError
+from tunelab.errors import DataError, TunelabError, first_line
 from tunelab.files import atomic_writer
 
 OPS = ("sr", "ri", "rs", "rd")
@@ -195,7 +195,7 @@ def _load_mlm(model_dir: str | Path) -> tuple[Any, Any]:
         tok = AutoTokenizer.from_pretrained(str(model_dir))
         model, info = AutoModelForMaskedLM.from_pretrained(str(model_dir), output_loading_info=True)
     except (OSError, ValueError, KeyError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e, 10_000)
         raise TunelabError(f"{model_dir}: cannot load a masked language model ({first})") from None
     finally:
         hf_logging.set_verbosity(level)

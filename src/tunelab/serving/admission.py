@@ -11,6 +11,7 @@ import time
 
 from fastapi import Request
 
+from tunelab.errors import first_line
 from tunelab.serving import metrics
 from tunelab.serving.errors import error_response, http_error
 from tunelab.serving.guard import RateLimiter
@@ -71,7 +72,7 @@ class Guard:
             else:
                 await self.app(scope, receive, send_status)
         except Exception as e:  # a bug or a failing model: this request's 500, not the server's
-            first = (str(e).strip().splitlines() or [""])[0][:300]
+            first = first_line(e)
             log.error("%s %s failed: %s: %s", scope["method"], path, type(e).__name__, first)
             log.debug("traceback", exc_info=True)
             if not started[0]:

@@ -32,7 +32,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from tunelab.errors import TunelabError
+from tunelab.errors import TunelabError, first_line
 from tunelab.runs import read_metrics, read_run
 from tunelab.serving import errors, metrics
 from tunelab.serving.admission import Guard, Limits, require_json
@@ -229,7 +229,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             outs = await s.batcher.submit(plain)
         except Exception as e:  # this request's inputs broke the model (the batcher re-ran
             # the others on their own): its 500, logged in one line
-            log.error("predict model=%s failed: %s: %s", name, type(e).__name__, str(e)[:300])
+            log.error("predict model=%s failed: %s: %s", name, type(e).__name__, first_line(e))
             raise http_error(
                 500,
                 f"the model failed on these inputs ({type(e).__name__}); other requests "

@@ -7,6 +7,7 @@ schema accepts is one the server accepts.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from pydantic import (
@@ -60,6 +61,7 @@ class QAInput(BaseModel):
     context: str
 
 
+@functools.cache  # one class per shape, so the schema names it once for every model
 def request_model(qa: bool, max_chars: int) -> type[BaseModel]:
     """The predict body of a model that takes texts, or (``qa``) {question, context}."""
     text = text_type(max_chars)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from tunelab import config as C
+from tunelab.data_policy import reading_policy
 from tunelab.errors import ConfigError, DataError
 from tunelab.methods import Method, check_supported, get_method
 from tunelab.models import resolve_model
@@ -104,7 +105,11 @@ def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
     resume_from = find_resume_point(cfg, ckpt_dir, dist.is_main, data)
     text_col = d.text_column or task.default_columns[0]
     label_col = d.label_column or task.default_columns[1]
-    train = task.read_examples(d.train, text_col, label_col)
+    with reading_policy(C.read_policy(cfg)):  # the run's length limit and missing values
+        train = task.read_examples(d.train, text_col, label_col)
+        splits = {"validation": task.read_examples(d.validation, text_col, label_col)}
+        if d.test:
+            splits["test"] = task.read_examples(d.test, text_col, label_col)
     if d.max_train_examples:
         train.keep(list(range(min(d.max_train_examples, len(train.texts)))))
     if d.max_train_examples_per_class:
@@ -112,9 +117,6 @@ def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
     n_original = len(train.texts)
     augmented = overfitting.augment_train(train, r, t.seed) if r.augment else []
     metric = task.default_metric if t.metric_for_best == "auto" else t.metric_for_best
-    splits = {"validation": task.read_examples(d.validation, text_col, label_col)}
-    if d.test:
-        splits["test"] = task.read_examples(d.test, text_col, label_col)
     if d.max_eval_examples:
         for ex in splits.values():
             ex.keep(list(range(min(d.max_eval_examples, len(ex.texts)))))
