@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,37 @@ def read_safetensors(path: str | Path, record: dict | None = None) -> dict[str, 
     Raises:
         TunelabError: missing, truncated, modified or malformed file (one line).
     """
-    path = Path(path)
+    tensors, check = _read_tensors(Path(path), record)
+    check()
+    return tensors
+
+
+def _read_tensors(path: Path, record: dict | None) -> tuple[dict[str, torch.Tensor], Any]:
+    """(tensors, check): ``check()`` waits for the checksum, computed in a thread meanwhile
+    (hashlib releases the GIL), and raises if it does not match."""
+    buf = _read(path, record)
+    if record is None:
+        return _tensors(path, buf), lambda: None
+    digest: list[str] = []
+    worker = threading.Thread(target=lambda: digest.append(hashlib.sha256(buf).hexdigest()))
+    worker.start()
+
+    def check() -> None:
+        worker.join()
+        if digest != [record.get("sha256")]:
+            raise refuse(
+                path.parent, path.name, "does not match its checksum (corrupted or modified)"
+            )
+
+    try:
+        return _tensors(path, buf), check
+    except TunelabError:
+        check()  # a checksum mismatch says more than a malformed header
+        raise
+
+
+def _read(path: Path, record: dict | None) -> bytearray:
+    """The whole file in one buffer (its size checked against ``record`` first)."""
     try:
         f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed below; fstat needs the fd)
     except FileNotFoundError:
@@ -67,18 +98,13 @@ def read_safetensors(path: str | Path, record: dict | None = None) -> dict[str, 
             raise refuse(path.parent, path.name, damage(path, record) or "changed size")
         buf = bytearray(size)
         view = memoryview(buf)
-        h = hashlib.sha256() if record is not None else None
         got = 0
         while got < size:
             n = f.readinto(view[got : got + CHUNK])
             if not n:  # the file shrank while it was read
                 raise _bad(path, f"ended after {got:,} of {size:,} bytes")
-            if h is not None:
-                h.update(view[got : got + n])
             got += n
-    if h is not None and record is not None and h.hexdigest() != record.get("sha256"):
-        raise refuse(path.parent, path.name, "does not match its checksum (corrupted or modified)")
-    return _tensors(path, buf)
+    return buf
 
 
 def _tensors(path: Path, buf: bytearray) -> dict[str, torch.Tensor]:
@@ -154,11 +180,18 @@ def load_pretrained(auto_class, path: str, files: dict | None = None, **kwargs):
         return auto_class.from_pretrained(path, **kwargs)
     config, rest = AutoConfig.from_pretrained(path, return_unused_kwargs=True, **kwargs)
     state: dict[str, torch.Tensor] = {}
+    checks = []
     for f in shards:
-        state.update(read_safetensors(f, (files or {}).get(f.name)))
+        tensors, check = _read_tensors(f, (files or {}).get(f.name))
+        state.update(tensors)
+        checks.append(check)
     mapping = getattr(auto_class, "_model_mapping", None)
     model_class = mapping[type(config)] if mapping is not None else auto_class
-    model = model_class.from_pretrained(None, config=config, state_dict=state, **rest)
+    try:  # the checksums are computed while the model is built
+        model = model_class.from_pretrained(None, config=config, state_dict=state, **rest)
+    finally:
+        for check in checks:
+            check()
     # what from_pretrained(path) also sets: the source (PEFT records it as the base model)
     # and the folder's generation defaults (end-of-sequence ids, ...)
     model.config._name_or_path = str(path)
