@@ -136,3 +136,16 @@ def test_a_lone_request_waits_at_most_max_wait(max_wait):
     out, took = run(main())
     assert out == ["only"]
     assert took >= max_wait * 0.9 and took < max_wait + 1.0
+
+
+def test_the_rate_limiter_forgets_addresses_that_refilled():
+    from tunelab.serving.guard import RateLimiter
+
+    limiter = RateLimiter(60)
+    limiter.MAX_KEYS = 5
+    for i in range(8):
+        limiter.buckets[f"old{i}"] = (0.0, -1e9)  # long ago: refilled since
+    limiter.buckets["waiting"] = (0.0, __import__("time").monotonic())
+    assert limiter.check("new") == 0.0
+    assert set(limiter.buckets) == {"waiting", "new"}
+    assert limiter.check("waiting") > 0  # still limited

@@ -48,12 +48,17 @@ class RateLimiter:
         tokens = min(self.capacity, tokens + (time.monotonic() - last) * self.rate)
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
+    MAX_KEYS = 10_000  # past this many, buckets that refilled are forgotten
+
     def check(self, key: str) -> float:
         """0 if the request may go ahead, else the seconds until it may."""
         if self.rate <= 0:
             return 0.0
         now = time.monotonic()
         with self.lock:
+            if len(self.buckets) > self.MAX_KEYS:  # many addresses: keep only the ones waiting
+                full = self.capacity / self.rate
+                self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < full}
             tokens, last = self.buckets.get(key, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
             if tokens >= 1.0:
