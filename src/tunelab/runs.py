@@ -150,6 +150,8 @@ class RunInfo:
     member_sources: list[str] | None = None
     combine: str | None = None
     metrics: dict | None = None  # ensemble: members' and ensemble's scores
+    precision: str | None = None  # what training computed in (auto resolved)
+    machine: dict | None = None  # where it was trained (tunelab.machine.describe)
     # every file of the folder: {relative path: {"size", "sha256"}} (tunelab.integrity)
     files: dict | None = None
     extra: dict = field(default_factory=dict)

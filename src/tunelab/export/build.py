@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tunelab.errors import TunelabError
+from tunelab.machine import describe as describe_machine
 from tunelab.methods import get_method
 from tunelab.runs import (
     RunInfo,
@@ -112,6 +113,7 @@ def export_model(
         copy_records(run, tmp)
         record["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
         record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record["machine"] = describe_machine()  # where the parity and metrics were measured
         write_run(tmp, dataclasses.replace(info, method="full", export=record))
     return record
 
