@@ -4,6 +4,7 @@ asked sparsity, and clear errors for incomplete folders."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,7 +224,6 @@ def test_incomplete_or_corrupt_export_folders_name_the_file(exports, tmp_path, c
     "args, message",
     [
         (["--prune", "magnitude", "--eval-data", "x.csv"], "--prune needs --sparsity"),
-        (["--quantize", "int8"], "need --eval-data"),
         (["--sparsity", "0.3"], "only used with --prune"),
         (["--format", "onnx", "--merge"], "goes with --format hf"),
     ],
@@ -269,3 +269,33 @@ def test_a_damaged_onnx_export_refuses_to_load(exports, how, tmp_path):
     damage(folder / "model.onnx", how)
     with pytest.raises(TunelabError, match="model.onnx"):
         tunelab.load(folder)
+
+
+def test_quantize_without_eval_data_measures_on_the_runs_own_split(trained_runs, tmp_path):
+    import shutil
+
+    run = trained_runs["full"]
+    out = tmp_path / "int8"
+    assert (
+        main(["export", "--model-dir", str(run), "--output-dir", str(out), "--quantize", "int8"])
+        == 0
+    )
+    rec = export_info(out)
+    assert rec["eval_data_source"] == "test" and rec["accuracy_measured"] is True
+    assert "accuracy" in rec["metrics_after"]
+    # the run's data gone: it still quantizes, and says accuracy was not measured
+    moved = Path(shutil.copytree(run, tmp_path / "moved"))
+    cfg = (moved / "config.yaml").read_text()
+    (moved / "config.yaml").write_text(cfg.replace(str(Path(rec["eval_data"]).parent), "/gone"))
+    out2 = tmp_path / "int8-unmeasured"
+    assert (
+        main(["export", "--model-dir", str(moved), "--output-dir", str(out2), "--quantize", "int8"])
+        == 0
+    )
+    rec2 = export_info(out2)
+    assert rec2["accuracy_measured"] is False and "metrics_after" not in rec2
+    # pruning cannot cut along a curve it cannot measure
+    args = ["--prune", "magnitude", "--sparsity", "0.3"]
+    assert (
+        main(["export", "--model-dir", str(moved), "--output-dir", str(tmp_path / "p"), *args]) == 2
+    )

@@ -66,6 +66,16 @@ def export_model(
     info = read_run(run)
     method = get_method(info.method)
     task = get_task(info.task)
+    source = "--eval-data" if eval_data else None
+    if (quantize or prune) and not eval_data:  # the run's own held-out split, if still there
+        eval_data, source = _own_split(run)
+        if eval_data:
+            log(f"no --eval-data: measuring on the run's own {source} split, {eval_data}")
+        elif quantize and not prune:
+            log(
+                "no --eval-data, and the run's test and validation files are gone: quantizing "
+                "without measuring accuracy (give --eval-data FILE to measure it)"
+            )
     _check_options(info, method, fmt, quantize, prune, sparsity, eval_data)
     check_output_dir(output_dir, overwrite)
     if eval_data and not Path(eval_data).is_file():
@@ -81,6 +91,8 @@ def export_model(
         "source_run": str(run.resolve()),
         "quantize": quantize,
         "eval_data": eval_data,
+        "eval_data_source": source,  # --eval-data, the run's test/validation split, or None
+        "accuracy_measured": bool(eval_data),
         "metric": task.default_metric,
     }
     evaluate = (lambda m: _evaluate(loaded, m, eval_data)) if eval_data else None
@@ -153,11 +165,20 @@ def _check_options(info: RunInfo, method, fmt: str, quantize, prune, sparsity, e
             )
     elif sparsity is not None:
         raise TunelabError("--sparsity is only used with --prune magnitude|heads")
-    if (quantize or prune) and not eval_data:
+    if prune and not eval_data:
         raise TunelabError(
-            "--quantize and --prune need --eval-data FILE (a labelled file) "
-            "so that accuracy before and after is measured and recorded"
+            "--prune needs --eval-data FILE (a labelled file; the run's own test and "
+            "validation files are gone) to measure the accuracy curve it cuts along"
         )
+
+
+def _own_split(run: Path) -> tuple[str | None, str | None]:
+    """(file, split) of the run's recorded test split, else validation, if still readable."""
+    for split in ("test", "validation"):
+        f = data_file(run, split)
+        if f and Path(f).is_file():
+            return f, split
+    return None, None
 
 
 def _evaluate(loaded, model, eval_data: str) -> dict:

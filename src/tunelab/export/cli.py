@@ -41,14 +41,16 @@ def add_export(sub) -> None:
         "--quantize",
         choices=["int8"],
         help="dynamic int8 quantization (onnx: in the graph; hf: applied by "
-        "tunelab.load); needs --eval-data",
+        "tunelab.load); accuracy measured on --eval-data, else on the run's own test or "
+        "validation file",
     )
     x.add_argument(
         "--prune",
         choices=["magnitude", "heads"],
         help="magnitude: zero the smallest weights of each layer; heads: remove the "
         "least important attention heads (ranked on the run's validation "
-        "data); needs --sparsity and --eval-data",
+        "data); needs --sparsity, and --eval-data unless the run's own test or validation "
+        "file is still there",
     )
     x.add_argument(
         "--sparsity",
@@ -57,7 +59,8 @@ def add_export(sub) -> None:
     )
     x.add_argument(
         "--eval-data",
-        help="labelled file: accuracy before and after is measured on it and recorded",
+        help="labelled file: accuracy before and after is measured on it and recorded "
+        "(default: the run's own test, else validation, file)",
     )
     x.add_argument("--output-dir", required=True, help="folder to create")
     x.add_argument("--overwrite", action="store_true", help="replace an existing folder")
