@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.serve_load import free_port, wait_ready  # noqa: E402
+from bench.serve_load import free_port, post, wait_ready  # noqa: E402
 from bench.startup import cpu  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -43,22 +43,7 @@ async def client(port, texts, poison, share, seed, until, warm_until, out) -> No
     while (now := time.perf_counter()) < until:
         bad = poison is not None and rng.random() < share
         body = poison if bad else json.dumps({"inputs": rng.choice(texts)}).encode()
-        writer.write(
-            b"POST /v1/models/m/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Type: application/json\r\nContent-Length: "
-            + str(len(body)).encode()
-            + b"\r\n\r\n"
-            + body
-        )
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = next(
-            int(v)
-            for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
-            if k.strip().lower() == b"content-length"
-        )
-        await reader.readexactly(length)
+        status = await post(reader, writer, "/v1/models/m/predict", body)
         if now >= warm_until:
             out.append((bad, status, time.perf_counter() - now))
     writer.close()

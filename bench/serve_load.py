@@ -51,6 +51,24 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     sys.exit(f"{url} not ready after {timeout}s")
 
 
+async def post(reader, writer, path: str, body: bytes) -> int:
+    """One JSON POST on a keep-alive connection; the response's status (its body is read)."""
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+        f"application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(v)
+        for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+        if k.strip().lower() == b"content-length"
+    )
+    await reader.readexactly(length)
+    return int(head.split(b" ", 2)[1])
+
+
 async def client(
     port: int,
     path: str,
@@ -68,20 +86,7 @@ async def client(
         if now >= until:
             break
         body = json.dumps({"inputs": rng.choice(texts)}).encode()
-        writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-            f"application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = next(
-            int(v)
-            for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
-            if k.strip().lower() == b"content-length"
-        )
-        await reader.readexactly(length)
+        status = await post(reader, writer, path, body)
         if now >= warm_until:
             lat.append(time.perf_counter() - now)
             if status != 200:

@@ -90,25 +90,13 @@ METRICS = [  # (key, label in the table, format)
 
 
 def cpu() -> dict:
-    info = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in info.splitlines())}
-    flags = fields.get("Flags", "").split()
+    """The CPU, in the shape the results have always had (flags: tunelab.machine's list)."""
+    from tunelab import machine
+
     return {
-        "model": fields.get("Model name"),
+        "model": machine.cpu_name(),
         "cores": os.cpu_count(),
-        "flags": [
-            f
-            for f in (
-                "avx2",
-                "avx512f",
-                "avx512_vnni",
-                "avx512_bf16",
-                "amx_tile",
-                "amx_bf16",
-                "amx_int8",
-            )
-            if f in flags
-        ],
+        "flags": [f for f in machine.KNOWN if f in machine.detected_flags()],
     }
 
 

@@ -111,16 +111,7 @@ def main() -> None:
                     [
                         str(BIN / "python"),
                         "bench/reference_trainer.py",
-                        "--epochs",
-                        a.epochs,
-                        "--batch-size",
-                        a.batch_size,
-                        "--learning-rate",
-                        a.learning_rate,
-                        "--max-length",
-                        a.max_length,
-                        "--seed",
-                        str(seed),
+                        *_same_settings(a, seed),
                         *(["--bf16"] if bf16 else []),
                     ]
                 ).splitlines()[-1]
@@ -193,6 +184,22 @@ def main() -> None:
         Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
 
 
+def _same_settings(a: argparse.Namespace, seed: int) -> list[str]:
+    """The flags both sides take alike: epochs, batch, learning rate, max length, seed."""
+    return [
+        "--epochs",
+        a.epochs,
+        "--batch-size",
+        a.batch_size,
+        "--learning-rate",
+        a.learning_rate,
+        "--max-length",
+        a.max_length,
+        "--seed",
+        str(seed),
+    ]
+
+
 def _agreement(a: argparse.Namespace, seeds: list[int], precisions: list[str]) -> dict:
     """Per seed: the share of test examples where each precision's run predicts the label the
     fp32 run predicts."""
@@ -233,16 +240,7 @@ def _ours(a: argparse.Namespace, threads: int, seed: int, precision: str) -> dic
             f"{DATA}/test.csv",
             "--method",
             "full",
-            "--epochs",
-            a.epochs,
-            "--batch-size",
-            a.batch_size,
-            "--learning-rate",
-            a.learning_rate,
-            "--max-length",
-            a.max_length,
-            "--seed",
-            str(seed),
+            *_same_settings(a, seed),
             "--num-threads",
             str(threads),
             "--output-dir",

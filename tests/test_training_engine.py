@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import FILLER, NEG, POS, make_tiny_bert
+from fault_helpers import run_args
 from tunelab.cli import main
 
 
@@ -186,48 +187,22 @@ def _cli(args: list[str], fault: str | None = None) -> subprocess.CompletedProce
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
-def _toy_args(model: Path, data: dict, out: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--model",
-        str(model),
-        "--train",
-        str(data["train"]),
-        "--validation",
-        str(data["validation"]),
-        "--epochs",
-        "3",
-        "--batch-size",
-        "16",
-        "--learning-rate",
-        "3e-3",
-        "--max-length",
-        "32",
-        "--save-steps",
-        "4",
-        "--output-dir",
-        str(out),
-        "--no-progress",
-        *extra,
-    ]
-
-
 def test_sigkill_mid_epoch_then_resume_gives_the_same_model(
     learnable_model_dir, toy_data, tmp_path
 ):
     """Killed with SIGKILL after step 10 of 18 (mid-epoch 2, with dropout on), resumed from
     the step-8 checkpoint: same final weights and metrics as an uninterrupted run."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert _cli(_toy_args(learnable_model_dir, toy_data, whole)).returncode == 0
-    r = _cli(_toy_args(learnable_model_dir, toy_data, killed), fault="kill@10")
+    assert _cli(run_args(learnable_model_dir, toy_data, whole)).returncode == 0
+    r = _cli(run_args(learnable_model_dir, toy_data, killed), fault="kill@10")
     assert r.returncode == -9, r.stderr[-1500:]
     ckpts = killed.parent / "killed.checkpoints"
     assert sorted(p.name for p in ckpts.glob("step-*")) == ["step-000006", "step-000008"]
     assert not killed.exists()
     # a fresh start on top of the interrupted run is refused, not silently done
-    r = _cli(_toy_args(learnable_model_dir, toy_data, killed))
+    r = _cli(run_args(learnable_model_dir, toy_data, killed))
     assert r.returncode == 2 and "--resume" in r.stderr
-    r = _cli(_toy_args(learnable_model_dir, toy_data, killed, "--resume"))
+    r = _cli(run_args(learnable_model_dir, toy_data, killed, "--resume"))
     assert r.returncode == 0, r.stderr[-1500:]
     assert "resuming from" in r.stderr and "step-000008" in r.stderr
     assert _max_diff(_weights(whole), _weights(killed)) < 1e-6
@@ -242,14 +217,14 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_model(
 
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(learnable_model_dir, toy_data, tmp_path):
     out = tmp_path / "run"
-    r = _cli(_toy_args(learnable_model_dir, toy_data, out), fault="int@5")
+    r = _cli(run_args(learnable_model_dir, toy_data, out), fault="int@5")
     assert r.returncode == 130
     assert "interrupted at step 5" in r.stderr and "--resume" in r.stderr
     assert "Traceback" not in r.stderr
     assert (tmp_path / "run.checkpoints" / "step-000005" / "checkpoint.json").is_file()
-    r = _cli(_toy_args(learnable_model_dir, toy_data, out, "--resume", "--epochs", "2"))
+    r = _cli(run_args(learnable_model_dir, toy_data, out, "--resume", "--epochs", "2"))
     assert r.returncode == 2 and "key 'epochs' was 3.0" in r.stderr
-    assert _cli(_toy_args(learnable_model_dir, toy_data, out, "--resume")).returncode == 0
+    assert _cli(run_args(learnable_model_dir, toy_data, out, "--resume")).returncode == 0
     assert (out / "tunelab.json").is_file()
 
 

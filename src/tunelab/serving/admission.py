@@ -5,11 +5,12 @@ failed-authentication and per-key rate limits (429), the body size (413), the JS
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import time
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from tunelab.errors import first_line
 from tunelab.serving import metrics
@@ -25,6 +26,20 @@ async def require_json(request: Request) -> None:  # async: no thread hop per re
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         raise http_error(415, "send the body as JSON with Content-Type: application/json")
+
+
+def add_json_route(app, path: str, endpoint, body_model, with_request: bool = False, **route):
+    """``POST path`` answered by ``endpoint(body[, request])``, its JSON body validated as
+    ``body_model``: a class made at run time (one per model or function), so the signature
+    FastAPI reads is set here instead of annotated."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [inspect.Parameter("body", kind, annotation=body_model)]
+    if with_request:
+        params.append(inspect.Parameter("request", kind, annotation=Request))
+    endpoint.__signature__ = inspect.Signature(params)
+    app.add_api_route(
+        path, endpoint, methods=["POST"], dependencies=[Depends(require_json)], **route
+    )
 
 
 class Limits:

@@ -20,7 +20,6 @@ rate limit or after too many failed authentications from one address. Errors: se
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 from contextlib import asynccontextmanager
@@ -28,14 +27,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from tunelab.errors import TunelabError, first_line
 from tunelab.runs import read_metrics, read_run
 from tunelab.serving import errors, metrics
-from tunelab.serving.admission import Guard, Limits, require_json
+from tunelab.serving.admission import Guard, Limits, add_json_route
 from tunelab.serving.batcher import MicroBatcher
 from tunelab.serving.errors import http_error, invalid, responses
 from tunelab.serving.function_routes import add_function_routes
@@ -310,23 +309,14 @@ def _add_predict(app: FastAPI, name: str, body_model: type[BaseModel], predict) 
     async def endpoint(body, request: Request) -> Response:
         return await predict(name, body, request)
 
-    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter(
-                "body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=body_model
-            ),
-            inspect.Parameter(
-                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
-            ),
-        ]
-    )
-    app.add_api_route(
+    add_json_route(
+        app,
         f"/v1/models/{name}/predict",
         endpoint,
-        methods=["POST"],
+        body_model,
+        with_request=True,
         response_model=PredictResponse,
         tags=["models"],
-        dependencies=[Depends(require_json)],
         responses=responses(400, 401, 413, 415, 429, 500, 503),
         summary=f"Predict with {name}",
         operation_id=f"predict_{name}",

@@ -13,11 +13,11 @@ import inspect
 import typing
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from tunelab.functions import FUNCTIONS, as_json
-from tunelab.serving.admission import require_json
+from tunelab.serving.admission import add_json_route
 from tunelab.serving.errors import http_error, responses
 from tunelab.serving.schemas import text_type
 from tunelab.serving.settings import ServeSettings
@@ -87,17 +87,14 @@ def _add(app: FastAPI, name: str, fn, body_model: type[BaseModel], settings) -> 
             raise http_error(404, str(e)) from None
         return {"function": name, "result": as_json(result)}
 
-    call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=body_model)]
-    )
     doc = (inspect.getdoc(fn) or "").split("\n\n")[0]
-    app.add_api_route(
+    add_json_route(
+        app,
         f"/v1/functions/{name}",
         call,
-        methods=["POST"],
+        body_model,
         response_model=FunctionResult,
         tags=["functions"],
-        dependencies=[Depends(require_json)],
         responses=responses(400, 401, 404, 413, 415, 429, 500),
         summary=f"Call {name}",
         description=doc,
