@@ -82,6 +82,68 @@ def test_bf16_training_agrees_with_fp32(flags, learnable_model_dir, toy_data, tm
     (fp32, fp32_dir), (bf16, bf16_dir) = runs["fp32"], runs["bf16"]
     assert abs(bf16["accuracy"] - fp32["accuracy"]) <= 0.1, (bf16, fp32)
     texts = [r.split(",")[0] for r in toy_data["test"].read_text().splitlines()[1:]]
-    a = [p["label"] for p in tunelab.load(fp32_dir).predict(texts)]
-    b = [p["label"] for p in tunelab.load(bf16_dir).predict(texts)]
+    a = [p["label"] for p in tunelab.load(fp32_dir, precision="fp32").predict(texts)]
+    b = [p["label"] for p in tunelab.load(bf16_dir, precision="fp32").predict(texts)]
     assert sum(x == y for x, y in zip(a, b, strict=True)) >= 0.9 * len(a)
+
+
+@pytest.mark.parametrize(
+    "cpu_flags, auto", [("avx2,avx512_bf16,amx_bf16", "bf16"), ("avx2", "fp32")]
+)
+def test_inference_auto_follows_the_cpu(flags, cpu_flags, auto, trained_runs):
+    from tunelab.inference import inference_precision
+
+    flags(cpu_flags)
+    assert inference_precision("auto", CPU) == auto
+    assert inference_precision("fp32", CPU) == "fp32"
+    m = tunelab.load(trained_runs["full"])
+    assert m.backend == f"pytorch {auto} (cpu)" and auto in repr(m)
+    dtype = torch.bfloat16 if auto == "bf16" else torch.float32
+    assert {p.dtype for p in m.model.parameters()} == {dtype}
+    with pytest.raises(tunelab.errors.TunelabError, match="precision must be"):
+        tunelab.load(trained_runs["full"], precision="fp8")
+
+
+def test_bf16_inference_agrees_with_fp32(trained_runs, toy_data):
+    """bf16 weights score the test split like fp32: the same labels on at least 90%, logits
+    within 0.15 (bf16 keeps 8 bits of mantissa)."""
+    texts = [r.split(",")[0] for r in toy_data["test"].read_text().splitlines()[1:]]
+    for method in ("full", "lora"):
+        fp32 = tunelab.load(trained_runs[method], precision="fp32")
+        bf16 = tunelab.load(trained_runs[method], precision="bf16")
+        assert bf16.backend == "pytorch bf16 (cpu)"
+        a, b = fp32.logits(texts), bf16.logits(texts)
+        assert b.dtype == a.dtype and abs(a - b).max() < 0.15, abs(a - b).max()
+        assert (a.argmax(-1) == b.argmax(-1)).mean() >= 0.9
+
+
+@pytest.mark.slow
+def test_bf16_lora_keeps_the_frozen_base_in_bf16_and_saves_fp32(
+    flags, learnable_model_dir, toy_data, tmp_path
+):
+    """LoRA in bf16 stores the frozen base in bf16 (cast once, not per op) while the adapters,
+    the head and the optimizer stay fp32; the run folder holds fp32 adapters only, and the
+    run predicts like the fp32 one."""
+    from safetensors.torch import load_file
+
+    from tunelab.training.pipeline import frozen_to_bf16
+
+    texts = [r.split(",")[0] for r in toy_data["test"].read_text().splitlines()[1:]]
+    labels = {}
+    for name, cpu_flags in (("fp32", "avx2"), ("bf16", "avx2,avx512_bf16,amx_bf16")):
+        flags(cpu_flags)
+        out = tmp_path / name
+        args = train_args(learnable_model_dir, toy_data, out, "--method", "lora")
+        assert main([*args, "--epochs", "3"]) == 0
+        assert json.loads((out / "tunelab.json").read_text())["precision"] == name
+        saved = load_file(out / "adapter_model.safetensors")
+        assert saved and {t.dtype for t in saved.values()} == {torch.float32}
+        model = tunelab.load(out, precision="fp32")
+        labels[name] = [p["label"] for p in model.predict(texts)]
+    same = sum(a == b for a, b in zip(labels["fp32"], labels["bf16"], strict=True))
+    assert same >= 0.9 * len(texts)
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    model[0].requires_grad_(False)
+    assert frozen_to_bf16(model) == 2
+    assert model[0].weight.dtype == torch.bfloat16 and model[1].weight.dtype == torch.float32

@@ -9,11 +9,11 @@
 from tunelab.version import __version__
 
 
-def load(path, device=None):
+def load(path, device=None, precision="auto"):
     """Load a run folder written by ``tunelab train``; see :func:`tunelab.loading.load`."""
     from tunelab.loading import load as _load
 
-    return _load(path, device=device)
+    return _load(path, device=device, precision=precision)
 
 
 __all__ = ["__version__", "load"]

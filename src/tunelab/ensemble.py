@@ -91,13 +91,16 @@ class EnsembleModel(TunedModel):
         return self.task.compute_metrics(self._mean(member_logits), np.array(y), self.spec)
 
 
-def load_ensemble(run_dir: Path, info: RunInfo, device: str | None = None) -> EnsembleModel:
+def load_ensemble(
+    run_dir: Path, info: RunInfo, device: str | None = None, precision: str = "auto"
+) -> EnsembleModel:
     """Each member on its own backend (members are never ensembles themselves)."""
     from tunelab.integrity import check_folder
 
     check_folder(run_dir, info.files)  # the members check their own files
     members = [
-        load_run(run_dir / rel, read_run(run_dir / rel), device) for rel in info.members or []
+        load_run(run_dir / rel, read_run(run_dir / rel), device, precision)
+        for rel in info.members or []
     ]
     if not members:
         raise TunelabError(f"{run_dir}: an ensemble without members")

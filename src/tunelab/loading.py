@@ -15,40 +15,45 @@ from typing import Any
 from tunelab.errors import TunelabError, first_line
 from tunelab.runs import RunInfo, read_run
 
-Loader = Callable[[Path, RunInfo, "str | None"], Any]
+Loader = Callable[[Path, RunInfo, "str | None", str], Any]
 LOADERS: dict[str, Loader] = {}
 
 
 def register_loader(kind: str, loader: Loader) -> None:
-    """Load folders of ``kind`` with ``loader(folder, info, device)``; one loader per kind."""
+    """Load folders of ``kind`` with ``loader(folder, info, device, precision)``; one loader
+    per kind."""
     if kind in LOADERS:
         raise ValueError(f"a loader for {kind!r} folders is already registered")
     LOADERS[kind] = loader
 
 
-def _run(folder: Path, info: RunInfo, device: str | None):
+def _run(folder: Path, info: RunInfo, device: str | None, precision: str):
     from tunelab.inference import load_run
 
-    return load_run(folder, info, device)
+    return load_run(folder, info, device, precision)
 
 
-def _ensemble(folder: Path, info: RunInfo, device: str | None):
+def _ensemble(folder: Path, info: RunInfo, device: str | None, precision: str):
     from tunelab.ensemble import load_ensemble
 
-    return load_ensemble(folder, info, device)
+    return load_ensemble(folder, info, device, precision)
 
 
 register_loader("run", _run)
 register_loader("ensemble", _ensemble)
 
 
-def load(path: str | os.PathLike, device: str | None = None):
-    """Load a run, export or ensemble folder for prediction, on the fastest backend it has.
+def load(path: str | os.PathLike, device: str | None = None, precision: str = "auto"):
+    """Load a run, export or ensemble folder for prediction, on the fastest backend it has
+    (the model's ``backend`` says which).
 
     Args:
         path: a folder written by ``tunelab train``, ``tunelab export`` or ``tunelab ensemble``.
         device: torch device; default CPU (or CUDA when available). ONNX exports run on
             ONNX Runtime's CPU provider.
+        precision: for PyTorch weights: ``auto`` is bf16 on a CPU with native bf16 (AMX or
+            AVX-512 BF16) or a GPU that has it, else fp32; or ``fp32`` / ``bf16``. ONNX and
+            int8 exports run as exported.
     Returns:
         a TunedModel ready for ``predict`` (an EnsembleModel for ensembles).
     """
@@ -61,7 +66,7 @@ def load(path: str | os.PathLike, device: str | None = None):
             f"(it loads {', '.join(LOADERS)})"
         )
     try:
-        return loader(folder, info, device)
+        return loader(folder, info, device, precision)
     except TunelabError:
         raise
     except MemoryError:
