@@ -6,7 +6,8 @@ fine-tuned model, same texts (the bundled English sentiment test split, 1,008 se
 variant in its own child process, one after the other on an otherwise idle machine:
 
 - reference: the pipeline on the merged ``hf`` export
-- tunelab fp32 torch: ``tunelab.load`` on the same ``hf`` export
+- tunelab fp32 and bf16 torch: ``tunelab.load(precision=...)`` on the same ``hf`` export
+  (bf16 is what ``auto`` picks on a CPU with AMX or AVX-512 BF16)
 - tunelab ONNX fp32, ONNX int8, ONNX int8 with 25% of attention heads pruned
 
 For each: batch throughput (examples/s over all test texts, batch size 32, best of 3 passes
@@ -33,10 +34,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "src"))
+from tunelab.machine import describe as describe_machine  # noqa: E402
+
 TEST = ROOT / "data/en_sentiment/test.csv"
 VARIANTS = {  # name: (export folder, tunelab export flags)
     "transformers.pipeline (reference)": ("hf", ["--format", "hf"]),
     "tunelab, PyTorch fp32": ("hf", None),
+    "tunelab, PyTorch bf16": ("hf", None),
     "tunelab, ONNX fp32": ("onnx", ["--format", "onnx"]),
     "tunelab, ONNX int8": ("onnx-int8", ["--format", "onnx", "--quantize", "int8"]),
     "tunelab, ONNX int8, 25% heads pruned": (
@@ -87,7 +92,8 @@ def worker(variant: str, folder: str) -> dict:
         )
     import tunelab
 
-    m = tunelab.load(folder)
+    # PyTorch variants name their precision; ONNX ones run as exported
+    m = tunelab.load(folder, precision="bf16" if "bf16" in variant else "fp32")
     return measure(
         lambda xs: [r["label"] for r in m.predict(xs, batch_size=32)],
         lambda x: m.predict(x),
@@ -158,6 +164,8 @@ def main() -> None:
         Path(a.out).write_text(
             json.dumps(
                 {
+                    "machine": describe_machine(),
+                    "command": " ".join(sys.argv),
                     "run": a.run,
                     "texts": str(TEST.relative_to(ROOT)),
                     "rows": rows,

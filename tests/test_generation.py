@@ -7,6 +7,7 @@ import json
 import random
 
 import pytest
+import torch
 
 import tunelab
 from conftest import FILLER, NEG, POS
@@ -232,3 +233,42 @@ def test_prefix_tuning_trains_a_decoder_and_reloads(tiny_lm_dir, gen_data, tmp_p
     assert losses[-1] < losses[0]
     prompts = [r["prompt"] for r in _rows(4, 5)]
     assert tunelab.load(out).predict(prompts) == tunelab.load(out).predict(prompts)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_greedy_decoding_matches_model_generate_token_for_token(tiny_lm_dir, dtype):
+    """tunelab's own greedy loop (KV cache, one token per row per step) picks exactly the
+    tokens of ``model.generate(do_sample=False)`` on left-padded batches of mixed lengths,
+    in fp32 and in bf16, and stops rows at a stop token the way it does."""
+    from transformers import AutoModelForCausalLM
+
+    from tunelab.tasks.generation import greedy
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval().to(dtype)
+    torch.manual_seed(0)
+    vocab = model.config.vocab_size
+    prompts = [torch.randint(3, vocab, (n,)).tolist() for n in (5, 9, 2, 7)]
+    longest = max(map(len, prompts))
+    ids = torch.zeros((len(prompts), longest), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, p in enumerate(prompts):
+        ids[row, longest - len(p) :] = torch.tensor(p)
+        mask[row, longest - len(p) :] = 1
+    with torch.inference_mode():
+        free = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False, pad_token_id=0
+        )[:, longest:]
+        assert torch.equal(greedy(model, ids, mask, 12, [], 0), free)
+        # stop on the token the first row produces third: that row ends there, padded after
+        stop = int(free[0, 2])
+        ref = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=12,
+            do_sample=False,
+            pad_token_id=0,
+            eos_token_id=stop,
+        )[:, longest:]
+        ours = greedy(model, ids, mask, 12, [stop], 0)
+    assert torch.equal(ours, ref)
+    assert (ours[0, 3:] == 0).all()

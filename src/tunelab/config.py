@@ -104,8 +104,8 @@ class TrainArgs:
     lr_scheduler: str = _f("linear", "after warm-up: linear (decay to 0), cosine, or constant")
     precision: str = _f(
         "auto",
-        "fp32, bf16 or fp16 (GPU only); auto: bf16 on a GPU that has "
-        "it, else fp16 on a GPU, fp32 on a CPU",
+        "fp32, bf16 or fp16 (GPU only); auto: bf16 on a GPU that has it, else fp16 on a GPU; "
+        "on a CPU bf16 where it is native (AMX or AVX-512 BF16), else fp32",
     )
     gradient_checkpointing: bool = _f(
         False, "recompute activations in the backward pass: less memory, about 30% slower"

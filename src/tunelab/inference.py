@@ -132,7 +132,11 @@ class TunedModel:
 
 
 def load_run(
-    run_dir: Path, info: RunInfo, device: str | None = None, precision: str = "auto"
+    run_dir: Path,
+    info: RunInfo,
+    device: str | None = None,
+    precision: str = "auto",
+    share_base: bool = True,
 ) -> TunedModel:
     """Load a training run or an export folder on the fastest backend it has.
 
@@ -141,6 +145,9 @@ def load_run(
         device: torch device; default CPU (or CUDA when available). ONNX exports run on
             ONNX Runtime's CPU provider.
         precision: of PyTorch float weights (see :func:`inference_precision`).
+        share_base: a base model's weights are shared with the other runs on it loaded in
+            this process (adapter methods: LoRA, IA3, prompts, partial); off for a model
+            that will be changed in place (merging for export).
     """
     from transformers import AutoTokenizer
 
@@ -167,11 +174,18 @@ def load_run(
         resolve_model(base["source"]).path if base.get("kind") == "alias" else base.get("path", "")
     )
     spec = info.spec
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = inference_precision(precision, dev)
+    if export.get("quantize") == "int8":
+        dtype = "fp32"  # quantized from fp32 weights
 
     def build_from(path: str) -> torch.nn.Module:
-        # the run's own weights are checked against its record; a base model's are not
-        same = Path(path).resolve() == run_dir.resolve()
-        return task.build_model(path, spec, files=files if same else None)
+        # the run's own weights are checked against its record; a base model's are not,
+        # and are shared with every other run on the same base in this process
+        if Path(path).resolve() == run_dir.resolve():
+            return task.build_model(path, spec, files=files)
+        bf16 = torch.bfloat16 if dtype == "bf16" else None
+        return task.build_model(path, spec, shared=share_base, dtype=bf16)
 
     model = method.load(run_dir, build_from, base_path, MethodContext(task, files=files))
     align_pad(model, tokenizer)
@@ -181,8 +195,6 @@ def load_run(
 
         int8 = quantize_torch_int8(model)
         return TunedModel(run_dir, info, int8, tokenizer, backend="pytorch int8 (dynamic)")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = inference_precision(precision, dev)
     model.to(dev, dtype=torch.bfloat16 if dtype == "bf16" else None)
     return TunedModel(run_dir, info, model, tokenizer, backend=f"pytorch {dtype} ({dev.type})")
 

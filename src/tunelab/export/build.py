@@ -20,6 +20,7 @@ import dataclasses
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def export_model(
         TunelabError: an impossible combination (method that cannot merge, generation to
             ONNX, pruning or quantization without --eval-data, ...), or bad files.
     """
-    import tunelab
+    from tunelab.inference import load_run
 
     run = Path(run_dir)
     info = read_run(run)
@@ -81,7 +82,9 @@ def export_model(
     if eval_data and not Path(eval_data).is_file():
         raise TunelabError(f"{eval_data}: evaluation file not found")
 
-    loaded = tunelab.load(run, device="cpu")
+    # fp32, whatever the CPU: exports are compared with PyTorch in fp32; and a private copy
+    # of the base, since merging writes into its weights
+    loaded: Any = load_run(run, info, device="cpu", precision="fp32", share_base=False)
     if method.merge is not None and method.name != "full":
         loaded.model = method.merge(loaded.model)
     model = loaded.model

@@ -48,9 +48,8 @@ def load_trainable(
     unknown = [k for k in state if k not in params or params[k].shape != state[k].shape]
     if unknown:
         raise TunelabError(f"{f}: weights do not fit the base model (first: {unknown[0]})")
-    with torch.no_grad():
-        for k, v in state.items():
-            params[k].copy_(v)
+    for k, v in state.items():  # new tensors: the base's may be shared with other models
+        params[k].data = v.to(params[k].dtype)
     return model
 
 

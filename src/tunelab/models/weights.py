@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -166,12 +167,70 @@ def weight_files(folder: Path) -> list[Path] | None:
     return None
 
 
-def load_pretrained(auto_class, path: str, files: dict | None = None, **kwargs):
+class SharedWeights:
+    """One base model's tensors, shared by every model loaded from it in this process; kept
+    alive by those models (each holds a reference), gone when the last one is."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.tensors = tensors
+
+
+_shared: weakref.WeakValueDictionary[tuple, SharedWeights] = weakref.WeakValueDictionary()
+_shared_lock = threading.Lock()
+
+
+def sharing_enabled() -> bool:
+    """``TUNELAB_SHARE_BASE=0`` turns sharing off (to measure what it saves)."""
+    return os.environ.get("TUNELAB_SHARE_BASE", "1") != "0"
+
+
+def _state(
+    shards: list[Path], files: dict | None, dtype: torch.dtype | None, shared: bool
+) -> tuple[dict[str, torch.Tensor], list, SharedWeights | None]:
+    """The folder's tensors (floating ones in ``dtype`` when given), the checks to run once
+    the model is built, and the shared holder when ``shared``: a second model from the same
+    unchanged files (size and modification time) gets the same tensors, not a copy."""
+    key = None
+    if shared and sharing_enabled():
+        stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in shards]
+        key = (tuple(stats), str(dtype))
+        with _shared_lock:
+            hit = _shared.get(key)
+        if hit is not None:
+            return dict(hit.tensors), [], hit
+    state: dict[str, torch.Tensor] = {}
+    checks = []
+    for f in shards:
+        tensors, check = _read_tensors(f, (files or {}).get(f.name))
+        state.update(tensors)
+        checks.append(check)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    if key is None:
+        return state, checks, None
+    holder = SharedWeights(state)
+    with _shared_lock:
+        _shared[key] = holder
+    return dict(state), checks, holder
+
+
+def load_pretrained(
+    auto_class,
+    path: str,
+    files: dict | None = None,
+    shared: bool = False,
+    dtype: torch.dtype | None = None,
+    **kwargs,
+):
     """``auto_class.from_pretrained(path, **kwargs)`` with the weights read by
     :func:`read_safetensors` (checked against ``files``, the folder's recorded checksums).
 
     Config keyword arguments (``num_labels``, dropout rates, ...) go to the config; the rest
-    to the model, as ``from_pretrained`` does."""
+    to the model, as ``from_pretrained`` does. ``dtype``: the model's floating-point type.
+    ``shared``: models loaded from the same base folder share its tensors (``from_pretrained``
+    keeps the given tensors as the parameters): three LoRA runs on one gemma3-270m hold one
+    copy of it. Only for models nothing writes to in place (inference, never training or
+    merging); head weights not in the base are each model's own."""
     from transformers import AutoConfig
 
     folder = Path(path)
@@ -179,12 +238,9 @@ def load_pretrained(auto_class, path: str, files: dict | None = None, **kwargs):
     if shards is None:
         return auto_class.from_pretrained(path, **kwargs)
     config, rest = AutoConfig.from_pretrained(path, return_unused_kwargs=True, **kwargs)
-    state: dict[str, torch.Tensor] = {}
-    checks = []
-    for f in shards:
-        tensors, check = _read_tensors(f, (files or {}).get(f.name))
-        state.update(tensors)
-        checks.append(check)
+    state, checks, holder = _state(shards, files, dtype, shared)
+    if dtype is not None:
+        rest["dtype"] = dtype
     mapping = getattr(auto_class, "_model_mapping", None)
     model_class = mapping[type(config)] if mapping is not None else auto_class
     try:  # the checksums are computed while the model is built
@@ -192,6 +248,8 @@ def load_pretrained(auto_class, path: str, files: dict | None = None, **kwargs):
     finally:
         for check in checks:
             check()
+    if holder is not None:
+        model._tunelab_shared_weights = holder  # keeps the shared tensors' record alive
     # what from_pretrained(path) also sets: the source (PEFT records it as the base model)
     # and the folder's generation defaults (end-of-sequence ids, ...)
     model.config._name_or_path = str(path)

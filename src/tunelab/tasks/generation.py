@@ -225,9 +225,16 @@ def response_nll(
 
 @torch.inference_mode()
 def generate(
-    model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 16
-) -> list[str]:
-    """Greedy continuations of already-encoded prompts, in input order (left-padded batches)."""
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int = 16,
+    token_ids: bool = False,
+) -> list:
+    """Greedy continuations of already-encoded prompts, in input order (left-padded batches
+    of similar length): texts, or with ``token_ids`` the new tokens of each (padded after a
+    stop token to its batch's length, as ``model.generate`` returns them)."""
     from tunelab.data.batching import sorted_batches
 
     device = next(model.parameters()).device
@@ -237,7 +244,7 @@ def generate(
         for t in {tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)}
         if isinstance(t, int)
     ]
-    out: list[str] = [""] * len(prompts)
+    out: list = [""] * len(prompts)
     for batch in sorted_batches([len(p) for p in prompts], batch_size):
         longest = max(len(prompts[i]) for i in batch)
         ids = torch.full((len(batch), longest), pad, dtype=torch.long)
@@ -246,17 +253,79 @@ def generate(
             p = prompts[i]
             ids[row, longest - len(p) :] = torch.tensor(p)
             mask[row, longest - len(p) :] = 1
-        gen = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=pad,
-            eos_token_id=stop or None,
-        )
+        ids, mask = ids.to(device), mask.to(device)
+        if _prompt_learning(model):  # virtual tokens: PEFT's generate prepends them
+            gen = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=stop or None,
+            )[:, longest:]
+        else:
+            gen = greedy(model, ids, mask, max_new_tokens, stop, pad)
         for row, i in enumerate(batch):
-            out[i] = tokenizer.decode(gen[row, longest:], skip_special_tokens=True).strip()
+            new = gen[row].tolist()
+            out[i] = new if token_ids else tokenizer.decode(new, skip_special_tokens=True).strip()
     return out
+
+
+def _prompt_learning(model) -> bool:
+    config = getattr(model, "active_peft_config", None)
+    return bool(config is not None and config.is_prompt_learning)
+
+
+def greedy(
+    model,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    max_new_tokens: int,
+    stop: list[int],
+    pad: int,
+) -> torch.Tensor:
+    """Greedy decoding with the KV cache: the tokens ``model.generate(do_sample=False)``
+    picks, without its per-step machinery (logits processors, stopping criteria, input
+    preparation). The prompt is run once, the vocabulary projection only at its last
+    position; each step feeds one token per row. Stops when every row has produced a stop
+    token (rows that stopped get ``pad``) or after ``max_new_tokens``.
+
+    Returns:
+        (batch, steps) new token ids.
+    """
+    from transformers import DynamicCache
+
+    batch = ids.shape[0]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    logits = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    ).logits[:, -1]
+    stops = torch.tensor(stop or [-1], device=ids.device)
+    done = torch.zeros(batch, dtype=torch.bool, device=ids.device)
+    tokens: list[torch.Tensor] = []
+    position = positions[:, -1:]
+    for step in range(max_new_tokens):
+        nxt = logits.argmax(-1).masked_fill(done, pad)
+        tokens.append(nxt)
+        done |= torch.isin(nxt, stops)
+        if step + 1 == max_new_tokens or bool(done.all()):
+            break
+        mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=-1)
+        position = position + 1
+        logits = model(
+            input_ids=nxt[:, None],
+            attention_mask=mask,
+            position_ids=position,
+            past_key_values=cache,
+            use_cache=True,
+        ).logits[:, -1]
+    return torch.stack(tokens, dim=1) if tokens else ids.new_zeros(batch, 0)
 
 
 def evaluate_split(
