@@ -105,7 +105,10 @@ def test_models_endpoint_describes_each_model(server, keys):
     assert by_name["sent"]["task"] == "text-classification"
     assert by_name["lora"]["method"] == "lora" and by_name["sent"]["method"] == "full"
     assert by_name["sent"]["labels"] == ["negative", "positive"]
-    assert "accuracy" in by_name["sent"]["metrics"] and by_name["sent"]["backend"] == "pytorch"
+    assert (
+        "accuracy" in by_name["sent"]["metrics"]
+        and by_name["sent"]["backend"] == "pytorch fp32 (cpu)"
+    )
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-key", "Basic abc", "Bearer "])
@@ -373,7 +376,7 @@ def test_onnx_export_is_served_on_onnxruntime(trained_runs, tmp_path):
     s = Server(["--model", f"fast={out}"], tmp_path / "log")
     try:
         models = s.request("GET", "/v1/models")[1]
-        assert models[0]["backend"] == "onnxruntime"
+        assert models[0]["backend"] == "onnxruntime fp32"
         status, body, _ = s.request("POST", "/v1/models/fast/predict", {"inputs": ["good"]})
         want = tunelab.load(trained_runs["full"]).predict(["good"])[0]
         assert status == 200 and body["predictions"][0]["label"] == want["label"]

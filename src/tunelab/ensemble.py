@@ -50,7 +50,8 @@ class EnsembleModel(TunedModel):
 
     def __init__(self, run_dir: Path, info: RunInfo, members: list[TunedModel]) -> None:
         first = members[0]
-        super().__init__(run_dir, info, None, first.tokenizer)
+        kinds = ", ".join(sorted({m.backend for m in members}))
+        super().__init__(run_dir, info, None, first.tokenizer, backend=f"ensemble ({kinds})")
         self.members = members
         self.spec = first.spec
         # each member's columns in the first member's label order

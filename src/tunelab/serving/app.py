@@ -72,10 +72,10 @@ class Served:
 
     def _predict(self, items: list) -> list:
         assert self.model is not None  # requests reach the batcher only once loaded
-        return self.model.predict(items, batch_size=SUB_BATCH[self.backend])
+        return self.model.predict(items, batch_size=SUB_BATCH[self.engine])
 
     @property
-    def backend(self) -> str:
+    def engine(self) -> str:
         assert self.model is not None
         return "onnxruntime" if type(self.model.model).__name__ == "OnnxModule" else "pytorch"
 
@@ -106,7 +106,7 @@ class Served:
             "task": m.task_name,
             "labels": m.labels,
             "method": m.method,
-            "backend": self.backend,
+            "backend": m.backend,  # engine and precision: "pytorch bf16 (cpu)", ...
             "folder": self.folder if full_path else Path(self.folder).name,
             "loaded_at": self.loaded_at,
             "metrics": self.scores,
@@ -132,7 +132,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
         for s in served.values():  # one damaged folder does not keep the others down
             try:
                 await loop.run_in_executor(None, s.load)
-                log.info("model %s loaded from %s", s.name, s.folder)
+                log.info(
+                    "model %s loaded from %s (%s)",
+                    s.name,
+                    s.folder,
+                    getattr(s.model, "backend", "?"),
+                )
             except Exception as e:  # reported by /readyz and the model's routes (503)
                 s.error = str(e) if isinstance(e, TunelabError) else f"{type(e).__name__}: {e}"
                 failed.append(f"{s.name}: {s.error}")
