@@ -201,7 +201,7 @@ def load_run(
 
 def inference_precision(precision: str, device: torch.device) -> str:
     """``auto`` -> bf16 where the device computes it natively (a CPU with AMX or AVX-512
-    BF16), a GPU that supports it), else fp32. bf16 weights halve the memory; on the AMX
+    BF16, a GPU that supports it), else fp32. bf16 weights halve the memory; on the AMX
     Xeon a gemma3-270m LoRA run scored 1,736 reviews in 40 s against 90 s in fp32
     (bench/decoder_speed.py)."""
     from tunelab import machine
