@@ -175,9 +175,8 @@ def load_run(
     )
     spec = info.spec
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = inference_precision(precision, dev)
-    if export.get("quantize") == "int8":
-        dtype = "fp32"  # quantized from fp32 weights
+    int8 = export.get("quantize") == "int8"  # an hf export quantized on load, from fp32
+    dtype = "fp32" if int8 else inference_precision(precision, dev)
 
     def build_from(path: str) -> torch.nn.Module:
         # the run's own weights are checked against its record; a base model's are not,
@@ -190,11 +189,11 @@ def load_run(
     model = method.load(run_dir, build_from, base_path, MethodContext(task, files=files))
     align_pad(model, tokenizer)
     model.eval()
-    if export.get("quantize") == "int8":  # hf export: float weights on disk, int8 in memory
+    if int8:  # float weights on disk, int8 in memory
         from tunelab.backends import quantize_torch_int8
 
-        int8 = quantize_torch_int8(model)
-        return TunedModel(run_dir, info, int8, tokenizer, backend="pytorch int8 (dynamic)")
+        quantized = quantize_torch_int8(model)
+        return TunedModel(run_dir, info, quantized, tokenizer, backend="pytorch int8 (dynamic)")
     model.to(dev, dtype=torch.bfloat16 if dtype == "bf16" else None)
     return TunedModel(run_dir, info, model, tokenizer, backend=f"pytorch {dtype} ({dev.type})")
 

@@ -3,8 +3,8 @@
 PyTorch's CPU dropout draws one random number per element from a sequential generator
 (``bernoulli_``: about 3 ms for a 32 x 12 x 40 x 40 attention map on the 2-core Xeon, 22% of a
 bf16 MiniLM training step). Here each 64-bit draw of the same generator gives four 16-bit
-lanes, and the mask is made in integer arithmetic as the scale factor itself (see
-:func:`keep_mask`); forward and backward together take 1.4 ms against 3.7. It is the same
+lanes, and the 0/1 mask is made in integer arithmetic (see :func:`keep_mask`); forward and
+backward of a 16 x 60 x 640 fp32 tensor take 1.7 ms against PyTorch's 3.3. It is the same
 operation, inverted dropout with ``torch.manual_seed`` reproducibility, on another random
 stream.
 

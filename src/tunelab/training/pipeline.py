@@ -90,40 +90,34 @@ class Built:
         dist = p.dist
         mine = distributed.shard(len(p.ids[split]), dist)
         with autocast(dist.device, self.precision):
-            part = self._predict(p, split, mine)
+            part = (
+                predict_logits(
+                    self.model,
+                    [p.ids[split][i] for i in mine],
+                    pad_id(p.tokenizer),
+                    batch_size=max(64, p.cfg.train.batch_size),
+                    per_token=p.task.per_token,
+                )
+                if mine
+                else []
+            )  # a split smaller than the number of processes
         if dist.world == 1:
             return part
         rows = distributed.unshard(dist.gather(list(part)), len(p.ids[split]))
         return rows if p.task.per_token else np.stack(rows)
 
-    def _predict(self, p: Prepared, split: str, mine: list[int]):
-        return (
-            predict_logits(
-                self.model,
-                [p.ids[split][i] for i in mine],
-                pad_id(p.tokenizer),
-                batch_size=max(64, p.cfg.train.batch_size),
-                per_token=p.task.per_token,
-            )
-            if mine
-            else []
-        )  # a split smaller than the number of processes
-
     def evaluate(self, p: Prepared, split: str = "validation", full: bool = False) -> dict:
-        with autocast(p.dist.device, self.precision):
-            return self._evaluate(p, split, full)
-
-    def _evaluate(self, p: Prepared, split: str, full: bool) -> dict:
         if p.task.evaluate_split is not None:  # e.g. generation: no logits over the vocabulary
-            return p.task.evaluate_split(
-                self.model,
-                p.tokenizer,
-                p.ids[split],
-                p.targets[split],
-                p.spec,
-                batch_size=max(16, p.cfg.train.batch_size),
-                full=full,
-            )
+            with autocast(p.dist.device, self.precision):
+                return p.task.evaluate_split(
+                    self.model,
+                    p.tokenizer,
+                    p.ids[split],
+                    p.targets[split],
+                    p.spec,
+                    batch_size=max(16, p.cfg.train.batch_size),
+                    full=full,
+                )
         assert p.task.compute_metrics is not None
         return p.task.compute_metrics(self.logits(p, split), p.targets[split], p.spec)
 
