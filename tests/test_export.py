@@ -100,6 +100,7 @@ def test_onnx_int8_is_quantized_and_its_accuracy_really_measured(exports, traine
         tunelab.load(trained_runs["lora"]).evaluate(test)["accuracy"]
     )
     assert rec["parity_int8"]["n"] == 32 and rec["quantize_backend"] == "onnxruntime-dynamic"
+    assert rec["quantize_options"] == {"per_channel": True, "reduce_range": True}
     assert (exports["onnx-int8"] / "model.onnx").stat().st_size < (
         exports["onnx"] / "model.onnx"
     ).stat().st_size

@@ -220,7 +220,7 @@ def _write_onnx(
     loaded, model, heads, tmp: Path, quantize, eval_data, record, evaluate, log
 ) -> None:
     from tunelab.backends import OnnxModule
-    from tunelab.export.onnx import optimize, parity, quantize_int8, to_onnx
+    from tunelab.export.onnx import QUANTIZE_OPTIONS, optimize, parity, quantize_int8, to_onnx
     from tunelab.export.prune import slice_pruned_heads
 
     per_token = loaded.task.per_token
@@ -254,6 +254,7 @@ def _write_onnx(
         quantize_int8(best, work / "int8.onnx")
         final = work / "int8.onnx"
         record["quantize_backend"] = "onnxruntime-dynamic"
+        record["quantize_options"] = dict(QUANTIZE_OPTIONS)
         record["parity_int8"] = parity(final, model, ids, loaded.pad_id, per_token)
     shutil.move(str(final), str(tmp / ONNX_FILE))
     shutil.rmtree(work)

@@ -5,7 +5,12 @@
   masking code and the trace would bake that in.
 - :func:`optimize` applies ONNX Runtime's transformer fusions (attention, layer norm, GELU)
   offline; :func:`quantize_int8` then quantizes the weights of MatMul/Attention nodes to int8
-  with dynamic (per batch) activation scales, ONNX Runtime's own ``quantize_dynamic``.
+  with dynamic (per batch) activation scales, ONNX Runtime's own ``quantize_dynamic``. Weights
+  get one scale per output channel, in 7 bits (``reduce_range``): on a full MiniLM run whose
+  per-tensor 8-bit int8 lost 2.0 points of accuracy (0.817 -> 0.797, 300 test reviews),
+  per-channel 7-bit lost none (0.817), at the same speed (AMX Xeon, 2 cores: 689 against 644
+  texts/s); 7 bits also avoid the int16 saturation of the u8 x s8 instructions on CPUs without
+  VNNI, so one file runs well on either kind of machine.
 - :func:`parity` compares the session against PyTorch on real texts.
 """
 
@@ -99,15 +104,23 @@ def optimize(src: Path, dst: Path, config, heads_pruned: bool = False) -> list[s
     return sorted({n.op_type for n in opt.model.graph.node if n.domain == "com.microsoft"})
 
 
+QUANTIZE_OPTIONS = {"per_channel": True, "reduce_range": True}
+
+
 def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantization (int8 weights, activations quantized per batch)."""
+    """Dynamic int8 quantization (int8 weights per output channel in 7 bits, activations
+    quantized per batch)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quantize_dynamic(
-            str(src), str(dst), weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": 1}
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": 1},
+            **QUANTIZE_OPTIONS,
         )
 
 
