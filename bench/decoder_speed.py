@@ -156,6 +156,7 @@ def generate(a: argparse.Namespace) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from tunelab.data.batching import sorted_batches
     from tunelab.models import resolve_model
     from tunelab.tasks.generation import generate as ours
     from tunelab.tasks.generation import prompt_ids
@@ -168,10 +169,13 @@ def generate(a: argparse.Namespace) -> dict:
         for r in rows[: a.prompts]
     ]
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    batches = [list(range(i, min(i + 16, len(prompts)))) for i in range(0, len(prompts), 16)]
+    stop = {tok.eos_token_id}
+    # the batches tunelab's generate forms (similar lengths together): both sides decode
+    # exactly these, so outputs compare row for row
+    batches = sorted_batches([len(p) for p in prompts], 16)
 
     def reference(model) -> list[list[int]]:
-        outs: list[list[int]] = []
+        outs: list[list[int]] = [[] for _ in prompts]
         for b in batches:
             longest = max(len(prompts[i]) for i in b)
             ids = torch.full((len(b), longest), pad, dtype=torch.long)
@@ -187,7 +191,8 @@ def generate(a: argparse.Namespace) -> dict:
                     do_sample=False,
                     pad_token_id=pad,
                 )
-            outs += [g[row, longest:].tolist() for row in range(len(b))]
+            for row, i in enumerate(b):
+                outs[i] = g[row, longest:].tolist()
         return outs
 
     result: dict = {"prompts": len(prompts), "batch_size": 16, "new_tokens": 32, "rows": []}
@@ -196,7 +201,7 @@ def generate(a: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     ref = reference(model)
     ref_s = time.perf_counter() - t0
-    n_tokens = sum(len(x) for x in ref)
+    n_tokens = sum(len(_trim(x, stop)) for x in ref)  # up to and with the stop token
     result["rows"].append(
         {
             "setup": "model.generate fp32 (reference)",
@@ -212,18 +217,26 @@ def generate(a: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         got = ours(m, tok, prompts, 32, 16, token_ids=True)
         s = time.perf_counter() - t0
-        same = sum(x == y for x, y in zip(got, ref, strict=True))
+        # a row's tokens up to its stop token (the pad after it depends on the batch's length)
+        same = sum(_trim(x, stop) == _trim(y, stop) for x, y in zip(got, ref, strict=True))
         result["rows"].append(
             {
                 "setup": f"tunelab generate {p}",
                 "seconds": s,
-                "tokens_per_s": sum(len(x) for x in got) / s,
+                "tokens_per_s": sum(len(_trim(x, stop)) for x in got) / s,
                 "speedup": ref_s / s,
                 "token_identical": f"{same}/{len(ref)}",
             }
         )
         print(result["rows"][-1], file=sys.stderr)
     return result
+
+
+def _trim(tokens: list[int], stop: set) -> list[int]:
+    for k, t in enumerate(tokens):
+        if t in stop:
+            return tokens[: k + 1]
+    return tokens
 
 
 def main() -> None:

@@ -270,5 +270,17 @@ def test_greedy_decoding_matches_model_generate_token_for_token(tiny_lm_dir, dty
             eos_token_id=stop,
         )[:, longest:]
         ours = greedy(model, ids, mask, 12, [stop], 0)
+        # two stop tokens, rows leaving the batch at different steps
+        stops = [stop, int(free[1, 5])]
+        ref2 = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=12,
+            do_sample=False,
+            pad_token_id=0,
+            eos_token_id=stops,
+        )[:, longest:]
+        ours2 = greedy(model, ids, mask, 12, stops, 0)
     assert torch.equal(ours, ref)
     assert (ours[0, 3:] == 0).all()
+    assert torch.equal(ours2, ref2)

@@ -287,8 +287,10 @@ def greedy(
     """Greedy decoding with the KV cache: the tokens ``model.generate(do_sample=False)``
     picks, without its per-step machinery (logits processors, stopping criteria, input
     preparation). The prompt is run once, the vocabulary projection only at its last
-    position; each step feeds one token per row. Stops when every row has produced a stop
-    token (rows that stopped get ``pad``) or after ``max_new_tokens``.
+    position; each step feeds one token per row. A row that produced a stop token leaves the
+    batch (its cache rows are dropped), so the remaining rows run at the smaller batch size;
+    it reads ``pad`` from there on, as in ``model.generate``. Stops when every row has
+    stopped or after ``max_new_tokens``.
 
     Returns:
         (batch, steps) new token ids.
@@ -307,16 +309,22 @@ def greedy(
         logits_to_keep=1,
     ).logits[:, -1]
     stops = torch.tensor(stop or [-1], device=ids.device)
-    done = torch.zeros(batch, dtype=torch.bool, device=ids.device)
-    tokens: list[torch.Tensor] = []
+    out = torch.full((batch, max_new_tokens), pad, dtype=torch.long, device=ids.device)
+    rows = torch.arange(batch, device=ids.device)  # original row of each live row
     position = positions[:, -1:]
+    steps = 0
     for step in range(max_new_tokens):
-        nxt = logits.argmax(-1).masked_fill(done, pad)
-        tokens.append(nxt)
-        done |= torch.isin(nxt, stops)
-        if step + 1 == max_new_tokens or bool(done.all()):
+        nxt = logits.argmax(-1)
+        out[rows, step] = nxt
+        steps = step + 1
+        live = ~torch.isin(nxt, stops)
+        if steps == max_new_tokens or not bool(live.any()):
             break
-        mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=-1)
+        if not bool(live.all()):  # drop the rows that stopped
+            keep = live.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, nxt, mask, position = rows[keep], nxt[keep], mask[keep], position[keep]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=-1)
         position = position + 1
         logits = model(
             input_ids=nxt[:, None],
@@ -325,7 +333,7 @@ def greedy(
             past_key_values=cache,
             use_cache=True,
         ).logits[:, -1]
-    return torch.stack(tokens, dim=1) if tokens else ids.new_zeros(batch, 0)
+    return out[:, :steps]
 
 
 def evaluate_split(
