@@ -6,7 +6,8 @@ lr 1e-3, max length 128), LoRA with tunelab's defaults on both sides (r 16, alph
 0.1, all linear layers); the reference is ``bench/reference_trainer.py --lora`` in fp32 and
 with ``bf16=True``, ours ``tunelab train`` at each ``--precisions``, then ``tunelab.load`` at
 the same precision scoring the 1,736 test reviews. Each side in its own child process, one
-after the other; reports training examples/s, test scoring seconds, accuracy, peak memory.
+after the other, for each of ``--seeds``; reports training examples/s, test scoring seconds,
+accuracy, peak memory, per seed and averaged over the seeds.
 
 ``generate``: SmolLM2-135M-Instruct, the first ``--prompts`` English test reviews as chat
 prompts ("Summarise ..."), greedy, 32 new tokens, the same batches on both sides; the
@@ -16,6 +17,8 @@ token-identical to the reference's.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/decoder_speed.py classify --train-examples 1000 \\
         --out bench/results/decoder_classify.json
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/decoder_speed.py classify --seeds 1,2,3 \\
+        --reference-precisions bf16 --precisions bf16 --out bench/results/decoder_classify_seeds.json
     HF_HUB_OFFLINE=1 .venv/bin/python bench/decoder_speed.py generate \\
         --out bench/results/decoder_generate.json
 """
@@ -26,6 +29,7 @@ import argparse
 import csv
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -47,10 +51,45 @@ def _child(cmd: list[str]) -> dict:
 
 
 def classify(a: argparse.Namespace) -> dict:
-    common = ["--epochs", "1", "--batch-size", "16", "--learning-rate", "1e-3"]
-    common += ["--max-length", "128", "--seed", str(a.seed)]
     rows = []
-    for bf16 in (False, True):
+    for seed in [int(x) for x in a.seeds.split(",")]:
+        rows += _classify_seed(a, seed)
+    summary = []
+    for setup in dict.fromkeys(r["setup"] for r in rows):
+        mine = [r for r in rows if r["setup"] == setup]
+        summary.append(
+            {
+                "setup": setup,
+                "seeds": len(mine),
+                **{
+                    k: statistics.mean(r[k] for r in mine)
+                    for k in ("examples_per_s", "score_seconds", "test_accuracy", "peak_memory_mb")
+                },
+            }
+        )
+    refs = [r for r in summary if "reference" in r["setup"]]
+    ours = [r for r in summary if r["setup"].startswith("tunelab")]
+    ref = max(refs, key=lambda r: r["examples_per_s"])
+    best = max(ours, key=lambda r: r["examples_per_s"])
+    ref_score = min(refs, key=lambda r: r["score_seconds"])
+    best_score = min(ours, key=lambda r: r["score_seconds"])
+    return {
+        "train_examples": a.train_examples,
+        "rows": rows,
+        "summary": summary,
+        "train_speedup": best["examples_per_s"] / ref["examples_per_s"],
+        "score_speedup": ref_score["score_seconds"] / best_score["score_seconds"],
+        "accuracy_difference": best["test_accuracy"] - ref["test_accuracy"],
+        "against": [ref["setup"], best["setup"]],
+    }
+
+
+def _classify_seed(a: argparse.Namespace, seed: int) -> list[dict]:
+    common = ["--epochs", "1", "--batch-size", "16", "--learning-rate", "1e-3"]
+    common += ["--max-length", "128", "--seed", str(seed)]
+    rows = []
+    for rp in a.reference_precisions.split(","):
+        bf16 = rp == "bf16"
         ref = _child(
             [
                 str(BIN / "python"),
@@ -69,6 +108,7 @@ def classify(a: argparse.Namespace) -> dict:
         rows.append(
             {
                 "setup": "HF Trainer + PEFT (reference)" + (" bf16=True" if bf16 else ""),
+                "seed": seed,
                 "examples_per_s": ref["examples_per_s"],
                 "train_seconds": ref["train_seconds"],
                 "score_seconds": ref["predict_seconds"],
@@ -112,6 +152,7 @@ def classify(a: argparse.Namespace) -> dict:
         rows.append(
             {
                 "setup": f"tunelab --precision {p}",
+                "seed": seed,
                 "examples_per_s": m["examples_per_s"],
                 "train_seconds": m["train_seconds"],
                 "score_seconds": score["seconds"],
@@ -122,19 +163,7 @@ def classify(a: argparse.Namespace) -> dict:
             }
         )
         print(rows[-1], file=sys.stderr)
-    refs = [r for r in rows if "reference" in r["setup"]]
-    ours = [r for r in rows if r["setup"].startswith("tunelab")]
-    ref = max(refs, key=lambda r: r["examples_per_s"])
-    best = max(ours, key=lambda r: r["examples_per_s"])
-    ref_score = min(refs, key=lambda r: r["score_seconds"])
-    best_score = min(ours, key=lambda r: r["score_seconds"])
-    return {
-        "train_examples": a.train_examples,
-        "rows": rows,
-        "train_speedup": best["examples_per_s"] / ref["examples_per_s"],
-        "score_speedup": ref_score["score_seconds"] / best_score["score_seconds"],
-        "against": [ref["setup"], best["setup"]],
-    }
+    return rows
 
 
 def _score(run: str, precision: str) -> None:
@@ -172,7 +201,7 @@ def generate(a: argparse.Namespace) -> dict:
     stop = {tok.eos_token_id}
     # the batches tunelab's generate forms (similar lengths together): both sides decode
     # exactly these, so outputs compare row for row
-    batches = sorted_batches([len(p) for p in prompts], 16)
+    batches = list(sorted_batches([len(p) for p in prompts], 16))
 
     def reference(model) -> list[list[int]]:
         outs: list[list[int]] = [[] for _ in prompts]
@@ -248,7 +277,10 @@ def main() -> None:
     ap.add_argument("--train-examples", type=int, default=1000)
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--precisions", default="fp32,bf16")
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seeds", default="42", help="classify: comma-separated seeds")
+    ap.add_argument(
+        "--reference-precisions", default="fp32,bf16", help="classify: the reference's runs"
+    )
     ap.add_argument("--runs", default="/tmp/tunelab-decoder-speed")
     ap.add_argument("--out")
     a = ap.parse_args()

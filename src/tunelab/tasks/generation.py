@@ -300,11 +300,12 @@ def greedy(
     batch = ids.shape[0]
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
+    kw = {_cache_argument(model): cache}
     logits = model(
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
-        past_key_values=cache,
+        **kw,
         use_cache=True,
         logits_to_keep=1,
     ).logits[:, -1]
@@ -330,10 +331,20 @@ def greedy(
             input_ids=nxt[:, None],
             attention_mask=mask,
             position_ids=position,
-            past_key_values=cache,
+            **kw,
             use_cache=True,
         ).logits[:, -1]
     return out[:, :steps]
+
+
+def _cache_argument(model) -> str:
+    """The keyword the model's forward takes its KV cache by: ``cache`` in recent
+    Transformers (``past_key_values`` is deprecated there), ``past_key_values`` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def evaluate_split(
