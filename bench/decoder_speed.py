@@ -18,7 +18,8 @@ token-identical to the reference's.
     HF_HUB_OFFLINE=1 .venv/bin/python bench/decoder_speed.py classify --train-examples 1000 \\
         --out bench/results/decoder_classify.json
     HF_HUB_OFFLINE=1 .venv/bin/python bench/decoder_speed.py classify --seeds 1,2,3 \\
-        --reference-precisions bf16 --precisions bf16 --out bench/results/decoder_classify_seeds.json
+        --reference-precisions bf16 --precisions bf16 \\
+        --out bench/results/decoder_classify_seeds.json
     HF_HUB_OFFLINE=1 .venv/bin/python bench/decoder_speed.py generate \\
         --out bench/results/decoder_generate.json
 """
