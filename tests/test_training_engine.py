@@ -345,3 +345,51 @@ def test_fp16_needs_a_gpu(tiny_model_dir, toy_data, tmp_path, capsys):
         == 2
     )
     assert "needs a GPU" in capsys.readouterr().err
+
+
+def test_length_grouped_and_random_batches():
+    """Grouped batches hold texts of similar length (little padding); --no-group-by-length
+    draws random batches. Both cover every example once per epoch, deterministically for the
+    seed, and change from epoch to epoch."""
+    from tunelab.training.supervised import _epoch_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 129, size=800).tolist()
+
+    def padding(batches):  # padded positions / real tokens
+        real = sum(lengths)
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches) / real - 1
+
+    for grouped in (True, False):
+        one = _epoch_batches(lengths, 16, 42, grouped, None, 0)
+        assert sorted(i for b in one for i in b) == list(range(800))
+        assert one == _epoch_batches(lengths, 16, 42, grouped, None, 0)
+        assert one != _epoch_batches(lengths, 16, 42, grouped, None, 1)
+    grouped = padding(_epoch_batches(lengths, 16, 42, True, None, 0))
+    random_ = padding(_epoch_batches(lengths, 16, 42, False, None, 0))
+    assert grouped < 0.05 < 0.4 < random_, (grouped, random_)
+
+
+def test_length_grouped_batches_keep_the_class_mix():
+    """When length goes with the label (here: long texts are mostly class 1), sorting by length
+    alone makes batches lean to one class; with the classes as strata every batch holds them
+    in the data's proportions, at little more padding than length sorting alone."""
+    from tunelab.training.supervised import _epoch_batches
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, size=1000)
+    lengths = [int(rng.integers(60, 129) if y else rng.integers(5, 80)) for y in labels]
+
+    def share_spread(batches):
+        return float(np.std([labels[b].mean() for b in batches if len(b) == 16]))
+
+    def padding(batches):
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches) / sum(lengths) - 1
+
+    plain = _epoch_batches(lengths, 16, 42, True, None, 0)
+    mixed = _epoch_batches(lengths, 16, 42, True, labels.tolist(), 0)
+    random_ = _epoch_batches(lengths, 16, 42, False, None, 0)
+    assert sorted(i for b in mixed for i in b) == list(range(1000))
+    assert share_spread(plain) > 0.3  # whole batches of one class
+    assert share_spread(mixed) < 0.05 < share_spread(random_)
+    assert padding(mixed) < 0.6 * padding(random_), (padding(mixed), padding(random_))

@@ -111,6 +111,11 @@ class TrainArgs:
         False, "recompute activations in the backward pass: less memory, about 30% slower"
     )
     max_grad_norm: float = _f(1.0, "gradient clipping norm (0 disables)")
+    group_by_length: bool = _f(
+        True,
+        "batch texts of similar length together (little padding, faster); --no-group-by-length: "
+        "random batches, as a plain Trainer script draws them",
+    )
     eval_steps: int | None = _f(None, "also evaluate every N optimizer steps (default: per epoch)")
     early_stopping_patience: int | None = _f(
         3, "stop after N evaluations without improvement (0 or null disables)"

@@ -3,7 +3,9 @@
 Training batches are "length-grouped": indices are shuffled, cut into chunks of
 ``batch_size * group``, each chunk is sorted by length and cut into batches, and the batch order
 is shuffled again. Batches stay random in content but hold texts of similar length, so the padded
-tensor (batch, longest) carries few pad tokens. Inference batches are simply sorted by length.
+tensor (batch, longest) carries few pad tokens; for single-label classification the classes are
+interleaved by length quantile so that no batch leans to one class. Inference batches are simply
+sorted by length.
 """
 
 from __future__ import annotations
@@ -32,9 +34,23 @@ def tokenize(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
 
 
 def length_grouped_batches(
-    lengths: list[int], batch_size: int, seed: int, group: int = 50
+    lengths: list[int],
+    batch_size: int,
+    seed: int,
+    group: int = 50,
+    strata: list[int] | None = None,
 ) -> list[list[int]]:
-    """One epoch of training batches (lists of example indices), deterministic for ``seed``."""
+    """One epoch of training batches (lists of example indices), deterministic for ``seed``.
+
+    ``strata`` (a class id per example, for single-label classification): within a chunk each
+    class is sorted by length on its own and the classes are interleaved by their length
+    quantile, so every batch holds the classes in the chunk's proportions and texts of similar
+    length for their class. Sorting by length alone puts the long texts together, and when
+    length goes with the label (long reviews lean positive) whole batches lean to one class: on
+    1,000 Chinese reviews the batches' share of positives spread 1.5x as much as in random
+    batches, and gemma3-270m + LoRA at lr 1e-3 ended 1-13 points below a Trainer script that
+    draws random batches.
+    """
     rng = random.Random(seed)
     order = list(range(len(lengths)))
     rng.shuffle(order)
@@ -42,9 +58,25 @@ def length_grouped_batches(
     batches: list[list[int]] = []
     for start in range(0, len(order), chunk):
         part = sorted(order[start : start + chunk], key=lambda i: -lengths[i])
+        if strata is not None:
+            part = _interleave_by_class(part, strata)
         batches += [part[j : j + batch_size] for j in range(0, len(part), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def _interleave_by_class(part: list[int], strata: list[int]) -> list[int]:
+    """``part`` (sorted by length) reordered by each example's length quantile within its
+    class: classes mix in proportion all along, lengths still fall from start to end."""
+    by_class: dict[int, list[int]] = {}
+    for i in part:
+        by_class.setdefault(strata[i], []).append(i)
+    quantile = {
+        i: (rank + 0.5) / len(members)
+        for members in by_class.values()
+        for rank, i in enumerate(members)
+    }
+    return sorted(part, key=lambda i: (quantile[i], strata[i]))
 
 
 def collate(ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:

@@ -191,6 +191,7 @@ def train(
         lr_scheduler=t.lr_scheduler,
         precision=b.precision,
         seed=t.seed,
+        group_by_length=t.group_by_length,
         rdrop_alpha=r.rdrop_alpha,
         rdrop_keep=(lambda tgt: tgt != -100) if p.task.per_token else None,
         adversarial=r.adversarial,

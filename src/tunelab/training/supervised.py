@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 
 from tunelab.data.batching import collate, length_grouped_batches, output_logits
@@ -38,6 +39,7 @@ class StepSettings:
     lr_scheduler: str = "linear"
     precision: str = "fp32"  # fp32 | bf16 | fp16 (resolved, never "auto")
     seed: int = 42  # batch order: epoch e uses seed + e
+    group_by_length: bool = True  # similar lengths per batch; False: random batches
     # against overfitting (tunelab.training.robust)
     rdrop_alpha: float = 0.0  # R-Drop weight; 0 = off
     rdrop_keep: Callable[[torch.Tensor], torch.Tensor] | None = None  # per-token: which count
@@ -112,6 +114,8 @@ def supervised_job(
     loss_units = loss_units or count_examples
     device = next(model.parameters()).device
     lengths = [len(x) for x in ids]
+    # single-label classification (a class id per example): batches keep the class mix
+    strata = [int(y) for y in labels] if all(_is_class_id(y) for y in labels) else None
     per_step = s.batch_size * s.gradient_accumulation_steps * dist.world
     steps_per_epoch, total = plan_steps(
         len(ids), s.batch_size, s.gradient_accumulation_steps, dist.world, s.epochs
@@ -188,7 +192,7 @@ def supervised_job(
         model=model,
         step=step,
         steps_per_epoch=steps_per_epoch,
-        batches=partial(_epoch_batches, lengths, per_step, s.seed),
+        batches=partial(_epoch_batches, lengths, per_step, s.seed, s.group_by_length, strata),
         optimizers=[opt],
         schedulers=[sched],
         learning_rate=lambda: sched.get_last_lr()[0],
@@ -196,5 +200,18 @@ def supervised_job(
     )
 
 
-def _epoch_batches(lengths: list[int], per_step: int, seed: int, epoch: int) -> list[list[int]]:
-    return length_grouped_batches(lengths, per_step, seed=seed + epoch)
+def _is_class_id(y) -> bool:
+    return isinstance(y, int | np.integer) and not isinstance(y, bool)
+
+
+def _epoch_batches(
+    lengths: list[int],
+    per_step: int,
+    seed: int,
+    grouped: bool,
+    strata: list[int] | None,
+    epoch: int,
+) -> list[list[int]]:
+    if not grouped:
+        return length_grouped_batches(lengths, per_step, seed=seed + epoch, group=1)
+    return length_grouped_batches(lengths, per_step, seed=seed + epoch, strata=strata)
