@@ -39,6 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+from bench.report import emit  # noqa: E402
+
 from tunelab.machine import describe as describe_machine  # noqa: E402
 
 ZH = "data/zh_sentiment"
@@ -70,6 +74,8 @@ def classify(a: argparse.Namespace) -> dict:
         )
     refs = [r for r in summary if "reference" in r["setup"]]
     ours = [r for r in summary if r["setup"].startswith("tunelab")]
+    if not refs:  # --reference-precisions none: tunelab's side only
+        return {"train_examples": a.train_examples, "rows": rows, "summary": summary}
     ref = max(refs, key=lambda r: r["examples_per_s"])
     best = max(ours, key=lambda r: r["examples_per_s"])
     ref_score = min(refs, key=lambda r: r["score_seconds"])
@@ -89,7 +95,7 @@ def _classify_seed(a: argparse.Namespace, seed: int) -> list[dict]:
     common = ["--epochs", "1", "--batch-size", "16", "--learning-rate", "1e-3"]
     common += ["--max-length", "128", "--seed", str(seed)]
     rows = []
-    for rp in a.reference_precisions.split(","):
+    for rp in [x for x in a.reference_precisions.split(",") if x and x != "none"]:
         bf16 = rp == "bf16"
         ref = _child(
             [
@@ -280,17 +286,16 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--seeds", default="42", help="classify: comma-separated seeds")
     ap.add_argument(
-        "--reference-precisions", default="fp32,bf16", help="classify: the reference's runs"
+        "--reference-precisions",
+        default="fp32,bf16",
+        help="classify: the reference's runs (none: tunelab's side only)",
     )
     ap.add_argument("--runs", default="/tmp/tunelab-decoder-speed")
     ap.add_argument("--out")
     a = ap.parse_args()
     result = {"machine": describe_machine(), "what": a.what, "command": " ".join(sys.argv)}
     result.update(classify(a) if a.what == "classify" else generate(a))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
+    emit(result, a.out)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.report import emit  # noqa: E402
 from bench.startup import cpu  # noqa: E402
 
 PROBE = r"""
@@ -120,10 +121,7 @@ def main() -> None:
         "checking_cost": rows[2]["load_s_median"] / rows[1]["load_s_median"] - 1,
         "rows": rows,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
+    emit(result, a.out)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.report import emit  # noqa: E402
 from bench.serve_load import free_port, post, wait_ready  # noqa: E402
 from bench.startup import cpu  # noqa: E402
 
@@ -124,10 +125,7 @@ def main() -> None:
         "poisoned_share": a.share,
         "rows": rows,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
+    emit(result, a.out)
 
 
 if __name__ == "__main__":

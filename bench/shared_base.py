@@ -21,6 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+from bench.report import emit  # noqa: E402
+
 from tunelab.machine import describe as describe_machine  # noqa: E402
 
 TEXTS = [
@@ -79,10 +82,7 @@ def main() -> None:
     result["rss_mb_shared"] = shared["after"][-1]["rss_mb"]
     result["rss_mb_copies"] = copies["after"][-1]["rss_mb"]
     result["saved_mb"] = result["rss_mb_copies"] - result["rss_mb_shared"]
-    text = json.dumps(result, indent=2)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
+    emit(result, a.out)
 
 
 if __name__ == "__main__":

@@ -48,8 +48,8 @@ def length_grouped_batches(
     length for their class. Sorting by length alone puts the long texts together, and when
     length goes with the label (long reviews lean positive) whole batches lean to one class: on
     1,000 Chinese reviews the batches' share of positives spread 1.5x as much as in random
-    batches, and gemma3-270m + LoRA at lr 1e-3 ended 1-13 points below a Trainer script that
-    draws random batches.
+    batches, and gemma3-270m + LoRA at lr 1e-3 scored 0.812/0.694/0.770 on three seeds against
+    0.806/0.850/0.808 with the classes interleaved (``bench/README.md``).
     """
     rng = random.Random(seed)
     order = list(range(len(lengths)))
