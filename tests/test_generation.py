@@ -254,32 +254,27 @@ def test_greedy_decoding_matches_model_generate_token_for_token(tiny_lm_dir, dty
     for row, p in enumerate(prompts):
         ids[row, longest - len(p) :] = torch.tensor(p)
         mask[row, longest - len(p) :] = 1
-    with torch.inference_mode():
-        free = model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False, pad_token_id=0
+
+    def reference(**stop) -> torch.Tensor:  # model.generate's new tokens
+        return model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=12,
+            do_sample=False,
+            pad_token_id=0,
+            **stop,
         )[:, longest:]
+
+    with torch.inference_mode():
+        free = reference()
         assert torch.equal(greedy(model, ids, mask, 12, [], 0), free)
         # stop on the token the first row produces third: that row ends there, padded after
         stop = int(free[0, 2])
-        ref = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=12,
-            do_sample=False,
-            pad_token_id=0,
-            eos_token_id=stop,
-        )[:, longest:]
+        ref = reference(eos_token_id=stop)
         ours = greedy(model, ids, mask, 12, [stop], 0)
         # two stop tokens, rows leaving the batch at different steps
         stops = [stop, int(free[1, 5])]
-        ref2 = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=12,
-            do_sample=False,
-            pad_token_id=0,
-            eos_token_id=stops,
-        )[:, longest:]
+        ref2 = reference(eos_token_id=stops)
         ours2 = greedy(model, ids, mask, 12, stops, 0)
     assert torch.equal(ours, ref)
     assert (ours[0, 3:] == 0).all()

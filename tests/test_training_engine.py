@@ -347,6 +347,11 @@ def test_fp16_needs_a_gpu(tiny_model_dir, toy_data, tmp_path, capsys):
     assert "needs a GPU" in capsys.readouterr().err
 
 
+def _padding(batches: list[list[int]], lengths: list[int]) -> float:
+    """Padded positions per real token when each batch is padded to its longest text."""
+    return sum(len(b) * max(lengths[i] for i in b) for b in batches) / sum(lengths) - 1
+
+
 def test_length_grouped_and_random_batches():
     """Grouped batches hold texts of similar length (little padding); --no-group-by-length
     draws random batches. Both cover every example once per epoch, deterministically for the
@@ -356,17 +361,13 @@ def test_length_grouped_and_random_batches():
     rng = np.random.default_rng(0)
     lengths = rng.integers(5, 129, size=800).tolist()
 
-    def padding(batches):  # padded positions / real tokens
-        real = sum(lengths)
-        return sum(len(b) * max(lengths[i] for i in b) for b in batches) / real - 1
-
     for grouped in (True, False):
         one = _epoch_batches(lengths, 16, 42, grouped, None, 0)
         assert sorted(i for b in one for i in b) == list(range(800))
         assert one == _epoch_batches(lengths, 16, 42, grouped, None, 0)
         assert one != _epoch_batches(lengths, 16, 42, grouped, None, 1)
-    grouped = padding(_epoch_batches(lengths, 16, 42, True, None, 0))
-    random_ = padding(_epoch_batches(lengths, 16, 42, False, None, 0))
+    grouped = _padding(_epoch_batches(lengths, 16, 42, True, None, 0), lengths)
+    random_ = _padding(_epoch_batches(lengths, 16, 42, False, None, 0), lengths)
     assert grouped < 0.05 < 0.4 < random_, (grouped, random_)
 
 
@@ -383,13 +384,11 @@ def test_length_grouped_batches_keep_the_class_mix():
     def share_spread(batches):
         return float(np.std([labels[b].mean() for b in batches if len(b) == 16]))
 
-    def padding(batches):
-        return sum(len(b) * max(lengths[i] for i in b) for b in batches) / sum(lengths) - 1
-
     plain = _epoch_batches(lengths, 16, 42, True, None, 0)
     mixed = _epoch_batches(lengths, 16, 42, True, labels.tolist(), 0)
     random_ = _epoch_batches(lengths, 16, 42, False, None, 0)
     assert sorted(i for b in mixed for i in b) == list(range(1000))
     assert share_spread(plain) > 0.3  # whole batches of one class
     assert share_spread(mixed) < 0.05 < share_spread(random_)
-    assert padding(mixed) < 0.6 * padding(random_), (padding(mixed), padding(random_))
+    padded = _padding(mixed, lengths), _padding(random_, lengths)
+    assert padded[0] < 0.6 * padded[1], padded
