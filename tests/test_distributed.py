@@ -87,6 +87,19 @@ def test_two_processes_equal_one_with_the_same_global_batch(no_dropout_bert, toy
     assert yaml.safe_load((two / "config.yaml").read_text())["num_processes"] == 2
 
 
+def test_bf16_two_processes_equal_one(no_dropout_bert, toy_data, tmp_path):
+    """bf16 compute over fp32 weights (functional_call through the DDP wrapper) gives two
+    processes the losses of one, up to bf16 rounding."""
+    losses = []
+    for name, extra in (("one", ["16"]), ("two", ["8", "--num-processes", "2"])):
+        out = tmp_path / name
+        _train(no_dropout_bert, toy_data, out, "--precision", "bf16", "--batch-size", *extra)
+        assert json.loads((out / "tunelab.json").read_text())["precision"] == "bf16"
+        log = (out / "train_log.jsonl").open()
+        losses.append([json.loads(x)["loss"] for x in log if '"train"' in x])
+    assert losses[0] == pytest.approx(losses[1], rel=5e-3) and len(losses[0]) == 2
+
+
 def test_accelerate_launch_runs_two_processes(no_dropout_bert, toy_data, tmp_path):
     """`accelerate launch --multi_gpu` (no GPU needed) starts 2 processes on gloo: half the
     optimizer steps of one process, the run recorded as 2 processes."""

@@ -72,6 +72,7 @@ def describe() -> dict:
     """The machine, as recorded next to every figure."""
     import torch
 
+    from tunelab import allocator
     from tunelab.backends import cpu_threads
     from tunelab.version import __version__
 
@@ -88,6 +89,7 @@ def describe() -> dict:
         "flags": sorted(detected_flags()),
         "native_bf16": native_bf16(),
         "int8_dot": int8_dot(),
+        "allocator": allocator.describe(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "versions": versions,
     }

@@ -16,11 +16,13 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
 
 from tunelab.data.batching import collate, length_grouped_batches, output_logits
+from tunelab.training import bf16_compute
 from tunelab.training.distributed import Dist
 from tunelab.training.fast_dropout import faster_dropout
 from tunelab.training.loop import Job, plan_steps
@@ -129,7 +131,11 @@ def supervised_job(
     )
     scaler = torch.amp.GradScaler(device.type, enabled=s.precision == "fp16")
     trainable = [p for p in model.parameters() if p.requires_grad]
-    forward = dist.wrap(model)  # DistributedDataParallel across processes
+    wrapped = dist.wrap(model)  # DistributedDataParallel across processes
+    forward: Callable[..., Any] = wrapped
+    amp = s.precision  # autocast's precision
+    if bf16_compute.applies(model, s.precision, device):  # bf16 activations, fp32 weights
+        forward, amp = bf16_compute.Bf16Compute(wrapped), "fp32"
     attack = (
         EmbeddingAttack(model, s.adversarial, s.adv_epsilon, s.adv_steps, s.adv_alpha)
         if s.adversarial
@@ -137,7 +143,7 @@ def supervised_job(
     )
 
     def batch_loss(inputs: dict, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast(device, s.precision), faster_dropout(device.type == "cpu"):
+        with autocast(device, amp), faster_dropout(device.type == "cpu"):
             logits = output_logits(forward(**inputs))  # (B, K) or (B, T, K)
         return logits, loss_fn(logits.float(), tgt)
 

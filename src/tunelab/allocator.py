@@ -1,0 +1,55 @@
+"""Keep freed memory in the process instead of handing it back to the kernel (glibc only).
+
+glibc's ``malloc`` serves every block over its mmap threshold (128 KiB, adapting up to 32 MiB)
+with a fresh ``mmap`` and gives it back on ``free``; memory above the trim threshold at the
+top of the heap goes back too. A training step frees and re-allocates the same large
+activations and gradients on every step, so each one is page-faulted in again and zeroed by
+the kernel: on the 2-core AMX Xeon, zero-filling MiniLM's 47 MB embedding gradient took 32 ms
+(of a ~190 ms bf16 step) and a 3.5 M-element GELU backward 13 ms, against 7 and 3 ms once
+the pages are reused. (The Intel Extension for PyTorch recommends preloading jemalloc or
+tcmalloc for the same reason; this needs no other library.)
+
+:func:`retain_freed_memory` sets ``M_MMAP_MAX`` to 0 (every block comes from the heap) and
+``M_TRIM_THRESHOLD`` to 1 GiB (freed heap memory stays for the next step). The resident
+memory then stays near the process's peak instead of shrinking between steps; the peak itself
+is what it was. Training calls it on a CPU; ``TUNELAB_MALLOC=system`` leaves glibc's defaults.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+
+ENV = "TUNELAB_MALLOC"
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+TRIM_THRESHOLD = 1 << 30
+_applied: bool | None = None  # None: not asked yet
+
+
+def retain_freed_memory() -> bool:
+    """Tell glibc to keep freed memory for reuse (once per process); returns whether it
+    applied (False off glibc, or with ``TUNELAB_MALLOC=system``)."""
+    global _applied
+    if _applied is None:
+        _applied = _mallopt()
+    return _applied
+
+
+def _mallopt() -> bool:
+    if os.environ.get(ENV, "").lower() == "system":
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mmap_off = libc.mallopt(_M_MMAP_MAX, 0) == 1
+        return libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and mmap_off
+    except (OSError, AttributeError):
+        return False
+
+
+def describe() -> str:
+    """How this process allocates, for the machine record."""
+    return "glibc, freed memory kept" if _applied else "system default"

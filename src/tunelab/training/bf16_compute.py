@@ -1,0 +1,83 @@
+"""bf16 training on a CPU: bf16 compute over fp32 master weights, without autocast.
+
+Under ``torch.autocast`` every op decides its own dtype: matmuls cast to bf16, layer norms
+and softmax to fp32, residual adds promote to fp32, PEFT's LoRA casts its input to the fp32
+adapter weight and back. On the 2-core AMX Xeon those casts and the fp32 element-wise work in
+between cost more than the bf16 matmuls save (a bf16 MiniLM step spent 11% in casts alone; a
+gemma3-270m LoRA step 14%, and its LoRA dropout ran on fp32 copies of the activations).
+
+:class:`Bf16Compute` runs the forward pass on bf16 *copies* of the fp32 weights instead
+(``torch.func.functional_call``; the casts are part of the autograd graph), so every
+activation is bf16 end to end while the gradients reach the fp32 weights as fp32: the
+optimizer, its state, gradient accumulation and clipping, checkpoints and the saved model
+all stay fp32 (mixed precision with master weights, Micikevicius et al., 2018). Layer norms
+and softmax take bf16 tensors but accumulate in fp32 inside PyTorch's CPU kernels; the loss
+is computed in fp32 by the caller.
+
+Embedding tables are not copied (a full-fine-tuning vocabulary table is half of MiniLM's
+weights, and only a few rows are looked up): their output is cast to bf16 instead. A table
+tied to an output layer is copied like any weight. Gradient checkpointing recomputes the
+forward outside the call, so a checkpointing model keeps autocast (see :func:`applies`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+_BF16 = torch.bfloat16
+
+
+def _to_bf16(module: torch.nn.Module, args: Any, out: Any) -> Any:
+    if isinstance(out, torch.Tensor) and out.is_floating_point() and out.dtype != _BF16:
+        return out.to(_BF16)
+    return out
+
+
+class Bf16Compute:
+    """Calls ``forward`` (the model, or its DDP wrapper) with its fp32 floating-point weights
+    replaced by bf16 casts of them, for the duration of the call."""
+
+    def __init__(self, forward: torch.nn.Module) -> None:
+        self.forward = forward
+        shared = {  # weights some other layer uses too (a table tied to the LM head)
+            id(p)
+            for m in forward.modules()
+            if not isinstance(m, torch.nn.Embedding)
+            for p in m.parameters(recurse=False)
+        }
+        self.embeddings = [
+            m
+            for m in forward.modules()
+            if isinstance(m, torch.nn.Embedding) and id(m.weight) not in shared
+        ]
+        tables = {id(m.weight) for m in self.embeddings}
+        self.weights = [
+            (name, p)
+            for name, p in forward.named_parameters()
+            if p.dtype == torch.float32 and id(p) not in tables
+        ]
+
+    def __call__(self, **inputs: Any) -> Any:
+        copies = {name: p.to(_BF16) for name, p in self.weights}
+        # registered per call, so the cast runs after any other hook on the embeddings
+        # (the adversarial perturbation of tunelab.training.robust)
+        hooks = [m.register_forward_hook(_to_bf16) for m in self.embeddings]
+        try:
+            return torch.func.functional_call(
+                self.forward, copies, args=(), kwargs=inputs, strict=False
+            )
+        finally:
+            for h in hooks:
+                h.remove()
+
+
+def applies(model: torch.nn.Module, precision: str, device: torch.device) -> bool:
+    """Whether a training step uses :class:`Bf16Compute`: bf16 on a CPU (CUDA keeps autocast)
+    without gradient checkpointing."""
+    return (
+        precision == "bf16"
+        and device.type == "cpu"
+        and not any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+    )
