@@ -25,6 +25,7 @@ from tunelab.data.batching import collate, length_grouped_batches, output_logits
 from tunelab.training import bf16_compute
 from tunelab.training.distributed import Dist
 from tunelab.training.fast_dropout import faster_dropout
+from tunelab.training.fused_lora import fused_lora
 from tunelab.training.loop import Job, plan_steps
 from tunelab.training.robust import EmbeddingAttack, rdrop_divergence
 
@@ -143,7 +144,8 @@ def supervised_job(
     )
 
     def batch_loss(inputs: dict, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast(device, amp), faster_dropout(device.type == "cpu"):
+        cpu = device.type == "cpu"
+        with autocast(device, amp), faster_dropout(cpu), fused_lora(cpu):
             logits = output_logits(forward(**inputs))  # (B, K) or (B, T, K)
         return logits, loss_fn(logits.float(), tgt)
 
