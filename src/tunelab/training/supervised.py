@@ -1,7 +1,9 @@
 """One optimizer step of supervised fine-tuning, as a :class:`~tunelab.training.loop.Job`:
 AdamW, a warm-up + decay schedule, gradient accumulation, mixed precision, data-parallel
-weighting, and the regularisers that need the batch (R-Drop, FGM/PGD). On a CPU, dropout
-masks come from :mod:`tunelab.training.fast_dropout` (15% of a bf16 MiniLM step saved).
+weighting, and the regularisers that need the batch (R-Drop, FGM/PGD). On a CPU, bf16 runs
+on bf16 copies of the fp32 weights (:mod:`tunelab.training.bf16_compute`), dropout masks come
+from :mod:`tunelab.training.fast_dropout` (15% of a bf16 MiniLM step saved) and PEFT's LoRA
+layers are fused (:mod:`tunelab.training.fused_lora`).
 
 Batches are length-grouped token ids (most of a CPU's training time otherwise goes to padding);
 with accumulation each micro-batch's mean loss is weighted by its share of the step's units
