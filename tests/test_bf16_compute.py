@@ -4,6 +4,8 @@ the adversarial hook, and when each applies. No speed is asserted."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -157,3 +159,52 @@ def test_allocator_keeps_freed_memory_on_glibc(fresh_allocator, monkeypatch):
         assert machine.describe()["allocator"] == "glibc, freed memory kept"
         big = torch.ones(8 << 20)  # 32 MB: from the heap now, and still correct
         assert big.sum().item() == 8 << 20
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "full",
+        "freeze",
+        "bitfit",
+        "lora",
+        "adalora",
+        "ia3",
+        "prompt-tuning",
+        "p-tuning",
+        "prefix-tuning",
+        "adapter",
+    ],
+)
+def test_every_method_trains_in_bf16_compute(name, learnable_model_dir, toy_data, tmp_path):
+    """Each method's trainable tensors (adapters, prefixes, prompt tables, IA3 vectors) run as
+    bf16 copies: a bf16 run finishes with finite losses and saves fp32 tensors."""
+    from safetensors.torch import load_file
+
+    from tunelab import config as C
+    from tunelab.training import pipeline
+
+    out = tmp_path / "run"
+    cfg = C.build(
+        {
+            "model": str(learnable_model_dir),
+            "train": str(toy_data["train"]),
+            "validation": str(toy_data["validation"]),
+            "epochs": 1,
+            "batch_size": 16,
+            "max_length": 32,
+            "output_dir": str(out),
+            "progress": False,
+            "method": name,
+            "num_virtual_tokens": 4,
+            "adapter_size": 8,
+            "precision": "bf16",
+        }
+    )
+    pipeline.run_training(cfg, echo=lambda s: None)
+    log = [line for line in (out / "train_log.jsonl").read_text().splitlines() if '"train"' in line]
+    assert log and all(0 < json.loads(line)["loss"] < 100 for line in log)
+    saved = {}
+    for f in out.glob("*.safetensors"):
+        saved |= load_file(f)
+    assert saved and {t.dtype for t in saved.values() if t.is_floating_point()} == {torch.float32}
