@@ -37,10 +37,17 @@ def retain_freed_memory() -> bool:
     return _applied
 
 
+def applies() -> bool:
+    """Whether training in this environment keeps freed memory (glibc, not turned off)."""
+    return (
+        os.environ.get(ENV, "").lower() != "system"
+        and platform.system() == "Linux"
+        and platform.libc_ver()[0] == "glibc"
+    )
+
+
 def _mallopt() -> bool:
-    if os.environ.get(ENV, "").lower() == "system":
-        return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not applies():
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -51,5 +58,7 @@ def _mallopt() -> bool:
 
 
 def describe() -> str:
-    """How this process allocates, for the machine record."""
-    return "glibc, freed memory kept" if _applied else "system default"
+    """How training allocates here, for the machine record (of a run or a benchmark)."""
+    if _applied is False:  # asked, and glibc refused
+        return "system default"
+    return "glibc, freed memory kept in training" if applies() else "system default"
