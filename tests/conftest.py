@@ -21,10 +21,41 @@ NEG = ["bad", "awful", "terrible", "hate", "poor", "boring", "sad", "broken"]
 FILLER = ["the", "movie", "phone", "was", "is", "really", "very", "a", "this", "it", "and"]
 
 
+def tiny_bert_config(vocab_size: int, **overrides):
+    """The tiny BERT's shape (2 layers, 32 hidden, 2 heads, 64 intermediate) plus
+    ``overrides`` (dropout, labels, positions, init)."""
+    from transformers import BertConfig
+
+    shape = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    return BertConfig(vocab_size=vocab_size, **{**shape, **overrides})
+
+
+def method_run_config(model_dir: Path, data: dict[str, Path], out: Path, method: str, **overrides):
+    """The built config of a quick run of ``method`` on the tiny model (the method matrix's
+    settings, with ``overrides``)."""
+    from tunelab import config as C
+
+    return C.build(
+        {
+            "model": str(model_dir),
+            "train": str(data["train"]),
+            "validation": str(data["validation"]),
+            "batch_size": 16,
+            "max_length": 32,
+            "output_dir": str(out),
+            "progress": False,
+            "method": method,
+            "num_virtual_tokens": 4,
+            "adapter_size": 8,
+            **overrides,
+        }
+    )
+
+
 def make_tiny_bert(d: Path, initializer_range: float = 0.02) -> Path:
     """A 2-layer, 32-hidden BERT encoder plus a WordPiece tokenizer, saved like a hub folder."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
+    from transformers import BertModel, BertTokenizer
 
     vocab = [
         "[PAD]",
@@ -42,14 +73,8 @@ def make_tiny_bert(d: Path, initializer_range: float = 0.02) -> Path:
     tok = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
     tok.save_pretrained(d)
     torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        initializer_range=initializer_range,
+    cfg = tiny_bert_config(
+        len(vocab), max_position_embeddings=64, initializer_range=initializer_range
     )
     BertModel(cfg).save_pretrained(d)
     return d

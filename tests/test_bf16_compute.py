@@ -9,7 +9,9 @@ import json
 import pytest
 import torch
 
+from conftest import method_run_config, tiny_bert_config
 from tunelab import allocator, machine
+from tunelab.methods import METHODS
 from tunelab.training import bf16_compute
 from tunelab.training.bf16_compute import Bf16Compute
 
@@ -17,15 +19,11 @@ CPU = torch.device("cpu")
 
 
 def _bert(tmp_path):
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=50,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+    cfg = tiny_bert_config(
+        50,
         max_position_embeddings=32,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
@@ -162,46 +160,16 @@ def test_allocator_keeps_freed_memory_on_glibc(fresh_allocator, monkeypatch):
         assert big.sum().item() == 8 << 20
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "full",
-        "freeze",
-        "bitfit",
-        "lora",
-        "adalora",
-        "ia3",
-        "prompt-tuning",
-        "p-tuning",
-        "prefix-tuning",
-        "adapter",
-    ],
-)
+@pytest.mark.parametrize("name", list(METHODS))
 def test_every_method_trains_in_bf16_compute(name, learnable_model_dir, toy_data, tmp_path):
     """Each method's trainable tensors (adapters, prefixes, prompt tables, IA3 vectors) run as
     bf16 copies: a bf16 run finishes with finite losses and saves fp32 tensors."""
     from safetensors.torch import load_file
 
-    from tunelab import config as C
     from tunelab.training import pipeline
 
     out = tmp_path / "run"
-    cfg = C.build(
-        {
-            "model": str(learnable_model_dir),
-            "train": str(toy_data["train"]),
-            "validation": str(toy_data["validation"]),
-            "epochs": 1,
-            "batch_size": 16,
-            "max_length": 32,
-            "output_dir": str(out),
-            "progress": False,
-            "method": name,
-            "num_virtual_tokens": 4,
-            "adapter_size": 8,
-            "precision": "bf16",
-        }
-    )
+    cfg = method_run_config(learnable_model_dir, toy_data, out, name, epochs=1, precision="bf16")
     pipeline.run_training(cfg, echo=lambda s: None)
     log = [line for line in (out / "train_log.jsonl").read_text().splitlines() if '"train"' in line]
     assert log and all(0 < json.loads(line)["loss"] < 100 for line in log)

@@ -7,21 +7,18 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import tiny_bert_config
 from tunelab.training.fast_dropout import faster_dropout
 from tunelab.training.fused_lora import fused_lora
 
 
 def _lora_model(dropout: float = 0.1, **lora):
     from peft import LoraConfig, get_peft_model
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=60,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+    cfg = tiny_bert_config(
+        60,
         max_position_embeddings=32,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import tunelab
+from conftest import method_run_config
 from tunelab.methods import METHODS, Method, MethodContext, count_parameters, get_method
 from tunelab.tasks import text_classification as tc
 
@@ -34,7 +35,6 @@ def matrix_runs(learnable_model_dir, toy_data, tmp_path_factory):
     """One run per method, with the in-memory model captured just before it is saved. The
     tiny random model needs larger steps than the methods' defaults, which are tuned for
     pretrained models."""
-    from tunelab import config as C
     from tunelab.training import pipeline
 
     runs = {}
@@ -49,22 +49,14 @@ def matrix_runs(learnable_model_dir, toy_data, tmp_path_factory):
         METHODS[name] = Method(**{**m.__dict__, "save": spy_save})
         try:
             out = tmp_path_factory.mktemp(f"matrix-{name}") / "run"
-            cfg = C.build(
-                {
-                    "model": str(learnable_model_dir),
-                    "train": str(toy_data["train"]),
-                    "validation": str(toy_data["validation"]),
-                    "epochs": 10,
-                    "batch_size": 16,
-                    "max_length": 32,
-                    "output_dir": str(out),
-                    "progress": False,
-                    "method": name,
-                    "num_virtual_tokens": 4,
-                    "learning_rate": 3e-3 if name in ("full", "freeze") else 1e-2,
-                    "adapter_size": 8,
-                    "early_stopping_patience": 0,
-                }
+            cfg = method_run_config(
+                learnable_model_dir,
+                toy_data,
+                out,
+                name,
+                epochs=10,
+                learning_rate=3e-3 if name in ("full", "freeze") else 1e-2,
+                early_stopping_patience=0,
             )
             pipeline.run_training(cfg, echo=lambda s: None)
         finally:

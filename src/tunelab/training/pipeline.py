@@ -128,10 +128,9 @@ def build(p: Prepared) -> Built:
     set_seed(t.seed)
     torch.set_num_threads(t.num_threads or max(1, cpu_threads() // p.dist.world))
     precision = resolve_precision(t.precision, p.dist.device)
-    if p.dist.device.type == "cpu":  # reuse freed pages: no page faults on every step
-        allocator.retain_freed_memory()
     load_kwargs = overfitting.dropout_overrides(p.source.path, r)
     if p.dist.device.type == "cpu":
+        allocator.retain_freed_memory()  # reuse freed pages: no page faults on every step
         # plain matmul attention: PyTorch's CPU flash-attention backward is slow in bf16 (44%
         # of a MiniLM step; 101 against 65 examples/s), as fast in fp32 (106 against 106),
         # and its attention dropout would bypass fast_dropout's masks, so fp32 and bf16 runs
