@@ -116,6 +116,11 @@ class TrainArgs:
         "batch texts of similar length together (little padding, faster); --no-group-by-length: "
         "random batches, as a plain Trainer script draws them",
     )
+    packing: bool = _f(
+        True,
+        "decoder sequence classification (gemma, SmolLM2): random batches packed end to end "
+        "into rows, as fast as length grouping and without padding; --no-packing: pad batches",
+    )
     eval_steps: int | None = _f(None, "also evaluate every N optimizer steps (default: per epoch)")
     early_stopping_patience: int | None = _f(
         3, "stop after N evaluations without improvement (0 or null disables)"

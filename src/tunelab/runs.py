@@ -152,6 +152,7 @@ class RunInfo:
     metrics: dict | None = None  # ensemble: members' and ensemble's scores
     precision: str | None = None  # what training computed in (auto resolved)
     machine: dict | None = None  # where it was trained (tunelab.machine.describe)
+    batching: str | None = None  # length-grouped | random | packed (training batches)
     # every file of the folder: {relative path: {"size", "sha256"}} (tunelab.integrity)
     files: dict | None = None
     extra: dict = field(default_factory=dict)

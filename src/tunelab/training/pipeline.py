@@ -38,7 +38,7 @@ from tunelab.runs import (
     write_metrics,
     write_run,
 )
-from tunelab.training import checkpoint, distributed, overfitting
+from tunelab.training import checkpoint, distributed, overfitting, packing
 from tunelab.training.callbacks import Checkpointing, Interruption, ProgressBar
 from tunelab.training.loop import Callback, LoopResult, LoopSettings, fit, plan_steps
 from tunelab.training.prepare import Prepared, finished_run, prepare, resolve_precision
@@ -84,6 +84,7 @@ class Built:
     learning_rate: float
     precision: str
     total_steps: int
+    batching: str  # length-grouped | random | packed
 
     def logits(self, p: Prepared, split: str):
         """Logits of a split; across processes each predicts its share, then all gather."""
@@ -157,7 +158,17 @@ def build(p: Prepared) -> Built:
         frozen_to_bf16(model)
     trainable, total = count_parameters(model)
     lr = t.learning_rate or p.method.default_learning_rate
-    return Built(model, trainable, total, lr, precision, total_steps)
+    return Built(model, trainable, total, lr, precision, total_steps, batching(model, p.cfg))
+
+
+def batching(model: torch.nn.Module, cfg: C.RunConfig) -> str:
+    """How training batches are drawn and laid out: packed where the model allows it and
+    ``packing`` is on (random batches at the cost of length-grouped ones), else
+    ``group_by_length`` decides."""
+    t = cfg.train
+    if t.packing and packing.applies(model, adversarial=bool(cfg.regularisation.adversarial)):
+        return "packed"
+    return "length-grouped" if t.group_by_length else "random"
 
 
 def frozen_to_bf16(model: torch.nn.Module) -> int:
@@ -198,7 +209,7 @@ def train(
         lr_scheduler=t.lr_scheduler,
         precision=b.precision,
         seed=t.seed,
-        group_by_length=t.group_by_length,
+        batching=b.batching,
         rdrop_alpha=r.rdrop_alpha,
         rdrop_keep=(lambda tgt: tgt != -100) if p.task.per_token else None,
         adversarial=r.adversarial,
@@ -300,6 +311,7 @@ def write_run_folder(
         regularisation=overfitting.summary(p.cfg.regularisation) or None,
         precision=b.precision,
         machine=machine.describe(),
+        batching=b.batching,
     )
     if p.augmented:  # for inspection: what the model was trained on besides the file
         overfitting.write_augmented(p.augmented, out / "augmented_train.csv")
@@ -373,7 +385,8 @@ def _announce(p: Prepared, b: Built, echo: Callable[[str], None]) -> None:
     echo(
         f"tunelab: {p.task.name} | {p.source.source} | method {p.method.name} | "
         f"{b.trainable:,} of {b.total:,} parameters train | lr {b.learning_rate:g} | "
-        f"{b.precision} | {p.n_train} train / {p.n_validation} validation examples{aug}"
+        f"{b.precision} | {b.batching} batches | {p.n_train} train / {p.n_validation} "
+        f"validation examples{aug}"
     )
 
 

@@ -5,11 +5,13 @@ on bf16 copies of the fp32 weights (:mod:`tunelab.training.bf16_compute`), dropo
 from :mod:`tunelab.training.fast_dropout` (15% of a bf16 MiniLM step saved) and PEFT's LoRA
 layers are fused (:mod:`tunelab.training.fused_lora`).
 
-Batches are length-grouped token ids (most of a CPU's training time otherwise goes to padding);
-with accumulation each micro-batch's mean loss is weighted by its share of the step's units
-(examples, or labelled tokens), so K micro-batches of B give the update of one batch of K*B
-(not a mean of per-micro-batch means); with W processes each takes a round-robin share of a
-batch of B*K*W and the weights use every process's units.
+Batches are length-grouped token ids (most of a CPU's training time otherwise goes to padding),
+or, for a decoder's sequence head, random batches packed into rows
+(:mod:`tunelab.training.packing`: no padding, and each step sees what a plain Trainer's random
+batch shows); with accumulation each micro-batch's mean loss is weighted by its share of the
+step's units (examples, or labelled tokens), so K micro-batches of B give the update of one batch
+of K*B (not a mean of per-micro-batch means); with W processes each takes a round-robin share of
+a batch of B*K*W and the weights use every process's units.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 
 from tunelab.data.batching import collate, length_grouped_batches, output_logits
-from tunelab.training import bf16_compute
+from tunelab.training import bf16_compute, packing
 from tunelab.training.distributed import Dist
 from tunelab.training.fast_dropout import faster_dropout
 from tunelab.training.fused_lora import fused_lora
@@ -44,7 +46,10 @@ class StepSettings:
     lr_scheduler: str = "linear"
     precision: str = "fp32"  # fp32 | bf16 | fp16 (resolved, never "auto")
     seed: int = 42  # batch order: epoch e uses seed + e
-    group_by_length: bool = True  # similar lengths per batch; False: random batches
+    # length-grouped: similar lengths per batch (little padding); random: as a plain Trainer
+    # draws them; packed: random batches laid end to end in rows (decoder sequence heads only,
+    # see tunelab.training.packing)
+    batching: str = "length-grouped"
     # against overfitting (tunelab.training.robust)
     rdrop_alpha: float = 0.0  # R-Drop weight; 0 = off
     rdrop_keep: Callable[[torch.Tensor], torch.Tensor] | None = None  # per-token: which count
@@ -144,11 +149,18 @@ def supervised_job(
         if s.adversarial
         else None
     )
+    if s.batching == "packed" and not packing.applies(model, adversarial=bool(s.adversarial)):
+        raise ValueError("packed batches need a decoder sequence head and a per-token method")
+    scores = packing.PackedScores(model) if s.batching == "packed" else None
 
-    def batch_loss(inputs: dict, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_loss(
+        inputs: dict, tgt: torch.Tensor, ends: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         cpu = device.type == "cpu"
         with autocast(device, amp), faster_dropout(cpu), fused_lora(cpu):
-            logits = output_logits(forward(**inputs))  # (B, K) or (B, T, K)
+            out = forward(**inputs)
+            # (B, K) or (B, T, K); packed rows: the head's scores at each text's last token
+            logits = scores.take(ends) if scores and ends is not None else output_logits(out)
         return logits, loss_fn(logits.float(), tgt)
 
     def step(big: list[int], index: int) -> float:
@@ -164,12 +176,18 @@ def supervised_job(
         n_units = max(1.0, dist.all_sum(sum(units))) / dist.world
         step_loss = 0.0
         for mb, tgt, n in zip(micro, targets, units, strict=True):
-            inputs = {k: v.to(device) for k, v in collate([ids[i] for i in mb], pad_id).items()}
+            seqs = [ids[i] for i in mb]
+            ends = None
+            if scores:
+                inputs, ends = packing.collate_packed(seqs, pad_id)
+            else:
+                inputs = collate(seqs, pad_id)
+            inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
             tgt, share = tgt.to(device), n / n_units
             with attack.capture() if attack else contextlib.nullcontext():
-                logits, loss = batch_loss(inputs, tgt)
+                logits, loss = batch_loss(inputs, tgt, ends)
                 if s.rdrop_alpha:  # a second pass with other dropout masks
-                    logits2, loss2 = batch_loss(inputs, tgt)
+                    logits2, loss2 = batch_loss(inputs, tgt, ends)
                     keep = s.rdrop_keep(tgt) if s.rdrop_keep else None
                     loss = 0.5 * (loss + loss2) + s.rdrop_alpha * rdrop_divergence(
                         logits, logits2, keep
@@ -202,12 +220,20 @@ def supervised_job(
         model=model,
         step=step,
         steps_per_epoch=steps_per_epoch,
-        batches=partial(_epoch_batches, lengths, per_step, s.seed, s.group_by_length, strata),
+        batches=partial(
+            _epoch_batches, lengths, per_step, s.seed, s.batching == "length-grouped", strata
+        ),
         optimizers=[opt],
         schedulers=[sched],
         learning_rate=lambda: sched.get_last_lr()[0],
-        close=attack.close if attack else None,
+        close=partial(_close, attack, scores),
     )
+
+
+def _close(*hooks: EmbeddingAttack | packing.PackedScores | None) -> None:
+    for h in hooks:
+        if h is not None:
+            h.close()
 
 
 def _is_class_id(y) -> bool:
