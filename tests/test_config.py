@@ -45,6 +45,27 @@ def test_range_validation():
         C.validate(cfg)
 
 
+def test_every_declared_range_and_choice_is_enforced():
+    """Each run setting that declares a range or choices (the metadata the studio's forms read
+    too) is refused outside it with the key, the value and the reason; its default passes."""
+    declared = 0
+    for key, (group, f, _) in C.fields().items():
+        if group == "method" or not ("check" in f.metadata or "choices" in f.metadata):
+            continue
+        declared += 1
+        C.validate(C.RunConfig())  # defaults are valid
+        bad = (
+            "bogus"
+            if "choices" in f.metadata
+            else next(v for v in (-1, 0, 1, 7, 0.5) if not f.metadata["check"](v))
+        )
+        cfg = C.RunConfig()
+        setattr(getattr(cfg, group), key, bad)
+        with pytest.raises(ConfigError, match=rf"key '{key}' = {bad!r} must be"):
+            C.validate(cfg)
+    assert declared >= 25
+
+
 def test_unknown_flag_is_named(capsys):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["train", "--learning-rat", "1"])

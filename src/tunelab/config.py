@@ -19,8 +19,22 @@ import yaml
 from tunelab.data_policy import DEFAULT_MAX_FIELD_CHARS, ReadPolicy
 from tunelab.errors import ConfigError
 
+# Ranges a field may declare with ``check=``: the test and the words of the error. They become
+# the same ``check``/``why`` metadata a method option carries (``methods.base.option``), so one
+# checker (``methods.base.field_problem``) and the studio's forms read both.
+RANGES: dict[str, tuple[Any, str]] = {
+    ">0": (lambda v: v > 0, "must be > 0"),
+    ">=0": (lambda v: v >= 0, "must be >= 0"),
+    ">=1": (lambda v: v >= 1, "must be >= 1"),
+    ">=8": (lambda v: v >= 8, "must be >= 8"),
+    "[0,1)": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "(0,1)": (lambda v: 0 < v < 1, "must be in (0, 1)"),
+}
 
-def _f(default: Any, help: str, **meta: Any) -> Any:
+
+def _f(default: Any, help: str, check: str | None = None, **meta: Any) -> Any:
+    if check is not None:
+        meta["check"], meta["why"] = RANGES[check]
     return field(default=default, metadata={"help": help, **meta})
 
 
@@ -33,6 +47,7 @@ class ModelArgs:
         128,
         "maximum tokens per text; longer texts are truncated (question-"
         "answering: per window; generation: prompt plus response)",
+        check=">=8",
     )
     doc_stride: int = _f(
         128, "question-answering: tokens shared by neighbouring windows of a long context"
@@ -58,11 +73,14 @@ class DataArgs:
         "label; tags for token-classification; answers for question-answering; response for "
         "generation)",
     )
-    max_train_examples: int | None = _f(None, "use only the first N training rows (quick runs)")
+    max_train_examples: int | None = _f(
+        None, "use only the first N training rows (quick runs)", check=">=1"
+    )
     max_train_examples_per_class: int | None = _f(
         None,
         "keep at most N training examples per label, drawn with the seed (few-shot "
         "learning curves; text-classification)",
+        check=">=1",
     )
     max_eval_examples: int | None = _f(
         None,
@@ -74,6 +92,7 @@ class DataArgs:
         "longest value a field of a data file may hold, in characters, the same for every "
         "format (a token or tag list counts as its items joined by spaces); a longer one is an "
         "error naming file, line and field",
+        check=">=1",
     )
     drop_missing: bool = _f(
         False,
@@ -89,23 +108,35 @@ class TrainArgs:
         None, "run folder to create (refused if it exists, see --overwrite)"
     )
     overwrite: bool = _f(False, "replace an existing output folder (only once training succeeds)")
-    epochs: float = _f(3.0, "passes over the training data")
-    batch_size: int = _f(32, "examples per forward pass (per process)")
+    epochs: float = _f(3.0, "passes over the training data", check=">0")
+    batch_size: int = _f(32, "examples per forward pass (per process)", check=">=1")
     gradient_accumulation_steps: int = _f(
         1,
         "forward passes per optimizer step: the update equals one batch of "
         "batch_size * N (loss normalised over all its examples/tokens)",
+        check=">=1",
     )
     learning_rate: float | None = _f(
-        None, "peak learning rate; default depends on the method (`tunelab methods` lists them)"
+        None,
+        "peak learning rate; default depends on the method (`tunelab methods` lists them)",
+        check=">0",
     )
-    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm)")
-    warmup_ratio: float = _f(0.06, "fraction of steps with linear warm-up before the schedule")
-    lr_scheduler: str = _f("linear", "after warm-up: linear (decay to 0), cosine, or constant")
+    weight_decay: float = _f(
+        0.01, "AdamW weight decay (not applied to biases and LayerNorm)", check=">=0"
+    )
+    warmup_ratio: float = _f(
+        0.06, "fraction of steps with linear warm-up before the schedule", check="[0,1)"
+    )
+    lr_scheduler: str = _f(
+        "linear",
+        "after warm-up: linear (decay to 0), cosine, or constant",
+        choices=("linear", "cosine", "constant"),
+    )
     precision: str = _f(
         "auto",
         "fp32, bf16 or fp16 (GPU only); auto: bf16 on a GPU that has it, else fp16 on a GPU; "
         "on a CPU bf16 where it is native (AMX or AVX-512 BF16), else fp32",
+        choices=("auto", "fp32", "bf16", "fp16"),
     )
     gradient_checkpointing: bool = _f(
         False, "recompute activations in the backward pass: less memory, about 30% slower"
@@ -121,7 +152,9 @@ class TrainArgs:
         "decoder sequence classification (gemma, SmolLM2): random batches packed end to end "
         "into rows, as fast as length grouping and without padding; --no-packing: pad batches",
     )
-    eval_steps: int | None = _f(None, "also evaluate every N optimizer steps (default: per epoch)")
+    eval_steps: int | None = _f(
+        None, "also evaluate every N optimizer steps (default: per epoch)", check=">=1"
+    )
     early_stopping_patience: int | None = _f(
         3, "stop after N evaluations without improvement (0 or null disables)"
     )
@@ -133,9 +166,11 @@ class TrainArgs:
     )
     regression_loss: str = _f("mse", "regression loss: mse or huber")
     save_steps: int | None = _f(
-        200, "checkpoint every N optimizer steps, and after every epoch (0 or null: only per epoch)"
+        200,
+        "checkpoint every N optimizer steps, and after every epoch (0 or null: only per epoch)",
+        check=">=0",
     )
-    save_total_limit: int = _f(2, "checkpoints kept (the newest)")
+    save_total_limit: int = _f(2, "checkpoints kept (the newest)", check=">=1")
     resume: bool = _f(
         False,
         "continue the interrupted run of --output-dir from its newest "
@@ -151,43 +186,59 @@ class TrainArgs:
         "data-parallel processes on this machine, started with torchrun "
         "(each takes --batch-size examples per step); under accelerate "
         "launch or torchrun the launcher's count is used",
+        check=">=1",
     )
     progress: bool = _f(True, "show a progress bar (use --no-progress to hide it)")
     report_to: str = _f(
         "tensorboard",
         "tensorboard (event files in <run>/tensorboard), mlflow "
         "(a local store in mlruns/ next to the run) or none",
+        choices=("tensorboard", "mlflow", "none"),
     )
 
 
 @dataclass
 class RegularisationArgs:
     label_smoothing: float = _f(
-        0.0, "cross-entropy label smoothing (e.g. 0.1; text- and token-classification)"
+        0.0,
+        "cross-entropy label smoothing (e.g. 0.1; text- and token-classification)",
+        check="[0,1)",
     )
     class_weights: str | None = _f(
-        None, "auto: weight each class's loss by n / (classes x its count), for imbalanced labels"
+        None,
+        "auto: weight each class's loss by n / (classes x its count), for imbalanced labels",
+        choices=("auto",),
     )
     rdrop_alpha: float = _f(
         0.0,
         "R-Drop: two dropout passes per batch and this weight on "
         "their symmetric KL divergence (e.g. 1.0; 0 = off)",
+        check=">=0",
     )
-    adversarial: str | None = _f(None, "adversarial training on the word embeddings: fgm or pgd")
-    adv_epsilon: float = _f(1.0, "fgm/pgd: L2 norm of each example's embedding perturbation")
-    adv_steps: int = _f(3, "pgd: ascent steps per batch")
-    adv_alpha: float = _f(0.3, "pgd: L2 size of each ascent step")
-    hidden_dropout: float | None = _f(None, "override the model's hidden dropout")
-    attention_dropout: float | None = _f(None, "override the model's attention dropout")
-    classifier_dropout: float | None = _f(None, "override the dropout before the task head")
+    adversarial: str | None = _f(
+        None, "adversarial training on the word embeddings: fgm or pgd", choices=("fgm", "pgd")
+    )
+    adv_epsilon: float = _f(
+        1.0, "fgm/pgd: L2 norm of each example's embedding perturbation", check=">0"
+    )
+    adv_steps: int = _f(3, "pgd: ascent steps per batch", check=">=1")
+    adv_alpha: float = _f(0.3, "pgd: L2 size of each ascent step", check=">0")
+    hidden_dropout: float | None = _f(None, "override the model's hidden dropout", check="[0,1)")
+    attention_dropout: float | None = _f(
+        None, "override the model's attention dropout", check="[0,1)"
+    )
+    classifier_dropout: float | None = _f(
+        None, "override the dropout before the task head", check="[0,1)"
+    )
     augment: str | None = _f(
         None,
         "augment the training split: eda (synonym replacement, "
         "insertion, swap, deletion; English and Chinese) or mlm "
         "(contextual substitution with --augment-mlm-model)",
+        choices=("eda", "mlm"),
     )
-    augment_copies: int = _f(1, "augmented versions per training example")
-    augment_alpha: float = _f(0.1, "share of the words each augmentation changes")
+    augment_copies: int = _f(1, "augmented versions per training example", check=">=1")
+    augment_alpha: float = _f(0.1, "share of the words each augmentation changes", check="(0,1)")
     augment_mlm_model: str | None = _f(None, "masked language model folder for --augment mlm")
 
 
@@ -354,92 +405,20 @@ def build(overrides: dict[str, Any], config_file: str | None = None) -> RunConfi
 
 
 def validate(cfg: RunConfig) -> None:
-    """Range checks; each method checks its own options (``methods.check_options``)."""
-    t, m, r, d = cfg.train, cfg.model, cfg.regularisation, cfg.data
-    checks = [
-        (t.epochs > 0, "epochs", t.epochs, "must be > 0"),
-        (t.batch_size >= 1, "batch_size", t.batch_size, "must be >= 1"),
-        (
-            t.gradient_accumulation_steps >= 1,
-            "gradient_accumulation_steps",
-            t.gradient_accumulation_steps,
-            "must be >= 1",
-        ),
-        (
-            t.lr_scheduler in ("linear", "cosine", "constant"),
-            "lr_scheduler",
-            t.lr_scheduler,
-            "must be linear, cosine or constant",
-        ),
-        (
-            t.precision in ("auto", "fp32", "bf16", "fp16"),
-            "precision",
-            t.precision,
-            "must be auto, fp32, bf16 or fp16",
-        ),
-        (t.save_steps is None or t.save_steps >= 0, "save_steps", t.save_steps, "must be >= 0"),
-        (
-            t.report_to in ("tensorboard", "mlflow", "none"),
-            "report_to",
-            t.report_to,
-            "must be tensorboard, mlflow or none",
-        ),
-        (t.num_processes >= 1, "num_processes", t.num_processes, "must be >= 1"),
-        (t.save_total_limit >= 1, "save_total_limit", t.save_total_limit, "must be >= 1"),
-        (
-            t.learning_rate is None or t.learning_rate > 0,
-            "learning_rate",
-            t.learning_rate,
-            "must be > 0",
-        ),
-        (0 <= t.warmup_ratio < 1, "warmup_ratio", t.warmup_ratio, "must be in [0, 1)"),
-        (t.weight_decay >= 0, "weight_decay", t.weight_decay, "must be >= 0"),
-        (m.max_length >= 8, "max_length", m.max_length, "must be >= 8"),
-        (t.eval_steps is None or t.eval_steps >= 1, "eval_steps", t.eval_steps, "must be >= 1"),
-        (
-            cfg.data.max_train_examples is None or cfg.data.max_train_examples >= 1,
-            "max_train_examples",
-            cfg.data.max_train_examples,
-            "must be >= 1",
-        ),
-        (
-            cfg.data.max_train_examples_per_class is None
-            or cfg.data.max_train_examples_per_class >= 1,
-            "max_train_examples_per_class",
-            cfg.data.max_train_examples_per_class,
-            "must be >= 1",
-        ),
-        (0 <= r.label_smoothing < 1, "label_smoothing", r.label_smoothing, "must be in [0, 1)"),
-        (r.class_weights in (None, "auto"), "class_weights", r.class_weights, "must be auto"),
-        (r.rdrop_alpha >= 0, "rdrop_alpha", r.rdrop_alpha, "must be >= 0"),
-        (r.adversarial in (None, "fgm", "pgd"), "adversarial", r.adversarial, "must be fgm or pgd"),
-        (r.adv_epsilon > 0, "adv_epsilon", r.adv_epsilon, "must be > 0"),
-        (r.adv_steps >= 1, "adv_steps", r.adv_steps, "must be >= 1"),
-        (r.adv_alpha > 0, "adv_alpha", r.adv_alpha, "must be > 0"),
-        *[
-            (v is None or 0 <= v < 1, k, v, "must be in [0, 1)")
-            for k, v in (
-                ("hidden_dropout", r.hidden_dropout),
-                ("attention_dropout", r.attention_dropout),
-                ("classifier_dropout", r.classifier_dropout),
-            )
-        ],
-        (r.augment in (None, "eda", "mlm"), "augment", r.augment, "must be eda or mlm"),
-        (
-            r.augment != "mlm" or bool(r.augment_mlm_model),
-            "augment_mlm_model",
-            r.augment_mlm_model,
-            "is required by --augment mlm",
-        ),
-        (r.augment_copies >= 1, "augment_copies", r.augment_copies, "must be >= 1"),
-        (0 < r.augment_alpha < 1, "augment_alpha", r.augment_alpha, "must be in (0, 1)"),
-        (d.max_field_chars >= 1, "max_field_chars", d.max_field_chars, "must be >= 1"),
-    ]
-    for ok, key, value, why in checks:
-        if not ok:
-            raise ConfigError(f"key '{key}' = {value!r} {why}")
-    from tunelab.methods import METHODS, check_options
+    """The range and choice each field declares (``check=``, ``choices=`` in its metadata, which
+    the studio's forms read too), then each method's own options (``methods.check_options``)."""
+    from tunelab.methods import METHODS, check_options, field_problem
 
+    for key, (group, f, _) in fields().items():
+        value = getattr(getattr(cfg, group), key)
+        why = None if value is None else field_problem(f, value)
+        if why:
+            raise ConfigError(f"key '{key}' = {value!r} {why}")
+    r = cfg.regularisation
+    if r.augment == "mlm" and not r.augment_mlm_model:
+        raise ConfigError(
+            f"key 'augment_mlm_model' = {r.augment_mlm_model!r} is required by --augment mlm"
+        )
     values = dataclasses.asdict(cfg.method)
     for method in METHODS.values():  # every method's option ranges, as the flags are shared
         if method.options is not None:

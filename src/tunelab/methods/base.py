@@ -55,14 +55,27 @@ def option(
     return field(default=default, metadata={"help": help, "check": check, "why": why})
 
 
+def field_problem(f: dataclasses.Field, value: Any) -> str | None:
+    """Why ``value`` breaks what field ``f`` declares in its metadata (``choices``, or a
+    ``check`` with its ``why``), or None; for method options and run settings alike."""
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        *head, last = choices
+        return f"must be {', '.join(head)} or {last}" if head else f"must be {last}"
+    check = f.metadata.get("check")
+    if check is not None and not check(value):
+        return str(f.metadata.get("why") or "is invalid")
+    return None
+
+
 def check_options(options: Any) -> None:
     """Run the options' range checks and their class's own ``validate()`` (cross-field
     rules); a failure is a ConfigError naming the key and the value."""
     for f in dataclasses.fields(options):
-        check = f.metadata.get("check")
         value = getattr(options, f.name)
-        if check is not None and not check(value):
-            raise ConfigError(f"key '{f.name}' = {value!r} {f.metadata.get('why') or 'is invalid'}")
+        why = field_problem(f, value)
+        if why:
+            raise ConfigError(f"key '{f.name}' = {value!r} {why}")
     validate = getattr(type(options), "validate", None)
     if validate is not None:
         validate(options)
