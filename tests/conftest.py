@@ -30,6 +30,22 @@ def tiny_bert_config(vocab_size: int, **overrides):
     return BertConfig(vocab_size=vocab_size, **{**shape, **overrides})
 
 
+def tiny_decoder_config(vocab_size: int, kind: str = "llama", **overrides):
+    """The tiny decoder's shape (2 layers, 32 hidden, 2 heads, 64 intermediate) as a Llama or a
+    Gemma3 text config, plus ``overrides`` (layers, heads, labels, tied embeddings, token ids)."""
+    from transformers import Gemma3TextConfig, LlamaConfig
+
+    shape = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
+    cls = Gemma3TextConfig if kind == "gemma3" else LlamaConfig
+    return cls(vocab_size=vocab_size, **{**shape, **overrides})
+
+
 def method_run_config(model_dir: Path, data: dict[str, Path], out: Path, method: str, **overrides):
     """The built config of a quick run of ``method`` on the tiny model (the method matrix's
     settings, with ``overrides``)."""
@@ -84,20 +100,15 @@ def make_tiny_llama(d: Path, **config) -> Path:
     """A 2-layer, 32-hidden Llama with a word-level tokenizer and a chat template; ``config``
     adds LlamaConfig settings (biases, tied embeddings)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     from test_generation import _tokenizer
 
     tok = _tokenizer(chat=True)
     tok.save_pretrained(d)
     torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
+    cfg = tiny_decoder_config(
+        len(tok),
         max_position_embeddings=64,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from conftest import method_run_config, tiny_bert_config
+from conftest import method_run_config, tiny_bert_config, tiny_decoder_config
 from tunelab import allocator, machine
 from tunelab.methods import METHODS
 from tunelab.training import bf16_compute
@@ -80,18 +80,10 @@ def test_bf16_compute_matches_fp32_and_keeps_fp32_weights(tmp_path):
 def test_tied_embeddings_are_copied_not_hooked(tmp_path):
     """A table tied to the LM head is cast like any weight (the head's matmul needs bf16) and
     its gradient, from both uses, reaches the one fp32 parameter."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=40,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-    )
+    cfg = tiny_decoder_config(40, num_hidden_layers=1, tie_word_embeddings=True)
     model = LlamaForCausalLM(cfg)
     assert model.lm_head.weight is model.model.embed_tokens.weight
     compute = Bf16Compute(model)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import tunelab
-from conftest import method_run_config
+from conftest import method_run_config, tiny_decoder_config
 from tunelab.methods import METHODS, Method, MethodContext, count_parameters, get_method
 from tunelab.tasks import text_classification as tc
 
@@ -159,20 +159,12 @@ def test_adapter_counts_and_starts_as_identity(tiny_model_dir):
 
 
 def test_bitfit_refuses_a_model_without_biases():
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from transformers import LlamaForSequenceClassification
 
     from tunelab.errors import ConfigError
 
     model = LlamaForSequenceClassification(
-        LlamaConfig(
-            vocab_size=50,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            pad_token_id=0,
-        )
+        tiny_decoder_config(50, num_hidden_layers=1, pad_token_id=0)
     )
     with pytest.raises(ConfigError, match="needs bias terms"):
         _apply("bitfit", model, {}, ["score"])

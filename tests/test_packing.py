@@ -11,7 +11,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FILLER, make_tiny_llama, tiny_bert_config, toy_rows, write_csv
+from conftest import (
+    FILLER,
+    make_tiny_llama,
+    tiny_bert_config,
+    tiny_decoder_config,
+    toy_rows,
+    write_csv,
+)
 from tunelab.data.batching import collate
 from tunelab.training import packing
 
@@ -30,23 +37,12 @@ def test_rows_hold_every_text_once_within_the_width(lengths):
 
 
 def _tiny_decoder(kind: str, num_labels: int = 3):
-    from transformers import AutoModelForSequenceClassification, Gemma3TextConfig, LlamaConfig
+    from transformers import AutoModelForSequenceClassification
 
-    common = dict(
-        vocab_size=50,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        pad_token_id=0,
-        num_labels=num_labels,
-        attn_implementation="eager",
-    )
+    common = dict(num_key_value_heads=1, pad_token_id=0, num_labels=num_labels)
     if kind == "gemma3":  # a sliding window shorter than the texts: the window is per text
-        cfg = Gemma3TextConfig(head_dim=16, sliding_window=4, **common)
-    else:
-        cfg = LlamaConfig(**common)
+        common.update(head_dim=16, sliding_window=4)
+    cfg = tiny_decoder_config(50, kind, attn_implementation="eager", **common)
     torch.manual_seed(0)
     return AutoModelForSequenceClassification.from_config(cfg)
 
