@@ -1,6 +1,8 @@
-"""Request admission for the one web application, before any handler runs: API keys (401),
-failed-authentication and per-key rate limits (429), the body size (413), the JSON content type
-(415); then request counts and latency for /metrics, for every response, the errors included.
+"""Request admission for the one web application, before any handler runs: API keys or a
+login session (401; pages send a visitor without one to the login page; a change made with a
+session's cookie needs its CSRF token, 403), failed-authentication and per-key rate limits (429),
+the body size (413), the JSON content type (415); then request counts and latency for /metrics,
+for every response, the errors included.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tunelab.serving import metrics
 from tunelab.serving.errors import error_response, http_error
 from tunelab.serving.guard import RateLimiter
 from tunelab.serving.keys import ApiKey, match
+from tunelab.web.sessions import Sessions, cookie_value, csrf_ok
 
 log = logging.getLogger("tunelab.serve")
 _MODEL_PATH = re.compile(r"^/v1/models/([^/]+)/(predict|reload)$")
@@ -44,10 +47,16 @@ def add_json_route(app, path: str, endpoint, body_model, with_request: bool = Fa
 
 class Limits:
     """What admission enforces: per-key requests, failed authentications per address, body
-    bytes."""
+    bytes (``body_limits``: path prefix -> a larger limit there, for uploads)."""
 
     def __init__(self, requests: RateLimiter, auth_failures: RateLimiter, max_body: int) -> None:
         self.requests, self.auth_failures, self.max_body = requests, auth_failures, max_body
+        self.body_limits: dict[str, int] = {}
+
+    def body_limit(self, path: str) -> int:
+        return max(
+            [v for k, v in self.body_limits.items() if path.startswith(k)], default=self.max_body
+        )
 
 
 class Guard:
@@ -57,8 +66,17 @@ class Guard:
     every request through an extra task and memory streams; under 16-client load py-spy
     found it on a quarter of the event loop's samples."""
 
-    def __init__(self, app, keys: list[ApiKey], limits: Limits, served: dict) -> None:
+    def __init__(
+        self,
+        app,
+        keys: list[ApiKey],
+        limits: Limits,
+        served: dict,
+        sessions: Sessions | None = None,
+        pages: tuple[str, ...] = (),
+    ) -> None:
         self.app, self.keys, self.limits, self.served = app, keys, limits, served
+        self.sessions, self.pages = sessions, pages
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -82,6 +100,8 @@ class Guard:
                 denied = self._authorize(Request(scope))
                 if denied is None:
                     denied, receive = await self._read_body(scope, receive)
+            elif self.keys and self._is_page(path):
+                denied = self._page_session(scope)
             if denied is not None:
                 await denied(scope, receive, send_status)
             else:
@@ -109,6 +129,14 @@ class Guard:
                 return _too_many(wait, "too many failed authentications from this address")
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             key = match(self.keys, token.strip()) if scheme.lower() == "bearer" and token else None
+            session = None
+            if key is None and self.sessions is not None and not token:
+                session = self.sessions.get(cookie_value(request.scope["headers"]))
+                key = session.key if session is not None else None
+            if session is not None and not csrf_ok(
+                session, request.method, request.scope["headers"]
+            ):
+                return error_response(403, "missing or wrong CSRF token (X-CSRF-Token)")
             if key is None:
                 self.limits.auth_failures.check(addr)
                 return error_response(
@@ -123,12 +151,30 @@ class Guard:
             return _too_many(wait, "rate limit exceeded")
         return None
 
+    def _is_page(self, path: str) -> bool:
+        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.pages)
+
+    def _page_session(self, scope):
+        """None if the page request carries a live session, else a redirect to the login page
+        (a change without the session's CSRF token: 403)."""
+        session = self.sessions.get(cookie_value(scope["headers"])) if self.sessions else None
+        if session is None:
+            from urllib.parse import quote
+
+            from starlette.responses import RedirectResponse
+
+            return RedirectResponse(f"/login?next={quote(scope['path'])}", status_code=303)
+        if not csrf_ok(session, scope["method"], scope["headers"]):
+            return error_response(403, "missing or wrong CSRF token (X-CSRF-Token)")
+        scope.setdefault("state", {})["key"] = session.key
+        return None
+
     async def _read_body(self, scope, receive):
         """(413 response or None, receive): the body is read here, up to the limit, and
         replayed to the app, so an oversized one is refused before any handler runs."""
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             return None, receive
-        limit = self.limits.max_body
+        limit = self.limits.body_limit(scope["path"])
         too_big = error_response(413, f"request body over the limit of {limit:,} bytes")
         for name, value in scope["headers"]:
             if name == b"content-length":

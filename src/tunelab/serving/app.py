@@ -1,8 +1,7 @@
-"""The FastAPI app of ``tunelab serve``.
+"""The serving part of the web application (``tunelab serve``), and the app made of it.
 
-    GET  /healthz                      alive (no key needed)
-    GET  /readyz                       200 once every model is loaded, else 503
-    GET  /metrics                      Prometheus text format
+    GET  /healthz, /readyz, /metrics   the app's (:mod:`tunelab.web.app`); /readyz is 200 once
+                                       every model is loaded
     GET  /v1/models                    name, task, labels, method, metrics, backend
     POST /v1/models/{name}/predict     {"inputs": "text" | ["text", ...]}  (question answering:
                                        {"question", "context"} objects)
@@ -22,27 +21,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from tunelab.errors import TunelabError, first_line
 from tunelab.runs import read_metrics, read_run
-from tunelab.serving import errors, metrics
-from tunelab.serving.admission import Guard, Limits, add_json_route
+from tunelab.serving import metrics
+from tunelab.serving.admission import Limits, add_json_route
 from tunelab.serving.batcher import MicroBatcher
 from tunelab.serving.errors import http_error, invalid, responses
 from tunelab.serving.function_routes import add_function_routes
 from tunelab.serving.guard import RateLimiter, mask_personal_data
 from tunelab.serving.keys import ApiKey, read_keys
-from tunelab.serving.schemas import ModelInfo, NotReady, PredictResponse, request_model
+from tunelab.serving.schemas import ModelInfo, PredictResponse, request_model
 from tunelab.serving.settings import ServeSettings
 from tunelab.tasks import get_task
+from tunelab.web.app import Part
+from tunelab.web.app import create_app as web_app
 
 if TYPE_CHECKING:
     from tunelab.inference import TunedModel
@@ -114,15 +114,33 @@ class Served:
         }
 
 
-def create_app(settings: ServeSettings) -> FastAPI:
-    """The app for ``settings``; models load in the background once it starts."""
+def create_app(settings: ServeSettings, extra: list[Part] | None = None) -> FastAPI:
+    """The web application with the serving part for ``settings`` (and ``extra`` parts);
+    models load in the background once it starts."""
     _configure_logging()
     keys: list[ApiKey] = read_keys(settings.api_keys_file) if settings.api_keys_file else []
-    limits = Limits(
+    log.info("limits: %s", settings.describe_limits())
+    return web_app(
+        [serving_part(settings, keys), *(extra or [])],
+        keys,
+        limits_of(settings),
+        version=_version(),
+        description="Predict with fine-tuned tunelab models. With an API keys file, "
+        "/v1 calls need `Authorization: Bearer <key>`.",
+    )
+
+
+def limits_of(settings: ServeSettings) -> Limits:
+    return Limits(
         RateLimiter(settings.requests_per_minute()),
         RateLimiter(settings.auth_failure_limit),
         settings.max_body_bytes,
     )
+
+
+def serving_part(settings: ServeSettings, keys: list[ApiKey]) -> Part:
+    """The models of ``settings`` behind ``/v1/models`` (and ``/v1/functions`` with
+    ``settings.functions``)."""
     served = {name: Served(name, folder, settings) for name, folder in settings.models.items()}
     state: dict[str, Any] = {"ready": False, "error": None}
 
@@ -152,27 +170,22 @@ def create_app(settings: ServeSettings) -> FastAPI:
         gc.freeze()  # the models are permanent: full collections no longer scan them
         # (measured: the p99 latency under load fell from ~290 to ~130 ms)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        log.info("limits: %s", settings.describe_limits())
+    async def startup() -> None:
         for s in served.values():
             s.batcher.start()
-        loader = asyncio.create_task(load_all())
-        yield
-        loader.cancel()
+        state["loader"] = asyncio.create_task(load_all())
+
+    async def shutdown() -> None:
+        state["loader"].cancel()
         for s in served.values():  # uvicorn has let in-flight requests finish by now
             await s.batcher.close()
 
-    app = FastAPI(
-        title="tunelab",
-        version=_version(),
-        lifespan=lifespan,
-        description="Predict with fine-tuned tunelab models. With an API keys file, "
-        "/v1 calls need `Authorization: Bearer <key>`.",
-    )
+    def ready() -> tuple[str, dict]:
+        if state["ready"]:
+            return "ready", {"models": list(served)}
+        return ("loading" if state["error"] is None else "failed"), {"error": state["error"]}
 
-    app.add_middleware(Guard, keys=keys, limits=limits, served=served)
-    errors.install(app)
+    app = APIRouter()
 
     def get(name: str) -> Served:
         s = served.get(name)
@@ -183,29 +196,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if s.model is None:
             raise http_error(503, f"model {name!r} is still loading", **{"Retry-After": "1"})
         return s
-
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict:
-        return {"status": "ok"}
-
-    @app.get(
-        "/readyz",
-        tags=["health"],
-        responses={503: {"model": NotReady, "description": "loading, or a model failed to load"}},
-    )
-    def readyz():
-        if state["ready"]:
-            return {"status": "ready", "models": list(served)}
-        body = {
-            "status": "loading" if state["error"] is None else "failed",
-            "error": state["error"],
-        }
-        return JSONResponse(body, status_code=503)
-
-    @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
-        data, ctype = metrics.render()
-        return Response(data, media_type=ctype)
 
     @app.get(
         "/v1/models",
@@ -307,10 +297,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     if settings.functions:
         add_function_routes(app, settings)
-    return app
+    return Part("serving", app, startup, shutdown, ready, models=served)
 
 
-def _add_predict(app: FastAPI, name: str, body_model: type[BaseModel], predict) -> None:
+def _add_predict(app: APIRouter, name: str, body_model: type[BaseModel], predict) -> None:
     async def endpoint(body, request: Request) -> Response:
         return await predict(name, body, request)
 

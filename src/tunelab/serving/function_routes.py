@@ -13,7 +13,7 @@ import inspect
 import typing
 from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from tunelab.functions import FUNCTIONS, as_json
@@ -61,7 +61,7 @@ def argument_model(name: str, fn, settings: ServeSettings) -> type[BaseModel]:
     return create_model(title, __config__=ConfigDict(extra="forbid"), **fields)
 
 
-def add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
+def add_function_routes(app: APIRouter, settings: ServeSettings) -> None:
     """``POST /v1/functions/NAME`` for every function registered by now, backed by the model
     registry (``tunelab register``)."""
     for name, fn in FUNCTIONS.items():
@@ -73,7 +73,7 @@ def add_function_routes(app: FastAPI, settings: ServeSettings) -> None:
         raise http_error(404, f"no function {name!r}; functions: {', '.join(FUNCTIONS)}")
 
 
-def _add(app: FastAPI, name: str, fn, body_model: type[BaseModel], settings) -> None:
+def _add(app: APIRouter, name: str, fn, body_model: type[BaseModel], settings) -> None:
     from tunelab.errors import TunelabError
 
     async def call(body) -> dict:
