@@ -125,10 +125,10 @@ def consistent(out: Path) -> int | None:
     import torch
     from safetensors.torch import load_file
 
-    from tunelab.runs import read_config, read_run
+    from tunelab.runs import checkpoints_dir, read_config, read_run
     from tunelab.training import checkpoint
 
-    found = checkpoint.complete(checkpoint.checkpoints_dir(out))
+    found = checkpoint.complete(checkpoints_dir(out))
     for c in found:
         state = checkpoint.read_state(c)
         assert c.name == f"step-{state.step:06d}"
@@ -154,9 +154,10 @@ def one_error_line(log: str, *needles: str) -> str:
 
 def finish(zygote: Zygote, baseline: Baseline, out: Path, folder: Path) -> str:
     """The same command, plus --resume when there is something to resume: must finish."""
+    from tunelab.runs import checkpoints_dir
     from tunelab.training import checkpoint
 
-    resumable = checkpoint.complete(checkpoint.checkpoints_dir(out)) or out.exists()
+    resumable = checkpoint.complete(checkpoints_dir(out)) or out.exists()
     rc, log = zygote.run(baseline.args(out, *(["--resume"] if resumable else [])), folder)
     assert rc == 0, log[-3000:]
     return log

@@ -53,6 +53,21 @@ def atomic_write_text(
         f.write(text)
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, what: str = "file") -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file, fsync, then the rename."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise TunelabError(f"{target}: cannot write the {what} ({e.strerror or e})") from None
+
+
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Flush a folder's entries (a rename into it) to disk; a no-op where folders cannot be
     opened (Windows)."""

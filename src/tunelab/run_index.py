@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -202,43 +203,52 @@ def format_runs(rows: list[dict]) -> str:
     )
 
 
+def compare_table(folders: Sequence[str | Path]) -> dict:
+    """Runs side by side: the settings that differ between them and every summary metric.
+
+    Returns:
+        ``runs`` (names), ``settings`` and ``metrics``: rows of ``[label, value per run]``
+        (values as recorded: numbers stay numbers, absent ones are None).
+    """
+    paths = [Path(f) for f in folders]
+    infos = [read_run(p) for p in paths]
+    configs = [read_config(p) for p in paths]
+    metrics = [read_metrics(p) for p in paths]
+    settings = [
+        [k, *(c.get(k) for c in configs)]
+        for k in sorted(set().union(*configs))
+        if k != "output_dir" and len({repr(c.get(k)) for c in configs}) > 1
+    ]
+    rows: list[list] = [
+        ["trainable parameters", *((i.parameters or {}).get("trainable", 0) for i in infos)]
+    ]
+    for split in ("validation", "test"):
+        keys = dict.fromkeys(k for m in metrics for k in m.get(split, {}))
+        for k in keys:
+            values = [m.get(split, {}).get(k) for m in metrics]
+            if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                rows.append([f"{split} {k}", *values])
+    for k in ("train_seconds", "examples_per_s", "peak_memory_mb"):
+        rows.append([k.replace("_", " "), *(m.get("training", {}).get(k) for m in metrics)])
+    return {"runs": [p.name for p in paths], "settings": settings, "metrics": rows}
+
+
 def compare_runs(a: str | Path, b: str | Path) -> str:
     """Settings that differ and every summary metric, side by side."""
-    ra, rb = Path(a), Path(b)
-    ia, ib = read_run(ra), read_run(rb)
-    ca, cb = read_config(ra), read_config(rb)
-    ma, mb = read_metrics(ra), read_metrics(rb)
-    rows = [("", ra.name, rb.name)]
-    for k in sorted(set(ca) | set(cb)):
-        if ca.get(k) != cb.get(k) and k != "output_dir":
-            rows.append((k, str(ca.get(k)), str(cb.get(k))))
-    rows.append(
-        (
-            "trainable parameters",
-            f"{(ia.parameters or {}).get('trainable', 0):,}",
-            f"{(ib.parameters or {}).get('trainable', 0):,}",
-        )
-    )
-    for split in ("validation", "test"):
-        for k, v in ma.get(split, {}).items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                w = mb.get(split, {}).get(k)
-                rows.append(
-                    (
-                        f"{split} {k}",
-                        f"{v:.4f}" if isinstance(v, float) else str(v),
-                        f"{w:.4f}" if isinstance(w, float) else str(w),
-                    )
-                )
-    for k in ("train_seconds", "examples_per_s", "peak_memory_mb"):
-        va, vb = ma["training"].get(k), mb["training"].get(k)
-        rows.append(
-            (
-                k.replace("_", " "),
-                f"{va:.1f}" if va is not None else "",
-                f"{vb:.1f}" if vb is not None else "",
-            )
-        )
+    t = compare_table([a, b])
+
+    def shown(label: str, v) -> str:
+        if v is None:
+            return "" if label in ("train seconds", "examples per s", "peak memory mb") else "None"
+        if label == "trainable parameters":
+            return f"{v:,}"
+        if label in ("train seconds", "examples per s", "peak memory mb"):
+            return f"{v:.1f}"
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    rows = [("", *t["runs"])]
+    rows += [(k, str(va), str(vb)) for k, va, vb in t["settings"]]
+    rows += [(k, shown(k, va), shown(k, vb)) for k, va, vb in t["metrics"]]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows

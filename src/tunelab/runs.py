@@ -29,6 +29,7 @@ RUN_FILE = "tunelab.json"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "train_log.jsonl"
+CHECKPOINT_DONE = "checkpoint.json"  # written last: marks a checkpoint complete
 FORMAT_VERSION = 1
 
 
@@ -61,12 +62,50 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stale_partials(out: Path) -> None:
-    """Drop staging folders left by runs that were killed (SIGKILL cannot clean up)."""
+def _partials(out: Path) -> Iterator[tuple[Path, int]]:
+    """(staging folder, pid of the process writing it) of every run of ``out`` being written."""
     for p in out.parent.glob(f".{out.name}.partial-*"):
         suffix = p.name.rsplit("-", 1)[1]
-        if suffix.isdigit() and not pid_alive(int(suffix)):  # a live run is left alone
+        if suffix.isdigit():
+            yield p, int(suffix)
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Drop staging folders left by runs that were killed (SIGKILL cannot clean up)."""
+    for p, pid in _partials(out):
+        if not pid_alive(pid):  # a live run is left alone
             shutil.rmtree(p, ignore_errors=True)
+
+
+def checkpoints_dir(output_dir: str | Path) -> Path:
+    """Where the checkpoints of an unfinished run of ``output_dir`` are kept."""
+    out = Path(output_dir)
+    return out.parent / f"{out.name}.checkpoints"
+
+
+def resumable(output_dir: str | Path) -> bool:
+    """Whether an unfinished run of ``output_dir`` left a complete checkpoint (``--resume``
+    continues from it)."""
+    folder = checkpoints_dir(output_dir)
+    return folder.is_dir() and any((p / CHECKPOINT_DONE).is_file() for p in folder.glob("step-*"))
+
+
+def live_folder(output_dir: str | Path) -> Path | None:
+    """The folder a run of ``output_dir`` is being written in now (its ``train_log.jsonl``
+    grows there until the run finishes and the folder takes the name), or None."""
+    out = Path(output_dir)
+    live = [p for p, pid in _partials(out) if pid_alive(pid) and p.is_dir()]
+    return max(live, key=lambda p: p.stat().st_mtime) if live else None
+
+
+def train_log_path(output_dir: str | Path) -> Path | None:
+    """The training log of the run of ``output_dir``: the live run's while one trains, else the
+    finished run's; None when there is neither."""
+    live = live_folder(output_dir)
+    for folder in (live, Path(output_dir)):
+        if folder is not None and (folder / LOG_FILE).is_file():
+            return folder / LOG_FILE
+    return None
 
 
 @contextmanager

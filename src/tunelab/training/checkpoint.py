@@ -27,9 +27,9 @@ import torch
 
 from tunelab.errors import TunelabError
 from tunelab.files import as_os_error, fsync_dir, fsync_tree
+from tunelab.runs import CHECKPOINT_DONE as DONE
 from tunelab.runs import pid_alive, write_config
 
-DONE = "checkpoint.json"  # written last: marks a checkpoint complete
 DATA = "data.json"  # size and sha256 of each data file, by its role (train, validation, test)
 
 
@@ -49,11 +49,6 @@ class LoopState:
     running_loss: float = 0.0
     running_steps: int = 0
     history: list[dict] = field(default_factory=list)
-
-
-def checkpoints_dir(output_dir: str | Path) -> Path:
-    out = Path(output_dir)
-    return out.parent / f"{out.name}.checkpoints"
 
 
 def _rng_state() -> dict[str, Any]:

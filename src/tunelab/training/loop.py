@@ -212,6 +212,10 @@ def _log_train(loop: Loop, log: Callable[[dict], None]) -> None:
         "loss": st.running_loss / st.running_steps,
         "learning_rate": loop.job.learning_rate() if loop.job.learning_rate else None,
         "examples_per_s": st.examples_seen / max(loop.elapsed(), 1e-9),
+        # for progress and ETA readers (the studio, the planner's estimator)
+        "total_steps": loop.total_steps,
+        "elapsed_s": round(loop.elapsed(), 3),  # training seconds, evaluations excluded
+        "time": round(time.time(), 3),
     }
     st.history.append(event)
     log(event)
@@ -225,13 +229,17 @@ def _evaluate(loop: Loop, evaluate: Callable[[], dict], log: Callable[[dict], No
     epoch = st.step / loop.job.steps_per_epoch
     t_eval = time.perf_counter()
     metrics = evaluate()
-    loop.eval_seconds += time.perf_counter() - t_eval
+    seconds = time.perf_counter() - t_eval
+    loop.eval_seconds += seconds
     value = metrics[s.metric]
     event = {
         "type": "eval",
         "step": st.step,
         "epoch": round(epoch, 4),
         **{k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        "total_steps": loop.total_steps,
+        "eval_s": round(seconds, 3),
+        "time": round(time.time(), 3),
     }
     st.history.append(event)
     log(event)

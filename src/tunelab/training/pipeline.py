@@ -31,6 +31,7 @@ from tunelab.methods import MethodContext, count_parameters
 from tunelab.models.hf import align_pad, pad_id
 from tunelab.runs import (
     RunInfo,
+    checkpoints_dir,
     open_train_log,
     read_metrics,
     staged_dir,
@@ -351,7 +352,7 @@ def run_training(
     if done is not None:  # killed after its folder was complete: only the checkpoints are left
         echo(f"tunelab: {done} is already finished; nothing to resume")
         if dist.is_main:
-            checkpoint.remove_all(checkpoint.checkpoints_dir(done))
+            checkpoint.remove_all(checkpoints_dir(done))
         return done, read_metrics(done)
     p = prepare(cfg, dist)
     b = build(p)

@@ -20,7 +20,14 @@ from tunelab.methods import Method, check_supported, get_method
 from tunelab.models import resolve_model
 from tunelab.models.hf import is_causal, quiet_transformers
 from tunelab.models.registry import ResolvedModel
-from tunelab.runs import CONFIG_FILE, RUN_FILE, check_output_dir, is_run, read_config
+from tunelab.runs import (
+    CONFIG_FILE,
+    RUN_FILE,
+    check_output_dir,
+    checkpoints_dir,
+    is_run,
+    read_config,
+)
 from tunelab.tasks import LOWER_IS_BETTER, Task, get_task
 from tunelab.tasks.encoding import as_targets, encode_split
 from tunelab.training import checkpoint, overfitting
@@ -100,7 +107,7 @@ def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
     d, t, r = cfg.data, cfg.train, cfg.regularisation
     # check_settings refused a missing train, validation or output_dir
     assert d.train is not None and d.validation is not None and t.output_dir is not None
-    ckpt_dir = checkpoint.checkpoints_dir(t.output_dir)
+    ckpt_dir = checkpoints_dir(t.output_dir)
     data = checkpoint.fingerprint(data_files(cfg))  # recorded in every checkpoint
     resume_from = find_resume_point(cfg, ckpt_dir, dist.is_main, data)
     text_col = d.text_column or task.default_columns[0]
@@ -284,7 +291,7 @@ def finished_run(cfg: C.RunConfig) -> Path | None:
     if not before or _changed_key(before, cfg.flat()) is not None:
         return None
     written = (out / RUN_FILE).stat().st_mtime_ns
-    ckpts = checkpoint.complete(checkpoint.checkpoints_dir(out))
+    ckpts = checkpoint.complete(checkpoints_dir(out))
     if any((p / checkpoint.DONE).stat().st_mtime_ns > written for p in ckpts):
         return None
     return out
