@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.tunelab-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast lint clean-runs data data-msra data-bbc
+.PHONY: install demo test test-fast lint browser clean-runs data data-msra data-bbc
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench tools scripts
 	$(BIN)/mypy
 
-test: lint
+# Debian's chromium (and a Chinese font) for the studio's browser tests, when missing
+browser:
+	bash scripts/install_browser.sh
+
+test: lint browser
 	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: lint

@@ -280,6 +280,7 @@ COMMANDS: dict[str, str] = {
     "export": "tunelab.export.cli:add_export",
     "runs": "tunelab.cli:add_runs",
     "serve": "tunelab.serving.launch:add_serve",
+    "studio": "tunelab.studio.cli:add_studio",
     "keys": "tunelab.serving.launch:add_keys",
     "register": "tunelab.functions.cli:add_register",
     "functions": "tunelab.functions.cli:add_functions",

@@ -91,6 +91,7 @@ def create_app(
     sessions = Sessions() if keys else None
     app.state.sessions = sessions
     app.state.keys = keys
+    app.state.auth_failures = limits.auth_failures if keys else None
     app.add_middleware(
         Guard, keys=keys, limits=limits, served=models, sessions=sessions, pages=pages
     )

@@ -1,0 +1,108 @@
+"""``tunelab studio``: the web application with the studio's part (its pages and JSON API)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+
+from tunelab.errors import TunelabError
+from tunelab.web.app import Part
+
+
+def studio_part(runs_dir: str | Path) -> Part:
+    """The studio as a part of the web application: pages, API, assets and the job queue."""
+    from tunelab.studio import data
+    from tunelab.studio.api import Studio, studio_router
+    from tunelab.studio.jobs import JobQueue
+    from tunelab.studio.pages import STATIC, pages_router
+
+    runs = Path(runs_dir).resolve()  # jobs and a restarted studio agree on paths
+    runs.mkdir(parents=True, exist_ok=True)
+    queue = JobQueue(runs / ".studio" / "jobs")
+    router = APIRouter()
+    router.include_router(studio_router(Studio(runs, queue)))
+    router.include_router(pages_router(runs))
+
+    async def startup() -> None:
+        queue.start()
+
+    async def shutdown() -> None:
+        queue.close()  # running jobs go on; the next studio re-attaches to them
+
+    return Part(
+        "studio",
+        router,
+        startup,
+        shutdown,
+        static={"/static/studio": STATIC},
+        page_prefixes=("/studio",),
+        body_limits={"/v1/studio/uploads": data.UPLOAD_LIMIT + 1024},
+    )
+
+
+def create_studio_app(runs_dir: str | Path, api_keys_file: str | None = None) -> FastAPI:
+    from tunelab.serving.app import _version, limits_of
+    from tunelab.serving.keys import read_keys
+    from tunelab.serving.settings import ServeSettings
+    from tunelab.web.app import create_app
+
+    settings = ServeSettings(api_keys_file=api_keys_file)
+    keys = read_keys(api_keys_file) if api_keys_file else []
+    return create_app(
+        [studio_part(runs_dir)],
+        keys,
+        limits_of(settings),
+        title="tunelab studio",
+        version=_version(),
+        description="The studio's pages and JSON API (/v1/studio).",
+    )
+
+
+def add_studio(sub) -> None:
+    from tunelab.studio.data import UPLOAD_LIMIT
+
+    s = sub.add_parser(
+        "studio",
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="the whole workflow in a web page: data, training, live curves, runs, try it",
+        description="A web page for the whole workflow: preview and check a data file, fill in "
+        "a training run (the page shows the same `tunelab train` command and YAML), watch its "
+        "loss and metric curves live, stop and resume it, compare runs and try a model. "
+        "Training jobs queue up and run one at a time in their own processes: closing the "
+        "page or restarting the studio does not stop them. Every asset is served locally "
+        f"(no internet needed). Uploads: at most {UPLOAD_LIMIT // 2**20} MB each, stored in "
+        "RUNS_DIR/.studio/uploads.",
+        epilog="examples:\n"
+        "  tunelab studio                                  # then open http://127.0.0.1:7860\n"
+        "  tunelab keys add me --file keys.txt\n"
+        "  tunelab studio --host 0.0.0.0 --api-keys-file keys.txt   # others sign in with a key",
+    )
+    s.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    s.add_argument("--port", type=int, default=7860)
+    s.add_argument("--runs-dir", default="runs", help="where runs are written (default: runs)")
+    s.add_argument(
+        "--api-keys-file",
+        help="API keys (`tunelab keys add`): every page and API call then needs one (pages: "
+        "sign in once; scripts: Authorization: Bearer KEY)",
+    )
+    s.set_defaults(func=cmd_studio)
+
+
+def cmd_studio(a: argparse.Namespace) -> int:
+    import sys
+
+    import uvicorn
+
+    if a.host not in ("127.0.0.1", "localhost", "::1") and not a.api_keys_file:
+        raise TunelabError(
+            f"--host {a.host} opens the studio to other machines: give --api-keys-file too"
+        )
+    app = create_studio_app(a.runs_dir, a.api_keys_file)
+    print(f"tunelab studio: http://{a.host}:{a.port}/ (runs in {a.runs_dir})", file=sys.stderr)
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning", timeout_graceful_shutdown=5)
+    return 0

@@ -1,0 +1,192 @@
+"""The studio in a real headless browser (Debian's chromium driven by Playwright) against a real
+`tunelab studio` process on a loopback port: upload, a bad upload's error (the CLI's own
+message), a training job whose curves grow without navigating, Stop, Resume, the finished run,
+two runs compared, Try it, and the Chinese page. Screenshots go to tests/artifacts/studio/."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import toy_rows, write_csv
+from serving_helpers import Server
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).parent / "artifacts" / "studio"
+TUNELAB = str(Path(sys.executable).parent / "tunelab")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, tiny_model_dir, toy_data):
+    d = tmp_path_factory.mktemp("studio")
+    s = Server(
+        ["--runs-dir", str(d / "runs")],
+        d / "studio.log",
+        wait_ready=False,
+        command=[TUNELAB, "studio"],
+    )
+    s.wait("/healthz")
+    # a short run queued first: the second run to compare, done before the page's own run
+    quick = s.request(
+        "POST",
+        "/v1/studio/jobs",
+        {
+            "name": "quick",
+            "model": str(tiny_model_dir),
+            "train": str(toy_data["train"]),
+            "validation": str(toy_data["validation"]),
+            "epochs": "2",
+            "learning_rate": "1e-3",
+            "max_length": "32",
+        },
+    )
+    assert quick[0] == 200, quick
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def page(studio):
+    from playwright import sync_api as playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        pg = browser.new_page(viewport={"width": 1280, "height": 900})
+        pg.set_default_timeout(30_000)
+        yield pg
+        browser.close()
+
+
+def _shot(pg, name: str) -> None:
+    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_data_page_previews_an_upload_and_shows_the_cli_error_for_a_bad_one(
+    studio, page, tmp_path, tiny_model_dir
+):
+    good = write_csv(tmp_path / "reviews.csv", toy_rows(40, 7))
+    page.goto(studio.url + "/studio/data")
+    page.set_input_files("#upload", str(good))
+    page.wait_for_selector("#data-preview:not([hidden])")
+    assert page.inner_text("#data-count") == "40"
+    assert page.locator("#data-rows tbody tr").count() == 20
+    _shot(page, "data")
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\ngood film,positive\nbad film,\nok,negative\n", encoding="utf-8")
+    page.set_input_files("#upload", str(bad))
+    page.wait_for_selector("#data-error:not([hidden])")
+    shown = page.inner_text("#data-error")
+    stored = page.inner_text("#data-path")  # the uploaded copy the page read
+    cli = subprocess.run(
+        [
+            TUNELAB,
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--train",
+            stored,
+            "--validation",
+            stored,
+            "--output-dir",
+            str(tmp_path / "never"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode != 0
+    assert cli.stderr.strip().splitlines()[-1] == f"tunelab: error: {shown}"
+    assert ":3:" in shown and "label" in shown
+    _shot(page, "data-error")
+
+
+def test_train_watch_live_curves_stop_resume_and_finish(studio, page, tiny_model_dir, toy_data):
+    q = f"train={toy_data['train']}&validation={toy_data['validation']}&test={toy_data['test']}"
+    page.goto(f"{studio.url}/studio/train?{q}")
+    page.fill("#run-name", "live")
+    page.fill("#f-model", str(tiny_model_dir))
+    page.fill("#f-epochs", "300")  # 900 steps: long enough to watch, stop and resume
+    page.fill("#f-max_length", "32")
+    page.fill("#f-learning_rate", "1e-3")
+    page.click("#sec-more >> xpath=..")  # open "More settings"
+    page.fill("#f-eval_steps", "60")
+    page.click("text=" + "Small data")
+    page.fill("#f-early_stopping_patience", "0")
+    page.wait_for_function(
+        "document.querySelector('#command').textContent.includes('--eval-steps 60')"
+    )
+    assert "--early-stopping-patience 0" in page.inner_text("#command")
+    assert "epochs: 300" in page.inner_text("#yaml")
+    _shot(page, "train")
+    page.click("#start")
+    page.wait_for_url(re.compile(r"/studio/jobs/"))
+
+    page.wait_for_function(
+        "Number(document.querySelector('#job-points').textContent) >= 3", timeout=120_000
+    )
+    first = int(page.inner_text("#job-points"))
+    url = page.url
+    # new points arrive on the same page, with no navigation, within 5 s
+    page.wait_for_function(
+        f"Number(document.querySelector('#job-points').textContent) > {first}", timeout=5_000
+    )
+    assert page.url == url
+    _shot(page, "live-run")
+
+    page.click("#stop")
+    page.wait_for_function("document.body.dataset.state === 'stopped'", timeout=60_000)
+    assert page.is_visible("#resume")
+    stopped_at = page.inner_text("#job-steps")
+    page.click("#resume")
+    page.wait_for_function("document.body.dataset.state === 'finished'", timeout=180_000)
+    done, total = page.inner_text("#job-steps").split(" / ")
+    assert done == total == "900"  # 300 epochs of 3 batches
+    assert int(stopped_at.split(" / ")[0]) < 900
+    page.wait_for_selector("#open-run:not([hidden])")
+    _shot(page, "finished-run")
+    jobs = studio.request("GET", "/v1/studio/jobs")[1]
+    live = next(j for j in jobs if j["run"] == "live")
+    assert live["resumes"] == 1 and "--resume" in live["argv"]
+
+
+def test_compare_two_runs_and_try_a_model(studio, page):
+    page.goto(studio.url + "/studio/runs")
+    page.wait_for_selector("tr[data-run='quick']")
+    page.wait_for_selector("tr[data-run='live']")
+    page.check("tr[data-run='quick'] input.pick")
+    page.check("tr[data-run='live'] input.pick")
+    page.click("#compare")
+    page.wait_for_selector("#comparison:not([hidden])")
+    settings = page.inner_text("#cmp-settings")
+    assert "epochs" in settings and "300" in settings
+    assert "test accuracy" in page.inner_text(
+        "#cmp-metrics"
+    ) or "validation accuracy" in page.inner_text("#cmp-metrics")
+    _shot(page, "runs-compare")
+
+    page.goto(studio.url + "/studio/try")
+    page.select_option("#try-run", "live")
+    page.fill("#try-input", "a great and wonderful movie\nawful and boring")
+    page.click("#predict")
+    page.wait_for_selector("#try-results:not([hidden])")
+    labels = page.locator(".pred-label").all_inner_texts()
+    assert len(labels) == 2 and all(x in ("positive", "negative") for x in labels)
+    _shot(page, "try-it")
+
+
+def test_the_page_speaks_chinese(studio, page):
+    page.goto(studio.url + "/studio/data")
+    page.click("#lang-switch")
+    page.wait_for_selector("#nav-data:has-text('数据')")
+    page.goto(studio.url + "/studio/runs")  # remembered in a cookie
+    assert page.inner_text("#nav-runs") == "运行记录"
+    _shot(page, "runs-zh")
+    page.goto(studio.url + "/studio/runs?lang=en")
