@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
 from conftest import toy_rows, write_csv
 from serving_helpers import Server
 

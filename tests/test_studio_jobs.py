@@ -3,6 +3,7 @@ as interrupted and resumed from its checkpoint; and the ETA estimator it shares 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -11,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import train_args
 
+from conftest import train_args
 from tunelab import estimate
 from tunelab.errors import TunelabError
 from tunelab.runs import read_run, read_train_log, resumable, train_log_path
@@ -52,7 +53,7 @@ def test_two_jobs_never_run_at_once_and_run_in_order(tmp_path):
     assert [q.get(i).state for i in ids] == ["running", "queued", "queued"]
     _wait(q, ids, ("finished",))
     spans = [json.loads((tmp_path / f"t{i}.json").read_text()) for i in range(3)]
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end, spans  # the next began only after the previous ended
     assert [q.get(i).returncode for i in ids] == [0, 0, 0]
 

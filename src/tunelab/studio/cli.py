@@ -38,7 +38,7 @@ def studio_part(runs_dir: str | Path) -> Part:
         shutdown,
         static={"/static/studio": STATIC},
         page_prefixes=("/studio",),
-        body_limits={"/v1/studio/uploads": data.UPLOAD_LIMIT + 1024},
+        body_limits={"/v1/studio/uploads": data.UPLOAD_LIMIT},
     )
 
 
