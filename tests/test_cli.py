@@ -35,7 +35,8 @@ def test_run_folder_describes_itself(trained_runs):
         log = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
         assert {e["type"] for e in log} == {"train", "eval"}
         assert log[-1]["step"] == metrics["training"]["steps"]
-        assert (run / "report.html").read_text().count("data:image/png;base64") == 2
+        # curves, confusion matrix, reliability diagram, precision-recall curves
+        assert (run / "report.html").read_text().count("data:image/png;base64") == 4
         # no staging folders left next to the run
         assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]
 
@@ -203,8 +204,36 @@ def test_report_html_is_well_formed_with_real_images(trained_runs):
             tags.append(tag)
 
     P().feed(page)
-    assert tags.count("img") == 2 and "table" in tags
+    assert tags.count("img") == 4 and "table" in tags
     for b64 in re.findall(r'src="data:image/png;base64,([^"]+)"', page):
         png = base64.b64decode(b64)
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert "Confusion matrix (test)" in page and "accuracy" in page
+    # what analysts look for: mistakes, calibration, precision-recall per class
+    assert re.search(r"Most confident mistakes \(test: \d+ of 32 wrong\)", page)
+    assert re.search(r"Reliability diagram \(test; expected calibration error 0\.\d{3}\)", page)
+    assert "Precision-recall per class (test)" in page
+    # the summary: no empty header row, seconds and rates with one decimal
+    assert "<tr><th></th><th></th></tr>" not in page
+    assert re.search(r"<th>training time</th><td>\d+\.\d s</td>", page)
+    assert re.search(r"<th>examples/s</th><td>\d+\.\d</td>", page)
+
+
+def test_report_lists_the_most_confident_mistakes_first_and_measures_calibration(tmp_path):
+    import numpy as np
+
+    from tunelab.evaluation.report import classifier_views
+
+    logits = np.array([[3.0, 0.0], [0.0, 1.0], [0.0, 4.0], [2.0, 0.0], [0.0, 0.5]])
+    targets = np.array([1, 1, 0, 0, 0])  # rows 0, 2 and 4 are wrong
+    texts = ["wrong, sure", "right", "wrong, surest", "right", "wrong, unsure"]
+    parts, figures = classifier_views(tmp_path, "test", logits, targets, ["neg", "pos"], texts)
+    html = parts[0]
+    assert "3 of 5 wrong" in html
+    order = [html.index(t) for t in ("wrong, surest", "wrong, sure<", "wrong, unsure")]
+    assert order == sorted(order)  # by the predicted class's probability, highest first
+    assert "<td>wrong, surest</td><td>neg</td><td>pos</td><td>0.9820</td>" in html
+    assert [f for _, f in figures] == ["reliability.png", "pr.png"]
+    assert all((tmp_path / f).stat().st_size > 5000 for _, f in figures)
+    ece = float(figures[0][0].split("error ")[1].rstrip(")"))
+    assert 0 < ece < 1

@@ -9,6 +9,8 @@ import importlib.util
 import io
 import json
 import random
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -304,3 +306,28 @@ def test_without_a_router_or_with_a_wrong_one_the_error_says_what_to_do(
     assert "tunelab route-train" in capsys.readouterr().err
     with pytest.raises(TunelabError, match="not a router"):
         plan(["x"], folder=str(runs["classify"]))  # labels negative/positive
+
+
+def test_the_studio_chat_routes_a_request_like_tunelab_route(routing, tmp_path):
+    """The studio's Chat page calls the router as `tunelab route` does (a real studio
+    process, reading the same model registry)."""
+    from serving_helpers import Server
+
+    s = Server(
+        ["--runs-dir", str(tmp_path / "runs")],
+        tmp_path / "studio.log",
+        wait_ready=False,
+        command=[str(Path(sys.executable).parent / "tunelab"), "studio"],
+    )
+    try:
+        s.wait("/healthz")
+        request = f"this {KEYWORD['analyze_sentiment']} is it: good film"
+        status, body, _ = s.request("POST", "/v1/studio/chat", {"message": request})
+        assert status == 200, body
+        assert body["function"] == "analyze_sentiment" and not body.get("unsure")
+        assert body["arguments"] == fill_arguments("analyze_sentiment", request)
+        assert body["result"]["label"] in ("negative", "positive")
+        status, body, _ = s.request("POST", "/v1/studio/chat", {"message": "  "})
+        assert status == 422 and "type a request" in str(body)
+    finally:
+        s.stop()

@@ -5,9 +5,11 @@ two runs compared, Try it, and the Chinese page. Screenshots go to tests/artifac
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,12 +27,15 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory, tiny_model_dir, toy_data):
     d = tmp_path_factory.mktemp("studio")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TUNELAB_MODELS", str(d / "models.yaml"))
     s = Server(
         ["--runs-dir", str(d / "runs")],
         d / "studio.log",
         wait_ready=False,
         command=[TUNELAB, "studio"],
     )
+    mp.undo()
     s.wait("/healthz")
     # a short run queued first: the second run to compare, done before the page's own run
     quick = s.request(
@@ -180,6 +185,45 @@ def test_compare_two_runs_and_try_a_model(studio, page):
     labels = page.locator(".pred-label").all_inner_texts()
     assert len(labels) == 2 and all(x in ("positive", "negative") for x in labels)
     _shot(page, "try-it")
+
+
+def test_export_a_run_then_serve_it_and_call_it(studio, page):
+    page.goto(studio.url + "/studio/export")
+    page.select_option("#export-run", "live")
+    page.select_option("#export-format", "onnx")
+    page.select_option("#export-quantize", "int8")
+    page.click("#export")
+    page.wait_for_function("document.body.dataset.exportState === 'finished'", timeout=180_000)
+    record = page.inner_text("#export-table")
+    assert "onnx" in record and "metrics_after" in record  # int8 accuracy measured and shown
+    _shot(page, "export")
+
+    page.goto(studio.url + "/studio/export")  # the export is a run of its own now
+    page.select_option("#serve-run", "live-onnx-int8")
+    page.click("#serve")
+    page.wait_for_selector(
+        "tr[data-run='live-onnx-int8'] .serve-state:has-text('ready')", timeout=120_000
+    )
+    url = page.inner_text("tr[data-run='live-onnx-int8'] a")
+    assert "curl" in page.inner_text("tr[data-run='live-onnx-int8'] pre")
+    req = urllib.request.Request(
+        f"{url}/v1/models/live-onnx-int8/predict",
+        data=json.dumps({"inputs": ["a wonderful film"]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert json.loads(r.read())["predictions"][0]["label"] in ("positive", "negative")
+    _shot(page, "serve")
+    page.click("tr[data-run='live-onnx-int8'] button")
+    page.wait_for_selector("tr[data-run='live-onnx-int8']", state="detached")
+
+
+def test_chat_without_a_router_says_what_to_do(studio, page):
+    page.goto(studio.url + "/studio/chat")
+    page.fill("#chat-input", "is this review positive? great phone")
+    page.click("#chat-send")
+    page.wait_for_selector("#chat-error:not([hidden])")
+    assert "route-train" in page.inner_text("#chat-error")
 
 
 def test_the_page_speaks_chinese(studio, page):

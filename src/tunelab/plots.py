@@ -61,3 +61,57 @@ def plot_f1_bars(f1: dict[str, float], ylabel: str, title: str, out: Path) -> No
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def plot_reliability(conf, correct, title: str, out: Path, bins: int = 10) -> float:
+    """Accuracy against confidence in equal-width bins (a calibrated model sits on the
+    diagonal), with the share of examples per bin; returns the expected calibration error."""
+    import numpy as np
+
+    conf, correct = np.asarray(conf, dtype=float), np.asarray(correct, dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    acc = np.array([correct[idx == b].mean() if (idx == b).any() else np.nan for b in range(bins)])
+    mean_conf = np.array(
+        [conf[idx == b].mean() if (idx == b).any() else np.nan for b in range(bins)]
+    )
+    share = np.array([(idx == b).mean() for b in range(bins)])
+    ece = float(np.nansum(share * np.abs(acc - mean_conf)))
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    centers = (edges[:-1] + edges[1:]) / 2
+    ax.bar(
+        centers, np.nan_to_num(acc), width=1 / bins, edgecolor="white", color="C0", label="accuracy"
+    )
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    ax.bar(centers, share, width=1 / bins / 2, color="C1", alpha=0.6, label="share of examples")
+    ax.set_xlim(0, 1), ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability)"), ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}\nECE {ece:.3f}"), ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return ece
+
+
+def plot_pr_curves(probs, targets, labels: list[str], title: str, out: Path) -> None:
+    """One precision-recall curve per class (one against the rest), average precision in the
+    legend."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    y = np.asarray(targets)
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    for k, name in enumerate(labels):
+        positive = (y == k).astype(int)
+        if positive.sum() == 0:
+            continue
+        precision, recall, _ = precision_recall_curve(positive, probs[:, k])
+        ap = average_precision_score(positive, probs[:, k])
+        ax.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
+    ax.set_xlim(0, 1), ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

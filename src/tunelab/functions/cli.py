@@ -180,7 +180,7 @@ def _needs(f) -> str:
     return f"{f.folder_kind}: {f.task}" if f.task else f"({f.folder_kind} folder)"
 
 
-def _routed_json(r) -> dict:
+def routed_json(r) -> dict:
     from tunelab.functions import as_json
 
     out = {
@@ -210,7 +210,7 @@ def cmd_route(a) -> int:
         if a.dry_run
         else route(a.request, a.threshold, a.router)
     )
-    print(json.dumps(_routed_json(r), ensure_ascii=False, indent=2))
+    print(json.dumps(routed_json(r), ensure_ascii=False, indent=2))
     return 3 if r.unsure else 0
 
 
@@ -254,7 +254,7 @@ def cmd_chat(a) -> int:
                 "Rephrase the request."
             )
         else:
-            print(f"{r.function} ({r.confidence:.0%}): {_routed_json(r)['result']}")
+            print(f"{r.function} ({r.confidence:.0%}): {routed_json(r)['result']}")
     return 0
 
 

@@ -14,6 +14,12 @@ GET  /v1/studio/runs                  the ``tunelab runs`` rows
 GET  /v1/studio/runs/{name}/log       a run's logged events (curves)
 GET  /v1/studio/compare?runs=a&runs=b settings that differ, metrics, and each run's events
 POST /v1/studio/predict               {run, inputs} -> the run's predictions
+POST /v1/studio/exports               {run, format, quantize, prune, sparsity} -> a queued
+                                      ``tunelab export`` job
+GET  /v1/studio/exports/{name}        an export's record (parity, accuracy before/after)
+GET  /v1/studio/serve                 models served from the page;  POST {run} starts one
+POST /v1/studio/serve/{run}/stop      stops it
+POST /v1/studio/chat                  {message} -> the router's pick, its arguments, result
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from tunelab import estimate
 from tunelab.errors import TunelabError
 from tunelab.runs import is_run, read_train_log, train_log_path
 from tunelab.serving.errors import http_error, invalid
-from tunelab.studio import data, forms
+from tunelab.studio import data, forms, services
 from tunelab.studio.jobs import JobQueue
 
 TERMINAL = ("finished", "failed", "stopped", "interrupted", "cancelled")
@@ -50,12 +56,32 @@ class PredictBody(BaseModel):
     inputs: list[Any] = Field(min_length=1, max_length=64)
 
 
-class Studio:
-    """What the routes share: the runs folder, the job queue, the model loaded for Try it."""
+class ExportBody(BaseModel):
+    run: str
+    format: str = "onnx"
+    quantize: bool = False
+    prune: str | None = None
+    sparsity: float | None = None
 
-    def __init__(self, runs_dir: str | Path, queue: JobQueue) -> None:
+
+class RunBody(BaseModel):
+    run: str
+
+
+class ChatBody(BaseModel):
+    message: str = Field(max_length=2000)
+
+
+class Studio:
+    """What the routes share: the runs folder, the job queue, the model loaded for Try it, the
+    servers started from the page."""
+
+    def __init__(
+        self, runs_dir: str | Path, queue: JobQueue, api_keys_file: str | None = None
+    ) -> None:
         self.runs_dir = Path(runs_dir)
         self.queue = queue
+        self.servers = services.Servers(self.runs_dir / ".studio", api_keys_file)
         self._model: tuple[str, Any] | None = None  # (run name, loaded model): one at a time
         self._model_lock = threading.Lock()
 
@@ -184,7 +210,57 @@ def studio_router(studio: Studio) -> APIRouter:
         except TunelabError as e:
             raise invalid(("body", "inputs"), str(e)) from None
 
+    @r.post("/exports")
+    def export(body: ExportBody) -> dict:
+        run = studio.run_path(body.run)
+        cmd = _checked(
+            services.export_command, run, body.format, body.quantize, body.prune, body.sparsity
+        )
+        title = f"export {Path(cmd['output_dir']).name}"
+        job = _checked(studio.queue.submit, cmd["argv"], cmd["output_dir"], title)
+        return _job_view(job)
+
+    @r.get("/exports/{name}")
+    def export_record(name: str) -> dict:
+        from tunelab.runs import read_run
+
+        info = read_run(studio.run_path(name))
+        if not info.export:
+            raise http_error(404, f"{name!r} is a training run, not an export")
+        return {"run": name, **info.export}
+
+    @r.get("/serve")
+    def served() -> list[dict]:
+        return studio.servers.list()
+
+    @r.post("/serve")
+    def serve(body: RunBody) -> dict:
+        return studio.servers.start(body.run, studio.run_path(body.run))
+
+    @r.post("/serve/{name}/stop")
+    def stop_serving(name: str) -> dict:
+        return _found(studio.servers.stop, name)
+
+    @r.post("/chat")
+    async def chat(body: ChatBody) -> dict:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, services.chat, body.message)
+        except TunelabError as e:
+            raise invalid(("body", "message"), str(e)) from None
+
     return r
+
+
+def _tail(path: str, size: int = 3000) -> str:
+    """The end of a job's output (its command line, tunelab's messages, a final error)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def _task_exists(name: str) -> None:
@@ -197,7 +273,7 @@ def _found(fn, jid: str):
     try:
         return fn(jid)
     except TunelabError as e:
-        code = 404 if str(e).startswith("no job") else 409
+        code = 404 if str(e).startswith(("no job", "no server")) else 409
         raise http_error(code, str(e)) from None
 
 
@@ -242,7 +318,12 @@ async def _follow(queue: JobQueue, jid: str, request: Request):
                     events.append(event)
                     yield f"event: log\ndata: {json.dumps(event)}\n\n"
         p = estimate.progress(events)
-        status = {"state": job.state, "error": job.error, "progress": p.to_dict() if p else None}
+        status = {
+            "state": job.state,
+            "error": job.error,
+            "progress": p.to_dict() if p else None,
+            "output": _tail(job.log),
+        }
         if status != last_status:
             last_status = status
             yield f"event: status\ndata: {json.dumps(status)}\n\n"

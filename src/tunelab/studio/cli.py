@@ -11,7 +11,7 @@ from tunelab.errors import TunelabError
 from tunelab.web.app import Part
 
 
-def studio_part(runs_dir: str | Path) -> Part:
+def studio_part(runs_dir: str | Path, api_keys_file: str | None = None) -> Part:
     """The studio as a part of the web application: pages, API, assets and the job queue."""
     from tunelab.studio import data
     from tunelab.studio.api import Studio, studio_router
@@ -22,7 +22,8 @@ def studio_part(runs_dir: str | Path) -> Part:
     runs.mkdir(parents=True, exist_ok=True)
     queue = JobQueue(runs / ".studio" / "jobs")
     router = APIRouter()
-    router.include_router(studio_router(Studio(runs, queue)))
+    studio = Studio(runs, queue, api_keys_file)
+    router.include_router(studio_router(studio))
     router.include_router(pages_router(runs))
 
     async def startup() -> None:
@@ -30,6 +31,7 @@ def studio_part(runs_dir: str | Path) -> Part:
 
     async def shutdown() -> None:
         queue.close()  # running jobs go on; the next studio re-attaches to them
+        studio.servers.close()
 
     return Part(
         "studio",
@@ -51,7 +53,7 @@ def create_studio_app(runs_dir: str | Path, api_keys_file: str | None = None) ->
     settings = ServeSettings(api_keys_file=api_keys_file)
     keys = read_keys(api_keys_file) if api_keys_file else []
     return create_app(
-        [studio_part(runs_dir)],
+        [studio_part(runs_dir, api_keys_file)],
         keys,
         limits_of(settings),
         title="tunelab studio",

@@ -4,7 +4,8 @@ with no internet. With API keys, a visitor signs in once (``/login``) and carrie
 cookie; the CSRF token for changes is in each page's ``<meta name="csrf">``.
 
     GET /                        -> /studio/data
-    GET /studio/data, /studio/train, /studio/runs, /studio/try, /studio/jobs/{id}
+    GET /studio/data, /studio/train, /studio/runs, /studio/try, /studio/export, /studio/chat,
+        /studio/jobs/{id}
     GET /studio/runs/{name}/report   the run's report.html
     GET, POST /login;  POST /logout
 """
@@ -24,7 +25,7 @@ from tunelab.web import i18n, sessions
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
-PAGES = ("data", "train", "runs", "try")
+PAGES = ("data", "train", "runs", "try", "export", "chat")
 _env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
 
 

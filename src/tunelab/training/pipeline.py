@@ -325,7 +325,7 @@ def write_run_folder(
         res.history,
         p.metric,
         p.task,
-        (final, final_logits, p.targets[final], p.spec),
+        (final, final_logits, p.targets[final], p.spec, p.texts.get(final, [])),
     )
     write_run(out, info)  # last: marks the folder complete
 

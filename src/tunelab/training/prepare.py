@@ -72,6 +72,7 @@ class Prepared:
     checkpoints: Path = Path()
     resume_from: Path | None = None
     data: dict[str, dict] = field(default_factory=dict)  # size and sha256 of each data file
+    texts: dict[str, list] = field(default_factory=dict)  # validation[, test]: for the report
 
     @property
     def final_split(self) -> str:
@@ -169,6 +170,7 @@ def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
     for k, v in splits.items():
         p.ids[k], y = encode_split(task, tokenizer, v, spec, L, label_col)
         p.targets[k] = as_targets(task, y)
+        p.texts[k] = v.texts
     check_metric(task, metric, p.ids["validation"], p.targets["validation"], spec)
     return p
 

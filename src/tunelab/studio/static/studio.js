@@ -215,6 +215,7 @@ async function jobPage() {
       $("#job-eta").textContent = ["finished", "stopped", "interrupted", "failed"].includes(s.state) ? "—" : fmtSeconds(p.eta_s);
     }
     showError("#job-error", s.error);
+    if (s.output !== undefined) $("#job-output").textContent = s.output;
     $("#stop").hidden = !["running", "queued", "stopping"].includes(s.state);
     $("#resume").hidden = !["stopped", "interrupted", "failed"].includes(s.state);
   };
@@ -340,7 +341,77 @@ async function tryPage() {
   });
 }
 
-const PAGES = { data: dataPage, train: trainPage, runs: runsPage, try: tryPage };
+// ------------------------------------------------------------------------- Export and serve
+async function exportPage() {
+  const runs = (await api("GET", "/v1/studio/runs")).filter((r) => r.status === "finished");
+  for (const sel of ["#export-run", "#serve-run"]) for (const r of runs) $(sel).append(el("option", { value: r.run, text: `${r.run} (${r.task})` }));
+  $("#export").addEventListener("click", async () => {
+    const body = { run: $("#export-run").value, format: $("#export-format").value, quantize: $("#export-quantize").value === "int8" };
+    if ($("#export-prune").value) { body.prune = $("#export-prune").value; body.sparsity = Number($("#export-sparsity").value || "0.25"); }
+    try {
+      const job = await api("POST", "/v1/studio/exports", body);
+      showError("#export-error", "");
+      const note = $("#export-job"); note.hidden = false;
+      note.replaceChildren(el("a", { href: `/studio/jobs/${job.id}`, text: job.title }), ` · ${job.state}`);
+      const name = job.run;
+      for (;;) {
+        await new Promise((ok) => setTimeout(ok, 1000));
+        const j = (await api("GET", "/v1/studio/jobs")).find((x) => x.id === job.id);
+        note.lastChild.textContent = ` · ${j.state}`;
+        document.body.dataset.exportState = j.state;
+        if (j.state === "finished") {
+          const rec = await api("GET", `/v1/studio/exports/${encodeURIComponent(name)}`);
+          const rows = Object.entries(rec).filter(([k]) => !["files", "machine"].includes(k));
+          $("#export-table").replaceChildren(...rows.map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { text: typeof v === "object" ? JSON.stringify(v) : String(v) }))));
+          $("#export-record").hidden = false;
+          break;
+        }
+        if (["failed", "stopped", "interrupted", "cancelled"].includes(j.state)) { showError("#export-error", j.error || j.state); break; }
+      }
+    } catch (e) { showError("#export-error", e.message); }
+  });
+  const drawServers = async () => {
+    const list = await api("GET", "/v1/studio/serve");
+    $("#servers tbody").replaceChildren(...list.map((s) => el("tr", { "data-run": s.run },
+      el("td", { text: s.run }), el("td", {}, el("a", { href: `${s.url}/docs`, text: s.url })),
+      el("td", { class: "serve-state", text: s.ready ? "ready" : s.running ? "loading" : "stopped" }),
+      el("td", {}, el("pre", { text: s.curl })),
+      el("td", {}, el("button", { type: "button", text: T["serve.stop"], onclick: async () => { await api("POST", `/v1/studio/serve/${encodeURIComponent(s.run)}/stop`); drawServers(); } })))));
+    if (list.some((s) => s.running && !s.ready)) setTimeout(drawServers, 1000);
+  };
+  $("#serve").addEventListener("click", async () => {
+    try { await api("POST", "/v1/studio/serve", { run: $("#serve-run").value }); showError("#serve-error", ""); drawServers(); } catch (e) { showError("#serve-error", e.message); }
+  });
+  drawServers();
+}
+
+// ---------------------------------------------------------------------------------- Chat
+async function chatPage() {
+  const log = $("#chat-log");
+  $("#chat-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const message = $("#chat-input").value.trim();
+    if (!message) return;
+    log.append(el("div", { class: "msg user", text: message }));
+    $("#chat-input").value = "";
+    try {
+      const r = await api("POST", "/v1/studio/chat", { message });
+      showError("#chat-error", "");
+      const top = r.candidates.map((c) => `${c.function} ${(c.probability * 100).toFixed(0)}%`).join(", ");
+      const bot = el("div", { class: "msg bot" });
+      if (r.unsure) {
+        bot.append(el("strong", { class: "chat-function", text: T["chat.unsure"] }), el("div", { class: "why", text: `${r.reason}: ${top}` }));
+      } else {
+        bot.append(el("div", {}, `${T["chat.picked"]} `, el("strong", { class: "chat-function", text: r.function }), ` (${(r.confidence * 100).toFixed(0)}%)`),
+          el("div", { class: "why", text: `${JSON.stringify(r.arguments)} · ${top}` }),
+          el("pre", { text: JSON.stringify(r.result, null, 1) }));
+      }
+      log.append(bot);
+    } catch (e) { showError("#chat-error", e.message); }
+  });
+}
+
+const PAGES = { data: dataPage, train: trainPage, runs: runsPage, try: tryPage, export: exportPage, chat: chatPage };
 const page = document.body.dataset.page;
 const start = document.body.dataset.job ? jobPage : PAGES[page];
 if (start) start().catch((e) => { const m = el("p", { class: "error", id: "page-error", text: e.message }); $("main").prepend(m); });
