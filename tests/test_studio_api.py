@@ -167,3 +167,48 @@ def test_both_languages_have_every_word():
     assert i18n.pick(None, None, "zh-CN,zh;q=0.9") == "zh"
     assert i18n.pick("en", "zh", "zh-CN") == "en"
     assert i18n.pick(None, "bogus", None) == "en"
+
+
+def test_try_it_predicts_with_every_task_as_the_page_renders_it(runs, tmp_path):
+    """Try it on a real studio, one finished run per task (linked into its runs folder): the
+    shapes the page draws (probabilities, a number, entities and answers with offsets into the
+    text, a generation)."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for name, run in runs.items():
+        (folder / name).symlink_to(run, target_is_directory=True)
+    s = Server(
+        ["--runs-dir", str(folder)],
+        tmp_path / "studio.log",
+        wait_ready=False,
+        command=[TUNELAB, "studio"],
+    )
+    try:
+        s.wait("/healthz")
+        listed = {r["run"]: r["task"] for r in s.request("GET", "/v1/studio/runs")[1]}
+        assert set(listed) == set(runs)
+
+        def predict(run, inputs):
+            status, body, _ = s.request(
+                "POST", "/v1/studio/predict", {"run": run, "inputs": inputs}
+            )
+            assert status == 200, body
+            assert body["task"] == listed[run]
+            return body["predictions"]
+
+        (c,) = predict("classify", ["a great film"])
+        assert c["label"] in c["probabilities"]
+        (v,) = predict("score", ["a great film"])
+        assert isinstance(v["value"], float)
+        text = "alice met bob in paris"
+        (n,) = predict("ner", [text])
+        assert all(text[e["start"] : e["end"]] == e["text"] for e in n["entities"])
+        context = "the cat sat on the mat near the door"
+        (q,) = predict("qa", [{"question": "where did the cat sit?", "context": context}])
+        assert context[q["start"] : q["end"]] == q["answer"]
+        (g,) = predict("gen", ["hello"])
+        assert isinstance(g["generated"], str)
+        status, body, _ = s.request("POST", "/v1/studio/predict", {"run": "nope", "inputs": ["x"]})
+        assert status == 404
+    finally:
+        s.stop()

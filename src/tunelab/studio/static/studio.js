@@ -308,11 +308,15 @@ function renderPrediction(task, input, p) {
   } else if (input && typeof input === "object" && typeof p.start === "number") {
     const c = input.context;
     box.append(el("p", { class: "answer" }, c.slice(0, p.start), el("mark", { text: c.slice(p.start, p.end) }), c.slice(p.end)));
-  } else if (Array.isArray(p.labels)) {
-    box.append(el("p", {}, ...p.labels.map((l) => el("span", { class: "chip pred-label", text: typeof l === "string" ? l : l.label }))));
-  } else {
-    const main = p.text ?? p.generated_text ?? p.value ?? p.prediction;
-    if (main !== undefined) box.append(el("p", { class: "pred-label", text: String(main) }));
+  } else if (Array.isArray(p.labels)) {  // multi-label: the labels over their thresholds
+    box.append(el("p", {}, ...p.labels.map((l) => el("span", { class: "chip pred-label", text: l }))));
+    for (const [k, v] of Object.entries(p.scores || {}).sort((a, b) => b[1] - a[1])) {
+      box.append(el("div", { class: "bar" }, el("span", { text: k }), el("meter", { min: 0, max: 1, value: v }), el("span", { text: `${(v * 100).toFixed(1)}%` })));
+    }
+  } else if (typeof p.generated === "string") {
+    box.append(el("p", { class: "pred-label generated", text: p.generated }));
+  } else if (typeof p.value === "number") {
+    box.append(el("p", { class: "pred-label", text: p.value.toFixed(3) }));
   }
   box.append(el("details", {}, el("summary", { text: "JSON" }), el("pre", { text: JSON.stringify(p, null, 1) })));
   return box;
