@@ -224,6 +224,7 @@ def test_chat_without_a_router_says_what_to_do(studio, page):
     page.click("#chat-send")
     page.wait_for_selector("#chat-error:not([hidden])")
     assert "route-train" in page.inner_text("#chat-error")
+    _shot(page, "chat")
 
 
 def test_the_page_speaks_chinese(studio, page):
