@@ -139,7 +139,7 @@ def test_a_lone_request_waits_at_most_max_wait(max_wait):
 
 
 def test_the_rate_limiter_forgets_addresses_that_refilled():
-    from tunelab.serving.guard import RateLimiter
+    from tunelab.web.guard import RateLimiter
 
     limiter = RateLimiter(60)
     limiter.MAX_KEYS = 5

@@ -151,7 +151,7 @@ def test_function_endpoints_over_http(registry, keys_file, tmp_path):
 
 @pytest.fixture()
 def keys_file(tmp_path):
-    from tunelab.serving.keys import add_key
+    from tunelab.web.keys import add_key
 
     f = tmp_path / "keys.txt"
     return f, add_key(f, "app")

@@ -23,7 +23,7 @@ WORDS = ["good", "great", "bad", "awful", "film", "plot", "fine", "dull", "wonde
 def keys(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys")
     f = d / "keys.txt"
-    from tunelab.serving.keys import add_key
+    from tunelab.web.keys import add_key
 
     return {"file": f, "user": add_key(f, "alice"), "admin": add_key(f, "ops", admin=True)}
 
@@ -274,7 +274,7 @@ def test_request_log_masks_personal_data(server, keys):
 
 
 def test_masking_rules():
-    from tunelab.serving.guard import mask_personal_data
+    from tunelab.web.guard import mask_personal_data
 
     assert mask_personal_data("write to a.b+c@mail.example.org now") == "write to <email> now"
     assert (
@@ -394,7 +394,7 @@ def test_serve_refuses_bad_arguments(tmp_path, capsys):
     assert main(["keys", "add", "bob", "--file", str(bad)]) == 0
     capsys.readouterr()
     from tunelab.errors import TunelabError
-    from tunelab.serving.keys import read_keys
+    from tunelab.web.keys import read_keys
 
     with pytest.raises(TunelabError, match=r"keys.txt:1: expected name:role:sha256-hex"):
         read_keys(bad)

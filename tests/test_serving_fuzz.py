@@ -16,7 +16,7 @@ from serving_helpers import Server
 
 
 def test_fuzzing_the_openapi_schema_finds_no_server_error(trained_runs, tmp_path):
-    from tunelab.serving.keys import add_key
+    from tunelab.web.keys import add_key
 
     admin = add_key(tmp_path / "keys.txt", "fuzzer", admin=True)
     s = Server(

@@ -26,7 +26,7 @@ def metric(text: str, line: str) -> float:
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
-    from tunelab.serving.keys import add_key
+    from tunelab.web.keys import add_key
 
     f = tmp_path_factory.mktemp("keys") / "keys.txt"
     return {"file": f, "user": add_key(f, "alice"), "admin": add_key(f, "ops", admin=True)}

@@ -23,7 +23,7 @@ TUNELAB = str(Path(sys.executable).parent / "tunelab")
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory):
-    from tunelab.serving.keys import add_key
+    from tunelab.web.keys import add_key
 
     d = tmp_path_factory.mktemp("studio-keys")
     key = add_key(d / "keys.txt", "alice")

@@ -13,7 +13,7 @@
 With a keys file every ``/v1`` call needs ``Authorization: Bearer <key>``: 401 without a
 valid key, 403 for a reload with a user key (reload needs a keys file), 429 past the per-key
 rate limit or after too many failed authentications from one address. Errors: see
-:mod:`tunelab.serving.errors`.
+:mod:`tunelab.web.errors`.
 """
 
 from __future__ import annotations
@@ -31,18 +31,18 @@ from pydantic import BaseModel
 
 from tunelab.errors import TunelabError, first_line
 from tunelab.runs import read_metrics, read_run
-from tunelab.serving import metrics
-from tunelab.serving.admission import Limits, add_json_route
 from tunelab.serving.batcher import MicroBatcher
-from tunelab.serving.errors import http_error, invalid, responses
 from tunelab.serving.function_routes import add_function_routes
-from tunelab.serving.guard import RateLimiter, mask_personal_data
-from tunelab.serving.keys import ApiKey, read_keys
 from tunelab.serving.schemas import ModelInfo, PredictResponse, request_model
 from tunelab.serving.settings import ServeSettings
 from tunelab.tasks import get_task
+from tunelab.web import metrics
+from tunelab.web.admission import Limits, add_json_route
 from tunelab.web.app import Part
 from tunelab.web.app import create_app as web_app
+from tunelab.web.errors import http_error, invalid, responses
+from tunelab.web.guard import mask_personal_data
+from tunelab.web.keys import ApiKey, read_keys
 
 if TYPE_CHECKING:
     from tunelab.inference import TunedModel
@@ -131,10 +131,8 @@ def create_app(settings: ServeSettings, extra: list[Part] | None = None) -> Fast
 
 
 def limits_of(settings: ServeSettings) -> Limits:
-    return Limits(
-        RateLimiter(settings.requests_per_minute()),
-        RateLimiter(settings.auth_failure_limit),
-        settings.max_body_bytes,
+    return Limits.of(
+        settings.requests_per_minute(), settings.auth_failure_limit, settings.max_body_bytes
     )
 
 

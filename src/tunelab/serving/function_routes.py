@@ -17,10 +17,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from tunelab.functions import FUNCTIONS, as_json
-from tunelab.serving.admission import add_json_route
-from tunelab.serving.errors import http_error, responses
 from tunelab.serving.schemas import text_type
 from tunelab.serving.settings import ServeSettings
+from tunelab.web.admission import add_json_route
+from tunelab.web.errors import http_error, responses
 
 # integer arguments with a natural range (an unbounded max_new_tokens would tie up a worker)
 INT_RANGES = {"max_new_tokens": (1, 1024)}

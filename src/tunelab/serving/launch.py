@@ -38,7 +38,7 @@ def parse_models(specs: list[str]) -> dict[str, str]:
 def serve(settings: ServeSettings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
-    from tunelab.serving.keys import read_keys
+    from tunelab.web.keys import read_keys
 
     if settings.api_keys_file:
         read_keys(settings.api_keys_file)  # a bad file fails here, with its line
@@ -201,7 +201,7 @@ def cmd_serve(a) -> int:
 
 
 def cmd_keys_add(a) -> int:
-    from tunelab.serving.keys import add_key
+    from tunelab.web.keys import add_key
 
     token = add_key(a.file, a.name, a.admin)
     print(token)

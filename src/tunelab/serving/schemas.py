@@ -103,11 +103,6 @@ class PredictResponse(BaseModel):
     )
 
 
-class NotReady(BaseModel):
-    status: str = Field(description="loading or failed")
-    error: str | None = Field(description="why each failed model failed")
-
-
 class ModelInfo(BaseModel):
     name: str
     task: str

@@ -37,9 +37,9 @@ from pydantic import BaseModel, Field
 from tunelab import estimate
 from tunelab.errors import TunelabError
 from tunelab.runs import is_run, read_train_log, train_log_path
-from tunelab.serving.errors import http_error, invalid
 from tunelab.studio import data, forms, services
 from tunelab.studio.jobs import JobQueue
+from tunelab.web.errors import http_error, invalid
 
 TERMINAL = ("finished", "failed", "stopped", "interrupted", "cancelled")
 

@@ -45,19 +45,20 @@ def studio_part(runs_dir: str | Path, api_keys_file: str | None = None) -> Part:
 
 
 def create_studio_app(runs_dir: str | Path, api_keys_file: str | None = None) -> FastAPI:
-    from tunelab.serving.app import _version, limits_of
-    from tunelab.serving.keys import read_keys
-    from tunelab.serving.settings import ServeSettings
+    from tunelab import __version__
+    from tunelab.web.admission import Limits
     from tunelab.web.app import create_app
+    from tunelab.web.keys import read_keys
 
-    settings = ServeSettings(api_keys_file=api_keys_file)
     keys = read_keys(api_keys_file) if api_keys_file else []
+    # per key: as `tunelab serve` (600 requests a minute with keys), 10 failed sign-ins a minute
+    limits = Limits.of(600 if keys else 0, 10, 1_000_000)
     return create_app(
         [studio_part(runs_dir, api_keys_file)],
         keys,
-        limits_of(settings),
+        limits,
         title="tunelab studio",
-        version=_version(),
+        version=__version__,
         description="The studio's pages and JSON API (/v1/studio).",
     )
 

@@ -19,9 +19,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from tunelab.serving.errors import http_error
-from tunelab.serving.keys import match
 from tunelab.web import i18n, sessions
+from tunelab.web.errors import http_error
+from tunelab.web.keys import match
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"

@@ -21,10 +21,10 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from tunelab.serving import errors, metrics
-from tunelab.serving.admission import Guard, Limits
-from tunelab.serving.keys import ApiKey
-from tunelab.serving.schemas import NotReady
+from tunelab.web import errors, metrics
+from tunelab.web.admission import Guard, Limits
+from tunelab.web.errors import NotReady
+from tunelab.web.keys import ApiKey
 from tunelab.web.sessions import Sessions
 
 

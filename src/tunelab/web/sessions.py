@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tunelab.serving.keys import ApiKey
+from tunelab.web.keys import ApiKey
 
 COOKIE = "tunelab_session"
 CSRF_HEADER = "x-csrf-token"

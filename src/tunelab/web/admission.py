@@ -15,10 +15,10 @@ import time
 from fastapi import Depends, Request
 
 from tunelab.errors import first_line
-from tunelab.serving import metrics
-from tunelab.serving.errors import error_response, http_error
-from tunelab.serving.guard import RateLimiter
-from tunelab.serving.keys import ApiKey, match
+from tunelab.web import metrics
+from tunelab.web.errors import error_response, http_error
+from tunelab.web.guard import RateLimiter
+from tunelab.web.keys import ApiKey, match
 from tunelab.web.sessions import Sessions, cookie_value, csrf_ok
 
 log = logging.getLogger("tunelab.serve")
@@ -52,6 +52,12 @@ class Limits:
     def __init__(self, requests: RateLimiter, auth_failures: RateLimiter, max_body: int) -> None:
         self.requests, self.auth_failures, self.max_body = requests, auth_failures, max_body
         self.body_limits: dict[str, int] = {}
+
+    @classmethod
+    def of(cls, requests_per_minute: int, auth_failures_per_minute: int, max_body: int) -> Limits:
+        return cls(
+            RateLimiter(requests_per_minute), RateLimiter(auth_failures_per_minute), max_body
+        )
 
     def body_limit(self, path: str) -> int:
         return max(

@@ -37,6 +37,13 @@ DESCRIPTIONS = {
 }
 
 
+class NotReady(BaseModel):
+    """/readyz while a part is not ready."""
+
+    status: str = Field(description="loading or failed")
+    error: str | None = Field(description="why each failed model failed")
+
+
 class ErrorBody(BaseModel):
     """Every error except 422: one line saying what was wrong and what to do."""
 
@@ -63,7 +70,7 @@ def error_response(code: int, detail: str, headers: dict | None = None) -> JSONR
 
 def install(app: FastAPI) -> None:
     """Malformed JSON -> 400 (FastAPI says 422). (Exceptions no handler caught become a JSON
-    500 in :class:`tunelab.serving.admission.Guard`.)"""
+    500 in :class:`tunelab.web.admission.Guard`.)"""
 
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, exc: RequestValidationError) -> JSONResponse:
