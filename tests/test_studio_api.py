@@ -212,3 +212,22 @@ def test_try_it_predicts_with_every_task_as_the_page_renders_it(runs, tmp_path):
         assert status == 404
     finally:
         s.stop()
+
+
+def test_the_data_preview_counts_what_each_task_reads(tmp_path):
+    ner = tmp_path / "ner.jsonl"
+    ner.write_text(
+        '{"tokens": ["Alice", "met", "Bob"], "tags": ["B-PER", "O", "B-PER"]}\n'
+        '{"tokens": ["Paris"], "tags": ["B-LOC"]}\n',
+        encoding="utf-8",
+    )
+    p = data.preview(str(ner), "token-classification")
+    assert p["labels"] == {"B-PER": 2, "O": 1, "B-LOC": 1}  # tags, not tag sequences
+    assert p["rows"][0] == {"line": 1, "text": "Alice met Bob", "label": "B-PER O B-PER"}
+    rated = tmp_path / "ratings.tsv"
+    rated.write_text("text\trating\ngood\t4.5\nbad\t1\nok\t3\n", encoding="utf-8")
+    p = data.preview(str(rated), "regression", label_column="rating")
+    assert p["labels"] == {} and sum(p["values"]["counts"]) == 3  # a histogram of the target
+    assert p["values"]["edges"][0] == 1.0 and p["values"]["edges"][-1] == 4.5
+    p = data.preview(str(rated), "regression")  # the default label column is missing
+    assert "missing column 'label'" in p["error"] and p["error"].startswith(str(rated))

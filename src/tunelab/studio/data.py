@@ -84,8 +84,8 @@ def preview(
         ex = task.read_examples(path, text_col, label_col)
     except TunelabError as e:
         return {"error": str(e), "path": path}
-    texts = [t if isinstance(t, str) else " ".join(map(str, t)) for t in ex.texts]
-    labels = Counter(_label_key(x) for x in ex.labels)
+    texts = [_text(t) for t in ex.texts]
+    labels, values = _distribution(ex.labels, qa=task.read_inputs is not None)
     lengths = [len(t) for t in texts]
     return {
         "path": path,
@@ -97,6 +97,7 @@ def preview(
             for line, t, label in zip(ex.lines[:rows], texts[:rows], ex.labels[:rows], strict=True)
         ],
         "labels": dict(labels.most_common(50)),
+        "values": histogram_float(values) if values else None,
         "lengths": histogram(lengths),
     }
 
@@ -113,13 +114,44 @@ def histogram(values: list[int], bins: int = 20) -> dict:
     return {"edges": [lo + i * width for i in range(bins + 1)], "counts": counts}
 
 
-def _label_key(x: Any) -> str:
-    if isinstance(x, (list, tuple)):
-        return ";".join(map(str, x)) if len(x) < 6 else f"{len(x)} items"
-    if isinstance(x, float):
-        return "(number)"
-    return str(x)
+def histogram_float(values: list[float], bins: int = 20) -> dict:
+    """Equal-width bins over real ``values`` (regression targets): edges and counts."""
+    lo, hi = min(values), max(values)
+    width = (hi - lo) / bins or 1.0
+    counts = [0] * bins
+    for v in values:
+        counts[min(bins - 1, int((v - lo) / width))] += 1
+    return {"edges": [round(lo + i * width, 4) for i in range(bins + 1)], "counts": counts}
+
+
+def _text(t: Any) -> str:
+    """What a row's input shows as: a text, tokens joined, a QA pair's question, a prompt."""
+    if isinstance(t, str):
+        return t
+    if isinstance(t, (list, tuple)) and all(isinstance(x, str) for x in t):
+        return " ".join(t)
+    question = getattr(t, "question", None)
+    return question if isinstance(question, str) else str(t)
+
+
+def _distribution(labels: list, qa: bool) -> tuple[Counter, list[float]]:
+    """Label counts (each label of a multi-label row and each tag of a tagged row counted
+    once), or the values of a regression target; nothing for question answering."""
+    counts: Counter = Counter()
+    values: list[float] = []
+    if qa:
+        return counts, values
+    for x in labels:
+        if isinstance(x, (list, tuple)):
+            counts.update(str(v) for v in x)
+        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+            values.append(float(x))
+        else:
+            counts[str(x)] += 1
+    return counts, values
 
 
 def _shown(x: Any) -> Any:
+    if isinstance(x, (list, tuple)) and all(isinstance(v, str) for v in x):
+        return " ".join(x)[:200]  # tags, or the labels of a multi-label row
     return x if isinstance(x, (str, int, float)) else str(x)[:200]

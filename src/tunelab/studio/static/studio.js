@@ -88,8 +88,10 @@ async function dataPage() {
     const body = $("#data-rows tbody");
     body.replaceChildren(...p.rows.map((r) => el("tr", {}, el("td", { text: r.line }), el("td", { text: r.text }), el("td", { text: String(r.label) }))));
     charts.forEach((c) => c.destroy());
-    const lc = chart($("#label-chart"), "bar", [{ label: T["data.labels"], data: Object.values(p.labels), backgroundColor: COLORS[0] }]);
-    lc.data.labels = Object.keys(p.labels); lc.update();
+    const dist = p.values ? p.values.counts : Object.values(p.labels);  // a number target: its histogram
+    const lc = chart($("#label-chart"), "bar", [{ label: T["data.labels"], data: dist, backgroundColor: COLORS[0] }]);
+    lc.data.labels = p.values ? p.values.counts.map((_, i) => `${p.values.edges[i]}–${p.values.edges[i + 1]}`) : Object.keys(p.labels);
+    lc.update();
     const hc = chart($("#length-chart"), "bar", [{ label: T["data.lengths"], data: p.lengths.counts, backgroundColor: COLORS[2] }]);
     hc.data.labels = p.lengths.counts.map((_, i) => `${p.lengths.edges[i]}–${p.lengths.edges[i + 1] - 1}`); hc.update();
     charts = [lc, hc];
