@@ -118,7 +118,7 @@ def test_train_watch_live_curves_stop_resume_and_finish(studio, page, tiny_model
     page.goto(f"{studio.url}/studio/train?{q}")
     page.fill("#run-name", "live")
     page.fill("#f-model", str(tiny_model_dir))
-    page.fill("#f-epochs", "300")  # 900 steps: long enough to watch, stop and resume
+    page.fill("#f-epochs", "400")  # 1,200 steps: long enough to watch, stop and resume
     page.fill("#f-max_length", "32")
     page.fill("#f-learning_rate", "1e-3")
     page.click("#sec-more >> xpath=..")  # open "More settings"
@@ -129,7 +129,7 @@ def test_train_watch_live_curves_stop_resume_and_finish(studio, page, tiny_model
         "document.querySelector('#command').textContent.includes('--eval-steps 60')"
     )
     assert "--early-stopping-patience 0" in page.inner_text("#command")
-    assert "epochs: 300" in page.inner_text("#yaml")
+    assert "epochs: 400" in page.inner_text("#yaml")
     _shot(page, "train")
     page.click("#start")
     page.wait_for_url(re.compile(r"/studio/jobs/"))
@@ -153,8 +153,8 @@ def test_train_watch_live_curves_stop_resume_and_finish(studio, page, tiny_model
     page.click("#resume")
     page.wait_for_function("document.body.dataset.state === 'finished'", timeout=180_000)
     done, total = page.inner_text("#job-steps").split(" / ")
-    assert done == total == "900"  # 300 epochs of 3 batches
-    assert int(stopped_at.split(" / ")[0]) < 900
+    assert done == total == "1200"  # 400 epochs of 3 batches
+    assert int(stopped_at.split(" / ")[0]) < 1200
     page.wait_for_selector("#open-run:not([hidden])")
     _shot(page, "finished-run")
     jobs = studio.request("GET", "/v1/studio/jobs")[1]
@@ -171,7 +171,7 @@ def test_compare_two_runs_and_try_a_model(studio, page):
     page.click("#compare")
     page.wait_for_selector("#comparison:not([hidden])")
     settings = page.inner_text("#cmp-settings")
-    assert "epochs" in settings and "300" in settings
+    assert "epochs" in settings and "400" in settings
     assert "test accuracy" in page.inner_text(
         "#cmp-metrics"
     ) or "validation accuracy" in page.inner_text("#cmp-metrics")
@@ -194,6 +194,7 @@ def test_export_a_run_then_serve_it_and_call_it(studio, page):
     page.select_option("#export-quantize", "int8")
     page.click("#export")
     page.wait_for_function("document.body.dataset.exportState === 'finished'", timeout=180_000)
+    page.wait_for_selector("#export-record:not([hidden])")
     record = page.inner_text("#export-table")
     assert "onnx" in record and "metrics_after" in record  # int8 accuracy measured and shown
     _shot(page, "export")

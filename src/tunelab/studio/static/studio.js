@@ -364,12 +364,13 @@ async function exportPage() {
         await new Promise((ok) => setTimeout(ok, 1000));
         const j = (await api("GET", "/v1/studio/jobs")).find((x) => x.id === job.id);
         note.lastChild.textContent = ` · ${j.state}`;
-        document.body.dataset.exportState = j.state;
+        if (j.state !== "finished") document.body.dataset.exportState = j.state;
         if (j.state === "finished") {
           const rec = await api("GET", `/v1/studio/exports/${encodeURIComponent(name)}`);
           const rows = Object.entries(rec).filter(([k]) => !["files", "machine"].includes(k));
           $("#export-table").replaceChildren(...rows.map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { text: typeof v === "object" ? JSON.stringify(v) : String(v) }))));
           $("#export-record").hidden = false;
+          document.body.dataset.exportState = "finished";  // once its record is on the page
           break;
         }
         if (["failed", "stopped", "interrupted", "cancelled"].includes(j.state)) { showError("#export-error", j.error || j.state); break; }
