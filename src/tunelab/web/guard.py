@@ -1,32 +1,14 @@
-"""Per-key rate limiting and masking of personal data in request logs."""
+"""Per-key rate limiting, and the masking of personal data in request logs
+(:func:`tunelab.privacy.mask`, shared with everything that stores text)."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
-# order matters: ID-card numbers before phone numbers (both are digit runs)
-_PATTERNS = [
-    ("<email>", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
-    # mainland China resident ID: 17 digits + digit or X
-    ("<id>", re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)")),
-    # phone numbers: +country, separators, 7+ digits (also 11-digit mainland mobiles)
-    (
-        "<phone>",
-        re.compile(
-            r"(?<!\w)(?:\+\d{1,3}[\s-]?)?(?:\(\d{1,4}\)[\s-]?)?"
-            r"\d[\d\s-]{5,}\d(?!\w)"
-        ),
-    ),
-]
+from tunelab.privacy import mask as mask_personal_data
 
-
-def mask_personal_data(text: str) -> str:
-    """Replace e-mail addresses, ID-card numbers and phone numbers with placeholders."""
-    for placeholder, pattern in _PATTERNS:
-        text = pattern.sub(placeholder, text)
-    return text
+__all__ = ["RateLimiter", "mask_personal_data"]
 
 
 class RateLimiter:
