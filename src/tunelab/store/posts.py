@@ -1,0 +1,70 @@
+"""Idempotent ingestion: a batch of posts goes in one transaction; a (source, id) already
+stored is skipped, so a replay, a retry or two workers sending the same post store it once. The
+call returns only after the commit: what it returns as stored is acknowledged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tunelab.privacy import mask
+from tunelab.store.schema import posts
+
+
+@dataclass
+class Post:
+    post_id: str
+    text: str
+    time: datetime
+    source: str = "default"
+
+
+def _insert(engine: Engine):
+    """INSERT ... ON CONFLICT (source, post_id) DO NOTHING, in the engine's dialect."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(posts).on_conflict_do_nothing(index_elements=["source", "post_id"])
+
+
+def store_posts(engine: Engine, batch: list[Post]) -> dict[tuple[str, str], int]:
+    """Store ``batch`` (texts masked first) and commit; returns (source, id) -> row number of
+    the posts this call stored (a post stored before is left out)."""
+    if not batch:
+        return {}
+    now = datetime.now(timezone.utc)
+    rows = [
+        {
+            "source": p.source,
+            "post_id": p.post_id,
+            "time": p.time,
+            "text": mask(p.text),
+            "ingested_at": now,
+        }
+        for p in batch
+    ]
+    keys = [(p.source, p.post_id) for p in batch]
+    with engine.begin() as conn:  # one transaction: all of the batch or none of it
+        before = _existing(conn, keys)
+        conn.execute(_insert(engine), rows)
+        stored = _existing(conn, keys)
+    return {k: v for k, v in stored.items() if k not in before}
+
+
+def _existing(conn, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for source in {s for s, _ in keys}:
+        ids = [i for s, i in keys if s == source]
+        q = sa.select(posts.c.source, posts.c.post_id, posts.c.seq).where(
+            posts.c.source == source, posts.c.post_id.in_(ids)
+        )
+        out.update({(r.source, r.post_id): r.seq for r in conn.execute(q)})
+    return out
+
+
+def count_posts(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(posts)).scalar() or 0)

@@ -1,0 +1,45 @@
+"""The tables, as SQLAlchemy Core objects; the migrations in ``migrations/versions`` create them
+(a change here is a new migration there, checked by a test)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+posts = sa.Table(
+    "posts",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(100), nullable=False),
+    sa.Column("post_id", sa.String(200), nullable=False),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False),  # the post's own time
+    sa.Column("text", sa.Text, nullable=False),  # personal data masked before it gets here
+    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("source", "post_id", name="uq_posts_source_post_id"),
+)
+sa.Index("ix_posts_time", posts.c.time)
+
+analyses = sa.Table(
+    "analyses",
+    metadata,
+    sa.Column("seq", sa.Integer, sa.ForeignKey("posts.seq"), primary_key=True),
+    sa.Column("model", sa.String(100), primary_key=True),
+    sa.Column("label", sa.String(100)),
+    sa.Column("score", sa.Float),
+    sa.Column("details", sa.JSON),  # entities, every label's probability, ...
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("severity", sa.String(20), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),  # pending, firing, resolved
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("fired_at", sa.DateTime(timezone=True)),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    sa.Column("value", sa.Float),
+    sa.Column("details", sa.JSON),
+)
