@@ -25,7 +25,7 @@ def test_a_new_database_gets_the_newest_schema_and_reopening_changes_nothing(tmp
     f = tmp_path / "monitor.db"
     engine = db.open_store(str(f))
     head = db.revision(engine)
-    assert head == "0001"
+    assert head == "0002"
     with engine.connect() as conn:
         assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
         tables = set(sa.inspect(conn).get_table_names())

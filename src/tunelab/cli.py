@@ -281,6 +281,7 @@ COMMANDS: dict[str, str] = {
     "runs": "tunelab.cli:add_runs",
     "serve": "tunelab.serving.launch:add_serve",
     "studio": "tunelab.studio.cli:add_studio",
+    "monitor": "tunelab.monitor.cli:add_monitor",
     "keys": "tunelab.serving.launch:add_keys",
     "register": "tunelab.functions.cli:add_register",
     "functions": "tunelab.functions.cli:add_functions",

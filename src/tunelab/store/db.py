@@ -8,6 +8,8 @@ the URL also survives a power cut, at some cost in commits per second.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -47,17 +49,37 @@ def engine_for(target: str) -> Engine:
 
 
 def migrate(engine: Engine) -> str:
-    """Upgrade the schema to the newest migration; returns its revision."""
+    """Upgrade the schema to the newest migration; returns its revision. Processes starting
+    together (several ingest workers) take turns: a file lock beside a SQLite file, an
+    advisory lock on PostgreSQL; the later ones find the schema current."""
     from alembic import command
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with _migration_lock(engine), engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7416230)"))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     return str(ScriptDirectory.from_config(cfg).get_current_head())
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}.migrate-lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def revision(engine: Engine) -> str | None:

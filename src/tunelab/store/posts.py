@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tunelab.privacy import mask
+from tunelab.store import schema
 from tunelab.store.schema import posts
 
 
@@ -30,9 +31,13 @@ def _insert(engine: Engine):
     return dialect.insert(posts).on_conflict_do_nothing(index_elements=["source", "post_id"])
 
 
-def store_posts(engine: Engine, batch: list[Post]) -> dict[tuple[str, str], int]:
-    """Store ``batch`` (texts masked first) and commit; returns (source, id) -> row number of
-    the posts this call stored (a post stored before is left out)."""
+def store_posts(
+    engine: Engine, batch: list[Post], analyses: list[list[dict]] | None = None
+) -> dict[tuple[str, str], int]:
+    """Store ``batch`` (texts masked first) with each post's analyses (``analyses[i]``: rows of
+    ``model``, ``label``, ``score``, ``details``) in one transaction and commit; returns
+    (source, id) -> row number of the posts this call stored (a post stored before is left out,
+    with its analyses)."""
     if not batch:
         return {}
     now = datetime.now(timezone.utc)
@@ -50,8 +55,17 @@ def store_posts(engine: Engine, batch: list[Post]) -> dict[tuple[str, str], int]
     with engine.begin() as conn:  # one transaction: all of the batch or none of it
         before = _existing(conn, keys)
         conn.execute(_insert(engine), rows)
-        stored = _existing(conn, keys)
-    return {k: v for k, v in stored.items() if k not in before}
+        stored = {k: v for k, v in _existing(conn, keys).items() if k not in before}
+        if analyses:
+            done: set[tuple[str, str]] = set()
+            extra = []
+            for key, rows_of_post in zip(keys, analyses, strict=True):
+                if key in stored and key not in done:  # a post twice in one batch: once
+                    done.add(key)
+                    extra += [{"seq": stored[key], **r} for r in rows_of_post]
+            if extra:
+                conn.execute(sa.insert(schema.analyses), extra)
+    return stored
 
 
 def _existing(conn, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:

@@ -42,4 +42,5 @@ alerts = sa.Table(
     sa.Column("resolved_at", sa.DateTime(timezone=True)),
     sa.Column("value", sa.Float),
     sa.Column("details", sa.JSON),
+    sa.UniqueConstraint("rule", "started_at", name="uq_alerts_rule_started"),
 )

@@ -1,0 +1,187 @@
+"""The monitor's loop: posts from a source -> the models (in batches) -> one committed
+transaction per batch (the acknowledgement) -> windows -> rules -> alerts (stored, delivered).
+
+Crash safety: a batch's posts and analyses commit together, so a killed monitor leaves whole
+batches; a restarted replay skips the posts already stored (their ids) yet still counts them in
+its windows, so the windows, the alerts and the stored counts equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from tunelab.errors import TunelabError
+from tunelab.monitor.config import MonitorConfig
+from tunelab.monitor.delivery import POSTS, Delivery
+from tunelab.monitor.windows import NEGATIVE, Analysed, RuleRunner, Windows
+from tunelab.store.alerts import record_alert
+from tunelab.store.db import open_store
+from tunelab.store.posts import Post, store_posts
+
+_END = object()
+
+
+@dataclass
+class Summary:
+    posts: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    late: int = 0
+    windows: int = 0
+    alerts: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "posts": self.posts,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "late": self.late,
+            "windows": self.windows,
+            "alerts": self.alerts,
+            "seconds": round(self.seconds, 2),
+            "posts_per_s": round(self.posts / self.seconds, 1) if self.seconds else None,
+        }
+
+
+class KeywordEntities:
+    """Entities from the rule file's keyword lists: a case-insensitive match, on word edges for
+    Latin keywords, anywhere for Chinese ones (no spaces between words)."""
+
+    def __init__(self, entities: dict[str, list[str]]) -> None:
+        self.patterns = []
+        for name, words in entities.items():
+            parts = [
+                rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])" if w.isascii() else re.escape(w)
+                for w in words
+            ]
+            self.patterns.append((name, re.compile("|".join(parts), re.IGNORECASE)))
+
+    def __call__(self, text: str) -> tuple[str, ...]:
+        return tuple(name for name, p in self.patterns if p.search(text))
+
+
+class Monitor:
+    def __init__(self, cfg: MonitorConfig, model=None, ner=None) -> None:
+        import tunelab
+
+        self.cfg = cfg
+        self.engine = open_store(cfg.database)
+        self.model = model or tunelab.load(cfg.sentiment)
+        if NEGATIVE not in getattr(self.model, "labels", []):
+            raise TunelabError(
+                f"{cfg.sentiment}: the sentiment run's labels "
+                f"({', '.join(self.model.labels)}) have no '{NEGATIVE}'"
+            )
+        self.ner = ner or (tunelab.load(cfg.entities_model) if cfg.entities_model else None)
+        self.keywords = KeywordEntities(cfg.rules.entities)
+        self.windows = Windows(cfg.rules.window_s)
+        self.runner = RuleRunner(cfg.rules)
+        self.delivery = Delivery(cfg.webhook, cfg.webhook_timeout_s, cfg.webhook_retries)
+        self.summary = Summary()
+
+    # -- one batch -----------------------------------------------------------------------
+    def analyse(self, batch: list[Post]) -> tuple[list[Analysed], list[list[dict]]]:
+        texts = [p.text for p in batch]  # the models read the text; the database gets it masked
+        preds = self.model.predict(texts, batch_size=min(64, len(texts)))
+        ents: list[tuple[str, ...]] = [self.keywords(t) for t in texts]
+        ner_rows: list[dict | None] = [None] * len(batch)
+        if self.ner is not None:
+            for i, out in enumerate(self.ner.predict(texts, batch_size=min(64, len(texts)))):
+                names = tuple(dict.fromkeys(e["text"] for e in out["entities"]))
+                ents[i] = tuple(dict.fromkeys(ents[i] + names))
+                ner_rows[i] = {
+                    "model": "entities",
+                    "label": None,
+                    "score": None,
+                    "details": {"entities": out["entities"]},
+                }
+        analysed, rows = [], []
+        for p, pred, e, ner_row in zip(batch, preds, ents, ner_rows, strict=True):
+            analysed.append(
+                Analysed(p.post_id, p.time.timestamp(), p.source, pred["label"], pred["score"], e)
+            )
+            r = [
+                {
+                    "model": "sentiment",
+                    "label": pred["label"],
+                    "score": pred["score"],
+                    "details": {"probabilities": pred.get("probabilities"), "entities": list(e)},
+                }
+            ]
+            rows.append(r + ([ner_row] if ner_row else []))
+        return analysed, rows
+
+    def process(self, batch: list[Post]) -> None:
+        analysed, rows = self.analyse(batch)
+        stored = store_posts(self.engine, batch, rows)  # committed: acknowledged
+        self.summary.posts += len(batch)
+        self.summary.stored += len(stored)
+        self.summary.duplicates += len(batch) - len(stored)
+        POSTS.labels("stored").inc(len(stored))
+        POSTS.labels("duplicate").inc(len(batch) - len(stored))
+        for a in analysed:
+            for w in self.windows.add(a):
+                self._on_window(w)
+
+    def _on_window(self, w) -> None:
+        self.summary.windows += 1
+        for a in self.runner.on_window(w):
+            details = {"window_start": w.start, "window_end": w.end}
+            record_alert(self.engine, a, details)
+            self.delivery.deliver(a, details)
+            self.summary.alerts.append(
+                {"rule": a.rule, "state": a.state, "at": w.end, "value": a.value}
+            )
+
+    # -- a whole source --------------------------------------------------------------------
+    def run(self, posts: Iterable[Post], max_wait_s: float = 1.0) -> Summary:
+        """Take every post of ``posts``: batches of ``batch_size``, or fewer after
+        ``max_wait_s`` without a full batch (a live source). The source is read in a thread,
+        so a quiet live source does not hold back a partial batch; its errors surface here."""
+        q: queue.Queue = queue.Queue(maxsize=self.cfg.batch_size * 4)
+        failure: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                for p in posts:
+                    q.put(p)
+            except BaseException as e:  # a malformed post: reported by the main loop
+                failure.append(e)
+            finally:
+                q.put(_END)
+
+        reader = threading.Thread(target=read, daemon=True)
+        t0 = time.perf_counter()
+        reader.start()
+        batch: list[Post] = []
+        done = False
+        try:
+            while not done:
+                deadline = time.monotonic() + max_wait_s
+                while len(batch) < self.cfg.batch_size:
+                    try:
+                        item = q.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if item is _END:
+                        done = True
+                        break
+                    batch.append(item)
+                if batch:
+                    self.process(batch)
+                    batch = []
+            if failure:
+                raise failure[0]
+            for w in self.windows.flush():
+                self._on_window(w)
+        finally:
+            self.summary.late = self.windows.late
+            self.summary.seconds = time.perf_counter() - t0
+            self.delivery.close()
+        return self.summary
