@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -346,3 +349,64 @@ def registry(runs, tmp_path, monkeypatch):
     ):
         assert main(["register", name, str(run)]) == 0
     return f
+
+
+# --- the real MiniLM on a slice of the bundled reviews: one full run shared by the session ---
+DATA_EN = REPO / "data" / "en_sentiment"
+
+
+def subset_csv(src: Path, dst: Path, n: int, fields=("text", "label")) -> Path:
+    """The first ``n`` rows of ``src`` with only ``fields``, written to ``dst``."""
+    with open(src, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:n]
+    return write_csv(dst, [{k: r[k] for k in fields} for r in rows], fields)
+
+
+@pytest.fixture(scope="session")
+def small_real(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("en")
+    return {
+        "train": subset_csv(DATA_EN / "train.csv", d / "train.csv", 1200),
+        "validation": subset_csv(DATA_EN / "validation.csv", d / "validation.csv", 300),
+        "test": subset_csv(DATA_EN / "test.csv", d / "test.csv", 300),
+    }
+
+
+def train_minilm(method: str, data: dict[str, Path], out: Path) -> dict:
+    exe = Path(sys.executable).parent / "tunelab"
+    cmd = [
+        str(exe),
+        "train",
+        "--task",
+        "text-classification",
+        "--model",
+        "minilm-l6",
+        "--train",
+        str(data["train"]),
+        "--validation",
+        str(data["validation"]),
+        "--test",
+        str(data["test"]),
+        "--method",
+        method,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--max-length",
+        "64",
+        "--output-dir",
+        str(out),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    return json.loads(r.stdout.splitlines()[0])
+
+
+@pytest.fixture(scope="session")
+def minilm_sentiment(small_real, tmp_path_factory) -> tuple[Path, dict]:
+    """The real MiniLM fine-tuned (full, 2 epochs) on 1,200 bundled reviews: (run, summary).
+    Built once; the real-model tests and the monitor's scenario tests read it."""
+    out = tmp_path_factory.mktemp("minilm-sentiment") / "full"
+    return out, train_minilm("full", small_real, out)

@@ -4,7 +4,6 @@ Slow (about a minute each on 2 cores) but run by `make test`."""
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -14,7 +13,8 @@ import numpy as np
 import pytest
 
 import tunelab
-from conftest import write_csv
+from conftest import subset_csv as _subset
+from conftest import train_minilm as _train
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "en_sentiment"
@@ -22,61 +22,15 @@ TEXTS = ["A gorgeous, moving and funny film.", "A boring, tedious mess of a movi
 pytestmark = pytest.mark.slow
 
 
-def _subset(src: Path, dst: Path, n: int, fields=("text", "label")) -> Path:
-    """The first ``n`` rows of ``src`` with only ``fields``, written to ``dst``."""
-    with open(src, encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))[:n]
-    return write_csv(dst, [{k: r[k] for k in fields} for r in rows], fields)
-
-
-@pytest.fixture(scope="module")
-def small_real(tmp_path_factory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("en")
-    return {
-        "train": _subset(DATA / "train.csv", d / "train.csv", 1200),
-        "validation": _subset(DATA / "validation.csv", d / "validation.csv", 300),
-        "test": _subset(DATA / "test.csv", d / "test.csv", 300),
-    }
-
-
-def _train(method: str, data: dict[str, Path], out: Path) -> dict:
-    exe = Path(sys.executable).parent / "tunelab"
-    cmd = [
-        str(exe),
-        "train",
-        "--task",
-        "text-classification",
-        "--model",
-        "minilm-l6",
-        "--train",
-        str(data["train"]),
-        "--validation",
-        str(data["validation"]),
-        "--test",
-        str(data["test"]),
-        "--method",
-        method,
-        "--epochs",
-        "2",
-        "--batch-size",
-        "32",
-        "--max-length",
-        "64",
-        "--output-dir",
-        str(out),
-    ]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "Traceback" not in r.stderr
-    return json.loads(r.stdout.splitlines()[0])
-
-
 @pytest.mark.parametrize(
     "method,min_acc", [("full", 0.75), ("lora", 0.75), ("ia3", 0.75), ("adapter", 0.75)]
 )
-def test_real_minilm_learns_and_reloads(method, min_acc, small_real, tmp_path):
-    out = tmp_path / method
-    summary = _train(method, small_real, out)
+def test_real_minilm_learns_and_reloads(method, min_acc, small_real, minilm_sentiment, tmp_path):
+    if method == "full":  # the session's run, which the monitor tests read too
+        out, summary = minilm_sentiment
+    else:
+        out = tmp_path / method
+        summary = _train(method, small_real, out)
     assert summary["test"]["accuracy"] >= min_acc, summary
     m = tunelab.load(out)
     preds = m.predict(TEXTS)

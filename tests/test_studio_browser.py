@@ -113,23 +113,27 @@ def test_data_page_previews_an_upload_and_shows_the_cli_error_for_a_bad_one(
     _shot(page, "data-error")
 
 
-def test_train_watch_live_curves_stop_resume_and_finish(studio, page, tiny_model_dir, toy_data):
-    q = f"train={toy_data['train']}&validation={toy_data['validation']}&test={toy_data['test']}"
+def test_train_watch_live_curves_stop_resume_and_finish(
+    studio, page, tiny_model_dir, toy_data, tmp_path
+):
+    # 960 rows: 30 steps an epoch, so 40 epochs are 1,200 steps with only 40 evaluations
+    train = write_csv(tmp_path / "train.csv", toy_rows(960, 11))
+    q = f"train={train}&validation={toy_data['validation']}&test={toy_data['test']}"
     page.goto(f"{studio.url}/studio/train?{q}")
     page.fill("#run-name", "live")
     page.fill("#f-model", str(tiny_model_dir))
-    page.fill("#f-epochs", "400")  # 1,200 steps: long enough to watch, stop and resume
+    page.fill("#f-epochs", "40")  # 1,200 steps: long enough to watch, stop and resume
     page.fill("#f-max_length", "32")
     page.fill("#f-learning_rate", "1e-3")
     page.click("#sec-more >> xpath=..")  # open "More settings"
-    page.fill("#f-eval_steps", "60")
+    page.fill("#f-eval_steps", "300")
     page.click("text=" + "Small data")
     page.fill("#f-early_stopping_patience", "0")
     page.wait_for_function(
-        "document.querySelector('#command').textContent.includes('--eval-steps 60')"
+        "document.querySelector('#command').textContent.includes('--eval-steps 300')"
     )
     assert "--early-stopping-patience 0" in page.inner_text("#command")
-    assert "epochs: 400" in page.inner_text("#yaml")
+    assert "epochs: 40.0" in page.inner_text("#yaml")
     _shot(page, "train")
     page.click("#start")
     page.wait_for_url(re.compile(r"/studio/jobs/"))
@@ -153,7 +157,7 @@ def test_train_watch_live_curves_stop_resume_and_finish(studio, page, tiny_model
     page.click("#resume")
     page.wait_for_function("document.body.dataset.state === 'finished'", timeout=180_000)
     done, total = page.inner_text("#job-steps").split(" / ")
-    assert done == total == "1200"  # 400 epochs of 3 batches
+    assert done == total == "1200"  # 40 epochs of 30 batches
     assert int(stopped_at.split(" / ")[0]) < 1200
     page.wait_for_selector("#open-run:not([hidden])")
     _shot(page, "finished-run")
@@ -171,7 +175,7 @@ def test_compare_two_runs_and_try_a_model(studio, page):
     page.click("#compare")
     page.wait_for_selector("#comparison:not([hidden])")
     settings = page.inner_text("#cmp-settings")
-    assert "epochs" in settings and "400" in settings
+    assert "epochs" in settings and "40" in settings
     assert "test accuracy" in page.inner_text(
         "#cmp-metrics"
     ) or "validation accuracy" in page.inner_text("#cmp-metrics")

@@ -7,6 +7,7 @@ import json
 import sys
 
 EPILOG = """examples:
+  tunelab monitor make-stream --lang en --seed 0 --out runs/posts.jsonl   # a scenario
   tunelab monitor replay posts.jsonl --config monitor.yaml            # as fast as it goes
   tunelab monitor replay data/posts/ --config monitor.yaml --rate 200  # paced (posts/s)
   tunelab monitor run --config monitor.yaml --follow incoming.jsonl    # like tail -F
@@ -36,11 +37,28 @@ def add_monitor(sub) -> None:
     src = run.add_mutually_exclusive_group(required=True)
     src.add_argument("--follow", metavar="FILE", help="a JSONL file others append to")
     src.add_argument("--stdin", action="store_true", help="JSONL posts on standard input")
+    mk = verbs.add_parser(
+        "make-stream",
+        help="write a replay scenario from the bundled reviews (bursts drawn from a seed)",
+    )
+    mk.add_argument("--out", required=True, help="the JSONL to write (and OUT.truth.json)")
+    mk.add_argument("--lang", choices=("en", "zh"), default="en")
+    mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--windows", type=int, default=48, help="5-minute windows (default 48: 4 h)")
     al = verbs.add_parser("alerts", help="the alert history, newest first (JSON lines)")
     al.add_argument("--limit", type=int, default=50)
     for p in (r, run, al):
         p.add_argument("--config", required=True, help="monitor.yaml")
+    mk.set_defaults(func=cmd_make_stream)
     m.set_defaults(func=cmd_monitor)
+
+
+def cmd_make_stream(a: argparse.Namespace) -> int:
+    from tunelab.monitor.scenario import make_stream
+
+    truth = make_stream(a.out, a.lang, a.seed, a.windows)
+    print(json.dumps(truth, ensure_ascii=False))
+    return 0
 
 
 def cmd_monitor(a: argparse.Namespace) -> int:

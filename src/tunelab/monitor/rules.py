@@ -15,8 +15,9 @@ Kinds of rule:
 - ``spike``: a window's ``metric`` against its own rolling baseline of the previous ``baseline``
   windows: ``method: zscore`` (``threshold`` standard deviations above the mean) or
   ``method: ewma`` (``threshold`` times the exponentially weighted mean, ``alpha``).
-- ``mention``: any post in the window mentioning ``entity`` whose ``label`` (default negative)
-  scores at least ``min_score``.
+- ``mention``: at least ``min_count`` (default 1) posts in the window mentioning ``entity``
+  (``any``: one and the same entity, whichever it is) whose ``label`` (default negative) scores
+  at least ``min_score``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ COMMON = {"name", "kind", "severity", "for", "cooldown", "source", "entity", "de
 KEYS = {
     "threshold": COMMON | {"metric", "op", "value", "min_volume"},
     "spike": COMMON | {"metric", "method", "threshold", "baseline", "alpha", "min_volume"},
-    "mention": COMMON | {"label", "min_score"},
+    "mention": COMMON | {"label", "min_score", "min_count"},
 }
 
 
@@ -74,6 +75,7 @@ class Rule:
     alpha: float = 0.3
     label: str = "negative"
     min_score: float = 0.0
+    min_count: int = 1
     description: str = ""
 
 
@@ -138,7 +140,7 @@ def _rule(item: Any, where: str, entities: set[str]) -> Rule:
     r.source = _text(item, "source", where)
     r.entity = _text(item, "entity", where)
     r.description = _text(item, "description", where) or ""
-    if r.entity is not None and r.entity not in entities:
+    if r.entity is not None and r.entity != "any" and r.entity not in entities:
         raise ConfigError(f"{where}: entity {r.entity!r} is not in 'entities'")
     if kind in ("threshold", "spike"):
         r.metric = _choice(item, "metric", METRICS, "negative_share", where)
@@ -158,6 +160,7 @@ def _rule(item: Any, where: str, entities: set[str]) -> Rule:
             raise ConfigError(f"{where}: a mention rule needs 'entity'")
         r.label = _text(item, "label", where) or "negative"
         r.min_score = _number(item, "min_score", 0.0, where, low=0.0)
+        r.min_count = int(_number(item, "min_count", 1, where, low=1))
     return r
 
 

@@ -132,15 +132,18 @@ class RuleRunner:
             stats = w.groups.get(key) or Stats()
             value: float | None
             if r.kind == "mention":
-                hits = [
-                    p
-                    for p in w.posts
-                    if r.entity in p.entities
-                    and p.label == r.label
-                    and (p.score or 0.0) >= r.min_score
-                    and (r.source is None or p.source == r.source)
-                ]
-                holds, value = bool(hits), float(len(hits))
+                counts: dict[str, int] = defaultdict(int)
+                for p in w.posts:
+                    if (
+                        p.label == r.label
+                        and (p.score or 0.0) >= r.min_score
+                        and (r.source is None or p.source == r.source)
+                    ):
+                        for e in p.entities:
+                            if r.entity in ("any", e):
+                                counts[e] += 1
+                top = max(counts.values(), default=0)
+                holds, value = top >= r.min_count, float(top)
             else:
                 value = stats.value(r.metric)
                 if r.kind == "threshold":

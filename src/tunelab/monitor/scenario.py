@@ -1,0 +1,102 @@
+"""A replay scenario from the bundled real reviews: a baseline stream (about one post in seven
+negative) with, at positions drawn from the seed, a burst of negative posts, a spike in volume
+and a burst of complaints about one entity (reviews that name it, drawn from the seed too).
+
+    tunelab monitor make-stream --lang en --seed 3 --out posts.jsonl
+
+writes the posts (JSONL: id, text, time, source) and ``posts.truth.json`` (where each burst is),
+which the tests and ``bench/monitor.py`` score the alerts against.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+BUNDLED = Path(__file__).resolve().parents[3] / "data"
+SETS = {"en": "en_sentiment", "zh": "zh_sentiment"}
+# keywords of the shipped rule file (configs/monitor/rules.yaml): names the reviews use
+ENTITIES = {"en": ["Hollywood", "Disney", "Bond"], "zh": ["京东", "酒店", "屏幕"]}
+START = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
+
+
+def _reviews(lang: str) -> dict[str, list[str]]:
+    pool: dict[str, list[str]] = {"negative": [], "positive": []}
+    for split in ("train", "validation", "test"):
+        with open(BUNDLED / SETS[lang] / f"{split}.csv", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                pool[row["label"]].append(row["text"])
+    return pool
+
+
+def make_stream(
+    out: str | Path,
+    lang: str = "en",
+    seed: int = 0,
+    windows: int = 48,
+    window_s: int = 300,
+    per_window: tuple[int, int] = (40, 60),
+) -> dict:
+    """Write the scenario; returns its truth (burst positions in windows and seconds)."""
+    rng = random.Random(seed)
+    pool = _reviews(lang)
+    entity = rng.choice(ENTITIES[lang])
+    from tunelab.monitor.engine import KeywordEntities
+
+    names = KeywordEntities({entity: [entity]})  # as the rule file's keyword list matches it
+    about = [t for t in pool["negative"] if names(t)]
+    # three bursts, apart from each other and from the first 12 windows (the baselines)
+    slots = rng.sample(range(14, windows - 6, 7), 3)
+    negative, spike, mention = sorted(slots) if rng.random() < 0.5 else slots
+    length = {k: rng.randint(2, 3) for k in ("negative", "spike", "mention")}
+    starts = {"negative": negative, "spike": spike, "mention": mention}
+
+    def inside(kind: str, w: int) -> bool:
+        return starts[kind] <= w < starts[kind] + length[kind]
+
+    lines, n = [], 0
+    for w in range(windows):
+        volume = rng.randint(*per_window) * (4 if inside("spike", w) else 1)
+        neg_share = 0.85 if inside("negative", w) else 0.15
+        posts = []
+        for _ in range(volume):
+            label = "negative" if rng.random() < neg_share else "positive"
+            posts.append(rng.choice(pool[label]))
+        if inside("mention", w):
+            posts += rng.sample(about, min(len(about), rng.randint(10, 12)))
+        for text in posts:
+            t = START + timedelta(seconds=w * window_s + rng.uniform(0, window_s))
+            lines.append((t, text))
+    lines.sort(key=lambda x: x[0])
+    with open(out, "w", encoding="utf-8") as f:
+        for t, text in lines:
+            n += 1
+            post = {
+                "id": f"{lang}-{seed}-{n}",
+                "text": text,
+                "time": t.isoformat(),
+                "source": "reviews",
+            }
+            f.write(json.dumps(post, ensure_ascii=False) + "\n")
+    truth = {
+        "lang": lang,
+        "seed": seed,
+        "posts": n,
+        "window_s": window_s,
+        "start": START.isoformat(),
+        "entity": entity,
+        "bursts": {
+            k: {
+                "first_window": starts[k],
+                "windows": length[k],
+                "start_s": START.timestamp() + starts[k] * window_s,
+                "end_s": START.timestamp() + (starts[k] + length[k]) * window_s,
+            }
+            for k in starts
+        },
+    }
+    Path(f"{Path(out).with_suffix('')}.truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+    return truth
