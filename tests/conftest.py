@@ -410,3 +410,68 @@ def minilm_sentiment(small_real, tmp_path_factory) -> tuple[Path, dict]:
     Built once; the real-model tests and the monitor's scenario tests read it."""
     out = tmp_path_factory.mktemp("minilm-sentiment") / "full"
     return out, train_minilm("full", small_real, out)
+
+
+# --- a real PostgreSQL server for the database tests (Debian's postgresql, started here) ---
+PG_BIN = Path("/usr/lib/postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A throw-away PostgreSQL 15 cluster on a free loopback port (initdb + pg_ctl, run as the
+    postgres user when the tests run as root); its SQLAlchemy URL. `make test` installs the
+    server (scripts/install_system.sh)."""
+    import shutil
+    import socket
+    import tempfile
+
+    bins = sorted(PG_BIN.glob("*/bin/pg_ctl"))
+    assert bins, "PostgreSQL is not installed: run `bash scripts/install_system.sh`"
+    bin_dir = bins[-1].parent
+    root = Path(tempfile.mkdtemp(prefix="tunelab-pg-"))
+    root.chmod(0o777)
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data = root / "data"
+    subprocess.run(
+        [
+            *as_postgres,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [
+            *as_postgres,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(root / "log"),
+            "-o",
+            opts,
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)

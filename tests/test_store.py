@@ -1,5 +1,6 @@
-"""The shared database layer (tunelab.store) on SQLite: the schema under migrations, idempotent
-ingestion, masking before storage, and no acknowledged post lost or doubled by a SIGKILL."""
+"""The shared database layer (tunelab.store) on SQLite and on a real PostgreSQL server: the
+schema under migrations (also when processes start together), idempotent ingestion, masking
+before storage, and no acknowledged post lost or doubled by a SIGKILL."""
 
 from __future__ import annotations
 
@@ -21,22 +22,51 @@ from tunelab.store.posts import Post, count_posts, store_posts
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 
 
-def test_a_new_database_gets_the_newest_schema_and_reopening_changes_nothing(tmp_path):
-    f = tmp_path / "monitor.db"
-    engine = db.open_store(str(f))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A fresh database of each kind: a SQLite file, or a new database on the session's server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "m.db")
+    server = request.getfixturevalue("postgres_url")
+    name = f"t{abs(hash(request.node.nodeid)) % 10**12}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return server.rsplit("/", 1)[0] + f"/{name}"
+
+
+def test_a_new_database_gets_the_newest_schema_and_reopening_changes_nothing(db_url):
+    engine = db.open_store(db_url)
     head = db.revision(engine)
     assert head == "0002"
     with engine.connect() as conn:
-        assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
+        if engine.dialect.name == "sqlite":
+            assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
         tables = set(sa.inspect(conn).get_table_names())
     assert {"posts", "analyses", "alerts", "alembic_version"} <= tables
     engine.dispose()
-    assert db.revision(db.open_store(str(f))) == head  # a second start: already current
+    assert db.revision(db.open_store(db_url)) == head  # a second start: already current
 
 
-def test_the_migrations_build_exactly_the_declared_schema(tmp_path):
+def test_processes_starting_together_migrate_once(db_url):
+    """Several ingest workers opening a new database at once: one migrates, the others wait
+    and find it current."""
+    code = "import sys; from tunelab.store.db import open_store; open_store(sys.argv[1])"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+    assert db.revision(db.open_store(db_url)) == "0002"
+
+
+def test_the_migrations_build_exactly_the_declared_schema(db_url):
     """schema.py and migrations/versions agree: a change to one needs the other."""
-    engine = db.open_store(str(tmp_path / "m.db"))
+    engine = db.open_store(db_url)
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
         for table in schema.metadata.sorted_tables:
@@ -44,8 +74,8 @@ def test_the_migrations_build_exactly_the_declared_schema(tmp_path):
             assert migrated == {c.name for c in table.columns}, table.name
 
 
-def test_the_same_post_is_stored_once_and_masked(tmp_path):
-    engine = db.open_store(str(tmp_path / "m.db"))
+def test_the_same_post_is_stored_once_and_masked(db_url):
+    engine = db.open_store(db_url)
     batch = [
         Post("1", "call me on 13812345678", T0, "weibo"),
         Post("2", "great service", T0, "weibo"),
@@ -88,8 +118,8 @@ INGEST = textwrap.dedent(
 )
 
 
-def test_sigkill_during_ingestion_loses_no_acknowledged_post_and_doubles_none(tmp_path):
-    url = str(tmp_path / "crash.db")
+def test_sigkill_during_ingestion_loses_no_acknowledged_post_and_doubles_none(db_url):
+    url = db_url
     proc = subprocess.Popen(
         [sys.executable, "-c", INGEST, url],
         stdout=subprocess.PIPE,
