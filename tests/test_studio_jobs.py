@@ -86,8 +86,8 @@ def test_stop_is_ctrl_c_and_a_queued_job_is_cancelled(tmp_path):
     with pytest.raises(TunelabError, match="nothing to stop"):
         q.stop(a.id)
     with pytest.raises(TunelabError, match="already writing"):
-        q.submit(["x", "0"], str(tmp_path / "rc"))
-        q.submit(["x", "0"], str(tmp_path / "rc"))
+        q.submit([str(tmp_path / "c.json"), "0"], str(tmp_path / "rc"))
+        q.submit([str(tmp_path / "c.json"), "0"], str(tmp_path / "rc"))
 
 
 def test_a_sigkilled_training_job_is_interrupted_and_resumes_from_its_checkpoint(
