@@ -23,16 +23,21 @@ from tunelab.errors import TunelabError
 
 @contextmanager
 def atomic_writer(
-    path: str | os.PathLike, mode: int = 0o644, newline: str | None = None, what: str = "file"
-) -> Iterator[IO[str]]:
-    """A text handle on a temporary file that replaces ``path`` when the block ends; on an
-    error the temporary file is removed and ``path`` is untouched. A failed write (disk full,
-    permissions) is a one-line TunelabError naming the file."""
+    path: str | os.PathLike,
+    mode: int = 0o644,
+    newline: str | None = None,
+    what: str = "file",
+    binary: bool = False,
+) -> Iterator[IO]:
+    """A handle (text, or bytes with ``binary``) on a temporary file that replaces ``path``
+    when the block ends; on an error the temporary file is removed and ``path`` is untouched. A
+    failed write (disk full, permissions) is a one-line TunelabError naming the file."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
+        f = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline=newline)
+        with f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -54,18 +59,9 @@ def atomic_write_text(
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, what: str = "file") -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file, fsync, then the rename."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise TunelabError(f"{target}: cannot write the {what} ({e.strerror or e})") from None
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_writer`)."""
+    with atomic_writer(path, what=what, binary=True) as f:
+        f.write(data)
 
 
 def fsync_dir(folder: str | os.PathLike) -> None:
