@@ -17,7 +17,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tunelab.errors import TunelabError
-from tunelab.runs import RunInfo, is_run, pid_alive, read_config, read_metrics, read_run
+from tunelab.runs import (
+    RunInfo,
+    is_run,
+    pid_alive,
+    proc_stat,
+    read_config,
+    read_metrics,
+    read_run,
+)
 from tunelab.training.checkpoint import complete, read_state
 
 SUFFIX = ".checkpoints"
@@ -30,7 +38,10 @@ def _started_after(pid: int, folder: Path) -> bool:
     """Whether process ``pid`` started after ``folder`` was last changed: then it is another
     process that reuses the number of the one that wrote the folder (Linux; False elsewhere)."""
     try:
-        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        fields = proc_stat(pid)
+        if fields is None:
+            return False
+        ticks = int(fields[19])
         boot = next(
             int(line.split()[1])
             for line in Path("/proc/stat").read_text().splitlines()

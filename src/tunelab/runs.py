@@ -62,6 +62,16 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first; the start time in
+    clock ticks since boot at index 19), or None when there is no such process (or no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()  # the command name may hold spaces and ")"
+
+
 def _partials(out: Path) -> Iterator[tuple[Path, int]]:
     """(staging folder, pid of the process writing it) of every run of ``out`` being written."""
     for p in out.parent.glob(f".{out.name}.partial-*"):

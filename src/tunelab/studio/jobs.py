@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tunelab.errors import TunelabError
 from tunelab.files import atomic_write_text
-from tunelab.runs import is_run, pid_alive, resumable
+from tunelab.runs import is_run, pid_alive, proc_stat, resumable
 
 ACTIVE = ("queued", "running", "stopping")
 RESUMABLE = ("stopped", "interrupted", "failed")
@@ -60,31 +60,22 @@ class Job:
 
 
 def process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` in clock ticks since boot (field 22 of
-    ``/proc/PID/stat``), or None when there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    after = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces and ")"
-    return after[19] if len(after) > 19 else None
+    """The start time of process ``pid`` in clock ticks since boot, or None."""
+    fields = proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
 
 
 def _alive(job: Job) -> bool:
+    """Whether the job's process still runs: the same pid, started at the same time (a recycled
+    pid is another process), and not a zombie waiting for a parent that is gone."""
     if job.pid is None or not pid_alive(job.pid):
         return False
-    start = process_start(job.pid)
-    if start is not None and job.pid_start is not None and start != job.pid_start:
+    fields = proc_stat(job.pid)
+    if fields is None:
+        return True  # no /proc to ask: the pid is all there is
+    if job.pid_start is not None and len(fields) > 19 and fields[19] != job.pid_start:
         return False  # the pid was recycled
-    return _not_zombie(job.pid)
-
-
-def _not_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return fields[0] != "Z"
 
 
 class JobQueue:
