@@ -53,9 +53,10 @@ def store_posts(
     ]
     keys = [(p.source, p.post_id) for p in batch]
     with engine.begin() as conn:  # one transaction: all of the batch or none of it
-        before = _existing(conn, keys)
-        conn.execute(_insert(engine), rows)
-        stored = {k: v for k, v in _existing(conn, keys).items() if k not in before}
+        # RETURNING gives exactly the rows this insert added: a post stored before, or twice
+        # in this batch, conflicts and is not returned
+        new = _insert(engine).returning(posts.c.seq, posts.c.source, posts.c.post_id)
+        stored = {(r.source, r.post_id): r.seq for r in conn.execute(new, rows)}
         if analyses:
             done: set[tuple[str, str]] = set()
             extra = []
@@ -66,17 +67,6 @@ def store_posts(
             if extra:
                 conn.execute(sa.insert(schema.analyses), extra)
     return stored
-
-
-def _existing(conn, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    out: dict[tuple[str, str], int] = {}
-    for source in {s for s, _ in keys}:
-        ids = [i for s, i in keys if s == source]
-        q = sa.select(posts.c.source, posts.c.post_id, posts.c.seq).where(
-            posts.c.source == source, posts.c.post_id.in_(ids)
-        )
-        out.update({(r.source, r.post_id): r.seq for r in conn.execute(q)})
-    return out
 
 
 def count_posts(engine: Engine) -> int:
