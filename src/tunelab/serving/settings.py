@@ -7,6 +7,12 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from tunelab.web.admission import (
+    AUTH_FAILURES_PER_MINUTE,
+    MAX_BODY_BYTES,
+    REQUESTS_PER_MINUTE_WITH_KEYS,
+)
+
 ENV = "TUNELAB_SERVE_SETTINGS"
 
 
@@ -34,11 +40,11 @@ class ServeSettings:
     api_keys_file: str | None = None
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
-    max_body_bytes: int = 1_000_000
+    max_body_bytes: int = MAX_BODY_BYTES
     max_texts: int = 64
     max_text_chars: int = 10_000
     rate_limit: int | None = None
-    auth_failure_limit: int = 10
+    auth_failure_limit: int = AUTH_FAILURES_PER_MINUTE
     log_requests: bool = False
     functions: bool = False
 
@@ -46,7 +52,7 @@ class ServeSettings:
         """The per-key request limit in force (0: none)."""
         if self.rate_limit is not None:
             return self.rate_limit
-        return 600 if self.api_keys_file else 0
+        return REQUESTS_PER_MINUTE_WITH_KEYS if self.api_keys_file else 0
 
     def describe_limits(self) -> str:
         """The limits in force, in one line (printed at start-up)."""

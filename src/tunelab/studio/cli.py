@@ -46,13 +46,20 @@ def studio_part(runs_dir: str | Path, api_keys_file: str | None = None) -> Part:
 
 def create_studio_app(runs_dir: str | Path, api_keys_file: str | None = None) -> FastAPI:
     from tunelab import __version__
-    from tunelab.web.admission import Limits
+    from tunelab.web.admission import (
+        AUTH_FAILURES_PER_MINUTE,
+        MAX_BODY_BYTES,
+        REQUESTS_PER_MINUTE_WITH_KEYS,
+        Limits,
+    )
     from tunelab.web.app import create_app
     from tunelab.web.keys import read_keys
 
     keys = read_keys(api_keys_file) if api_keys_file else []
-    # per key: as `tunelab serve` (600 requests a minute with keys), 10 failed sign-ins a minute
-    limits = Limits.of(600 if keys else 0, 10, 1_000_000)
+    # the same defaults as `tunelab serve`
+    limits = Limits.of(
+        REQUESTS_PER_MINUTE_WITH_KEYS if keys else 0, AUTH_FAILURES_PER_MINUTE, MAX_BODY_BYTES
+    )
     return create_app(
         [studio_part(runs_dir, api_keys_file)],
         keys,

@@ -45,6 +45,13 @@ def add_json_route(app, path: str, endpoint, body_model, with_request: bool = Fa
     )
 
 
+# the defaults every part starts from: per-key requests a minute once there are API keys,
+# failed authentications a minute per address, request body bytes
+REQUESTS_PER_MINUTE_WITH_KEYS = 600
+AUTH_FAILURES_PER_MINUTE = 10
+MAX_BODY_BYTES = 1_000_000
+
+
 class Limits:
     """What admission enforces: per-key requests, failed authentications per address, body
     bytes (``body_limits``: path prefix -> a larger limit there, for uploads)."""

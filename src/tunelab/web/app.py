@@ -85,8 +85,7 @@ def create_app(
     models: dict = {}
     for p in parts:
         models.update(p.models)
-        for k, v in p.body_limits.items():
-            limits.body_limits[k] = v
+        limits.body_limits.update(p.body_limits)
     pages = tuple(x for p in parts for x in p.page_prefixes)
     sessions = Sessions() if keys else None
     app.state.sessions = sessions
