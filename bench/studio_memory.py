@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,12 +19,6 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_mb(pid: int) -> dict:
@@ -55,7 +48,9 @@ def main() -> int:
     a.add_argument("--run", required=True, help="a finished run in --runs-dir, for Try it")
     a.add_argument("--out", default="bench/results/studio_memory.json")
     args = a.parse_args()
-    port = _port()
+    from tunelab.studio.services import free_port
+
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [
