@@ -13,6 +13,9 @@ EPILOG = """examples:
   tunelab monitor run --config monitor.yaml --follow incoming.jsonl    # like tail -F
   producer | tunelab monitor run --config monitor.yaml --stdin
   tunelab monitor alerts --config monitor.yaml --limit 20
+  tunelab monitor serve --config monitor.yaml          # dashboard + POST /v1/monitor/posts
+  tunelab monitor report --config monitor.yaml --since 24h --format html --output report.html
+  tunelab monitor prometheus-rules --config monitor.yaml > tunelab-alerts.yml
 """
 
 
@@ -47,7 +50,30 @@ def add_monitor(sub) -> None:
     mk.add_argument("--windows", type=int, default=48, help="5-minute windows (default 48: 4 h)")
     al = verbs.add_parser("alerts", help="the alert history, newest first (JSON lines)")
     al.add_argument("--limit", type=int, default=50)
-    for p in (r, run, al):
+    sv = verbs.add_parser(
+        "serve",
+        help="the live dashboard and the HTTP ingest route (POST /v1/monitor/posts)",
+        description="Serve the dashboard (/monitor) and, unless --no-ingest, the ingest route "
+        'POST /v1/monitor/posts: a JSON body {"posts": [{id, text, time, source}, ...]}, '
+        "answered once the batch is committed. API keys as in `tunelab serve`.",
+    )
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=7870)
+    sv.add_argument(
+        "--api-keys-file", help="API keys (`tunelab keys add`); needed off this machine"
+    )
+    sv.add_argument("--no-ingest", action="store_true", help="the dashboard only (no models)")
+    rp = verbs.add_parser("report", help="a period's summary as HTML (with plots) or CSV")
+    rp.add_argument("--since", default="24h", help="a duration before --until (24h, 7d) or ISO")
+    rp.add_argument("--until", help="ISO time (default: the newest post)")
+    rp.add_argument("--format", choices=("html", "csv"), default="html")
+    rp.add_argument("--output", help="the file to write (default: standard output)")
+    pr = verbs.add_parser(
+        "prometheus-rules",
+        help="the rule file as Prometheus alerting rules, for teams that run Alertmanager",
+    )
+    pr.add_argument("--output", help="the file to write (default: standard output)")
+    for p in (r, run, al, sv, rp, pr):
         p.add_argument("--config", required=True, help="monitor.yaml")
     mk.set_defaults(func=cmd_make_stream)
     m.set_defaults(func=cmd_monitor)
@@ -65,6 +91,23 @@ def cmd_monitor(a: argparse.Namespace) -> int:
     from tunelab.monitor.config import load_config
 
     cfg = load_config(a.config)
+    if a.verb == "serve":
+        return _serve(a, cfg)
+    if a.verb == "report":
+        from tunelab.monitor.report import write_report
+
+        write_report(cfg, a.since, a.until, a.format, a.output)
+        return 0
+    if a.verb == "prometheus-rules":
+        from tunelab.files import atomic_write_text
+        from tunelab.monitor.prometheus import alerting_rules
+
+        text = alerting_rules(cfg.rules)
+        if a.output:
+            atomic_write_text(a.output, text)
+        else:
+            sys.stdout.write(text)
+        return 0
     if a.verb == "alerts":
         from tunelab.store.alerts import alert_history
         from tunelab.store.db import open_store
@@ -93,4 +136,39 @@ def cmd_monitor(a: argparse.Namespace) -> int:
         print("tunelab monitor: stopped; every batch reported stored is committed", file=sys.stderr)
         summary = mon.summary
     print(json.dumps(summary.to_dict(), ensure_ascii=False))
+    return 0
+
+
+def _serve(a: argparse.Namespace, cfg) -> int:
+    import uvicorn
+
+    from tunelab import __version__
+    from tunelab.errors import TunelabError
+    from tunelab.monitor.web import monitor_part
+    from tunelab.web.admission import (
+        AUTH_FAILURES_PER_MINUTE,
+        MAX_BODY_BYTES,
+        REQUESTS_PER_MINUTE_WITH_KEYS,
+        Limits,
+    )
+    from tunelab.web.app import create_app
+    from tunelab.web.keys import read_keys
+
+    if a.host not in ("127.0.0.1", "localhost", "::1") and not a.api_keys_file:
+        raise TunelabError(f"--host {a.host} opens the monitor to others: give --api-keys-file")
+    keys = read_keys(a.api_keys_file) if a.api_keys_file else []
+    limits = Limits.of(
+        REQUESTS_PER_MINUTE_WITH_KEYS if keys else 0, AUTH_FAILURES_PER_MINUTE, MAX_BODY_BYTES
+    )
+    app = create_app(
+        [monitor_part(cfg, ingest=not a.no_ingest)],
+        keys,
+        limits,
+        title="tunelab monitor",
+        version=__version__,
+        description="The monitor's dashboard and ingest API (/v1/monitor).",
+        brand="monitor",
+    )
+    print(f"tunelab monitor: http://{a.host}:{a.port}/monitor ({cfg.database})", file=sys.stderr)
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning", timeout_graceful_shutdown=5)
     return 0

@@ -5,6 +5,7 @@
     sentiment: runs/demo               # a text-classification run or export with a
                                        # "negative" label (int8 ONNX exports run fastest)
     entities_model: runs/ner           # optional: an NER run; else the rules' keyword lists
+    topic_model: runs/topics           # optional: a text-classification run giving a topic
     batch_size: 64                     # posts analysed and committed together
     webhook: https://hooks.example/x   # optional: alerts POSTed as JSON (retries, a timeout)
     webhook_timeout: 5s
@@ -26,6 +27,7 @@ KEYS = (
     "rules",
     "sentiment",
     "entities_model",
+    "topic_model",
     "batch_size",
     "webhook",
     "webhook_timeout",
@@ -40,6 +42,7 @@ class MonitorConfig:
     rules_file: str
     sentiment: str
     entities_model: str | None = None
+    topic_model: str | None = None
     batch_size: int = 64
     webhook: str | None = None
     webhook_timeout_s: float = 5.0
@@ -77,13 +80,14 @@ def load_config(path: str | Path) -> MonitorConfig:
     ):
         raise ConfigError(f"{p}: 'webhook' = {webhook!r} must be an http(s) URL")
     rules_file = _path(base, raw["rules"])
-    ner = raw.get("entities_model")
+    ner, topic = raw.get("entities_model"), raw.get("topic_model")
     return MonitorConfig(
         database=_path(base, raw["database"]),
         rules=load_rules(rules_file),
         rules_file=rules_file,
         sentiment=_path(base, raw["sentiment"]),
         entities_model=_path(base, ner) if isinstance(ner, str) and ner else None,
+        topic_model=_path(base, topic) if isinstance(topic, str) and topic else None,
         batch_size=batch,
         webhook=webhook,
         webhook_timeout_s=parse_duration(raw.get("webhook_timeout", "5s"), f"{p}: webhook_timeout"),

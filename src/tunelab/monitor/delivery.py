@@ -25,6 +25,25 @@ POSTS = Counter(
 ALERTS = Counter(
     "tunelab_monitor_alerts_total", "Alert state changes", ["rule", "state"], registry=REGISTRY
 )
+WINDOW = {
+    metric: Gauge(
+        f"tunelab_monitor_window_{name}",
+        f"The last closed window's {what}, per group (all, source:, topic:, entity:)",
+        ["group"],
+        registry=REGISTRY,
+    )
+    for metric, name, what in (
+        ("volume", "posts", "posts"),
+        ("negative_share", "negative_share", "share of negative posts"),
+        ("mean_score", "mean_score", "mean score of the sentiment label"),
+    )
+}
+RULE_VALUE = Gauge(
+    "tunelab_monitor_rule_value",
+    "Each rule's value in the last closed window (NaN: no posts to judge)",
+    ["rule"],
+    registry=REGISTRY,
+)
 FIRING = Gauge(
     "tunelab_monitor_alert_firing", "1 while the rule's alert fires", ["rule"], registry=REGISTRY
 )

@@ -8,6 +8,7 @@ its windows, so the windows, the alerts and the stored counts equal an uninterru
 
 from __future__ import annotations
 
+import math
 import queue
 import re
 import threading
@@ -17,7 +18,8 @@ from dataclasses import dataclass, field
 
 from tunelab.errors import TunelabError
 from tunelab.monitor.config import MonitorConfig
-from tunelab.monitor.delivery import POSTS, Delivery
+from tunelab.monitor.delivery import POSTS, RULE_VALUE, WINDOW, Delivery
+from tunelab.monitor.rules import describe, group_of
 from tunelab.monitor.windows import NEGATIVE, Analysed, RuleRunner, Windows
 from tunelab.store.alerts import record_alert
 from tunelab.store.db import open_store
@@ -67,7 +69,10 @@ class KeywordEntities:
 
 
 class Monitor:
-    def __init__(self, cfg: MonitorConfig, model=None, ner=None) -> None:
+    """One monitor: its models, database, windows, rules and delivery. ``process`` may be
+    called from several threads (the HTTP ingest route): batches go through one at a time."""
+
+    def __init__(self, cfg: MonitorConfig, model=None, ner=None, topics=None) -> None:
         import tunelab
 
         self.cfg = cfg
@@ -79,16 +84,24 @@ class Monitor:
                 f"({', '.join(self.model.labels)}) have no '{NEGATIVE}'"
             )
         self.ner = ner or (tunelab.load(cfg.entities_model) if cfg.entities_model else None)
+        self.topics = topics or (tunelab.load(cfg.topic_model) if cfg.topic_model else None)
+        self.lock = threading.Lock()
+        self.last_post_time: float | None = None
         self.keywords = KeywordEntities(cfg.rules.entities)
         self.windows = Windows(cfg.rules.window_s)
         self.runner = RuleRunner(cfg.rules)
+        self.rules = {r.name: r for r in cfg.rules.rules}
+        # the groups published as window gauges: what the Prometheus rules read
+        self.gauge_groups = {"all"} | {group_of(r) for r in cfg.rules.rules if r.kind != "mention"}
         self.delivery = Delivery(cfg.webhook, cfg.webhook_timeout_s, cfg.webhook_retries)
         self.summary = Summary()
 
     # -- one batch -----------------------------------------------------------------------
     def analyse(self, batch: list[Post]) -> tuple[list[Analysed], list[list[dict]]]:
         texts = [p.text for p in batch]  # the models read the text; the database gets it masked
-        preds = self.model.predict(texts, batch_size=min(64, len(texts)))
+        size = min(64, len(texts))
+        preds = self.model.predict(texts, batch_size=size)
+        topics = self.topics.predict(texts, batch_size=size) if self.topics else [None] * len(texts)
         ents: list[tuple[str, ...]] = [self.keywords(t) for t in texts]
         ner_rows: list[dict | None] = [None] * len(batch)
         if self.ner is not None:
@@ -102,9 +115,17 @@ class Monitor:
                     "details": {"entities": out["entities"]},
                 }
         analysed, rows = [], []
-        for p, pred, e, ner_row in zip(batch, preds, ents, ner_rows, strict=True):
+        for p, pred, e, ner_row, topic in zip(batch, preds, ents, ner_rows, topics, strict=True):
             analysed.append(
-                Analysed(p.post_id, p.time.timestamp(), p.source, pred["label"], pred["score"], e)
+                Analysed(
+                    p.post_id,
+                    p.time.timestamp(),
+                    p.source,
+                    pred["label"],
+                    pred["score"],
+                    e,
+                    topic["label"] if topic else None,
+                )
             )
             r = [
                 {
@@ -114,30 +135,77 @@ class Monitor:
                     "details": {"probabilities": pred.get("probabilities"), "entities": list(e)},
                 }
             ]
+            if topic:
+                r.append(
+                    {
+                        "model": "topic",
+                        "label": topic["label"],
+                        "score": topic["score"],
+                        "details": {"probabilities": topic.get("probabilities")},
+                    }
+                )
             rows.append(r + ([ner_row] if ner_row else []))
         return analysed, rows
 
-    def process(self, batch: list[Post]) -> None:
+    def process(self, batch: list[Post]) -> dict[tuple[str, str], int]:
+        """Analyse, store (committed: acknowledged) and count one batch; returns the posts it
+        stored, as (source, id) -> row number (a post stored before is left out)."""
+        with self.lock:
+            return self._process(batch)
+
+    def _process(self, batch: list[Post]) -> dict[tuple[str, str], int]:
         analysed, rows = self.analyse(batch)
-        stored = store_posts(self.engine, batch, rows)  # committed: acknowledged
+        mentions = [a.entities for a in analysed]
+        stored = store_posts(self.engine, batch, rows, mentions)  # committed: acknowledged
         self.summary.posts += len(batch)
         self.summary.stored += len(stored)
         self.summary.duplicates += len(batch) - len(stored)
         POSTS.labels("stored").inc(len(stored))
         POSTS.labels("duplicate").inc(len(batch) - len(stored))
         for a in analysed:
+            self.last_post_time = max(self.last_post_time or a.time, a.time)
             for w in self.windows.add(a):
+                self._on_window(w)
+        return stored
+
+    def tick(self, now: float | None = None) -> None:
+        """A live source's clock: when the newest post is recent (a live stream, not a replay
+        of old posts), close the windows that ended more than the allowed lateness ago."""
+        now = time.time() if now is None else now
+        with self.lock:
+            last = self.last_post_time
+            if last is None or now - last > 2 * self.windows.lateness + self.windows.size:
+                return
+            for w in self.windows.advance(now - self.windows.lateness):
                 self._on_window(w)
 
     def _on_window(self, w) -> None:
         self.summary.windows += 1
         for a in self.runner.on_window(w):
-            details = {"window_start": w.start, "window_end": w.end}
+            rule = self.rules[a.rule]
+            details = {
+                "window_start": w.start,
+                "window_end": w.end,
+                "kind": rule.kind,
+                "condition": describe(rule),
+                "description": rule.description,
+            }
             record_alert(self.engine, a, details)
             self.delivery.deliver(a, details)
             self.summary.alerts.append(
                 {"rule": a.rule, "state": a.state, "at": w.end, "value": a.value}
             )
+        for name, value in self.runner.values.items():
+            RULE_VALUE.labels(name).set(math.nan if value is None else value)
+        for g in self.gauge_groups:
+            stats = w.groups.get(g)
+            for metric, gauge in WINDOW.items():
+                v = (
+                    stats.value(metric)
+                    if stats is not None
+                    else (0.0 if metric == "volume" else None)
+                )
+                gauge.labels(g).set(math.nan if v is None else v)
 
     # -- a whole source --------------------------------------------------------------------
     def run(self, posts: Iterable[Post], max_wait_s: float = 1.0) -> Summary:

@@ -11,7 +11,7 @@ Kinds of rule:
 
 - ``threshold``: a window's ``metric`` (``volume``, ``negative_share``, ``mean_score``) against
   ``value`` with ``op`` (``>``, ``>=``, ``<``, ``<=``), only when the window holds at least
-  ``min_volume`` posts; optionally for one ``source`` or ``entity``.
+  ``min_volume`` posts; optionally for one ``source``, ``topic`` or ``entity``.
 - ``spike``: a window's ``metric`` against its own rolling baseline of the previous ``baseline``
   windows: ``method: zscore`` (``threshold`` standard deviations above the mean) or
   ``method: ewma`` (``threshold`` times the exponentially weighted mean, ``alpha``).
@@ -38,7 +38,7 @@ SEVERITIES = ("info", "warning", "critical")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-COMMON = {"name", "kind", "severity", "for", "cooldown", "source", "entity", "description"}
+COMMON = {"name", "kind", "severity", "for", "cooldown", "source", "topic", "entity", "description"}
 KEYS = {
     "threshold": COMMON | {"metric", "op", "value", "min_volume"},
     "spike": COMMON | {"metric", "method", "threshold", "baseline", "alpha", "min_volume"},
@@ -64,6 +64,7 @@ class Rule:
     for_s: float = 0.0
     cooldown_s: float = 0.0
     source: str | None = None
+    topic: str | None = None
     entity: str | None = None
     metric: str = "negative_share"
     op: str = ">"
@@ -138,6 +139,7 @@ def _rule(item: Any, where: str, entities: set[str]) -> Rule:
     r.for_s = parse_duration(item.get("for", 0), f"{where}: for")
     r.cooldown_s = parse_duration(item.get("cooldown", 0), f"{where}: cooldown")
     r.source = _text(item, "source", where)
+    r.topic = _text(item, "topic", where)
     r.entity = _text(item, "entity", where)
     r.description = _text(item, "description", where) or ""
     if r.entity is not None and r.entity != "any" and r.entity not in entities:
@@ -162,6 +164,46 @@ def _rule(item: Any, where: str, entities: set[str]) -> Rule:
         r.min_score = _number(item, "min_score", 0.0, where, low=0.0)
         r.min_count = int(_number(item, "min_count", 1, where, low=1))
     return r
+
+
+def format_duration(seconds: float) -> str:
+    """300 -> ``5m``, 5400 -> ``90m``, 7 -> ``7s``: the units ``parse_duration`` reads."""
+    s = int(round(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s and s % size == 0:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def group_of(r: Rule) -> str:
+    """The window group a threshold or spike rule reads (``monitor.windows.group_keys``)."""
+    if r.source:
+        return f"source:{r.source}"
+    if r.topic:
+        return f"topic:{r.topic}"
+    return f"entity:{r.entity}" if r.entity else "all"
+
+
+def describe(r: Rule) -> str:
+    """The rule's condition in one line, for the alert history, the dashboard and webhooks."""
+    scope = "" if group_of(r) == "all" else f" [{group_of(r)}]"
+    if r.kind == "threshold":
+        cond = f"{r.metric} {r.op} {r.value:g}{scope} with at least {r.min_volume} posts"
+    elif r.kind == "spike":
+        how = (
+            f"{r.threshold:g} standard deviations above"
+            if r.method == "zscore"
+            else f"{r.threshold:g}x the EWMA (alpha {r.alpha:g}) of"
+        )
+        cond = f"{r.metric}{scope} {how} the previous {r.baseline} windows"
+    else:
+        who = "one entity" if r.entity == "any" else f"entity {r.entity}"
+        cond = f"{who} in >= {r.min_count} {r.label} posts scoring >= {r.min_score:g}"
+        if r.source or r.topic:
+            cond += f" [{'source:' + r.source if r.source else 'topic:' + str(r.topic)}]"
+    if r.for_s:
+        cond += f", for {format_duration(r.for_s)}"
+    return cond
 
 
 def _choice(item: dict, key: str, choices: tuple, default: str, where: str) -> str:

@@ -6,7 +6,8 @@ default), so posts a little out of order still count where they belong; a post l
 is counted as late and left out. Windows with no posts are closed too: an alert resolves and a
 baseline grows through a quiet hour.
 
-For each closed window and each group (``all``, ``source:NAME``, ``entity:NAME``): volume, the
+For each closed window and each group (``all``, ``source:NAME``, ``topic:NAME``,
+``entity:NAME``): volume, the
 negative share (posts whose label is ``negative``) and the mean score of the label the model
 gave; the posts themselves are kept for ``mention`` rules.
 """
@@ -17,7 +18,14 @@ import math
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
-from tunelab.monitor.rules import Alert, Evaluator, RuleSet, spike_holds, threshold_holds
+from tunelab.monitor.rules import (
+    Alert,
+    Evaluator,
+    RuleSet,
+    group_of,
+    spike_holds,
+    threshold_holds,
+)
 
 NEGATIVE = "negative"
 
@@ -25,7 +33,7 @@ NEGATIVE = "negative"
 @dataclass
 class Analysed:
     """A post after the models: its time (epoch seconds), source, label and that label's
-    score, and the entities it mentions."""
+    score, the entities it mentions and its topic (with a topic model)."""
 
     post_id: str
     time: float
@@ -33,6 +41,7 @@ class Analysed:
     label: str | None
     score: float | None
     entities: tuple[str, ...] = ()
+    topic: str | None = None
 
 
 @dataclass
@@ -66,7 +75,8 @@ class Window:
 
 
 def group_keys(p: Analysed) -> list[str]:
-    return ["all", f"source:{p.source}", *(f"entity:{e}" for e in p.entities)]
+    topic = [f"topic:{p.topic}"] if p.topic else []
+    return ["all", f"source:{p.source}", *topic, *(f"entity:{e}" for e in p.entities)]
 
 
 class Windows:
@@ -107,6 +117,11 @@ class Windows:
             self.next_start = s + self.size
         return closed
 
+    def advance(self, watermark: float) -> list[Window]:
+        """Close the windows that end before ``watermark`` (a live source's clock: a quiet
+        stream still closes its windows, so an alert resolves during the silence)."""
+        return [] if self.next_start is None else self._close_until(watermark)
+
     def flush(self) -> list[Window]:
         """Close every open window (the end of a replay)."""
         if not self.open or self.next_start is None:
@@ -124,12 +139,12 @@ class RuleRunner:
         self.history: dict[str, deque] = {
             r.name: deque(maxlen=max(r.baseline, 2)) for r in rules.rules
         }
+        self.values: dict[str, float | None] = {}  # rule -> its value in the last window
 
     def on_window(self, w: Window) -> list[Alert]:
         changed: list[Alert] = []
         for r in self.rules.rules:
-            key = f"source:{r.source}" if r.source else f"entity:{r.entity}" if r.entity else "all"
-            stats = w.groups.get(key) or Stats()
+            stats = w.groups.get(group_of(r)) or Stats()
             value: float | None
             if r.kind == "mention":
                 counts: dict[str, int] = defaultdict(int)
@@ -138,6 +153,7 @@ class RuleRunner:
                         p.label == r.label
                         and (p.score or 0.0) >= r.min_score
                         and (r.source is None or p.source == r.source)
+                        and (r.topic is None or p.topic == r.topic)
                     ):
                         for e in p.entities:
                             if r.entity in ("any", e):
@@ -153,5 +169,6 @@ class RuleRunner:
                     holds = value is not None and spike_holds(r, past, value, stats.volume)
                     if value is not None and not holds:  # a spike's windows stay out of the
                         self.history[r.name].append(value)  # baseline: it fires until it ends
+            self.values[r.name] = value
             changed += self.evaluator.step(r.name, w.end, holds, value)
         return changed

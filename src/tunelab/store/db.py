@@ -98,11 +98,11 @@ def open_store(target: str) -> Engine:
         engine = engine_for(target)
         migrate(engine)
     except (sa.exc.SQLAlchemyError, OSError) as e:
-        why = e.strerror if isinstance(e, OSError) and e.strerror else _first(e)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else first_error(e)
         raise TunelabError(f"{shown}: cannot open the database ({why})") from None
     return engine
 
 
-def _first(e: Exception) -> str:
+def first_error(e: Exception) -> str:
     orig = getattr(e, "orig", None) or e
     return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

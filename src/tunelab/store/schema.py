@@ -30,6 +30,14 @@ analyses = sa.Table(
     sa.Column("details", sa.JSON),  # entities, every label's probability, ...
 )
 
+mentions = sa.Table(
+    "mentions",
+    metadata,
+    sa.Column("seq", sa.Integer, sa.ForeignKey("posts.seq"), primary_key=True),
+    sa.Column("entity", sa.String(200), primary_key=True),
+)
+sa.Index("ix_mentions_entity", mentions.c.entity)
+
 alerts = sa.Table(
     "alerts",
     metadata,

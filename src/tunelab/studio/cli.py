@@ -16,7 +16,7 @@ def studio_part(runs_dir: str | Path, api_keys_file: str | None = None) -> Part:
     from tunelab.studio import data
     from tunelab.studio.api import Studio, studio_router
     from tunelab.studio.jobs import JobQueue
-    from tunelab.studio.pages import STATIC, pages_router
+    from tunelab.studio.pages import NAV, STATIC, TEMPLATES, pages_router
 
     runs = Path(runs_dir).resolve()  # jobs and a restarted studio agree on paths
     runs.mkdir(parents=True, exist_ok=True)
@@ -41,10 +41,14 @@ def studio_part(runs_dir: str | Path, api_keys_file: str | None = None) -> Part:
         static={"/static/studio": STATIC},
         page_prefixes=("/studio",),
         body_limits={"/v1/studio/uploads": data.UPLOAD_LIMIT},
+        templates=TEMPLATES,
+        nav=NAV,
     )
 
 
-def create_studio_app(runs_dir: str | Path, api_keys_file: str | None = None) -> FastAPI:
+def create_studio_app(
+    runs_dir: str | Path, api_keys_file: str | None = None, monitor_config: str | None = None
+) -> FastAPI:
     from tunelab import __version__
     from tunelab.web.admission import (
         AUTH_FAILURES_PER_MINUTE,
@@ -60,8 +64,14 @@ def create_studio_app(runs_dir: str | Path, api_keys_file: str | None = None) ->
     limits = Limits.of(
         REQUESTS_PER_MINUTE_WITH_KEYS if keys else 0, AUTH_FAILURES_PER_MINUTE, MAX_BODY_BYTES
     )
+    parts = [studio_part(runs_dir, api_keys_file)]
+    if monitor_config:  # the monitor's dashboard and ingest route join the studio
+        from tunelab.monitor.config import load_config
+        from tunelab.monitor.web import monitor_part
+
+        parts.append(monitor_part(load_config(monitor_config)))
     return create_app(
-        [studio_part(runs_dir, api_keys_file)],
+        parts,
         keys,
         limits,
         title="tunelab studio",
@@ -100,6 +110,11 @@ def add_studio(sub) -> None:
         help="API keys (`tunelab keys add`): every page and API call then needs one (pages: "
         "sign in once; scripts: Authorization: Bearer KEY)",
     )
+    s.add_argument(
+        "--monitor",
+        metavar="MONITOR_YAML",
+        help="add the public-opinion monitor's dashboard and ingest route (tunelab monitor)",
+    )
     s.set_defaults(func=cmd_studio)
 
 
@@ -112,7 +127,7 @@ def cmd_studio(a: argparse.Namespace) -> int:
         raise TunelabError(
             f"--host {a.host} opens the studio to other machines: give --api-keys-file too"
         )
-    app = create_studio_app(a.runs_dir, a.api_keys_file)
+    app = create_studio_app(a.runs_dir, a.api_keys_file, a.monitor)
     print(f"tunelab studio: http://{a.host}:{a.port}/ (runs in {a.runs_dir})", file=sys.stderr)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning", timeout_graceful_shutdown=5)
     return 0

@@ -25,6 +25,8 @@ from tunelab.web import errors, metrics
 from tunelab.web.admission import Guard, Limits
 from tunelab.web.errors import NotReady
 from tunelab.web.keys import ApiKey
+from tunelab.web.pages import STATIC as PAGE_STATIC
+from tunelab.web.pages import Pages, shell_router
 from tunelab.web.sessions import Sessions
 
 
@@ -44,6 +46,9 @@ class Part:
         page_prefixes: paths of HTML pages: with API keys they need a login session, and a
             visitor without one is sent to the login page.
         body_limits: path prefix -> the largest request body there (uploads), over the app's.
+        templates: the folder of the part's page templates (they extend the shell's
+            ``base.html``: ``tunelab.web.pages``).
+        nav: the part's pages in the header, as (i18n key, path).
     """
 
     name: str
@@ -55,6 +60,8 @@ class Part:
     static: dict[str, Path] = field(default_factory=dict)
     page_prefixes: tuple[str, ...] = ()
     body_limits: dict[str, int] = field(default_factory=dict)
+    templates: Path | None = None
+    nav: list[tuple[str, str]] = field(default_factory=list)
 
 
 def create_app(
@@ -65,9 +72,11 @@ def create_app(
     title: str = "tunelab",
     description: str = "",
     version: str = "",
+    brand: str = "studio",
 ) -> FastAPI:
     """The app serving ``parts`` behind one guard; their startups run in order, shutdowns in
-    reverse order."""
+    reverse order. Parts with pages share the page shell (``web.pages``: header, navigation,
+    sign-in, stylesheet, Chart.js); ``brand`` is the header's i18n key."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -91,6 +100,9 @@ def create_app(
     app.state.sessions = sessions
     app.state.keys = keys
     app.state.auth_failures = limits.auth_failures if keys else None
+    app.state.pages = Pages(
+        [p.templates for p in parts if p.templates], [n for p in parts for n in p.nav], brand
+    )
     app.add_middleware(
         Guard, keys=keys, limits=limits, served=models, sessions=sessions, pages=pages
     )
@@ -121,6 +133,9 @@ def create_app(
         data, ctype = metrics.render()
         return Response(data, media_type=ctype)
 
+    if any(p.templates for p in parts):
+        app.include_router(shell_router())
+        app.mount("/static/web", StaticFiles(directory=PAGE_STATIC), name="web-static")
     for p in parts:
         app.include_router(p.router)
         for prefix, folder in p.static.items():
