@@ -139,10 +139,13 @@ def entities(
     negative: str = "negative",
     recent_buckets: int = 3,
     top: int = 15,
+    first: int | None = None,
 ) -> dict:
     """Top entities of the period, and trending ones: mentions in the last ``recent_buckets``
     buckets against their own mean over the buckets before (growth = (recent + 1) /
-    (baseline + 1), so a name never seen before needs a few mentions to trend)."""
+    (baseline + 1), so a name never seen before needs a few mentions to trend). The baseline
+    starts at ``first`` (epoch seconds; default the period's start): the first post's bucket,
+    so the empty time before a stream began does not dilute it."""
     b = _bucket(engine, bucket_s).label("bucket")
     neg = sa.func.sum(sa.case((_sentiment.c.label == negative, 1), else_=0)).label("negative")
     q = (
@@ -157,7 +160,8 @@ def entities(
             per.setdefault(r.entity, {})[int(r.bucket)] = (int(r.n), int(r.negative or 0))
     last = int((end - timedelta(microseconds=1)).timestamp()) // bucket_s * bucket_s
     cut = last - (recent_buckets - 1) * bucket_s
-    first = int(start.timestamp()) // bucket_s * bucket_s
+    lo = int(start.timestamp()) // bucket_s * bucket_s
+    first = lo if first is None else max(first, lo)
     n_base = max(1, (cut - first) // bucket_s)
     tops: list[dict] = []
     trending: list[tuple[float, str, int, float]] = []
@@ -262,7 +266,7 @@ def overview(
         "series": points,
         "sources": by_group(engine, start, end, "source"),
         "topics": by_group(engine, start, end, "topic"),
-        "entities": entities(engine, start, end, bucket),
+        "entities": entities(engine, start, end, bucket, first=points[0]["t"] if points else None),
         "negative_posts": latest_negative(engine, start, end),
         "alerts": history,
     }
