@@ -244,6 +244,7 @@ class Monitor:
                 if batch:
                     self.process(batch)
                     batch = []
+                self.tick()  # a live source gone quiet still closes its windows
             if failure:
                 raise failure[0]
             for w in self.windows.flush():

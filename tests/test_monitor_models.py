@@ -1,0 +1,89 @@
+"""The monitor's optional models on real (tiny) runs, in process: entities from an NER run join the
+keyword lists and are stored as mentions, a topic classifier adds a topic analysis and topic
+groups (per-topic rules, the dashboard's topic table); a live stream's windows close on the
+clock while it is quiet."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from tunelab.monitor import queries
+from tunelab.monitor.config import load_config
+from tunelab.monitor.engine import Monitor
+from tunelab.store import schema
+from tunelab.store.posts import Post
+
+RULES = """
+window: 1m
+entities:
+  Acme: [acme]
+rules:
+  - {name: topic-volume, kind: threshold, metric: volume, op: ">=", value: 3, topic: positive}
+"""
+
+
+def _monitor(tmp_path, runs) -> Monitor:
+    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")
+    (tmp_path / "monitor.yaml").write_text(
+        f"database: m.db\nrules: rules.yaml\nsentiment: {runs['classify']}\n"
+        f"entities_model: {runs['ner']}\ntopic_model: {runs['classify']}\n",
+        encoding="utf-8",
+    )
+    return Monitor(load_config(tmp_path / "monitor.yaml"))
+
+
+def test_ner_entities_and_topics_are_stored_and_grouped(runs, tmp_path):
+    import tunelab
+
+    mon = _monitor(tmp_path, runs)
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    texts = [f"word{i} acme great movie w{i % 5} x y z" for i in range(12)]
+    batch = [Post(str(i), t, t0 + timedelta(seconds=5 * i), "s") for i, t in enumerate(texts)]
+    mon.process(batch)
+    ner = tunelab.load(runs["ner"]).predict(texts)
+    topics = tunelab.load(runs["classify"]).predict(texts)
+    with mon.engine.connect() as conn:
+        named = conn.execute(
+            sa.select(schema.posts.c.post_id, schema.mentions.c.entity).join(
+                schema.mentions, schema.mentions.c.seq == schema.posts.c.seq
+            )
+        ).all()
+        stored_topics = dict(
+            conn.execute(
+                sa.select(schema.posts.c.post_id, schema.analyses.c.label)
+                .join(schema.analyses, schema.analyses.c.seq == schema.posts.c.seq)
+                .where(schema.analyses.c.model == "topic")
+            ).all()
+        )
+    for i in range(len(texts)):
+        want = {"Acme"} | {e["text"][:200] for e in ner[i]["entities"]}
+        assert {e for pid, e in named if pid == str(i)} == want
+        assert stored_topics[str(i)] == topics[i]["label"]
+    o = queries.overview(mon.engine, 3600, window_s=60)
+    by_topic = {g["name"]: g["volume"] for g in o["topics"]}
+    assert by_topic == {
+        label: sum(t["label"] == label for t in topics) for label in {t["label"] for t in topics}
+    }
+    assert o["entities"]["top"][0] == {
+        "entity": "Acme",
+        "volume": 12,
+        "negative": sum(
+            p["label"] == "negative" for p in tunelab.load(runs["classify"]).predict(texts)
+        ),
+    }
+
+
+def test_a_quiet_live_stream_closes_its_windows_on_the_clock(runs, tmp_path):
+    mon = _monitor(tmp_path, runs)
+    now = datetime.now(timezone.utc)
+    mon.process([Post("live", "great acme", now - timedelta(seconds=150), "s")])
+    assert mon.summary.windows == 0  # nothing later has arrived to close its window
+    mon.tick(now.timestamp())
+    assert mon.summary.windows >= 1  # closed by the clock, past the allowed lateness
+    (tmp_path / "old").mkdir()
+    old = _monitor(tmp_path / "old", runs)  # a replay of month-old posts: not on the clock
+    old.process([Post("old", "great", now - timedelta(days=30), "s")])
+    old.tick(now.timestamp())
+    assert old.summary.windows == 0
