@@ -25,6 +25,7 @@ POST /v1/studio/chat                  {message} -> the router's pick, its argume
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 from pathlib import Path
@@ -281,11 +282,24 @@ def _job_view(job) -> dict:
     """A job with its progress (from the run's log, found through runs.py)."""
     d = job.to_dict()
     log = train_log_path(job.output_dir)
-    events = read_train_log(log.parent) if log is not None else []
-    p = estimate.progress(events)
-    d["progress"] = p.to_dict() if p is not None else None
+    d["progress"] = None
+    if log is not None:
+        try:
+            st = log.stat()
+        except OSError:  # the live folder moved on between the two calls
+            pass
+        else:
+            d["progress"] = _progress(str(log), st.st_size, st.st_mtime_ns)
     d["run"] = Path(job.output_dir).name
     return d
+
+
+@functools.lru_cache(maxsize=256)
+def _progress(log: str, size: int, mtime_ns: int) -> dict | None:
+    """A log's progress, read again only when the log has changed (size or time): listing the
+    jobs does not reread every finished run's whole log."""
+    p = estimate.progress(read_train_log(Path(log).parent))
+    return p.to_dict() if p is not None else None
 
 
 async def _follow(queue: JobQueue, jid: str, request: Request):

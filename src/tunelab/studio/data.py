@@ -97,31 +97,24 @@ def preview(
             for line, t, label in zip(ex.lines[:rows], texts[:rows], ex.labels[:rows], strict=True)
         ],
         "labels": dict(labels.most_common(50)),
-        "values": histogram_float(values) if values else None,
+        "values": histogram(values) if values else None,
         "lengths": histogram(lengths),
     }
 
 
-def histogram(values: list[int], bins: int = 20) -> dict:
-    """Equal-width bins over ``values``: edges (bins + 1) and counts."""
+def histogram(values: list[int] | list[float], bins: int = 20) -> dict:
+    """Equal-width bins over ``values``: edges (bins + 1) and counts. Whole numbers (text
+    lengths) get whole-number edges; real values (regression targets) real ones."""
     if not values:
         return {"edges": [], "counts": []}
     lo, hi = min(values), max(values)
-    width = max(1, -(-(hi - lo + 1) // bins))
+    whole = all(isinstance(v, int) for v in values)
+    width = max(1, -(-(hi - lo + 1) // bins)) if whole else (hi - lo) / bins or 1.0
     counts = [0] * bins
     for v in values:
-        counts[min(bins - 1, (v - lo) // width)] += 1
-    return {"edges": [lo + i * width for i in range(bins + 1)], "counts": counts}
-
-
-def histogram_float(values: list[float], bins: int = 20) -> dict:
-    """Equal-width bins over real ``values`` (regression targets): edges and counts."""
-    lo, hi = min(values), max(values)
-    width = (hi - lo) / bins or 1.0
-    counts = [0] * bins
-    for v in values:
-        counts[min(bins - 1, int((v - lo) / width))] += 1
-    return {"edges": [round(lo + i * width, 4) for i in range(bins + 1)], "counts": counts}
+        counts[min(bins - 1, int((v - lo) // width))] += 1
+    edges = [lo + i * width for i in range(bins + 1)]
+    return {"edges": edges if whole else [round(e, 4) for e in edges], "counts": counts}
 
 
 def _text(t: Any) -> str:
