@@ -23,6 +23,13 @@
   }
   function fill(tableId, rows, make) {
     const body = $(tableId).querySelector("tbody");
+    if (!rows.length) {  // say so, rather than an empty table
+      const tr = document.createElement("tr");
+      const td = cell(tr, T["monitor.none"], "muted");
+      td.colSpan = $(tableId).querySelectorAll("th").length;
+      body.replaceChildren(tr);
+      return;
+    }
     body.replaceChildren(...rows.map((r) => { const tr = document.createElement("tr"); make(tr, r); return tr; }));
   }
 
