@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import sqlalchemy as sa
 
 from tunelab.monitor import queries
@@ -87,3 +88,41 @@ def test_a_quiet_live_stream_closes_its_windows_on_the_clock(runs, tmp_path):
     old.process([Post("old", "great", now - timedelta(days=30), "s")])
     old.tick(now.timestamp())
     assert old.summary.windows == 0
+
+
+def test_registered_task_functions_add_analyses_and_entities(runs, registry, tmp_path):
+    from tunelab.errors import ConfigError
+    from tunelab.functions import extract_entities, score
+
+    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        f"database: m.db\nrules: rules.yaml\nsentiment: {runs['classify']}\n"
+        "functions: [score, extract_entities]\n",
+        encoding="utf-8",
+    )
+    mon = Monitor(load_config(cfg))
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    texts = [f"w{i} great movie w{i % 3} x y" for i in range(8)]
+    mon.process([Post(str(i), t, t0 + timedelta(seconds=i), "s") for i, t in enumerate(texts)])
+    with mon.engine.connect() as conn:
+        got = conn.execute(
+            sa.select(schema.posts.c.post_id, schema.analyses.c.score)
+            .join(schema.analyses, schema.analyses.c.seq == schema.posts.c.seq)
+            .where(schema.analyses.c.model == "score")
+        ).all()
+        named = conn.execute(
+            sa.select(schema.posts.c.post_id, schema.mentions.c.entity).join(
+                schema.mentions, schema.mentions.c.seq == schema.posts.c.seq
+            )
+        ).all()
+    want = score(texts)
+    assert sorted((int(p), round(s, 5)) for p, s in got) == [
+        (i, round(v, 5)) for i, v in enumerate(want)
+    ]
+    ents = extract_entities(texts)
+    for i in range(len(texts)):
+        assert {e for pid, e in named if pid == str(i)} == {e.text for e in ents[i]}
+    cfg.write_text(cfg.read_text().replace("score,", "horoscope,"), encoding="utf-8")
+    with pytest.raises(ConfigError, match="functions: 'horoscope' is not a task function"):
+        load_config(cfg)

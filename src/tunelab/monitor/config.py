@@ -6,6 +6,8 @@
                                        # "negative" label (int8 ONNX exports run fastest)
     entities_model: runs/ner           # optional: an NER run; else the rules' keyword lists
     topic_model: runs/topics           # optional: a text-classification run giving a topic
+    functions: [score, extract_entities]  # optional: registered task functions, each result
+                                       # stored as an analysis (entities also as mentions)
     batch_size: 64                     # posts analysed and committed together
     webhook: https://hooks.example/x   # optional: alerts POSTed as JSON (retries, a timeout)
     webhook_timeout: 5s
@@ -28,6 +30,7 @@ KEYS = (
     "sentiment",
     "entities_model",
     "topic_model",
+    "functions",
     "batch_size",
     "webhook",
     "webhook_timeout",
@@ -43,6 +46,7 @@ class MonitorConfig:
     sentiment: str
     entities_model: str | None = None
     topic_model: str | None = None
+    functions: tuple[str, ...] = ()
     batch_size: int = 64
     webhook: str | None = None
     webhook_timeout_s: float = 5.0
@@ -79,6 +83,17 @@ def load_config(path: str | Path) -> MonitorConfig:
         isinstance(webhook, str) and webhook.startswith(("http://", "https://"))
     ):
         raise ConfigError(f"{p}: 'webhook' = {webhook!r} must be an http(s) URL")
+    functions = raw.get("functions") or []
+    if not isinstance(functions, list) or not all(isinstance(f, str) for f in functions):
+        raise ConfigError(f"{p}: 'functions' must be a list of task function names")
+    from tunelab.functions.catalog import get_function, task_functions
+
+    for f in functions:
+        if get_function(f) is None or f in ("answer", "generate"):
+            known = ", ".join(
+                t.name for t in task_functions() if t.name not in ("answer", "generate")
+            )
+            raise ConfigError(f"{p}: functions: {f!r} is not a task function of one text ({known})")
     rules_file = _path(base, raw["rules"])
     ner, topic = raw.get("entities_model"), raw.get("topic_model")
     return MonitorConfig(
@@ -88,6 +103,7 @@ def load_config(path: str | Path) -> MonitorConfig:
         sentiment=_path(base, raw["sentiment"]),
         entities_model=_path(base, ner) if isinstance(ner, str) and ner else None,
         topic_model=_path(base, topic) if isinstance(topic, str) and topic else None,
+        functions=tuple(functions),
         batch_size=batch,
         webhook=webhook,
         webhook_timeout_s=parse_duration(raw.get("webhook_timeout", "5s"), f"{p}: webhook_timeout"),

@@ -13,8 +13,9 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tunelab.errors import TunelabError
 from tunelab.monitor.config import MonitorConfig
@@ -68,6 +69,39 @@ class KeywordEntities:
         return tuple(name for name, p in self.patterns if p.search(text))
 
 
+def _functions(names: tuple[str, ...]) -> list[tuple[str, Callable[[list[str]], list]]]:
+    """The configured task functions, each checked to have a model registered now (a missing
+    one is the registry's own one-line error, before any post is read)."""
+    from tunelab.functions.catalog import get_function
+    from tunelab.functions.registry import model_for
+
+    out = []
+    for name in names:
+        fn = get_function(name)
+        assert fn is not None  # load_config checked the name
+        model_for(name)
+        out.append((name, fn.func))
+    return out
+
+
+def _function_row(name: str, result) -> tuple[dict, tuple[str, ...]]:
+    """A task function's result for one post as an analysis row, and the entity names in it
+    (extract_entities): a label and its score, a number, or entities."""
+    from tunelab.functions import as_json
+
+    row: dict[str, Any] = {"model": name[:100], "label": None, "score": None, "details": None}
+    names: tuple[str, ...] = ()
+    if isinstance(result, (int, float)):
+        row["score"] = float(result)
+    elif isinstance(result, list):  # entities
+        row["details"] = {"entities": as_json(result)}
+        names = tuple(dict.fromkeys(getattr(e, "text", str(e)) for e in result))
+    else:
+        row["label"], row["score"] = getattr(result, "label", None), getattr(result, "score", None)
+        row["details"] = as_json(result)
+    return row, names
+
+
 class Monitor:
     """One monitor: its models, database, windows, rules and delivery. ``process`` may be
     called from several threads (the HTTP ingest route): batches go through one at a time."""
@@ -85,6 +119,7 @@ class Monitor:
             )
         self.ner = ner or (tunelab.load(cfg.entities_model) if cfg.entities_model else None)
         self.topics = topics or (tunelab.load(cfg.topic_model) if cfg.topic_model else None)
+        self.functions = _functions(cfg.functions)
         self.lock = threading.Lock()
         self.last_post_time: float | None = None
         self.keywords = KeywordEntities(cfg.rules.entities)
@@ -114,8 +149,16 @@ class Monitor:
                     "score": None,
                     "details": {"entities": out["entities"]},
                 }
+        extra: list[list[dict]] = [[] for _ in batch]
+        for name, fn in self.functions:
+            for i, result in enumerate(fn(texts)):
+                row, names = _function_row(name, result)
+                extra[i].append(row)
+                ents[i] = tuple(dict.fromkeys(ents[i] + names))
         analysed, rows = [], []
-        for p, pred, e, ner_row, topic in zip(batch, preds, ents, ner_rows, topics, strict=True):
+        for p, pred, e, ner_row, topic, more in zip(
+            batch, preds, ents, ner_rows, topics, extra, strict=True
+        ):
             analysed.append(
                 Analysed(
                     p.post_id,
@@ -144,7 +187,7 @@ class Monitor:
                         "details": {"probabilities": topic.get("probabilities")},
                     }
                 )
-            rows.append(r + ([ner_row] if ner_row else []))
+            rows.append(r + ([ner_row] if ner_row else []) + more)
         return analysed, rows
 
     def process(self, batch: list[Post]) -> dict[tuple[str, str], int]:
