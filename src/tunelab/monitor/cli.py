@@ -16,6 +16,7 @@ EPILOG = """examples:
   tunelab monitor serve --config monitor.yaml          # dashboard + POST /v1/monitor/posts
   tunelab monitor report --config monitor.yaml --since 24h --format html --output report.html
   tunelab monitor prometheus-rules --config monitor.yaml > tunelab-alerts.yml
+  tunelab monitor backfill archive/ --config monitor.yaml --model exports/int8   # Ray Data
 """
 
 
@@ -68,12 +69,25 @@ def add_monitor(sub) -> None:
     rp.add_argument("--until", help="ISO time (default: the newest post)")
     rp.add_argument("--format", choices=("html", "csv"), default="html")
     rp.add_argument("--output", help="the file to write (default: standard output)")
+    bf = verbs.add_parser(
+        "backfill",
+        help="a large archive through Ray Data into the database (tunelab[distributed])",
+        description="Analyse and store every post of an archive (a file or folder of "
+        "JSONL/CSV/TSV/TXT) with Ray Data: files read in parallel, a pool of actors each "
+        "loading the model once (an int8 ONNX export is fastest), batches stored idempotently "
+        "(a rerun stores nothing twice). No alert rules run (replay the archive for alerts).",
+    )
+    bf.add_argument("archive", help="a file, or a folder of them")
+    bf.add_argument("--model", help="a run or export folder (default: the config's sentiment)")
+    bf.add_argument("--address", help="a Ray cluster to join (auto, HOST:6379); default local")
+    bf.add_argument("--concurrency", type=int, help="analysis actors (default: one per CPU)")
+    bf.add_argument("--batch-size", type=int, default=256)
     pr = verbs.add_parser(
         "prometheus-rules",
         help="the rule file as Prometheus alerting rules, for teams that run Alertmanager",
     )
     pr.add_argument("--output", help="the file to write (default: standard output)")
-    for p in (r, run, al, sv, rp, pr):
+    for p in (r, run, al, sv, rp, pr, bf):
         p.add_argument("--config", required=True, help="monitor.yaml")
     mk.set_defaults(func=cmd_make_stream)
     m.set_defaults(func=cmd_monitor)
@@ -107,6 +121,20 @@ def cmd_monitor(a: argparse.Namespace) -> int:
             atomic_write_text(a.output, text)
         else:
             sys.stdout.write(text)
+        return 0
+    if a.verb == "backfill":
+        from tunelab.monitor.backfill import backfill
+
+        result = backfill(
+            a.archive,
+            a.model or cfg.sentiment,
+            cfg.database,
+            batch_size=a.batch_size,
+            concurrency=a.concurrency,
+            address=a.address,
+            rules=cfg.rules_file,
+        )
+        print(json.dumps(result))
         return 0
     if a.verb == "alerts":
         from tunelab.store.alerts import alert_history

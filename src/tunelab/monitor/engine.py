@@ -69,6 +69,18 @@ class KeywordEntities:
         return tuple(name for name, p in self.patterns if p.search(text))
 
 
+def sentiment_row(pred: dict, entities: tuple[str, ...]) -> dict:
+    """The sentiment analysis row of one post (the live monitor and the backfill store the
+    same)."""
+    details = {"probabilities": pred.get("probabilities"), "entities": list(entities)}
+    return {
+        "model": "sentiment",
+        "label": pred["label"],
+        "score": pred["score"],
+        "details": details,
+    }
+
+
 def _functions(names: tuple[str, ...]) -> list[tuple[str, Callable[[list[str]], list]]]:
     """The configured task functions, each checked to have a model registered now (a missing
     one is the registry's own one-line error, before any post is read)."""
@@ -170,14 +182,7 @@ class Monitor:
                     topic["label"] if topic else None,
                 )
             )
-            r = [
-                {
-                    "model": "sentiment",
-                    "label": pred["label"],
-                    "score": pred["score"],
-                    "details": {"probabilities": pred.get("probabilities"), "entities": list(e)},
-                }
-            ]
+            r = [sentiment_row(pred, e)]
             if topic:
                 r.append(
                     {
