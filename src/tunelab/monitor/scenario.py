@@ -19,7 +19,7 @@ from pathlib import Path
 BUNDLED = Path(__file__).resolve().parents[3] / "data"
 SETS = {"en": "en_sentiment", "zh": "zh_sentiment"}
 # keywords of the shipped rule file (configs/monitor/rules.yaml): names the reviews use
-ENTITIES = {"en": ["Hollywood", "Disney", "Bond"], "zh": ["京东", "酒店", "屏幕"]}
+ENTITIES = {"en": ["Hollywood", "Disney", "Bond"], "zh": ["京东", "当当", "三星"]}
 START = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 
 
