@@ -49,4 +49,3 @@ def pages_router(runs_dir: str | Path) -> APIRouter:
         return FileResponse(f, media_type="text/html")
 
     return r
-

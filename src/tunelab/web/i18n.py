@@ -32,7 +32,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "monitor.sentiment_chart": "Sentiment",
         "monitor.top_entities": "Top entities",
         "monitor.trending": "Trending entities",
-        "monitor.trending_help": "Mentions in the last three windows against their own earlier rate.",
+        "monitor.trending_help": "Mentions in the last three windows against their own "
+        "earlier rate.",
         "monitor.entity": "entity",
         "monitor.recent": "recent",
         "monitor.baseline": "baseline",
@@ -45,7 +46,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "monitor.no_alerts": "No alert in this period.",
         "monitor.none": "none",
         "monitor.negative_posts": "Latest negative posts",
-        "monitor.masked": "Personal data (emails, phone, ID and card numbers) is masked before storage.",
+        "monitor.masked": "Personal data (emails, phone, ID and card numbers) is masked before "
+        "storage.",
         "monitor.time": "time (UTC)",
         "monitor.score": "score",
         "monitor.value": "value",
