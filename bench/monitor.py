@@ -23,11 +23,14 @@ memory over a long replay, database bytes per post.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/monitor.py [--seeds 0 1 2 3 4] \\
         [--variants en zh ner] [--rss-posts 1000000] [--skip-quality] [--skip-throughput] \\
-        [--skip-rss] [--work /tmp/benchmon] [--out bench/results/monitor.json]
+        [--skip-rss] [--resume] [--work /tmp/benchmon] [--out bench/results/monitor.json]
 
 Runs in the order: training (or reuse), 2 (while the machine is quietest), 1, 3, 4. Training
-runs, exports, MSRA and the streams are cached in --work and reused on a rerun. Prints
-tables and writes every figure, the machine (CPU, cores, versions) and the command to --out.
+runs, exports, MSRA, the streams and the models' predictions on them (part 1) are cached in
+--work and reused on a rerun; ``--resume`` also reuses each part a stopped run finished, when
+its arguments and the monitor's code (git tree of src/tunelab/monitor, store, configs/monitor)
+are the same. Prints tables and writes every figure, the machine (CPU, cores, versions) and
+the command to --out.
 """
 
 from __future__ import annotations
@@ -61,7 +64,37 @@ def git_state() -> dict:
             ["git", *a], cwd=BENCH.parent, capture_output=True, text=True
         ).stdout.strip()
 
-    return {"head": git("rev-parse", "HEAD"), "src_changes": git("status", "--short", "src")}
+    watched = ("src/tunelab/monitor", "src/tunelab/store", "configs/monitor")
+    return {
+        "head": git("rev-parse", "HEAD"),
+        "src_changes": git("status", "--short", "src"),
+        # what the measured code is: --resume reuses a part only when this is unchanged
+        "monitor_code": [git("rev-parse", f"HEAD:{w}") for w in watched]
+        + [git("status", "--short", *watched)],
+    }
+
+
+def part(name: str, key: dict, resume: bool, work: Path, result: dict, measure):
+    """Measure a part, or with ``resume`` reuse WORK/parts/NAME.json when it was measured with
+    the same arguments on the same monitor code (a run stopped half-way loses no finished part)."""
+    path = work / "parts" / f"{name}.json"
+    key = {**key, "monitor_code": result["git"]["monitor_code"]}
+    if resume and path.exists():
+        saved = json.loads(path.read_text())
+        if saved["key"] == key:
+            log(f"[resume] {name}: measured {saved['finished']}, reused")
+            result.setdefault("resumed_parts", {})[name] = saved["finished"]
+            result["part_seconds"][name] = saved["seconds"]
+            return saved["result"]
+    t0 = time.perf_counter()
+    out = measure()
+    seconds = round(time.perf_counter() - t0, 1)
+    result["part_seconds"][name] = seconds
+    path.parent.mkdir(parents=True, exist_ok=True)
+    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    rec = {"key": key, "finished": finished, "seconds": seconds, "result": out}
+    path.write_text(json.dumps(rec, ensure_ascii=False, default=str))
+    return out
 
 
 def runs_part(work: Path, variants: list[str], speed: bool, result: dict) -> None:
@@ -189,6 +222,11 @@ def main() -> int:
     a.add_argument("--skip-quality", action="store_true")
     a.add_argument("--skip-throughput", action="store_true")
     a.add_argument("--skip-rss", action="store_true")
+    a.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the parts a stopped run finished (same arguments, same monitor code)",
+    )
     a.add_argument("--work", type=Path, default=Path("/tmp/benchmon"))
     a.add_argument("--out", type=Path, default=BENCH / "results" / "monitor.json")
     args = a.parse_args()
@@ -222,33 +260,46 @@ def main() -> int:
     from monitor_speed import memory, probe_rate, throughput
 
     if not args.skip_throughput:
-        t0 = time.perf_counter()
-        result["throughput"] = throughput(
-            work, args.throughput_posts, args.rounds, log, profile=args.profile
+        key = {"posts": args.throughput_posts, "rounds": args.rounds, "profile": args.profile}
+        result["throughput"] = part(
+            "throughput",
+            key,
+            args.resume,
+            work,
+            result,
+            lambda: throughput(work, args.throughput_posts, args.rounds, log, args.profile),
         )
-        result["part_seconds"]["throughput"] = round(time.perf_counter() - t0, 1)
         print_throughput(result["throughput"])
         save()
     if not args.skip_quality:
         from monitor_quality import measure, table
 
-        t0 = time.perf_counter()
-        result["quality"] = measure(args.variants, args.seeds, work, log)
-        result["part_seconds"]["quality"] = round(time.perf_counter() - t0, 1)
+        result["quality"] = part(
+            "quality",
+            {"seeds": args.seeds, "variants": args.variants},
+            args.resume,
+            work,
+            result,
+            lambda: measure(args.variants, args.seeds, work, log),
+        )
         print(f"\n== 1. Detection quality, seeds {args.seeds} (delays: windows of 5 min after the "
               "burst starts; 1 = at the end of its first window) ==")  # fmt: skip
         print(table(result["quality"]))
         save()
     if not args.skip_rss:
-        t0 = time.perf_counter()
-        if "throughput" in result:
-            rate = result["throughput"]["variants"]["A"]["median_posts_per_s"]
-        else:
-            rate = probe_rate(work, log)
-        result["memory"] = memory(
-            work, args.rss_posts, args.rss_every, rate, args.rss_minutes * 60, log
-        )
-        result["part_seconds"]["rss"] = round(time.perf_counter() - t0, 1)
+
+        def rss() -> dict:
+            if "throughput" in result:
+                rate = result["throughput"]["variants"]["A"]["median_posts_per_s"]
+            else:
+                rate = probe_rate(work, log)
+            reuse = {**key, "monitor_code": result["git"]["monitor_code"]} if args.resume else None
+            return memory(
+                work, args.rss_posts, args.rss_every, rate, args.rss_minutes * 60, log, reuse
+            )
+
+        key = {"posts": args.rss_posts, "every": args.rss_every, "minutes": args.rss_minutes}
+        result["memory"] = part("rss", key, args.resume, work, result, rss)
         print_memory(result["memory"])
     if "memory" in result or "throughput" in result:
         print_db(result)

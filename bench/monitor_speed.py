@@ -125,9 +125,29 @@ def probe_rate(work: Path, log) -> float:
     return r["posts_per_s"]
 
 
-def memory(work: Path, posts: int, every: int, est_rate: float, limit_s: float, log) -> dict:
+def _kept(work: Path, name: str, args: dict, key: dict | None, measure) -> dict:
+    """A child's result, kept in WORK/parts/NAME.json; reused when ``key`` (None: never) and
+    the child's arguments are those it was measured with (--resume after a stopped run)."""
+    path = work / "parts" / f"{name}.json"
+    if key is not None and path.exists():
+        saved = json.loads(path.read_text())
+        if saved["key"] == key and saved["args"] == args:
+            return {**saved["result"], "resumed_from": saved["finished"]}
+    t0 = time.perf_counter()
+    r = measure()
+    r["wall_s"] = time.perf_counter() - t0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    path.write_text(json.dumps({"key": key, "args": args, "finished": done, "result": r}))
+    return r
+
+
+def memory(
+    work: Path, posts: int, every: int, est_rate: float, limit_s: float, log, key=None
+) -> dict:
     """The long replay through the int8 Monitor; when it would take over 25 minutes, as many
-    posts as fit in ``limit_s`` and, besides, all of them through the stand-in model."""
+    posts as fit in ``limit_s`` and, besides, all of them through the stand-in model. ``key``:
+    reuse each replay a stopped run finished (see _kept)."""
     from monitor_runs import export_int8
 
     exp = export_int8("en", work)
@@ -141,16 +161,15 @@ def memory(work: Path, posts: int, every: int, est_rate: float, limit_s: float, 
            if split else "real model for all of them"))  # fmt: skip
     base = {"texts": texts, "config": cfg, "max_posts": posts, "every": every}
     out = {"estimated_real_minutes": need_s / 60, "split": split}
-    t0 = time.perf_counter()
-    out["real"] = child("rss", {**base, "db": str(d / "rss-real.db"), "standin": False,
-                                "max_seconds": limit_s if split else 1e9}, log)  # fmt: skip
-    out["real"]["wall_s"] = time.perf_counter() - t0
+    real = {**base, "db": str(d / "rss-real.db"), "standin": False,
+            "max_seconds": limit_s if split else 1e9}  # fmt: skip
+    out["real"] = _kept(work, "rss-real", real, key, lambda: child("rss", real, log))
     log(f"[rss] real model: {out['real']['posts']} posts in {out['real']['seconds']:.0f} s")
     if split:
-        t0 = time.perf_counter()
-        out["standin"] = child("rss", {**base, "db": str(d / "rss-standin.db"), "standin": True,
-                                       "max_seconds": 1e9}, log)  # fmt: skip
-        out["standin"]["wall_s"] = time.perf_counter() - t0
+        standin = {**base, "db": str(d / "rss-standin.db"), "standin": True, "max_seconds": 1e9}
+        out["standin"] = _kept(
+            work, "rss-standin", standin, key, lambda: child("rss", standin, log)
+        )
         log(f"[rss] stand-in: {out['standin']['posts']} posts in "
             f"{out['standin']['seconds']:.0f} s")  # fmt: skip
     for k in ("real", "standin"):

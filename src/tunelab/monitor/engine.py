@@ -13,6 +13,7 @@ import queue
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +37,8 @@ class Summary:
     duplicates: int = 0
     late: int = 0
     windows: int = 0
-    alerts: list[dict] = field(default_factory=list)
+    # the latest state changes (the database keeps them all): bounded for a long-lived monitor
+    alerts: deque = field(default_factory=lambda: deque(maxlen=1000))
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -46,7 +48,7 @@ class Summary:
             "duplicates": self.duplicates,
             "late": self.late,
             "windows": self.windows,
-            "alerts": self.alerts,
+            "alerts": list(self.alerts),
             "seconds": round(self.seconds, 2),
             "posts_per_s": round(self.posts / self.seconds, 1) if self.seconds else None,
         }

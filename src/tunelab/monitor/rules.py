@@ -271,8 +271,8 @@ class Evaluator:
                 changed.append(dataclasses.replace(a))
         elif a is not None:
             del self.active[rule_name]  # a pending alert that stops holding is dropped
-            if a.state == "firing":
-                a.state, a.resolved_at = "resolved", t
+            if a.state == "firing":  # its value: the window's that no longer holds
+                a.state, a.resolved_at, a.value = "resolved", t, value
                 self.quiet_until[rule_name] = t + r.cooldown_s
                 changed.append(dataclasses.replace(a))
         return changed
