@@ -125,7 +125,7 @@ def backfill(
 
     Args:
         archive: a JSONL/CSV/TSV/TXT file or a folder of them (posts: id, text, time, source).
-        export_dir: a run or export folder (an int8 ONNX export is the fast one).
+        export_dir: a run or export folder (int8 ONNX: fastest without native bf16).
         database: a SQLAlchemy URL or a SQLite file (the monitor's database).
         batch_size: posts analysed and committed together.
         concurrency: analysis actors (one CPU each); default one per CPU of the cluster.

@@ -74,7 +74,7 @@ def add_monitor(sub) -> None:
         help="a large archive through Ray Data into the database (tunelab[distributed])",
         description="Analyse and store every post of an archive (a file or folder of "
         "JSONL/CSV/TSV/TXT) with Ray Data: files read in parallel, a pool of actors each "
-        "loading the model once (an int8 ONNX export is fastest), batches stored idempotently "
+        "loading the model once (a run, or its int8 ONNX export), batches stored idempotently "
         "(a rerun stores nothing twice). No alert rules run (replay the archive for alerts).",
     )
     bf.add_argument("archive", help="a file, or a folder of them")

@@ -3,7 +3,7 @@
     database: runs/monitor.db          # a SQLite file, or any SQLAlchemy URL (postgresql://...)
     rules: configs/monitor_rules.yaml  # window, entities and alert rules (monitor/rules.py)
     sentiment: runs/demo               # a text-classification run or export with a
-                                       # "negative" label (int8 ONNX exports run fastest)
+                                       # "negative" label (int8 ONNX: fastest without bf16)
     entities_model: runs/ner           # optional: an NER run; else the rules' keyword lists
     topic_model: runs/topics           # optional: a text-classification run giving a topic
     functions: [score, extract_entities]  # optional: registered task functions, each result
