@@ -44,7 +44,7 @@ def monitor_yaml(work: Path, name: str, sentiment: str) -> str:
     path = work / "speed" / f"monitor-{name}.yaml"
     path.write_text(
         f"database: {work / 'speed' / name}.db\nrules: {ROOT / 'configs/monitor/rules.yaml'}\n"
-        f"sentiment: {sentiment}\nbatch_size: 64\n"
+        f"sentiment: {sentiment}\n"  # the default batch size
     )
     return str(path)
 

@@ -8,7 +8,7 @@
     topic_model: runs/topics           # optional: a text-classification run giving a topic
     functions: [score, extract_entities]  # optional: registered task functions, each result
                                        # stored as an analysis (entities also as mentions)
-    batch_size: 64                     # posts analysed and committed together
+    batch_size: 256                    # posts analysed (length-sorted) and committed together
     webhook: https://hooks.example/x   # optional: alerts POSTed as JSON (retries, a timeout)
     webhook_timeout: 5s
     webhook_retries: 3
@@ -47,7 +47,7 @@ class MonitorConfig:
     entities_model: str | None = None
     topic_model: str | None = None
     functions: tuple[str, ...] = ()
-    batch_size: int = 64
+    batch_size: int = 256
     webhook: str | None = None
     webhook_timeout_s: float = 5.0
     webhook_retries: int = 3
@@ -72,7 +72,7 @@ def load_config(path: str | Path) -> MonitorConfig:
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise ConfigError(f"{p}: '{key}' is required (a path or URL)")
     base = p.resolve().parent
-    batch = raw.get("batch_size", 64)
+    batch = raw.get("batch_size", 256)
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 10_000:
         raise ConfigError(f"{p}: 'batch_size' = {batch!r} must be a whole number in 1..10000")
     retries = raw.get("webhook_retries", 3)
