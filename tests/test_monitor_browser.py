@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from browser_helpers import chromium_page
 from serving_helpers import Server
 from test_monitor_cli import RULES, _posts
 from tunelab.web.keys import add_key
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).parent / "artifacts" / "monitor"
 TUNELAB = str(Path(sys.executable).parent / "tunelab")
 
@@ -52,15 +52,8 @@ def studio(trained_runs, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(studio):
-    from playwright import sync_api as playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        pg = browser.new_page(viewport={"width": 1280, "height": 900})
-        pg.set_default_timeout(30_000)
+    with chromium_page(SHOTS) as pg:
         yield pg
-        browser.close()
 
 
 def _send(srv, key: str, posts: list[dict]) -> None:

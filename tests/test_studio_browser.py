@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from browser_helpers import chromium_page
 from conftest import toy_rows, write_csv
 from serving_helpers import Server
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).parent / "artifacts" / "studio"
 TUNELAB = str(Path(sys.executable).parent / "tunelab")
 
@@ -58,15 +58,8 @@ def studio(tmp_path_factory, tiny_model_dir, toy_data):
 
 @pytest.fixture(scope="module")
 def page(studio):
-    from playwright import sync_api as playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        pg = browser.new_page(viewport={"width": 1280, "height": 900})
-        pg.set_default_timeout(30_000)
+    with chromium_page(SHOTS) as pg:
         yield pg
-        browser.close()
 
 
 def _shot(pg, name: str) -> None:
