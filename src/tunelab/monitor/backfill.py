@@ -34,10 +34,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tunelab.data.readers import read_rows
-from tunelab.errors import DataError, TunelabError
+from tunelab.errors import TunelabError
 from tunelab.monitor.rules import load_rules
-from tunelab.monitor.sources import FORMATS, to_post
+from tunelab.monitor.sources import data_files, read_file
 from tunelab.monitor.windows import NEGATIVE
 from tunelab.runs import read_run
 from tunelab.store.db import open_store
@@ -47,25 +46,14 @@ QUIET: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": Fals
 
 def archive_files(archive: str | Path) -> list[str]:
     """The data files of ``archive`` (a file, or a folder searched recursively), sorted."""
-    p = Path(archive)
-    if not p.exists():
-        raise DataError(str(p), 1, "file or folder not found")
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.suffix.lower() in FORMATS)
-    if not files:
-        raise DataError(str(p), 1, f"no {', '.join(FORMATS)} files in the folder")
-    return [str(f.resolve()) for f in files]
+    return [str(f.resolve()) for f in data_files(archive, recursive=True)]
 
 
 def read_posts(row: dict[str, Any], source: str | None = None) -> list[dict[str, Any]]:
     """A Ray read task: the posts of the file ``row["path"]``, parsed and checked as ``tunelab
     monitor replay`` does (``source``: of posts that name none; default: the file's name)."""
-    path = str(row["path"])
-    default, txt = source or Path(path).stem, path.lower().endswith(".txt")
     try:
-        posts = [
-            to_post({"text": r.values["text"]} if txt else r.values, path, r.line, default)
-            for r in read_rows(path, required=() if txt else ("text",))
-        ]
+        posts = list(read_file(str(row["path"]), source))
     except TunelabError as e:  # DataError does not unpickle in the driver: its one line does
         raise TunelabError(str(e)) from None
     return [{**vars(p), "time": p.time.isoformat()} for p in posts]  # post_id, text, source

@@ -59,10 +59,11 @@ def to_post(raw: dict, path: str, line: int, default_source: str) -> Post:
     return Post(str(pid), text, parse_time(raw.get("time"), path, line), source[:100])
 
 
-def read_file(path: str | Path) -> Iterator[Post]:
-    """Every post of one file, in file order."""
+def read_file(path: str | Path, source: str | None = None) -> Iterator[Post]:
+    """Every post of one file, in file order; ``source``: of posts that name none (default:
+    the file's name)."""
     p = str(path)
-    source = Path(p).stem
+    source = source or Path(p).stem
     if Path(p).suffix.lower() == ".txt":
         for row in read_rows(p):
             yield to_post({"text": row.values["text"]}, p, row.line, source)
@@ -71,20 +72,26 @@ def read_file(path: str | Path) -> Iterator[Post]:
         yield to_post(row.values, p, row.line, source)
 
 
+def data_files(target: str | Path, recursive: bool = False) -> list[Path]:
+    """``target`` if it is a file, else the data files of the folder (``recursive``: of its
+    subfolders too), sorted; none, or no such path, is a DataError."""
+    p = Path(target)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise DataError(str(p), 1, "file or folder not found")
+    found = p.rglob("*") if recursive else p.iterdir()
+    files = sorted(f for f in found if f.is_file() and f.suffix.lower() in FORMATS)
+    if not files:
+        raise DataError(str(p), 1, f"no {', '.join(FORMATS)} files in the folder")
+    return files
+
+
 def replay(target: str | Path, rate: float | None = None) -> Iterator[Post]:
     """The posts of a file, or of every data file in a folder (in name order), at most
     ``rate`` a second (None: as fast as they are taken)."""
-    p = Path(target)
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in FORMATS)
-        if not files:
-            raise DataError(str(p), 1, f"no {', '.join(FORMATS)} files in the folder")
-    elif p.is_file():
-        files = [p]
-    else:
-        raise DataError(str(p), 1, "file or folder not found")
     start, n = time.monotonic(), 0
-    for f in files:
+    for f in data_files(target):
         for post in read_file(f):
             if rate:
                 wait = start + n / rate - time.monotonic()
