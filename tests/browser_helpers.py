@@ -21,3 +21,10 @@ def chromium_page(shots: Path) -> Iterator:
         pg.set_default_timeout(30_000)
         yield pg
         browser.close()
+
+
+def open_page(pg, url: str) -> None:
+    """Go to ``url`` and wait until the page's script has loaded what it shows
+    (``body[data-ready]``): a test that acts before the listeners are attached races the page."""
+    pg.goto(url)
+    pg.wait_for_selector("body[data-ready]", state="attached")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_helpers import chromium_page
+from browser_helpers import chromium_page, open_page
 from conftest import toy_rows, write_csv
 from serving_helpers import Server
 
@@ -70,7 +70,7 @@ def test_data_page_previews_an_upload_and_shows_the_cli_error_for_a_bad_one(
     studio, page, tmp_path, tiny_model_dir
 ):
     good = write_csv(tmp_path / "reviews.csv", toy_rows(40, 7))
-    page.goto(studio.url + "/studio/data")
+    open_page(page, studio.url + "/studio/data")
     page.set_input_files("#upload", str(good))
     page.wait_for_selector("#data-preview:not([hidden])")
     assert page.inner_text("#data-count") == "40"
@@ -112,7 +112,7 @@ def test_train_watch_live_curves_stop_resume_and_finish(
     # 960 rows: 30 steps an epoch, so 40 epochs are 1,200 steps with only 40 evaluations
     train = write_csv(tmp_path / "train.csv", toy_rows(960, 11))
     q = f"train={train}&validation={toy_data['validation']}&test={toy_data['test']}"
-    page.goto(f"{studio.url}/studio/train?{q}")
+    open_page(page, f"{studio.url}/studio/train?{q}")
     page.fill("#run-name", "live")
     page.fill("#f-model", str(tiny_model_dir))
     page.fill("#f-epochs", "40")  # 1,200 steps: long enough to watch, stop and resume
@@ -160,7 +160,7 @@ def test_train_watch_live_curves_stop_resume_and_finish(
 
 
 def test_compare_two_runs_and_try_a_model(studio, page):
-    page.goto(studio.url + "/studio/runs")
+    open_page(page, studio.url + "/studio/runs")
     page.wait_for_selector("tr[data-run='quick']")
     page.wait_for_selector("tr[data-run='live']")
     page.check("tr[data-run='quick'] input.pick")
@@ -174,7 +174,7 @@ def test_compare_two_runs_and_try_a_model(studio, page):
     ) or "validation accuracy" in page.inner_text("#cmp-metrics")
     _shot(page, "runs-compare")
 
-    page.goto(studio.url + "/studio/try")
+    open_page(page, studio.url + "/studio/try")
     page.select_option("#try-run", "live")
     page.fill("#try-input", "a great and wonderful movie\nawful and boring")
     page.click("#predict")
@@ -185,7 +185,7 @@ def test_compare_two_runs_and_try_a_model(studio, page):
 
 
 def test_export_a_run_then_serve_it_and_call_it(studio, page):
-    page.goto(studio.url + "/studio/export")
+    open_page(page, studio.url + "/studio/export")
     page.select_option("#export-run", "live")
     page.select_option("#export-format", "onnx")
     page.select_option("#export-quantize", "int8")
@@ -196,7 +196,7 @@ def test_export_a_run_then_serve_it_and_call_it(studio, page):
     assert "onnx" in record and "metrics_after" in record  # int8 accuracy measured and shown
     _shot(page, "export")
 
-    page.goto(studio.url + "/studio/export")  # the export is a run of its own now
+    open_page(page, studio.url + "/studio/export")  # the export is a run of its own now
     page.select_option("#serve-run", "live-onnx-int8")
     page.click("#serve")
     page.wait_for_selector(
@@ -217,7 +217,7 @@ def test_export_a_run_then_serve_it_and_call_it(studio, page):
 
 
 def test_chat_without_a_router_says_what_to_do(studio, page):
-    page.goto(studio.url + "/studio/chat")
+    open_page(page, studio.url + "/studio/chat")
     page.fill("#chat-input", "is this review positive? great phone")
     page.click("#chat-send")
     page.wait_for_selector("#chat-error:not([hidden])")
@@ -226,10 +226,10 @@ def test_chat_without_a_router_says_what_to_do(studio, page):
 
 
 def test_the_page_speaks_chinese(studio, page):
-    page.goto(studio.url + "/studio/data")
+    open_page(page, studio.url + "/studio/data")
     page.click("#lang-switch")
     page.wait_for_selector("#nav-data:has-text('数据')")
-    page.goto(studio.url + "/studio/runs")  # remembered in a cookie
+    open_page(page, studio.url + "/studio/runs")  # remembered in a cookie
     assert page.inner_text("#nav-runs") == "运行记录"
     _shot(page, "runs-zh")
-    page.goto(studio.url + "/studio/runs?lang=en")
+    open_page(page, studio.url + "/studio/runs?lang=en")

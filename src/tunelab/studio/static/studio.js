@@ -68,15 +68,15 @@ const NOT_METRICS = new Set(["type", "step", "epoch", "loss", "total_steps", "ev
 
 // ---------------------------------------------------------------------------------- Data
 async function dataPage() {
-  const [sets, form] = await Promise.all([api("GET", "/v1/studio/datasets"), api("GET", "/v1/studio/form")]);
-  for (const s of sets.bundled) $("#bundled").append(el("option", { value: s.train, text: s.name }));
-  for (const t of form.tasks) $("#task").append(el("option", { value: t.name, text: t.name }));
+  // the listeners first: a file picked while the lists below still load is previewed too
+  let sets = { bundled: [] };
   let current = null;
   let charts = [];
+  const task = () => $("#task").value || "text-classification";  // the default until the list loads
   const show = async () => {
     if (!current) return;
     $("#data-path").textContent = current;
-    const q = new URLSearchParams({ path: current, task: $("#task").value });
+    const q = new URLSearchParams({ path: current, task: task() });
     if ($("#text-column").value) q.set("text_column", $("#text-column").value);
     if ($("#label-column").value) q.set("label_column", $("#label-column").value);
     let p;
@@ -96,7 +96,7 @@ async function dataPage() {
     hc.data.labels = p.lengths.counts.map((_, i) => `${p.lengths.edges[i]}–${p.lengths.edges[i + 1] - 1}`); hc.update();
     charts = [lc, hc];
     const set = sets.bundled.find((s) => s.train === current);
-    const q2 = new URLSearchParams({ task: $("#task").value, train: current });
+    const q2 = new URLSearchParams({ task: task(), train: current });
     if (set) { q2.set("validation", set.validation); q2.set("test", set.test); }
     $("#use-data").href = `/studio/train?${q2}`;
   };
@@ -111,6 +111,10 @@ async function dataPage() {
       show();
     } catch (e) { showError("#data-error", e.message); $("#data-preview").hidden = true; }
   });
+  const [found, form] = await Promise.all([api("GET", "/v1/studio/datasets"), api("GET", "/v1/studio/form")]);
+  sets = found;
+  for (const s of sets.bundled) $("#bundled").append(el("option", { value: s.train, text: s.name }));
+  for (const t of form.tasks) $("#task").append(el("option", { value: t.name, text: t.name }));
 }
 
 // --------------------------------------------------------------------------------- Train
@@ -421,4 +425,7 @@ async function chatPage() {
 const PAGES = { data: dataPage, train: trainPage, runs: runsPage, try: tryPage, export: exportPage, chat: chatPage };
 const page = document.body.dataset.page;
 const start = document.body.dataset.job ? jobPage : PAGES[page];
-if (start) start().catch((e) => { const m = el("p", { class: "error", id: "page-error", text: e.message }); $("main").prepend(m); });
+// body[data-ready] once the page has loaded what it shows (or said why it could not)
+const ready = () => { document.body.dataset.ready = "1"; };
+if (start) start().catch((e) => { const m = el("p", { class: "error", id: "page-error", text: e.message }); $("main").prepend(m); }).finally(ready);
+else ready();
