@@ -7,8 +7,10 @@ memory over a long replay, database bytes per post.
    windows of its start and resolves after it; any other firing is a false alert. Variants:
    ``en`` (MiniLM run of configs/demo.yaml + the shipped keyword lists), ``zh`` (Gemma 3 270M
    LoRA run on 3,000 bundled Chinese reviews: MiniLM cannot read Chinese), ``ner`` (Chinese
-   scenario, entities from a Gemma 3 270M LoRA NER run on 1,500 MSRA sentences: NER only, and
-   NER on top of the keyword lists; MSRA is the only NER data offline and is Chinese).
+   scenario, entities from a Gemma 3 270M LoRA NER run on 1,500 MSRA sentences; MSRA is the
+   only NER data offline and is Chinese news): NER only with the entity burst about a place
+   (北京, 上海, 香港: names a news NER tags), NER only with the burst about a brand (京东, 当当,
+   三星), and NER on top of the keyword lists. The streams are the held-out splits.
 2. Throughput, ingest -> analysis -> committed row, on the same posts of the English scenarios:
    A, ``Monitor`` on the int8 ONNX export (``tunelab export --format onnx --quantize int8``)
    named in a monitor.yaml; B, a hand-written loop, ``transformers.pipeline(batch_size=32)`` on

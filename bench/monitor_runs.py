@@ -123,14 +123,18 @@ def export_int8(name: str, work: Path) -> dict:
     }
 
 
-def stream(work: Path, lang: str, seed: int) -> tuple[Path, dict]:
-    """The scenario of ``lang`` and ``seed`` (make_stream is deterministic: rewritten each time)."""
+def stream(
+    work: Path, lang: str, seed: int, entities: list[str] | None = None
+) -> tuple[Path, dict]:
+    """The scenario of ``lang`` and ``seed`` (make_stream is deterministic: rewritten each time);
+    ``entities``: the names its entity burst draws from (default: the shipped rule file's)."""
     from tunelab.monitor.scenario import make_stream
 
     d = work / "streams"
     d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{lang}-{seed}.jsonl"
-    return path, make_stream(path, lang, seed)
+    tag = "-".join(entities) if entities else ""
+    path = d / (f"{lang}-{seed}-{tag}.jsonl" if tag else f"{lang}-{seed}.jsonl")
+    return path, make_stream(path, lang, seed, entities=entities)
 
 
 if __name__ == "__main__":  # build what is named: python bench/monitor_runs.py WORK en zh ner

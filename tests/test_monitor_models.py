@@ -1,10 +1,11 @@
 """The monitor's optional models on real (tiny) runs, in process: entities from an NER run join the
-keyword lists and are stored as mentions, a topic classifier adds a topic analysis and topic
-groups (per-topic rules, the dashboard's topic table); a live stream's windows close on the
-clock while it is quiet."""
+keyword lists, are stored as mentions and may be named by rules; a topic classifier adds a topic
+analysis and topic groups (per-topic rules, the dashboard's topic table); a live stream's windows
+close on the clock while it is quiet."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -25,8 +26,8 @@ rules:
 """
 
 
-def _monitor(tmp_path, runs) -> Monitor:
-    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")
+def _monitor(tmp_path, runs, rules: str = RULES) -> Monitor:
+    (tmp_path / "rules.yaml").write_text(rules, encoding="utf-8")
     (tmp_path / "monitor.yaml").write_text(
         f"database: m.db\nrules: rules.yaml\nsentiment: {runs['classify']}\n"
         f"entities_model: {runs['ner']}\ntopic_model: {runs['classify']}\n",
@@ -126,3 +127,35 @@ def test_registered_task_functions_add_analyses_and_entities(runs, registry, tmp
     cfg.write_text(cfg.read_text().replace("score,", "horoscope,"), encoding="utf-8")
     with pytest.raises(ConfigError, match="functions: 'horoscope' is not a task function"):
         load_config(cfg)
+
+
+def test_a_rule_names_an_entity_the_ner_run_finds_and_only_then(runs, tmp_path):
+    import random
+    from collections import Counter
+
+    import tunelab
+    from test_token_classification import _sentence
+    from tunelab.errors import ConfigError
+
+    rng = random.Random(1)
+    texts = [" ".join(_sentence(rng, "BIO")[0]) for _ in range(24)]
+    found = [{e["text"] for e in p["entities"]} for p in tunelab.load(runs["ner"]).predict(texts)]
+    named = Counter(n for names in found for n in names)
+    assert named, "the NER run found no entity in sentences like its training ones"
+    name, count = named.most_common(1)[0]
+    rule = (
+        f"  - {{name: named, kind: threshold, metric: volume, op: '>=', value: 1, "
+        f"min_volume: 1, entity: {json.dumps(name)}}}\n"
+    )
+    mon = _monitor(tmp_path, runs, RULES + rule)
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    mon.process([Post(str(i), t, t0 + timedelta(seconds=i), "s") for i, t in enumerate(texts)])
+    mon.process([Post("later", "x", t0 + timedelta(minutes=3), "s")])  # closes the windows
+    fired = [a for a in mon.summary.alerts if a["rule"] == "named" and a["state"] == "firing"]
+    assert len(fired) == 1 and fired[0]["value"] == count, mon.summary.alerts
+    # without a model that names entities, the same rule file is refused on load
+    (tmp_path / "monitor.yaml").write_text(
+        f"database: m.db\nrules: rules.yaml\nsentiment: {runs['classify']}\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match=r"rule 2 \(named\): entity .* is not in 'entities'"):
+        load_config(tmp_path / "monitor.yaml")

@@ -43,12 +43,19 @@ def add_monitor(sub) -> None:
     src.add_argument("--stdin", action="store_true", help="JSONL posts on standard input")
     mk = verbs.add_parser(
         "make-stream",
-        help="write a replay scenario from the bundled reviews (bursts drawn from a seed)",
+        help="write a replay scenario from the bundled reviews' held-out splits (bursts drawn "
+        "from a seed)",
     )
     mk.add_argument("--out", required=True, help="the JSONL to write (and OUT.truth.json)")
     mk.add_argument("--lang", choices=("en", "zh"), default="en")
     mk.add_argument("--seed", type=int, default=0)
     mk.add_argument("--windows", type=int, default=48, help="5-minute windows (default 48: 4 h)")
+    mk.add_argument(
+        "--entity",
+        action="append",
+        help="a name the entity burst may be about (repeat; default: the shipped rule file's "
+        "keyword entities: Hollywood, Disney, Bond / 京东, 当当, 三星)",
+    )
     al = verbs.add_parser("alerts", help="the alert history, newest first (JSON lines)")
     al.add_argument("--limit", type=int, default=50)
     sv = verbs.add_parser(
@@ -96,7 +103,7 @@ def add_monitor(sub) -> None:
 def cmd_make_stream(a: argparse.Namespace) -> int:
     from tunelab.monitor.scenario import make_stream
 
-    truth = make_stream(a.out, a.lang, a.seed, a.windows)
+    truth = make_stream(a.out, a.lang, a.seed, a.windows, entities=a.entity)
     print(json.dumps(truth, ensure_ascii=False))
     return 0
 

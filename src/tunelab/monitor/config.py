@@ -98,7 +98,7 @@ def load_config(path: str | Path) -> MonitorConfig:
     ner, topic = raw.get("entities_model"), raw.get("topic_model")
     return MonitorConfig(
         database=_path(base, raw["database"]),
-        rules=load_rules(rules_file),
+        rules=load_rules(rules_file, open_entities=bool(ner) or "extract_entities" in functions),
         rules_file=rules_file,
         sentiment=_path(base, raw["sentiment"]),
         entities_model=_path(base, ner) if isinstance(ner, str) and ner else None,

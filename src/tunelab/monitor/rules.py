@@ -18,6 +18,10 @@ Kinds of rule:
 - ``mention``: at least ``min_count`` (default 1) posts in the window mentioning ``entity``
   (``any``: one and the same entity, whichever it is) whose ``label`` (default negative) scores
   at least ``min_score``.
+
+A rule's ``entity`` is a name of the ``entities`` keyword lists or, when the monitor has an NER
+run (``entities_model``) or the ``extract_entities`` function, any name the model finds (as it
+writes it: ``北京``, ``Disney``).
 """
 
 from __future__ import annotations
@@ -87,9 +91,10 @@ class RuleSet:
     entities: dict[str, list[str]] = field(default_factory=dict)  # name -> keywords
 
 
-def load_rules(path: str | Path) -> RuleSet:
+def load_rules(path: str | Path, open_entities: bool = False) -> RuleSet:
     """Read and check a rule file; any mistake is a ConfigError naming the file, the rule and
-    the key."""
+    the key. ``open_entities``: a model names entities, so a rule may name one that is not in
+    the keyword lists."""
     from tunelab.config import read_mapping
 
     p = Path(path)
@@ -110,7 +115,7 @@ def load_rules(path: str | Path) -> RuleSet:
         raise ConfigError(f"{p}: 'rules' must be a non-empty list")
     rules, names = [], set()
     for i, item in enumerate(items, 1):
-        rule = _rule(item, f"{p}: rule {i}", {str(k) for k in entities})
+        rule = _rule(item, f"{p}: rule {i}", {str(k) for k in entities}, open_entities)
         if rule.name in names:
             raise ConfigError(f"{p}: rule {i}: the name {rule.name!r} is used twice")
         names.add(rule.name)
@@ -118,7 +123,7 @@ def load_rules(path: str | Path) -> RuleSet:
     return RuleSet(window, rules, {str(k): list(v) for k, v in entities.items()})
 
 
-def _rule(item: Any, where: str, entities: set[str]) -> Rule:
+def _rule(item: Any, where: str, entities: set[str], open_entities: bool = False) -> Rule:
     if not isinstance(item, dict):
         raise ConfigError(f"{where}: expected a mapping of key: value")
     kind = item.get("kind")
@@ -142,8 +147,11 @@ def _rule(item: Any, where: str, entities: set[str]) -> Rule:
     r.topic = _text(item, "topic", where)
     r.entity = _text(item, "entity", where)
     r.description = _text(item, "description", where) or ""
-    if r.entity is not None and r.entity != "any" and r.entity not in entities:
-        raise ConfigError(f"{where}: entity {r.entity!r} is not in 'entities'")
+    if r.entity not in (None, "any") and r.entity not in entities and not open_entities:
+        raise ConfigError(
+            f"{where}: entity {r.entity!r} is not in 'entities' (a rule names an entity of the "
+            "keyword lists, or any the monitor's entities_model finds)"
+        )
     if kind in ("threshold", "spike"):
         r.metric = _choice(item, "metric", METRICS, "negative_share", where)
         r.min_volume = int(_number(item, "min_volume", 1, where, low=0))

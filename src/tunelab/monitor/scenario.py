@@ -1,6 +1,12 @@
 """A replay scenario from the bundled real reviews: a baseline stream (about one post in seven
 negative) with, at positions drawn from the seed, a burst of negative posts, a spike in volume
-and a burst of complaints about one entity (reviews that name it, drawn from the seed too).
+and a burst of complaints about one entity (the seed draws it too: 12 to 16 negative reviews
+naming it per window, reposts included, in place of other posts, so the volume stays usual).
+
+The texts are the held-out splits (validation and test), which no bundled run trains on, so the
+models read posts they have not seen, as a monitor does. The entity burst takes the held-out
+negative reviews naming its entity and, where there are fewer than 10 (English: Disney, Bond),
+tops them up from the training split; the truth file says how many came from each.
 
     tunelab monitor make-stream --lang en --seed 3 --out posts.jsonl
 
@@ -16,6 +22,8 @@ import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from tunelab.errors import TunelabError
+
 BUNDLED = Path(__file__).resolve().parents[3] / "data"
 SETS = {"en": "en_sentiment", "zh": "zh_sentiment"}
 # keywords of the shipped rule file (configs/monitor/rules.yaml): names the reviews use
@@ -23,9 +31,13 @@ ENTITIES = {"en": ["Hollywood", "Disney", "Bond"], "zh": ["京东", "当当", "�
 START = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 
 
-def _reviews(lang: str) -> dict[str, list[str]]:
+HELD_OUT = ("validation", "test")
+MIN_ABOUT = 10  # the fewest reviews naming the entity a burst draws from
+
+
+def _reviews(lang: str, splits: tuple[str, ...] = HELD_OUT) -> dict[str, list[str]]:
     pool: dict[str, list[str]] = {"negative": [], "positive": []}
-    for split in ("train", "validation", "test"):
+    for split in splits:
         with open(BUNDLED / SETS[lang] / f"{split}.csv", encoding="utf-8") as f:
             for row in csv.DictReader(f):
                 pool[row["label"]].append(row["text"])
@@ -39,15 +51,24 @@ def make_stream(
     windows: int = 48,
     window_s: int = 300,
     per_window: tuple[int, int] = (40, 60),
+    entities: list[str] | None = None,
 ) -> dict:
-    """Write the scenario; returns its truth (burst positions in windows and seconds)."""
+    """Write the scenario; returns its truth (burst positions in windows and seconds).
+    ``entities``: the names the entity burst draws from (default: the shipped rule file's)."""
     rng = random.Random(seed)
     pool = _reviews(lang)
-    entity = rng.choice(ENTITIES[lang])
+    entity = rng.choice(entities or ENTITIES[lang])
     from tunelab.monitor.engine import KeywordEntities
 
     names = KeywordEntities({entity: [entity]})  # as the rule file's keyword list matches it
     about = [t for t in pool["negative"] if names(t)]
+    held_out = len(about)
+    if not about and not names(" ".join(_reviews(lang, ("train",))["negative"])):
+        raise TunelabError(f"no negative {lang} review names {entity!r}: pick another entity")
+    if held_out < MIN_ABOUT:  # topped up, in file order, from the training split
+        about += [t for t in _reviews(lang, ("train",))["negative"] if names(t)][
+            : MIN_ABOUT - held_out
+        ]
     # three bursts, apart from each other and from the first 12 windows (the baselines)
     slots = rng.sample(range(14, windows - 6, 7), 3)
     negative, spike, mention = sorted(slots) if rng.random() < 0.5 else slots
@@ -65,8 +86,9 @@ def make_stream(
         for _ in range(volume):
             label = "negative" if rng.random() < neg_share else "positive"
             posts.append(rng.choice(pool[label]))
-        if inside("mention", w):
-            posts += rng.sample(about, min(len(about), rng.randint(10, 12)))
+        if inside("mention", w):  # in place of other posts: complaints, not more volume
+            named = rng.choices(about, k=rng.randint(12, 16))  # reposts included
+            posts = posts[len(named) :] + named
         for text in posts:
             t = START + timedelta(seconds=w * window_s + rng.uniform(0, window_s))
             lines.append((t, text))
@@ -88,6 +110,8 @@ def make_stream(
         "window_s": window_s,
         "start": START.isoformat(),
         "entity": entity,
+        "entity_texts": {"held_out": held_out, "train": len(about) - held_out},
+        "splits": list(HELD_OUT),
         "bursts": {
             k: {
                 "first_window": starts[k],
