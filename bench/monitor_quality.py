@@ -150,9 +150,7 @@ def _ner_found(ner: Memo, path: Path, entity: str) -> dict:
 PLACES = ["北京", "上海", "香港"]
 
 
-def variant_plan(
-    variant: str, work: Path
-) -> list[tuple[str, str, Path, bool, list[str] | None]]:
+def variant_plan(variant: str, work: Path) -> list[tuple[str, str, Path, bool, list[str] | None]]:
     """(label, lang, rules file, with NER, the entity burst's names) for each configuration a
     variant measures."""
     if variant == "en":
