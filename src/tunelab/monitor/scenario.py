@@ -1,7 +1,8 @@
 """A replay scenario from the bundled real reviews: a baseline stream (about one post in seven
 negative) with, at positions drawn from the seed, a burst of negative posts, a spike in volume
 and a burst of complaints about one entity (the seed draws it too: 12 to 16 negative reviews
-naming it per window, reposts included, in place of other posts, so the volume stays usual).
+naming it per window, reposts included, in place of the window's other negative posts, so the
+volume and the negative share stay near usual and each burst tests its own rule).
 
 The texts are the held-out splits (validation and test), which no bundled run trains on, so the
 models read posts they have not seen, as a monitor does. The entity burst takes the held-out
@@ -82,13 +83,14 @@ def make_stream(
     for w in range(windows):
         volume = rng.randint(*per_window) * (4 if inside("spike", w) else 1)
         neg_share = 0.85 if inside("negative", w) else 0.15
-        posts = []
-        for _ in range(volume):
-            label = "negative" if rng.random() < neg_share else "positive"
-            posts.append(rng.choice(pool[label]))
-        if inside("mention", w):  # in place of other posts: complaints, not more volume
+        labels = ["negative" if rng.random() < neg_share else "positive" for _ in range(volume)]
+        posts = [rng.choice(pool[label]) for label in labels]
+        if inside("mention", w):
+            # complaints about the entity in place of the window's other negative posts, so
+            # neither the volume nor the negative share looks like the other two bursts
             named = rng.choices(about, k=rng.randint(12, 16))  # reposts included
-            posts = posts[len(named) :] + named
+            others = [i for i, label in enumerate(labels) if label == "negative"][: len(named)]
+            posts = [p for i, p in enumerate(posts) if i not in set(others)] + named
         for text in posts:
             t = START + timedelta(seconds=w * window_s + rng.uniform(0, window_s))
             lines.append((t, text))
