@@ -109,6 +109,18 @@ def test_a_pending_alert_that_stops_holding_is_dropped_without_firing():
     assert [a.state for a in ev0.step("now", 0, True, 1.0)] == ["pending", "firing"]
 
 
+def test_keep_firing_for_rides_out_a_quiet_window_then_resolves():
+    from tunelab.monitor.rules import Rule
+
+    ev = Evaluator([Rule("r", "mention", keep_firing_s=300)])
+    w = 300
+    burst = [(w, True), (2 * w, False), (3 * w, True), (4 * w, False), (5 * w, False)]
+    # the quiet window at 600 s is within 5 min of the last holding one: still firing
+    assert _states(ev, "r", burst) == [("pending", w), ("firing", w), ("resolved", 5 * w)]
+    plain = Evaluator([Rule("r", "mention")])
+    assert [s for s, _ in _states(plain, "r", burst)] == ["pending", "firing", "resolved"] * 2
+
+
 def test_spikes_against_the_rolling_baseline():
     from tunelab.monitor.rules import Rule
 

@@ -67,6 +67,8 @@ def alerting_rules(rules: RuleSet) -> str:
         item: dict[str, object] = {"alert": r.name, "expr": expr(r, rules.window_s)}
         if r.for_s:
             item["for"] = format_duration(r.for_s)
+        if r.keep_firing_s:
+            item["keep_firing_for"] = format_duration(r.keep_firing_s)
         item["labels"] = {"severity": r.severity, "source": "tunelab-monitor"}
         item["annotations"] = annotations
         out.append(item)

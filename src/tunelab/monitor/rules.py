@@ -4,8 +4,10 @@ know from Prometheus alerting rules.
 A rule's condition is tested at the end of each window (in the posts' own time, so a replay at
 any speed gives the same alerts). While it holds the alert is *pending*; once it has held for
 the rule's ``for:`` duration it is *firing*; when it stops holding, a firing alert is *resolved*
-(a pending one is simply dropped). After a resolution the rule waits ``cooldown`` before it may
-go pending again, so a value hovering at the threshold does not flap.
+(a pending one is simply dropped), unless the rule has ``keep_firing_for:`` (as in Prometheus):
+then a firing alert stays firing until its condition has failed for that long, so one quieter
+window inside a burst does not resolve it. After a resolution the rule waits ``cooldown``
+before it may go pending again, so a value hovering at the threshold does not flap.
 
 Kinds of rule:
 
@@ -42,7 +44,18 @@ SEVERITIES = ("info", "warning", "critical")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-COMMON = {"name", "kind", "severity", "for", "cooldown", "source", "topic", "entity", "description"}
+COMMON = {
+    "name",
+    "kind",
+    "severity",
+    "for",
+    "keep_firing_for",
+    "cooldown",
+    "source",
+    "topic",
+    "entity",
+    "description",
+}
 KEYS = {
     "threshold": COMMON | {"metric", "op", "value", "min_volume"},
     "spike": COMMON | {"metric", "method", "threshold", "baseline", "alpha", "min_volume"},
@@ -67,6 +80,7 @@ class Rule:
     severity: str = "warning"
     for_s: float = 0.0
     cooldown_s: float = 0.0
+    keep_firing_s: float = 0.0
     source: str | None = None
     topic: str | None = None
     entity: str | None = None
@@ -143,6 +157,7 @@ def _rule(item: Any, where: str, entities: set[str], open_entities: bool = False
     r.severity = _choice(item, "severity", SEVERITIES, "warning", where)
     r.for_s = parse_duration(item.get("for", 0), f"{where}: for")
     r.cooldown_s = parse_duration(item.get("cooldown", 0), f"{where}: cooldown")
+    r.keep_firing_s = parse_duration(item.get("keep_firing_for", 0), f"{where}: keep_firing_for")
     r.source = _text(item, "source", where)
     r.topic = _text(item, "topic", where)
     r.entity = _text(item, "entity", where)
@@ -249,6 +264,7 @@ class Alert:
     fired_at: float | None = None
     resolved_at: float | None = None
     value: float | None = None
+    held_at: float | None = None  # the last window end at which the condition held
 
 
 class Evaluator:
@@ -273,11 +289,13 @@ class Evaluator:
                 a = Alert(rule_name, r.severity, "pending", t, value=value)
                 self.active[rule_name] = a
                 changed.append(dataclasses.replace(a))
-            a.value = value
+            a.value, a.held_at = value, t
             if a.state == "pending" and t - a.started_at >= r.for_s:
                 a.state, a.fired_at = "firing", t
                 changed.append(dataclasses.replace(a))
         elif a is not None:
+            if a.state == "firing" and t - (a.held_at or t) <= r.keep_firing_s:
+                return changed  # still firing: kept for keep_firing_for after it last held
             del self.active[rule_name]  # a pending alert that stops holding is dropped
             if a.state == "firing":  # its value: the window's that no longer holds
                 a.state, a.resolved_at, a.value = "resolved", t, value
