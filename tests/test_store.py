@@ -40,7 +40,7 @@ def db_url(request, tmp_path):
 def test_a_new_database_gets_the_newest_schema_and_reopening_changes_nothing(db_url):
     engine = db.open_store(db_url)
     head = db.revision(engine)
-    assert head == "0003"
+    assert head == "0004"
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
@@ -61,7 +61,7 @@ def test_processes_starting_together_migrate_once(db_url):
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-2000:]
-    assert db.revision(db.open_store(db_url)) == "0003"
+    assert db.revision(db.open_store(db_url)) == "0004"
 
 
 def test_the_migrations_build_exactly_the_declared_schema(db_url):

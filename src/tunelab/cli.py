@@ -282,6 +282,7 @@ COMMANDS: dict[str, str] = {
     "serve": "tunelab.serving.launch:add_serve",
     "studio": "tunelab.studio.cli:add_studio",
     "monitor": "tunelab.monitor.cli:add_monitor",
+    "assistant": "tunelab.assistant.cli:add_assistant",
     "keys": "tunelab.serving.launch:add_keys",
     "register": "tunelab.functions.cli:add_register",
     "functions": "tunelab.functions.cli:add_functions",

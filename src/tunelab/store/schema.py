@@ -52,3 +52,19 @@ alerts = sa.Table(
     sa.Column("details", sa.JSON),
     sa.UniqueConstraint("rule", "started_at", name="uq_alerts_rule_started"),
 )
+
+tickets = sa.Table(
+    "tickets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kb", sa.String(200), nullable=False),  # the knowledge base's folder name
+    sa.Column("session", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("question", sa.Text, nullable=False),  # personal data masked before it gets here
+    sa.Column("conversation", sa.JSON, nullable=False),  # [{role, text}], masked
+    sa.Column("candidates", sa.JSON, nullable=False),  # [{id, question, probability}]
+    sa.Column("status", sa.String(20), nullable=False),  # open, answered
+    sa.Column("answer", sa.Text),
+    sa.Column("answered_at", sa.DateTime(timezone=True)),
+)
+sa.Index("ix_tickets_status", tickets.c.status)

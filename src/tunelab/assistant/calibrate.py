@@ -1,0 +1,132 @@
+"""The calibration set of a knowledge base (see ``confidence``), its features, and the
+retrieval figures the build records and the benchmark reports (Recall@1, Recall@5, MRR,
+hand-off rates)."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import numpy as np
+
+from tunelab.assistant import confidence, retrieval
+from tunelab.errors import TunelabError
+
+SYNTHETIC_LIMIT = 600  # entries sampled for a calibration set made from the FAQ itself
+
+
+def read_questions(path: str, known: set[str]) -> list[tuple[str, str | None]]:
+    """A validation or evaluation file: JSONL or CSV with ``question`` and ``faq_id`` (the
+    entry that answers it; empty or null for a question to hand off)."""
+    import csv
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise TunelabError(f"{p}: file not found")
+    rows: list[tuple[int, dict]] = []
+    with p.open(encoding="utf-8", newline="") as f:
+        if p.suffix.lower() in (".jsonl", ".json"):
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append((n, json.loads(line)))
+                    except json.JSONDecodeError as e:
+                        raise TunelabError(f"{p}:{n}: not a JSON object ({e.msg})") from None
+        else:
+            reader = csv.DictReader(f)
+            rows = [(reader.line_num, r) for r in reader]
+    out = []
+    for n, r in rows:
+        q = r.get("question") if isinstance(r, dict) else None
+        if not isinstance(q, str) or not q.strip():
+            raise TunelabError(f"{p}:{n}: field 'question' is missing or empty")
+        fid = r.get("faq_id") or None
+        if fid is not None and str(fid) not in known:
+            raise TunelabError(f"{p}:{n}: field 'faq_id' = {fid!r} is not an entry of the KB")
+        out.append((q.strip(), None if fid is None else str(fid)))
+    return out
+
+
+def synthetic(kb, seed: int = 0) -> list[tuple[str, int | None, np.ndarray]]:
+    """(question, entry or None, keys to leave out) made from the FAQ: a variant (or, for an
+    entry without any, the question itself) with that key left out -> its entry; the question
+    with the whole entry left out -> a hand-off. A KB of documents only: the start of each
+    passage's longest sentence -> its passage, and with the passage left out -> a hand-off."""
+    faq = [i for i, e in enumerate(kb.entries) if e.kind == "faq"]
+    if not faq:  # documents only: a passage's longest sentence, cut to 12 words
+        faq = list(range(len(kb.entries)))
+    rng = random.Random(seed)
+    if len(faq) > SYNTHETIC_LIMIT:
+        faq = sorted(rng.sample(faq, SYNTHETIC_LIMIT))
+    out: list[tuple[str, int | None, np.ndarray]] = []
+    keys_of: dict[int, list[int]] = {}
+    for k, (e, _, _) in enumerate(kb.keys):
+        keys_of.setdefault(e, []).append(k)
+    n = len(kb.keys)
+    for i in faq:
+        own = keys_of[i]
+        whole = np.zeros(n, dtype=bool)
+        whole[own] = True
+        if kb.entries[i].kind == "passage":
+            sentence = max(re.split(r"(?<=[.!?。！？])\s*", kb.entries[i].answer), key=len)
+            query = " ".join(sentence.split()[:12]) if " " in sentence else sentence[:40]
+            out.append((query, i, np.zeros(n, dtype=bool)))
+            out.append((query, None, whole))
+            continue
+        variants = [k for k in own if kb.keys[k][1] == "variant"]
+        k = (
+            rng.choice(variants)
+            if variants
+            else next(k for k in own if kb.keys[k][1] == "question")
+        )
+        mask = np.zeros(n, dtype=bool)
+        mask[k] = True
+        out.append((kb.keys[k][2], i, mask))
+        out.append((kb.entries[i].question, None, whole))
+    return out
+
+
+def calibrate(kb, validation, source: str, target: float) -> confidence.Calibration:
+    if validation:
+        index = {e.id: i for i, e in enumerate(kb.entries)}
+        qs = [q for q, _ in validation]
+        want = [None if fid is None else index[fid] for _, fid in validation]
+        vecs = kb.encoder.encode(qs)
+        cands = [kb.search(q, vector=v) for q, v in zip(qs, vecs, strict=True)]
+    else:
+        rows = synthetic(kb)
+        source = "made from the FAQ (variants or questions left out, entries left out)"
+        qs = [q for q, _, _ in rows]
+        want = [w for _, w, _ in rows]
+        vecs = kb.encoder.encode(qs)
+        cands = [
+            kb.search_excluding(q, v, mask) for (q, _, mask), v in zip(rows, vecs, strict=True)
+        ]
+    feats = [retrieval.features(c) for c in cands]
+    correct = [
+        bool(c) and w is not None and c[0].entry == w for c, w in zip(cands, want, strict=True)
+    ]
+    cal = confidence.fit(feats, correct, [w is not None for w in want], target, source)
+    cal.report["retrieval"] = figures(cands, want)
+    return cal
+
+
+def figures(cands: list[list[retrieval.Candidate]], want: list[int | None]) -> dict:
+    """Recall@1, Recall@5 and MRR over the questions that have an entry."""
+    ranks = []
+    for c, w in zip(cands, want, strict=True):
+        if w is None:
+            continue
+        order = [x.entry for x in c]
+        ranks.append(order.index(w) + 1 if w in order else None)
+    if not ranks:
+        return {}
+    n = len(ranks)
+    return {
+        "questions": n,
+        "recall_at_1": round(sum(r == 1 for r in ranks) / n, 4),
+        "recall_at_5": round(sum(r is not None and r <= 5 for r in ranks) / n, 4),
+        "mrr": round(sum(1 / r for r in ranks if r) / n, 4),
+    }

@@ -1,0 +1,108 @@
+"""The assistant's confidence: the probability that its top candidate answers the question,
+from a logistic regression over the retrieval features (``retrieval.features``), fitted on a
+calibration set, and the hand-off threshold chosen on that set to reach a target precision
+(of the questions answered, at least that share answered right), not set by hand.
+
+The calibration set is the user's (``--validation``: question, and the id that answers it or
+nothing for a question to hand off) or, without one, made from the FAQ itself: each variant (or
+answer) asked with its own key left out must find its entry; each question asked with its whole
+entry left out must be handed off (the nearest thing to an out-of-scope question the FAQ gives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tunelab.errors import TunelabError
+
+
+@dataclass
+class Calibration:
+    coef: list[float]
+    intercept: float
+    threshold: float
+    target_precision: float
+    report: dict
+
+    def probability(self, feats: list[float]) -> float:
+        z = float(np.dot(self.coef, feats) + self.intercept)
+        return float(1.0 / (1.0 + np.exp(-z)))
+
+    def as_json(self) -> dict:
+        return {
+            "coef": self.coef,
+            "intercept": self.intercept,
+            "threshold": self.threshold,
+            "target_precision": self.target_precision,
+            "report": self.report,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> Calibration:
+        return cls(d["coef"], d["intercept"], d["threshold"], d["target_precision"], d["report"])
+
+
+def fit(
+    feats: list[list[float]],
+    correct: list[bool],
+    in_scope: list[bool],
+    target_precision: float,
+    source: str,
+) -> Calibration:
+    """``correct``: the top candidate is the right entry; ``in_scope``: the question has one."""
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.asarray(correct, dtype=int)
+    if y.min() == y.max():
+        what = "right" if y[0] else "wrong"
+        raise TunelabError(
+            f"{source}: every calibration question is answered {what}; the hand-off threshold "
+            "needs both (add questions the FAQ does not answer, or more paraphrases)"
+        )
+    x = np.asarray(feats, dtype=np.float64)
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit(x, y)
+    p = lr.predict_proba(x)[:, 1]
+    threshold = pick_threshold(p, y, target_precision)
+    return Calibration(
+        coef=[float(c) for c in lr.coef_[0]],
+        intercept=float(lr.intercept_[0]),
+        threshold=threshold,
+        target_precision=target_precision,
+        report=summary(p, y, np.asarray(in_scope, dtype=bool), threshold, source),
+    )
+
+
+def pick_threshold(p: np.ndarray, y: np.ndarray, target: float) -> float:
+    """The lowest threshold whose answered questions (p >= threshold) are right at least
+    ``target`` of the time (answering as many as that allows); above every p when none is."""
+    order = np.argsort(-p, kind="stable")
+    hits = np.cumsum(y[order])
+    precision = hits / np.arange(1, len(p) + 1)
+    best = None
+    for i in range(len(p)):
+        # only where the next question has a lower probability (a threshold between them)
+        if (i + 1 == len(p) or p[order[i + 1]] < p[order[i]]) and precision[i] >= target:
+            best = i
+    if best is None:
+        return float(min(1.0, p.max() + 1e-6))
+    return float(p[order[best]])
+
+
+def summary(p: np.ndarray, y: np.ndarray, in_scope: np.ndarray, t: float, source: str) -> dict:
+    answered = p >= t
+    out = ~in_scope
+    return {
+        "source": source,
+        "questions": int(len(p)),
+        "in_scope": int(in_scope.sum()),
+        "out_of_scope": int(out.sum()),
+        "precision_answered": round(float(y[answered].mean()), 4) if answered.any() else None,
+        "answered": round(float(answered.mean()), 4),
+        "handoff_in_scope": round(float((~answered[in_scope]).mean()), 4)
+        if in_scope.any()
+        else None,
+        "handoff_out_of_scope": round(float((~answered[out]).mean()), 4) if out.any() else None,
+        "top1_in_scope": round(float(y[in_scope].mean()), 4) if in_scope.any() else None,
+    }

@@ -1,0 +1,207 @@
+"""A knowledge base folder: built once by ``tunelab assistant build``, then read by the assistant.
+
+    KB/kb.json        what it is: sources (with sha256), encoder, sizes, index kinds, the
+                      calibration (confidence model, hand-off threshold, its figures)
+    KB/entries.jsonl  one entry per line (FAQ entries, then document passages)
+    KB/keys.jsonl     [entry, kind, text]: what questions are matched against
+    KB/vectors.npy    the keys' unit vectors (+ vectors.hnsw above 20,000 keys)
+    KB/bm25/          the BM25 index over the keys
+
+It is written to a temporary folder beside the target and moved into place only when complete:
+an existing KB is replaced whole or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tunelab.assistant import confidence, retrieval
+from tunelab.assistant.encoder import Encoder, model_label
+from tunelab.assistant.index import BM25Index, DenseIndex
+from tunelab.assistant.sources import Entry
+from tunelab.errors import TunelabError
+
+FORMAT = "tunelab-kb/1"
+ANSWER_KEY_CHARS = 500  # an FAQ answer's opening, matched too (questions asked as statements)
+
+
+class KnowledgeBase:
+    def __init__(
+        self,
+        entries: list[Entry],
+        keys: list[tuple[int, str, str]],
+        encoder: Encoder,
+        dense: DenseIndex,
+        bm25: BM25Index,
+        info: dict,
+    ) -> None:
+        self.entries = entries
+        self.keys = keys
+        self.key_entry = np.asarray([k[0] for k in keys], dtype=np.int64)
+        self.encoder = encoder
+        self.dense = dense
+        self.bm25 = bm25
+        self.info = info
+        cal = info.get("calibration")
+        self.calibration = confidence.Calibration.from_json(cal) if cal else None
+
+    # -- search ---------------------------------------------------------------------------
+    def search(
+        self, question: str, mode: str = "fused", vector: np.ndarray | None = None
+    ) -> list[retrieval.Candidate]:
+        q = self.encoder.encode([question])[0] if vector is None else vector
+        rows, sims = self.dense.search(q, retrieval.DEPTH * 4)
+        dense_keys = np.full(len(self.keys), -np.inf, dtype=np.float32)
+        dense_keys[rows] = sims
+        return self._rank(dense_keys, self.bm25.scores(question), mode)
+
+    def search_excluding(
+        self, question: str, vector: np.ndarray, exclude: np.ndarray, mode: str = "fused"
+    ) -> list[retrieval.Candidate]:
+        """As ``search`` with the keys in the boolean mask ``exclude`` left out (exact dense
+        scores: for calibration and evaluation, not the live path)."""
+        dense_keys = np.where(exclude, -np.inf, self.dense.vectors @ vector).astype(np.float32)
+        bm25_keys = np.where(exclude, 0.0, self.bm25.scores(question)).astype(np.float32)
+        return self._rank(dense_keys, bm25_keys, mode)
+
+    def _rank(self, dense_keys, bm25_keys, mode: str) -> list[retrieval.Candidate]:
+        n = len(self.entries)
+        dense = retrieval.per_entry(dense_keys, self.key_entry, n)
+        bm25 = retrieval.per_entry(bm25_keys, self.key_entry, n)
+        return retrieval.rank(dense, bm25, mode)
+
+    # -- files ------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, folder: str | Path, encoder: Encoder | None = None) -> KnowledgeBase:
+        p = Path(folder)
+        info_file = p / "kb.json"
+        if not info_file.is_file():
+            raise TunelabError(
+                f"{p}: not a knowledge base (no kb.json); build one with `tunelab assistant build`"
+            )
+        info = json.loads(info_file.read_text(encoding="utf-8"))
+        if info.get("format") != FORMAT:
+            raise TunelabError(
+                f"{p}: a knowledge base of format {info.get('format')!r}, not {FORMAT}"
+            )
+        entries = [
+            Entry(**json.loads(line))
+            for line in (p / "entries.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        keys = [
+            tuple(json.loads(line))
+            for line in (p / "keys.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        enc = encoder or Encoder(info["model"])
+        return cls(entries, keys, enc, DenseIndex.load(p), BM25Index.load(p), info)
+
+
+def make_keys(entries: list[Entry]) -> list[tuple[int, str, str]]:
+    keys: list[tuple[int, str, str]] = []
+    for i, e in enumerate(entries):
+        if e.kind == "faq":
+            keys.append((i, "question", e.question))
+            keys += [(i, "variant", v) for v in e.variants]
+            keys.append((i, "answer", e.answer[:ANSWER_KEY_CHARS]))
+        else:
+            keys.append((i, "passage", f"{e.question}\n{e.answer}"))
+    return keys
+
+
+def build(
+    entries: list[Entry],
+    output: str | Path,
+    model: str,
+    sources: list[dict],
+    validation: list[tuple[str, str | None]] | None = None,
+    validation_source: str = "",
+    target_precision: float = 0.9,
+    overwrite: bool = False,
+    encoder: Encoder | None = None,
+    log=print,
+) -> KnowledgeBase:
+    """Index ``entries``, calibrate the hand-off threshold, and write the KB folder."""
+    out = Path(output)
+    if out.exists() and not overwrite:
+        raise TunelabError(f"{out}: already exists (pass --overwrite to replace it)")
+    if out.exists() and not (out / "kb.json").is_file():
+        raise TunelabError(f"{out}: exists and is not a knowledge base; not replacing it")
+    ids = [e.id for e in entries]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise TunelabError(f"id {dup!r} is used by two entries (FAQ ids and document passages)")
+    t0 = time.perf_counter()
+    enc = encoder or Encoder(model)
+    keys = make_keys(entries)
+    log(f"encoding {len(keys):,} keys of {len(entries):,} entries with {model}")
+    vectors = enc.encode([k[2] for k in keys])
+    info: dict = {
+        "format": FORMAT,
+        "model": model_label(model),
+        "precision": enc.precision,
+        "sources": sources,
+        "entries": len(entries),
+        "faq_entries": sum(e.kind == "faq" for e in entries),
+        "passages": sum(e.kind == "passage" for e in entries),
+        "keys": len(keys),
+        "index": {"dense": "exact", "bm25": "bm25s"},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    kb = KnowledgeBase(
+        entries, keys, enc, DenseIndex(vectors), BM25Index.build([k[2] for k in keys]), info
+    )
+    if kb.dense.hnsw is not None:
+        info["index"]["dense"] = "faiss-hnsw"
+    from tunelab.assistant import calibrate
+
+    cal = calibrate.calibrate(kb, validation, validation_source, target_precision)
+    info["calibration"] = cal.as_json()
+    kb.calibration = cal
+    info["build_seconds"] = round(time.perf_counter() - t0, 1)
+    _write(kb, out)
+    return kb
+
+
+def _write(kb: KnowledgeBase, out: Path) -> None:
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with (tmp / "entries.jsonl").open("w", encoding="utf-8") as f:
+            for e in kb.entries:
+                f.write(json.dumps(e.as_json(), ensure_ascii=False) + "\n")
+        with (tmp / "keys.jsonl").open("w", encoding="utf-8") as f:
+            for k in kb.keys:
+                f.write(json.dumps(list(k), ensure_ascii=False) + "\n")
+        kb.dense.save(tmp)
+        kb.bm25.save(tmp)
+        (tmp / "kb.json").write_text(
+            json.dumps(kb.info, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def file_record(path: str | Path, kind: str, entries: int) -> dict:
+    p = Path(path)
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(x for x in p.rglob("*") if x.is_file()):
+            h.update(f.relative_to(p).as_posix().encode())
+            h.update(f.read_bytes())
+    else:
+        h = hashlib.sha256(p.read_bytes())
+    return {"path": str(p.resolve()), "kind": kind, "entries": entries, "sha256": h.hexdigest()}

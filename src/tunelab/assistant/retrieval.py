@@ -1,0 +1,103 @@
+"""Retrieval over a knowledge base's keys (an FAQ entry's question, variants and answer; a
+passage's title and text): BM25 and dense scores per key, the best key per entry, the two
+entry rankings fused by reciprocal rank fusion (Cormack et al., 2009: 1 / (60 + rank)).
+
+``mode`` picks what ranks: ``bm25``, ``dense`` or ``fused`` (the default). Each candidate keeps
+every score, which the confidence model reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+RRF_K = 60
+DEPTH = 50  # entries each ranking contributes to the fusion
+
+
+@dataclass
+class Candidate:
+    entry: int  # index into the KB's entries
+    score: float  # the ranking's own score (fused: the RRF sum)
+    dense: float  # best cosine over the entry's keys (0 when not retrieved densely)
+    bm25: float  # best BM25 over the entry's keys
+    dense_rank: int | None
+    bm25_rank: int | None
+
+
+def per_entry(key_scores: np.ndarray, key_entry: np.ndarray, n_entries: int) -> np.ndarray:
+    """The best key score of each entry (-inf for an entry with no scored key)."""
+    best = np.full(n_entries, -np.inf, dtype=np.float32)
+    np.maximum.at(best, key_entry, key_scores)
+    return best
+
+
+def rank(
+    dense: np.ndarray, bm25: np.ndarray, mode: str = "fused", depth: int = DEPTH
+) -> list[Candidate]:
+    """Candidates, best first, from per-entry dense and BM25 scores (-inf: not retrieved)."""
+    n = len(dense)
+    d_order = _top(dense, depth)
+    b_order = _top(np.where(bm25 > 0, bm25, -np.inf), depth)  # no shared word: not retrieved
+    d_rank = {int(e): r for r, e in enumerate(d_order)}
+    b_rank = {int(e): r for r, e in enumerate(b_order)}
+    if mode == "dense":
+        order, score = list(d_order), {int(e): float(dense[e]) for e in d_order}
+    elif mode == "bm25":
+        order, score = list(b_order), {int(e): float(bm25[e]) for e in b_order}
+    else:
+        score = {}
+        for ranks in (d_rank, b_rank):
+            for e, r in ranks.items():
+                score[e] = score.get(e, 0.0) + 1.0 / (RRF_K + r + 1)
+        order = sorted(score, key=lambda e: (-score[e], d_rank.get(e, n)))
+    return [
+        Candidate(
+            entry=int(e),
+            score=score[int(e)],
+            dense=float(dense[e]) if np.isfinite(dense[e]) else 0.0,
+            bm25=float(bm25[e]) if np.isfinite(bm25[e]) else 0.0,
+            dense_rank=d_rank.get(int(e)),
+            bm25_rank=b_rank.get(int(e)),
+        )
+        for e in order
+    ]
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    finite = np.isfinite(scores)
+    if not finite.any():
+        return np.array([], dtype=int)
+    k = min(k, int(finite.sum()))
+    idx = np.argpartition(-np.where(finite, scores, -np.inf), k - 1)[:k]
+    return idx[np.argsort(-scores[idx], kind="stable")]
+
+
+def features(cands: list[Candidate]) -> list[float]:
+    """What the confidence model reads about a question's candidates: the top cosine, its
+    margin over the next, the top BM25 score's share of the top five, whether the dense and
+    the BM25 rankings agree on the top entry, and the top entry's ranks in each."""
+    if not cands:
+        return [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    top = cands[0]
+    second = cands[1] if len(cands) > 1 else None
+    b5 = sum(c.bm25 for c in cands[:5]) or 1.0
+    return [
+        top.dense,
+        top.dense - (second.dense if second else 0.0),
+        top.bm25 / b5,
+        1.0 if top.dense_rank == 0 and top.bm25_rank == 0 else 0.0,
+        1.0 / (1 + (top.dense_rank if top.dense_rank is not None else DEPTH)),
+        1.0 / (1 + (top.bm25_rank if top.bm25_rank is not None else DEPTH)),
+    ]
+
+
+FEATURES = (
+    "top_cosine",
+    "cosine_margin",
+    "bm25_share",
+    "rankings_agree",
+    "dense_rank_inverse",
+    "bm25_rank_inverse",
+)
