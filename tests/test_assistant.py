@@ -216,3 +216,34 @@ def test_bad_input_never_half_overwrites_an_existing_kb(kb_dir, tmp_path):
     assert json.loads((kb_dir / "kb.json").read_text())["entries"] == 179  # untouched
     r = _cli("ask", "--kb", str(tmp_path), stdin="hi\n")
     assert r.returncode != 0 and "not a knowledge base (no kb.json)" in r.stderr
+
+
+def test_the_http_endpoint_keeps_sessions_and_refuses_bad_input(kb_dir, tmp_path):
+    from serving_helpers import Server
+
+    db = tmp_path / "tickets.db"
+    s = Server(["--assistant", f"python={kb_dir}", "--tickets", str(db)], tmp_path / "serve.log")
+    try:
+        code, first, _ = s.request(
+            "POST",
+            "/v1/assistant/python/chat",
+            {"message": "how can I turn my python script into an exe file"},
+        )
+        assert code == 200, first
+        session = first["session"]
+        code, follow, _ = s.request(
+            "POST", "/v1/assistant/python/chat", {"message": "and on windows?", "session": session}
+        )
+        assert code == 200 and follow["session"] == session
+        assert follow["handoff"] is False and "executable" in follow["matched_question"]
+        code, off, _ = s.request("POST", "/v1/assistant/python/chat", {"message": "tell me a joke"})
+        assert code == 200 and off["handoff"] is True and off["ticket"] >= 1
+        code, listed, _ = s.request("GET", "/v1/assistant/python/tickets?status=open")
+        assert code == 200 and [t["question"] for t in listed][-1] == "tell me a joke"
+        assert s.request("POST", "/v1/assistant/python/chat", {"message": "  "})[0] == 422
+        assert s.request("POST", "/v1/assistant/nope/chat", {"message": "hi"})[0] == 404
+        assert s.request("POST", "/v1/assistant/python/chat", {"text": "hi"})[0] == 422
+        code, again, _ = s.request("POST", "/v1/assistant/python/chat", {"message": "hello?"})
+        assert code == 200  # still serving after the bad requests
+    finally:
+        s.stop()

@@ -67,6 +67,28 @@ def add_assistant(sub) -> None:
         p.add_argument("--tickets", help="database for hand-offs (default: KB.tickets.db)")
         p.add_argument("--session", default=None, help="one conversation for every line (ask)")
         p.add_argument("--qa-model", help="an extractive QA run that answers from passages")
+    tu = verbs.add_parser(
+        "tune",
+        help="fine-tune the retriever on the FAQ (contrastive; a sentence-embedding run)",
+        description="Make pairs from the FAQ (variant -> question, question -> answer, EDA "
+        "paraphrases -> both) and train a sentence-embedding run on them with the "
+        "multiple-negatives ranking loss; then `assistant build --model OUTPUT`.",
+    )
+    tu.add_argument("--faq", required=True, help="the FAQ file (as for build)")
+    tu.add_argument("--output", required=True, help="the run folder to write")
+    tu.add_argument("--model", default="minilm-l6", help="the encoder to start from")
+    tu.add_argument("--method", default="full", help="fine-tuning method (default full)")
+    tu.add_argument("--epochs", type=float, default=3.0)
+    tu.add_argument("--batch-size", type=int, default=32)
+    tu.add_argument("--learning-rate", type=float, default=None)
+    tu.add_argument("--max-length", type=int, default=128)
+    tu.add_argument("--paraphrases", type=int, default=3, help="EDA paraphrases per question")
+    tu.add_argument(
+        "--exclude",
+        help="an evaluation file (question column): its questions never enter a training pair",
+    )
+    tu.add_argument("--seed", type=int, default=42)
+    tu.add_argument("--overwrite", action="store_true")
     t = verbs.add_parser("tickets", help="list the hand-offs, or answer one")
     t.add_argument("--kb", required=True, help="a knowledge base folder")
     t.add_argument("--tickets", help="database for hand-offs (default: KB.tickets.db)")
@@ -84,6 +106,8 @@ def cmd_assistant(a: argparse.Namespace) -> int:
         return _build(a)
     if a.verb == "tickets":
         return _tickets(a)
+    if a.verb == "tune":
+        return _tune(a)
     from tunelab.assistant.assistant import Assistant
     from tunelab.assistant.kb import KnowledgeBase
     from tunelab.store.db import open_store
@@ -184,6 +208,49 @@ def _build(a: argparse.Namespace) -> int:
             ensure_ascii=False,
         )
     )
+    return 0
+
+
+def _tune(a: argparse.Namespace) -> int:
+    from tunelab import config as C
+    from tunelab.assistant.pairs import make_pairs, write_pairs
+    from tunelab.assistant.sources import read_faq
+    from tunelab.training.pipeline import run_training
+
+    entries = read_faq(a.faq)
+    exclude: set[str] = set()
+    if a.exclude:
+        from tunelab.assistant.calibrate import read_questions
+
+        exclude = {q for q, _ in read_questions(a.exclude, {e.id for e in entries})}
+    pairs = make_pairs(entries, a.paraphrases, seed=a.seed, exclude=exclude)
+    folder = Path(a.output).resolve().with_name(Path(a.output).name + ".pairs")
+    overrides = {
+        "task": "sentence-embedding",
+        "model": a.model,
+        "method": a.method,
+        "train": str(write_pairs(pairs["train"], folder / "train.csv")),
+        "output_dir": a.output,
+        "epochs": a.epochs,
+        "batch_size": a.batch_size,
+        "max_length": a.max_length,
+        "seed": a.seed,
+        "overwrite": a.overwrite,
+        "report_to": "none",
+        "text_column": "text",
+        "label_column": "text_pair",
+    }
+    if pairs["validation"]:
+        overrides["validation"] = str(write_pairs(pairs["validation"], folder / "validation.csv"))
+    if a.learning_rate is not None:
+        overrides["learning_rate"] = a.learning_rate
+    print(
+        f"pairs: {len(pairs['train']):,} to train, {len(pairs['validation']):,} to validate "
+        f"({folder})",
+        file=sys.stderr,
+    )
+    run_dir, metrics = run_training(C.build(overrides))
+    print(json.dumps({"run": str(run_dir), "validation": metrics.get("validation")}))
     return 0
 
 

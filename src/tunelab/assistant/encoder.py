@@ -25,15 +25,22 @@ class Encoder:
         quiet_transformers()
         _set_threads()
         self.name = model
-        self.path = resolve_model(model).path
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.precision = inference_precision(precision, torch.device("cpu"))
+        if (Path(model).expanduser() / "tunelab.json").is_file():  # a tunelab run (any method)
+            import tunelab
+
+            tuned = tunelab.load(Path(model).expanduser(), precision=self.precision)
+            self.path, self.tokenizer, self.model = str(tuned.run_dir), tuned.tokenizer, tuned.model
+        else:
+            self.path = resolve_model(model).path
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+            self.model = AutoModel.from_pretrained(self.path, dtype=dtype)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.precision = inference_precision(precision, torch.device("cpu"))
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-        self.model = AutoModel.from_pretrained(self.path, dtype=dtype).eval()
+        self.model.eval()
         self.max_length = max_length
-        self.dim = int(self.model.config.hidden_size)
+        self.dim = int(self.model.config.hidden_size)  # PEFT passes config through
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """(len(texts), dim) float32, each row of unit length. Texts are sorted by length so

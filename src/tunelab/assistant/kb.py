@@ -78,8 +78,9 @@ class KnowledgeBase:
         return retrieval.rank(dense, bm25, mode)
 
     # -- files ------------------------------------------------------------------------------
-    @classmethod
-    def load(cls, folder: str | Path, encoder: Encoder | None = None) -> KnowledgeBase:
+    @staticmethod
+    def load_info(folder: str | Path) -> dict:
+        """The folder's kb.json, checked."""
         p = Path(folder)
         info_file = p / "kb.json"
         if not info_file.is_file():
@@ -91,6 +92,12 @@ class KnowledgeBase:
             raise TunelabError(
                 f"{p}: a knowledge base of format {info.get('format')!r}, not {FORMAT}"
             )
+        return info
+
+    @classmethod
+    def load(cls, folder: str | Path, encoder: Encoder | None = None) -> KnowledgeBase:
+        p = Path(folder)
+        info = cls.load_info(p)
         entries = [
             Entry(**json.loads(line))
             for line in (p / "entries.jsonl").read_text(encoding="utf-8").splitlines()

@@ -348,4 +348,10 @@ def _version() -> str:
 
 def app_from_env() -> FastAPI:
     """uvicorn's factory in every worker process: settings come from the environment."""
-    return create_app(ServeSettings.from_env())
+    settings = ServeSettings.from_env()
+    extra = []
+    if settings.assistants:
+        from tunelab.assistant.web import assistant_part
+
+        extra.append(assistant_part(settings.assistants, settings.tickets))
+    return create_app(settings, extra)

@@ -163,6 +163,17 @@ def add_serve(sub) -> None:
         help="also serve the task functions (POST /v1/functions/NAME: "
         "analyze_sentiment, classify, ...) backed by the model registry",
     )
+    s.add_argument(
+        "--assistant",
+        action="append",
+        default=[],
+        metavar="NAME=KB",
+        help="a knowledge base to chat with at POST /v1/assistant/NAME/chat (repeat for more; "
+        "built by `tunelab assistant build`)",
+    )
+    s.add_argument(
+        "--tickets", help="database for the assistants' hand-offs (default: beside each KB)"
+    )
     s.set_defaults(func=cmd_serve)
 
 
@@ -181,8 +192,10 @@ def add_keys(sub) -> None:
 
 
 def cmd_serve(a) -> int:
-    if not a.model and not a.functions:
-        raise TunelabError("give at least one --model NAME=DIR, or --functions")
+    if not a.model and not a.functions and not a.assistant:
+        raise TunelabError("give at least one --model NAME=DIR, --assistant NAME=KB or --functions")
+    from tunelab.assistant.web import parse_kbs
+
     settings = ServeSettings(
         models=parse_models(a.model),
         api_keys_file=a.api_keys_file,
@@ -195,6 +208,8 @@ def cmd_serve(a) -> int:
         auth_failure_limit=a.auth_failure_limit,
         log_requests=a.log_requests,
         functions=a.functions,
+        assistants=parse_kbs(a.assistant),
+        tickets=a.tickets,
     )
     serve(settings, a.host, a.port, a.workers)
     return 0

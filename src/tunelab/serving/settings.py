@@ -34,6 +34,8 @@ class ServeSettings:
             that address gets 429 for a while (with a keys file); 0 turns it off.
         log_requests: one log line per request, personal data in texts masked.
         functions: serve the task functions (POST /v1/functions/NAME) from the registry.
+        assistants: name -> knowledge base folder (POST /v1/assistant/NAME/chat).
+        tickets: the database of the assistants' hand-offs (default: beside each KB).
     """
 
     models: dict[str, str] = field(default_factory=dict)
@@ -47,6 +49,8 @@ class ServeSettings:
     auth_failure_limit: int = AUTH_FAILURES_PER_MINUTE
     log_requests: bool = False
     functions: bool = False
+    assistants: dict[str, str] = field(default_factory=dict)
+    tickets: str | None = None
 
     def requests_per_minute(self) -> int:
         """The per-key request limit in force (0: none)."""

@@ -1,0 +1,229 @@
+"""Sentence embeddings trained contrastively: pairs of texts that mean the same (a question and
+its paraphrase, a question and its answer) in columns ``text`` and ``text_pair``; the model is
+the encoder itself (mean pooling, unit length: ``assistant.encoder.mean_pool``), trained with the
+multiple-negatives ranking loss (van den Oord et al., 2018; Henderson et al., 2017): in a batch
+of B pairs each text must pick its own pair among the B, the other B - 1 being its negatives, by
+a cross-entropy over scaled cosine similarities (scale 20, as sentence-transformers). A pair
+text that occurs twice in a batch (two questions with the same answer) is not counted as a
+negative of the other.
+
+How the pair travels through the training loop, which batches one sequence per example: the two
+texts are tokenised each with its special tokens and put end to end; the model splits a row at
+the second occurrence of its first token ([CLS] or <bos>), embeds both halves, and returns the
+(B, B) similarity matrix as its logits, whose targets are the diagonal.
+
+Scored on a split by embedding every ``text`` and every ``text_pair``: Recall@1, Recall@5 and
+MRR of each text's own pair among all of the split's. ``tunelab predict`` gives an
+``embedding`` per text. The run folder is an encoder any tool loads (``tunelab assistant build
+--model RUN``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tunelab.errors import DataError
+from tunelab.tasks.base import Task, register_task
+from tunelab.tasks.examples import Examples, read_labelled
+
+SCALE = 20.0
+DESCRIPTION = "sentence embeddings from pairs of texts that mean the same; columns: text, text_pair"
+
+
+def read_examples(path: str, text_column: str, label_column: str) -> Examples:
+    return read_labelled(path, text_column, label_column, lambda v, line: str(v).strip())
+
+
+def make_spec(train: Examples, options: dict) -> dict:
+    if len(train.texts) < 2:
+        raise DataError(train.path, None, "contrastive training needs at least two pairs")
+    return {"scale": SCALE, "pooling": "mean", "normalize": True}
+
+
+def _start_id(tokenizer) -> int:
+    for tid in (tokenizer.cls_token_id, tokenizer.bos_token_id):
+        if tid is not None:
+            return int(tid)
+    raise DataError("", None, "the tokenizer has no [CLS] or <bos> token to mark a pair")
+
+
+def encode(tokenizer, ex: Examples, spec: dict, max_length: int, label_column: str):
+    start = _start_id(tokenizer)
+
+    def ids(text: str) -> list[int]:
+        x = tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+        return x if x and x[0] == start else [start, *x][:max_length]
+
+    rows = [ids(a) + ids(b) for a, b in zip(ex.texts, ex.labels, strict=True)]
+    return rows, [0] * len(rows)
+
+
+def collate_targets(rows: list) -> torch.Tensor:
+    return torch.arange(len(rows))  # each text's pair is its own row
+
+
+def split_pairs(input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """Rows of [first ... first ...] -> two padded batches, or None when a row is one text."""
+    firsts, seconds = [], []
+    for row, mask in zip(input_ids, attention_mask, strict=True):
+        real = row[mask.bool()]
+        at = (real == real[0]).nonzero().flatten()
+        if len(at) < 2:
+            return None
+        cut = int(at[1])
+        firsts.append(real[:cut])
+        seconds.append(real[cut:])
+    return _pad(firsts), _pad(seconds)
+
+
+def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    n = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), n, dtype=torch.long, device=rows[0].device)
+    mask = torch.zeros(len(rows), n, dtype=torch.long, device=rows[0].device)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def _same_pair(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, B) True where row j's second text equals row i's (j != i): a duplicate positive in
+    the batch would otherwise count as a negative of its own text."""
+    keys = [tuple(r[m.bool()].tolist()) for r, m in zip(ids, mask, strict=True)]
+    same = torch.tensor([[a == b for b in keys] for a in keys], device=ids.device)
+    return same & ~torch.eye(len(keys), dtype=torch.bool, device=ids.device)
+
+
+class PairOutput(dict):
+    """What the loop reads from a model output: ``logits``."""
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self["logits"]
+
+
+def embed(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    from tunelab.assistant.encoder import mean_pool
+
+    out = model(input_ids=ids, attention_mask=mask)
+    return mean_pool(out.last_hidden_state, mask)
+
+
+def _pair_class(base: type) -> type:
+    from tunelab.assistant.encoder import mean_pool
+
+    class PairModel(base):
+        """The encoder; a batch of pairs gives the (B, B) similarity matrix as logits."""
+
+        def forward(self, input_ids=None, attention_mask=None, **kwargs):
+            pairs = None
+            if input_ids is not None and attention_mask is not None:
+                pairs = split_pairs(input_ids, attention_mask)
+            if pairs is None:
+                return super().forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            (a, am), (b, bm) = pairs
+            ea = mean_pool(super().forward(input_ids=a, attention_mask=am).last_hidden_state, am)
+            eb = mean_pool(super().forward(input_ids=b, attention_mask=bm).last_hidden_state, bm)
+            logits = SCALE * ea @ eb.T
+            same = _same_pair(b, bm)  # another row with this row's pair: not a negative
+            return PairOutput(logits=logits.masked_fill(same, float("-inf")))
+
+    PairModel.__name__ = PairModel.__qualname__ = base.__name__  # config.json names the base
+    return PairModel
+
+
+def build_model(path: str, spec: dict, **load_kwargs):
+    from transformers import AutoModel
+
+    from tunelab.models.weights import load_pretrained
+
+    model = load_pretrained(AutoModel, path, **load_kwargs)
+    model.__class__ = _pair_class(type(model))
+    return model
+
+
+def head_module_names(model: torch.nn.Module) -> list[str]:
+    return []
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(logits.float(), targets)
+
+
+def _embed_all(model, rows: list[list[int]], batch_size: int) -> np.ndarray:
+    out = []
+    dev = next(model.parameters()).device
+    for s in range(0, len(rows), batch_size):
+        ids, mask = _pad([torch.tensor(r, device=dev) for r in rows[s : s + batch_size]])
+        out.append(embed(model, ids, mask).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
+
+
+def evaluate_split(model, tokenizer, ids, targets, spec, batch_size: int = 16, full=False) -> dict:
+    was_training = model.training
+    model.eval()
+    firsts, seconds = [], []
+    for row in ids:
+        at = [i for i, t in enumerate(row) if t == row[0]]
+        firsts.append(row[: at[1]])
+        seconds.append(row[at[1] :])
+    with torch.inference_mode():
+        a = _embed_all(model, firsts, batch_size)
+        b = _embed_all(model, seconds, batch_size)
+    model.train(was_training)
+    sims = a @ b.T
+    own = np.diag(sims)
+    ranks = (sims > own[:, None]).sum(1) + 1  # ties in the text's favour
+    logits = SCALE * sims
+    logits = logits - logits.max(1, keepdims=True)
+    nll = -(np.diag(logits) - np.log(np.exp(logits).sum(1)))
+    return {
+        "recall_at_1": float((ranks == 1).mean()),
+        "recall_at_5": float((ranks <= 5).mean()),
+        "mrr": float((1.0 / ranks).mean()),
+        "loss": float(nll.mean()),
+        "n": len(ids),
+    }
+
+
+def predict_texts(model, texts: list, batch_size: int = 64) -> list[dict]:
+    tok = model.tokenizer
+    rows = [tok(str(t), truncation=True, max_length=model.max_length)["input_ids"] for t in texts]
+    with torch.inference_mode():
+        vecs = _embed_all(model.model, rows, batch_size)
+    return [{"embedding": [round(float(x), 6) for x in v]} for v in vecs]
+
+
+def report_figures(plots: Path, split, logits, targets, spec, metrics) -> list[tuple[str, str]]:
+    return []
+
+
+def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
+    return []
+
+
+TASK = register_task(
+    Task(
+        "sentence-embedding",
+        DESCRIPTION,
+        "FEATURE_EXTRACTION",
+        "mrr",
+        ("recall_at_1", "recall_at_5", "mrr", "n"),
+        read_examples=read_examples,
+        make_spec=make_spec,
+        build_model=build_model,
+        head_module_names=head_module_names,
+        loss_fn=loss_fn,
+        report_figures=report_figures,
+        report_tables=report_tables,
+        default_columns=("text", "text_pair"),
+        encode=encode,
+        collate_targets=collate_targets,
+        evaluate_split=evaluate_split,
+        metric_names=("recall_at_1", "recall_at_5", "mrr", "loss", "n"),
+        predict_texts=predict_texts,
+    )
+)

@@ -1,0 +1,103 @@
+"""The sentence-embedding task on a tiny BERT built here: contrastive training learns pairs it
+could not match before, the run folder is an ordinary encoder (AutoModel, the assistant's
+Encoder and `predict` agree), a duplicate positive in a batch is not a negative, and the pairs
+made from an FAQ never contain an evaluation question."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from conftest import NEG, POS, write_csv
+from tunelab.assistant.encoder import Encoder
+from tunelab.cli import main
+from tunelab.tasks.sentence_embedding import _same_pair, split_pairs
+
+MATE = dict(zip(POS, NEG, strict=True))  # each "good" word's pair is a "bad" word
+
+
+def _pairs(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = rng.sample(POS, 3)
+        rows.append({"text": " ".join(words), "text_pair": " ".join(MATE[w] for w in words)})
+    return rows
+
+
+def test_training_learns_pairs_and_the_run_is_an_encoder(learnable_model_dir, tmp_path):
+    train = write_csv(tmp_path / "train.csv", _pairs(96, 1), ("text", "text_pair"))
+    val = write_csv(tmp_path / "val.csv", _pairs(32, 2), ("text", "text_pair"))
+    out = tmp_path / "run"
+    args = ["train", "--task", "sentence-embedding", "--model", str(learnable_model_dir)]
+    args += ["--train", str(train), "--validation", str(val), "--output-dir", str(out)]
+    args += ["--epochs", "12", "--batch-size", "16", "--learning-rate", "3e-3"]
+    assert main([*args, "--report-to", "none", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["validation"]
+    rows = _pairs(32, 2)
+    before = Encoder(str(learnable_model_dir), precision="fp32")
+    after = Encoder(str(out), precision="fp32")
+
+    def mrr(enc: Encoder) -> float:
+        a = enc.encode([r["text"] for r in rows])
+        b = enc.encode([r["text_pair"] for r in rows])
+        sims = a @ b.T
+        ranks = (sims > np.diag(sims)[:, None]).sum(1) + 1
+        return float((1 / ranks).mean())
+
+    assert abs(mrr(after) - metrics["mrr"]) < 1e-3  # the run's own figure, recomputed
+    assert mrr(after) > mrr(before) + 0.2, (mrr(before), mrr(after))
+    # the run folder is a plain encoder: AutoModel reads it, and predict gives the same vectors
+    from transformers import AutoModel
+
+    plain = AutoModel.from_pretrained(out).eval()
+    enc = after.tokenizer(["good great fine"], return_tensors="pt")
+    with torch.no_grad():
+        h = plain(**enc).last_hidden_state.mean(1)
+    v = torch.nn.functional.normalize(h, dim=-1).numpy()[0]
+    assert np.allclose(after.encode(["good great fine"])[0], v, atol=1e-4)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("good great fine\n", encoding="utf-8")
+    pred = tmp_path / "pred.jsonl"
+    assert (
+        main(["predict", "--model-dir", str(out), "--input", str(texts), "--output", str(pred)])
+        == 0
+    )
+    got = json.loads(pred.read_text().splitlines()[0])["embedding"]
+    assert np.allclose(got, v, atol=1e-4)
+
+
+def test_a_duplicate_positive_in_a_batch_is_not_a_negative():
+    ids = torch.tensor([[101, 5, 6, 101, 7, 0], [101, 8, 101, 7, 0, 0], [101, 9, 101, 4, 0, 0]])
+    mask = (ids != 0).long()
+    (a, am), (b, bm) = split_pairs(ids, mask)
+    assert a.tolist() == [[101, 5, 6], [101, 8, 0], [101, 9, 0]]
+    assert b.tolist() == [[101, 7], [101, 7], [101, 4]]
+    same = _same_pair(b, bm)
+    assert same.tolist() == [[False, True, False], [True, False, False], [False, False, False]]
+    single = torch.tensor([[101, 5, 6]])
+    assert split_pairs(single, torch.ones_like(single)) is None  # one text: a plain forward
+
+
+def test_faq_pairs_never_contain_an_evaluation_question(tmp_path):
+    from tunelab.assistant.calibrate import read_questions
+    from tunelab.assistant.pairs import make_pairs
+    from tunelab.assistant.sources import read_faq
+
+    repo = Path(__file__).resolve().parents[1]
+    faq = read_faq(repo / "data" / "assistant" / "zh_shop_faq.jsonl")
+    ev = repo / "data" / "assistant" / "zh_shop_faq_eval.jsonl"
+    questions = {q for q, _ in read_questions(str(ev), {e.id for e in faq})}
+    # an evaluation question planted as a variant must not reach a pair either
+    faq[0].variants.append(next(iter(sorted(questions))))
+    pairs = make_pairs(faq, paraphrases=2, exclude=questions)
+    texts = {t.strip().lower() for split in pairs.values() for p in split for t in p}
+    assert pairs["train"] and pairs["validation"]
+    assert not texts & {q.strip().lower() for q in questions}
+    train_q = {a for a, _ in pairs["train"]} | {b for _, b in pairs["train"]}
+    val_q = {a for a, _ in pairs["validation"]} | {b for _, b in pairs["validation"]}
+    assert not {e.question for e in faq if e.question in val_q} & train_q  # held-out entries
