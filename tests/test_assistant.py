@@ -247,3 +247,20 @@ def test_the_http_endpoint_keeps_sessions_and_refuses_bad_input(kb_dir, tmp_path
         assert code == 200  # still serving after the bad requests
     finally:
         s.stop()
+
+
+def test_answer_faq_is_a_task_function_backed_by_a_registered_kb(kb_dir, tmp_path, monkeypatch):
+    from tunelab.assistant.function import answer_faq
+    from tunelab.cli import main
+    from tunelab.functions.catalog import get_function
+
+    monkeypatch.setenv("TUNELAB_MODELS", str(tmp_path / "models.yaml"))
+    with pytest.raises(TunelabError, match="no model registered for 'answer_faq'.*assistant build"):
+        answer_faq("does python have a switch statement")
+    assert main(["register", "answer_faq", str(tmp_path)]) != 0  # not a KB: refused
+    assert main(["register", "answer_faq", str(kb_dir)]) == 0
+    r = answer_faq("does python have a switch statement")
+    assert r.handoff is False and r.matched_question.startswith("Why isn't there a switch")
+    many = answer_faq(["does python have a switch statement", "tell me a joke"])
+    assert [a.handoff for a in many] == [False, True] and many[1].ticket is not None
+    assert get_function("answer_faq").route_examples is not None  # the router learns it

@@ -88,29 +88,49 @@ def synthetic(kb, seed: int = 0) -> list[tuple[str, int | None, np.ndarray]]:
     return out
 
 
+WEIGHTS = (0.0, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)  # BM25's share tried in the fusion
+
+
 def calibrate(kb, validation, source: str, target: float) -> confidence.Calibration:
+    """Measure the fusion weight, then fit the confidence and pick the threshold, on the
+    validation questions or, without them, on questions made from the FAQ."""
     if validation:
         index = {e.id: i for i, e in enumerate(kb.entries)}
         qs = [q for q, _ in validation]
         want = [None if fid is None else index[fid] for _, fid in validation]
         vecs = kb.encoder.encode(qs)
-        cands = [kb.search(q, vector=v) for q, v in zip(qs, vecs, strict=True)]
+        scored = [kb.scores(q, v) for q, v in zip(qs, vecs, strict=True)]
     else:
         rows = synthetic(kb)
         source = "made from the FAQ (variants or questions left out, entries left out)"
         qs = [q for q, _, _ in rows]
         want = [w for _, w, _ in rows]
         vecs = kb.encoder.encode(qs)
-        cands = [
-            kb.search_excluding(q, v, mask) for (q, _, mask), v in zip(rows, vecs, strict=True)
-        ]
+        scored = [kb.scores(q, v, mask) for (q, _, mask), v in zip(rows, vecs, strict=True)]
+    fusion = fusion_weight(scored, want)
+    kb.bm25_weight = fusion["bm25_weight"]
+    cands = [kb.rank(d, b) for d, b in scored]
     feats = [retrieval.features(c) for c in cands]
     correct = [
         bool(c) and w is not None and c[0].entry == w for c, w in zip(cands, want, strict=True)
     ]
     cal = confidence.fit(feats, correct, [w is not None for w in want], target, source)
     cal.report["retrieval"] = figures(cands, want)
+    cal.report["fusion"] = fusion
     return cal
+
+
+def fusion_weight(scored: list[tuple], want: list[int | None]) -> dict:
+    """BM25's share in the fused ranking with the best MRR (then Recall@1; ties: the smaller
+    share) on the questions that have an entry; every share's figures are kept."""
+    from tunelab.assistant import retrieval
+
+    tried = {}
+    for w in WEIGHTS:
+        cands = [retrieval.rank(d, b, "fused", weight=w) for d, b in scored]
+        tried[w] = figures(cands, want)
+    best = max(WEIGHTS, key=lambda w: (tried[w].get("mrr", 0), tried[w].get("recall_at_1", 0), -w))
+    return {"bm25_weight": best, "tried": {str(w): tried[w] for w in WEIGHTS}}
 
 
 def figures(cands: list[list[retrieval.Candidate]], want: list[int | None]) -> dict:

@@ -51,31 +51,37 @@ class KnowledgeBase:
         self.info = info
         cal = info.get("calibration")
         self.calibration = confidence.Calibration.from_json(cal) if cal else None
+        self.bm25_weight = float(info.get("fusion", {}).get("bm25_weight", 0.1))
 
     # -- search ---------------------------------------------------------------------------
     def search(
         self, question: str, mode: str = "fused", vector: np.ndarray | None = None
     ) -> list[retrieval.Candidate]:
+        return self.rank(*self.scores(question, vector), mode)
+
+    def rank(self, dense, bm25, mode: str = "fused") -> list[retrieval.Candidate]:
+        return retrieval.rank(dense, bm25, mode, weight=self.bm25_weight)
+
+    def scores(
+        self, question: str, vector: np.ndarray | None = None, exclude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per entry: the best dense and the best BM25 score of its keys (-inf: not
+        retrieved). ``exclude``: a boolean mask of keys left out, scored exactly (calibration
+        and evaluation); without it the dense index answers (the live path)."""
         q = self.encoder.encode([question])[0] if vector is None else vector
-        rows, sims = self.dense.search(q, retrieval.DEPTH * 4)
-        dense_keys = np.full(len(self.keys), -np.inf, dtype=np.float32)
-        dense_keys[rows] = sims
-        return self._rank(dense_keys, self.bm25.scores(question), mode)
-
-    def search_excluding(
-        self, question: str, vector: np.ndarray, exclude: np.ndarray, mode: str = "fused"
-    ) -> list[retrieval.Candidate]:
-        """As ``search`` with the keys in the boolean mask ``exclude`` left out (exact dense
-        scores: for calibration and evaluation, not the live path)."""
-        dense_keys = np.where(exclude, -np.inf, self.dense.vectors @ vector).astype(np.float32)
-        bm25_keys = np.where(exclude, 0.0, self.bm25.scores(question)).astype(np.float32)
-        return self._rank(dense_keys, bm25_keys, mode)
-
-    def _rank(self, dense_keys, bm25_keys, mode: str) -> list[retrieval.Candidate]:
+        bm25_keys = self.bm25.scores(question)
+        if exclude is None:
+            rows, sims = self.dense.search(q, retrieval.DEPTH * 4)
+            dense_keys = np.full(len(self.keys), -np.inf, dtype=np.float32)
+            dense_keys[rows] = sims
+        else:
+            dense_keys = np.where(exclude, -np.inf, self.dense.vectors @ q).astype(np.float32)
+            bm25_keys = np.where(exclude, 0.0, bm25_keys).astype(np.float32)
         n = len(self.entries)
-        dense = retrieval.per_entry(dense_keys, self.key_entry, n)
-        bm25 = retrieval.per_entry(bm25_keys, self.key_entry, n)
-        return retrieval.rank(dense, bm25, mode)
+        return (
+            retrieval.per_entry(dense_keys, self.key_entry, n),
+            retrieval.per_entry(bm25_keys, self.key_entry, n),
+        )
 
     # -- files ------------------------------------------------------------------------------
     @staticmethod
@@ -169,6 +175,7 @@ def build(
     from tunelab.assistant import calibrate
 
     cal = calibrate.calibrate(kb, validation, validation_source, target_precision)
+    info["fusion"] = {"method": "convex", **cal.report.pop("fusion")}
     info["calibration"] = cal.as_json()
     kb.calibration = cal
     info["build_seconds"] = round(time.perf_counter() - t0, 1)

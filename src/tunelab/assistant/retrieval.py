@@ -1,8 +1,11 @@
 """Retrieval over a knowledge base's keys (an FAQ entry's question, variants and answer; a
-passage's title and text): BM25 and dense scores per key, the best key per entry, the two
-entry rankings fused by reciprocal rank fusion (Cormack et al., 2009: 1 / (60 + rank)).
+passage's title and text): BM25 and dense scores per key, the best key per entry, then one
+ranking of entries.
 
-``mode`` picks what ranks: ``bm25``, ``dense`` or ``fused`` (the default). Each candidate keeps
+``mode`` picks it: ``bm25``, ``dense``, ``rrf`` (reciprocal rank fusion, Cormack et al., 2009:
+1 / (60 + rank) summed over the two rankings) or ``fused`` (the default): a convex combination
+``(1 - w) * cosine + w * bm25 / best bm25`` whose weight ``w`` the KB measures on its
+calibration questions (``calibrate.fusion_weight``) instead of fixing it. Each candidate keeps
 every score, which the confidence model reads.
 """
 
@@ -34,9 +37,14 @@ def per_entry(key_scores: np.ndarray, key_entry: np.ndarray, n_entries: int) -> 
 
 
 def rank(
-    dense: np.ndarray, bm25: np.ndarray, mode: str = "fused", depth: int = DEPTH
+    dense: np.ndarray,
+    bm25: np.ndarray,
+    mode: str = "fused",
+    depth: int = DEPTH,
+    weight: float = 0.1,
 ) -> list[Candidate]:
-    """Candidates, best first, from per-entry dense and BM25 scores (-inf: not retrieved)."""
+    """Candidates, best first, from per-entry dense and BM25 scores (-inf: not retrieved);
+    ``weight``: BM25's share in ``fused``."""
     n = len(dense)
     d_order = _top(dense, depth)
     b_order = _top(np.where(bm25 > 0, bm25, -np.inf), depth)  # no shared word: not retrieved
@@ -46,6 +54,17 @@ def rank(
         order, score = list(d_order), {int(e): float(dense[e]) for e in d_order}
     elif mode == "bm25":
         order, score = list(b_order), {int(e): float(bm25[e]) for e in b_order}
+    elif mode == "fused":
+        pool = set(d_rank) | set(b_rank)
+        finite = dense[np.isfinite(dense)]
+        floor = float(finite.min()) if finite.size else 0.0  # not retrieved densely
+        best = max((float(bm25[e]) for e in b_rank), default=0.0) or 1.0
+        score = {
+            e: (1 - weight) * (float(dense[e]) if np.isfinite(dense[e]) else floor)
+            + weight * (float(bm25[e]) / best if e in b_rank else 0.0)
+            for e in pool
+        }
+        order = sorted(score, key=lambda e: (-score[e], d_rank.get(e, n)))
     else:
         score = {}
         for ranks in (d_rank, b_rank):
@@ -75,15 +94,18 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def features(cands: list[Candidate]) -> list[float]:
-    """What the confidence model reads about a question's candidates: the top cosine, its
-    margin over the next, the top BM25 score's share of the top five, whether the dense and
-    the BM25 rankings agree on the top entry, and the top entry's ranks in each."""
+    """What the confidence model reads about a question's candidates: the top ranking score and
+    its margin over the next, the top cosine and its margin, the top BM25 score's share of the
+    top five, whether the dense and the BM25 rankings agree on the top entry, and the top
+    entry's ranks in each."""
     if not cands:
-        return [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        return [0.0] * len(FEATURES)
     top = cands[0]
     second = cands[1] if len(cands) > 1 else None
     b5 = sum(c.bm25 for c in cands[:5]) or 1.0
     return [
+        top.score,
+        top.score - (second.score if second else 0.0),
         top.dense,
         top.dense - (second.dense if second else 0.0),
         top.bm25 / b5,
@@ -94,6 +116,8 @@ def features(cands: list[Candidate]) -> list[float]:
 
 
 FEATURES = (
+    "top_score",
+    "score_margin",
     "top_cosine",
     "cosine_margin",
     "bm25_share",

@@ -212,6 +212,9 @@ register_function(
     )
 )
 
+# functions of the systems built on the engine register themselves the same way
+from tunelab.assistant import function as _assistant  # noqa: E402, F401  (answer_faq)
+
 __all__ = [
     "Answer",
     "Entity",
