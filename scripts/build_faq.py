@@ -36,7 +36,8 @@ def plain(text: str) -> str:
     text = re.sub(r"``(.+?)``", r"\1", text)
     text = re.sub(r"`([^`]+)`_*", r"\1", text)
     text = re.sub(r"\*\*(.+?)\*\*|\*(.+?)\*", lambda m: m.group(1) or m.group(2), text)
-    return text.replace("\\", "")
+    # a backslash escapes markup (\\*, \\`) in reStructuredText; a path's (C:\\Python) stays
+    return re.sub(r"\\([\\*`_| ])", r"\1", text)
 
 
 def parse(path: Path) -> list[dict]:

@@ -475,3 +475,31 @@ def postgres_url(tmp_path_factory):
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+# --- the assistant: a knowledge base on the real Python FAQ (make data-faq) and MiniLM ---
+@pytest.fixture(scope="session")
+def python_faq_kb(tmp_path_factory) -> Path:
+    """A KB of the Python FAQ, calibrated on the dev half of the hand-written evaluation set.
+    Built once; the assistant's CLI, HTTP and browser tests read it (and never write to it)."""
+    from tunelab.assistant import kb as kbmod
+    from tunelab.assistant.sources import read_faq
+
+    faq = REPO / "data" / "faq" / "python_faq.jsonl"
+    assert faq.is_file(), "run `make data-faq` (make test does)"
+    rows = [
+        json.loads(line)
+        for line in (REPO / "data" / "assistant" / "python_faq_eval.jsonl").read_text().splitlines()
+    ]
+    out = tmp_path_factory.mktemp("kb") / "python-faq"
+    entries = read_faq(faq)
+    kbmod.build(
+        entries,
+        out,
+        "minilm-l6",
+        [kbmod.file_record(faq, "faq", len(entries))],
+        validation=[(r["question"], r["faq_id"]) for r in rows if r["split"] == "dev"],
+        validation_source="dev",
+        log=lambda m: None,
+    )
+    return out

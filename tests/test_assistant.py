@@ -42,21 +42,8 @@ def encoder():
 
 
 @pytest.fixture(scope="module")
-def kb_dir(tmp_path_factory, encoder):
-    assert FAQ.is_file(), "run `make data-faq` (make test does)"
-    out = tmp_path_factory.mktemp("kb") / "python-faq"
-    entries = read_faq(FAQ)
-    kbmod.build(
-        entries,
-        out,
-        "minilm-l6",
-        [kbmod.file_record(FAQ, "faq", len(entries))],
-        validation=_dev(EVAL),
-        validation_source="dev",
-        encoder=encoder,
-        log=lambda m: None,
-    )
-    return out
+def kb_dir(python_faq_kb):
+    return python_faq_kb
 
 
 def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:

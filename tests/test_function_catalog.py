@@ -34,6 +34,9 @@ from tunelab.functions.schema import tools
 
 BUILTIN = ["analyze_sentiment", "classify", "score", "extract_entities", "answer", "generate"]
 SHIPPED = {"train": 470, "validation": 82, "test": 232}  # rows of route_data/
+# a system on the engine registers its function the same way: the assistant's, with its examples
+SYSTEMS = ["answer_faq"]
+SYSTEM_ROWS = {"train": 100, "validation": 20, "test": 30}  # assistant/route_examples.csv
 
 
 def _load_notes(folder: str) -> dict[str, str]:
@@ -91,7 +94,7 @@ def notes(tmp_path_factory):
 
 
 def test_a_registered_function_appears_in_the_names_the_cli_and_the_schemas(notes, capsys):
-    assert list(FUNCTIONS) == [*BUILTIN, "lookup"] and FUNCTIONS["lookup"] is lookup
+    assert list(FUNCTIONS) == [*BUILTIN, *SYSTEMS, "lookup"] and FUNCTIONS["lookup"] is lookup
     spec = tools()[-1]["function"]
     assert spec["name"] == "lookup" and spec["parameters"]["required"] == ["word"]
     assert spec["parameters"]["properties"]["word"] == {
@@ -106,16 +109,19 @@ def test_a_registered_function_appears_in_the_names_the_cli_and_the_schemas(note
 
 
 def test_the_router_labels_and_requests_come_from_the_catalog(notes, tmp_path):
-    assert route_labels() == [*BUILTIN, "lookup", "none"]
+    assert route_labels() == [*BUILTIN, *SYSTEMS, "lookup", "none"]
     out = route_dataset(tmp_path / "requests")
     split = {s: list(csv.DictReader(open(out / f"{s}.csv", encoding="utf-8"))) for s in SPLITS}
     for s, rows in split.items():
         shipped = list(csv.DictReader(open(ROUTE_DATA / f"{s}.csv", encoding="utf-8")))
         assert len(shipped) == SHIPPED[s] and rows[: len(shipped)] == shipped  # all, in order
-        own = rows[len(shipped) :]
+        system = rows[len(shipped) : len(shipped) + SYSTEM_ROWS[s]]
+        assert {r["label"] for r in system} == set(SYSTEMS)
+        own = rows[len(shipped) + SYSTEM_ROWS[s] :]
         assert {r["label"] for r in own} == {"lookup"}
         assert {r["lang"] for r in own} == {"en", "zh"}, s  # each split gets both languages
-    assert sum(len(rows) for rows in split.values()) == sum(SHIPPED.values()) + 15
+    total = sum(SHIPPED.values()) + sum(SYSTEM_ROWS.values()) + 15
+    assert sum(len(rows) for rows in split.values()) == total
     assert fill_arguments("lookup", "what does tram mean") == {"word": "tram"}
 
 

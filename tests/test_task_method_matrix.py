@@ -53,6 +53,8 @@ def task_files(tmp_path_factory) -> dict[str, Path]:
         "multi-label": write_csv(d / "ml.csv", ml),
         "regression": write_csv(d / "reg.csv", reg),
     }
+    pairs = [{"text": r["text"], "text_pair": " ".join(reversed(r["text"].split()))} for r in rows]
+    files["sentence-embedding"] = write_csv(d / "pairs.csv", pairs, ("text", "text_pair"))
     for task, name, make in (
         (
             "token-classification",

@@ -61,15 +61,9 @@ class Encoder:
         return out
 
 
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the real tokens, then unit length, in float32 (differentiable: training
-    a retriever uses it too)."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-    return torch.nn.functional.normalize(mean.float(), dim=-1)
-
-
 def pool(hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    from tunelab.tasks.sentence_embedding import mean_pool
+
     return mean_pool(hidden, mask).numpy()
 
 

@@ -1,5 +1,8 @@
-"""The assistant as a part of the web application (``tunelab serve --assistant NAME=KB``).
+"""The assistant as a part of the web application (``tunelab serve --assistant NAME=KB``, or
+``tunelab studio --assistant NAME=KB``).
 
+    GET  /assistant                    the chat page (every KB; answers, sources, confidence,
+                                       the hand-offs), English and Chinese
     POST /v1/assistant/{name}/chat     {"message": "...", "session": "..."} -> the answer, as
                                        ``tunelab assistant ask`` prints it, plus the session id
                                        (a new one when none was given: send it back to continue)
@@ -17,12 +20,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field, field_validator
 
 from tunelab.web.admission import require_json
 from tunelab.web.app import Part
 from tunelab.web.errors import http_error, responses
+from tunelab.web.pages import render
+
+HERE = Path(__file__).parent
+NAV = [("nav.assistant", "/assistant")]
 
 
 class ChatIn(BaseModel):
@@ -109,6 +117,10 @@ def assistant_part(kbs: dict[str, str], tickets: str | None = None) -> Part:
         out = await asyncio.to_thread(b.ask, body.message, session)
         return {**out, "session": session}
 
+    @router.get("/assistant", include_in_schema=False)
+    def page(request: Request) -> Response:
+        return render(request, "assistant.html", page="assistant", names=list(kbs))
+
     @router.get("/v1/assistant/{name}/tickets", responses=responses(401, 404, 429, 503))
     async def tickets_list(
         name: str, status: str | None = Query(None, pattern="^(open|answered)$")
@@ -118,7 +130,16 @@ def assistant_part(kbs: dict[str, str], tickets: str | None = None) -> Part:
         b = bot(name)
         return await asyncio.to_thread(list_tickets, b.store, status, b.name)
 
-    return Part("assistant", router, startup=startup, ready=ready)
+    return Part(
+        "assistant",
+        router,
+        startup=startup,
+        ready=ready,
+        static={"/static/assistant": HERE / "static"},
+        page_prefixes=("/assistant",),
+        templates=HERE / "templates",
+        nav=NAV,
+    )
 
 
 def parse_kbs(specs: list[str]) -> dict[str, str]:

@@ -147,5 +147,6 @@ register_method(
         _save_prefix,
         _load_prefix,
         options=PromptOptions,
+        supports=lambda task: not task.paired,  # its prefix would sit inside a pair's row
     )
 )

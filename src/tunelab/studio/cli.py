@@ -47,7 +47,11 @@ def studio_part(runs_dir: str | Path, api_keys_file: str | None = None) -> Part:
 
 
 def create_studio_app(
-    runs_dir: str | Path, api_keys_file: str | None = None, monitor_config: str | None = None
+    runs_dir: str | Path,
+    api_keys_file: str | None = None,
+    monitor_config: str | None = None,
+    assistants: dict[str, str] | None = None,
+    tickets: str | None = None,
 ) -> FastAPI:
     from tunelab import __version__
     from tunelab.web.admission import (
@@ -70,6 +74,10 @@ def create_studio_app(
         from tunelab.monitor.web import monitor_part
 
         parts.append(monitor_part(load_config(monitor_config)))
+    if assistants:  # the assistant's chat page and routes join the studio
+        from tunelab.assistant.web import assistant_part
+
+        parts.append(assistant_part(assistants, tickets))
     return create_app(
         parts,
         keys,
@@ -115,6 +123,16 @@ def add_studio(sub) -> None:
         metavar="MONITOR_YAML",
         help="add the public-opinion monitor's dashboard and ingest route (tunelab monitor)",
     )
+    s.add_argument(
+        "--assistant",
+        action="append",
+        default=[],
+        metavar="NAME=KB",
+        help="add the assistant's chat page for a knowledge base (tunelab assistant build)",
+    )
+    s.add_argument(
+        "--tickets", help="database for the assistant's hand-offs (default: beside the KB)"
+    )
     s.set_defaults(func=cmd_studio)
 
 
@@ -127,7 +145,11 @@ def cmd_studio(a: argparse.Namespace) -> int:
         raise TunelabError(
             f"--host {a.host} opens the studio to other machines: give --api-keys-file too"
         )
-    app = create_studio_app(a.runs_dir, a.api_keys_file, a.monitor)
+    from tunelab.assistant.web import parse_kbs
+
+    app = create_studio_app(
+        a.runs_dir, a.api_keys_file, a.monitor, parse_kbs(a.assistant), a.tickets
+    )
     print(f"tunelab studio: http://{a.host}:{a.port}/ (runs in {a.runs_dir})", file=sys.stderr)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning", timeout_graceful_shutdown=5)
     return 0

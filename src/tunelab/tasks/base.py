@@ -10,7 +10,9 @@ Capability flags say what a task can do; callers ask the record, never a list of
 - ``softmax_loss``: a cross-entropy over classes (label smoothing, class weights, R-Drop);
 - ``probabilities``: ``"softmax"`` or ``"sigmoid"`` scores that ensembles may average;
 - ``generative``: decodes text, scored by generating (``evaluate_split``);
-- ``baseline_before_training``: the untrained model is scored too, for contrast.
+- ``baseline_before_training``: the untrained model is scored too, for contrast;
+- ``paired``: each row holds two texts the model itself splits (contrastive pairs), so no
+  method may add virtual tokens in front of them (prefix tuning).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class Task:
     probabilities: str | None = None
     generative: bool = False
     baseline_before_training: bool = False
+    paired: bool = False
 
     def __post_init__(self) -> None:
         def need_one(a: str, b: str) -> None:

@@ -1,6 +1,6 @@
 """Sentence embeddings trained contrastively: pairs of texts that mean the same (a question and
 its paraphrase, a question and its answer) in columns ``text`` and ``text_pair``; the model is
-the encoder itself (mean pooling, unit length: ``assistant.encoder.mean_pool``), trained with the
+the encoder itself (mean pooling, unit length: ``mean_pool``), trained with the
 multiple-negatives ranking loss (van den Oord et al., 2018; Henderson et al., 2017): in a batch
 of B pairs each text must pick its own pair among the B, the other B - 1 being its negatives, by
 a cross-entropy over scaled cosine similarities (scale 20, as sentence-transformers). A pair
@@ -105,16 +105,19 @@ class PairOutput(dict):
         return self["logits"]
 
 
-def embed(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    from tunelab.assistant.encoder import mean_pool
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real tokens, then unit length, in float32 (differentiable)."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+    return torch.nn.functional.normalize(mean.float(), dim=-1)
 
+
+def embed(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     out = model(input_ids=ids, attention_mask=mask)
     return mean_pool(out.last_hidden_state, mask)
 
 
 def _pair_class(base: type) -> type:
-    from tunelab.assistant.encoder import mean_pool
-
     class PairModel(base):
         """The encoder; a batch of pairs gives the (B, B) similarity matrix as logits."""
 
@@ -141,6 +144,8 @@ def build_model(path: str, spec: dict, **load_kwargs):
     from tunelab.models.weights import load_pretrained
 
     model = load_pretrained(AutoModel, path, **load_kwargs)
+    if getattr(model, "pooler", None) is not None:  # BERT's [CLS] pooler: unused by mean pooling
+        model.pooler = None  # (and untrained weights with no gradient would upset AdaLoRA)
     model.__class__ = _pair_class(type(model))
     return model
 
@@ -225,5 +230,6 @@ TASK = register_task(
         evaluate_split=evaluate_split,
         metric_names=("recall_at_1", "recall_at_5", "mrr", "loss", "n"),
         predict_texts=predict_texts,
+        paired=True,
     )
 )
