@@ -3,7 +3,8 @@
 - ``DenseIndex``: unit-length vectors searched by inner product. Up to ``EXACT_LIMIT`` rows an
   exact search (one matrix-vector product); above it FAISS HNSW (``IndexHNSWFlat``, inner
   product, M=32, efSearch=128), which stays near a millisecond at 100,000 rows where the exact
-  product reads the whole matrix per question (bench/assistant_index.py measures both).
+  product reads the whole matrix per question (bench/assistant_index.py measures both: at
+  100,000 keys of 384 dimensions, exact 5.4 ms and HNSW 1.9 ms at p50 on 2 cores).
 - ``BM25Index``: bm25s over ``text.words`` (jieba words for Chinese); unknown words are dropped
   from the question instead of failing.
 """
@@ -22,7 +23,8 @@ EXACT_LIMIT = 20_000
 
 class DenseIndex:
     def __init__(self, vectors: np.ndarray, hnsw=None) -> None:
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        mapped = isinstance(vectors, np.memmap)
+        self.vectors = vectors if mapped else np.ascontiguousarray(vectors, dtype=np.float32)
         self.hnsw = hnsw
         if self.hnsw is None and len(self.vectors) > EXACT_LIMIT:
             self.hnsw = _hnsw(self.vectors)
@@ -51,9 +53,12 @@ class DenseIndex:
 
     @classmethod
     def load(cls, folder: Path) -> DenseIndex:
-        vectors = np.load(folder / "vectors.npy")
         hnsw = None
-        if (folder / "vectors.hnsw").is_file():
+        has_hnsw = (folder / "vectors.hnsw").is_file()
+        # with HNSW the graph holds its own copy: the matrix stays on disk (memory-mapped) and
+        # is read only for exact scoring (calibration), not resident twice
+        vectors = np.load(folder / "vectors.npy", mmap_mode="r" if has_hnsw else None)
+        if has_hnsw:
             import faiss
 
             hnsw = faiss.read_index(str(folder / "vectors.hnsw"))
