@@ -65,28 +65,29 @@ def collate_targets(rows: list) -> torch.Tensor:
     return torch.arange(len(rows))  # each text's pair is its own row
 
 
+def second_start(row: list[int]) -> int | None:
+    """Where a pair's second text starts: the second occurrence of the row's first token."""
+    return next((i for i in range(1, len(row)) if row[i] == row[0]), None)
+
+
 def split_pairs(input_ids: torch.Tensor, attention_mask: torch.Tensor):
     """Rows of [first ... first ...] -> two padded batches, or None when a row is one text."""
     firsts, seconds = [], []
     for row, mask in zip(input_ids, attention_mask, strict=True):
-        real = row[mask.bool()]
-        at = (real == real[0]).nonzero().flatten()
-        if len(at) < 2:
+        real = row[mask.bool()].tolist()
+        cut = second_start(real)
+        if cut is None:
             return None
-        cut = int(at[1])
         firsts.append(real[:cut])
         seconds.append(real[cut:])
-    return _pad(firsts), _pad(seconds)
+    return _batch(firsts, input_ids.device), _batch(seconds, input_ids.device)
 
 
-def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    n = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), n, dtype=torch.long, device=rows[0].device)
-    mask = torch.zeros(len(rows), n, dtype=torch.long, device=rows[0].device)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = r
-        mask[i, : len(r)] = 1
-    return ids, mask
+def _batch(rows: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    from tunelab.data.batching import collate
+
+    b = collate(rows, 0)  # the mask marks the real tokens: the padding id does not matter
+    return b["input_ids"].to(device), b["attention_mask"].to(device)
 
 
 def _same_pair(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -162,7 +163,7 @@ def _embed_all(model, rows: list[list[int]], batch_size: int) -> np.ndarray:
     out = []
     dev = next(model.parameters()).device
     for s in range(0, len(rows), batch_size):
-        ids, mask = _pad([torch.tensor(r, device=dev) for r in rows[s : s + batch_size]])
+        ids, mask = _batch(rows[s : s + batch_size], dev)
         out.append(embed(model, ids, mask).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
 
@@ -172,9 +173,9 @@ def evaluate_split(model, tokenizer, ids, targets, spec, batch_size: int = 16, f
     model.eval()
     firsts, seconds = [], []
     for row in ids:
-        at = [i for i, t in enumerate(row) if t == row[0]]
-        firsts.append(row[: at[1]])
-        seconds.append(row[at[1] :])
+        cut = second_start(row)  # every encoded row is a pair
+        firsts.append(row[:cut])
+        seconds.append(row[cut:])
     with torch.inference_mode():
         a = _embed_all(model, firsts, batch_size)
         b = _embed_all(model, seconds, batch_size)
