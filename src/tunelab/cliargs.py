@@ -10,7 +10,7 @@ from typing import Any
 
 from tunelab import config as C
 from tunelab.data_policy import ReadPolicy
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, TunelabError
 
 
 class ExamplesFormatter(argparse.HelpFormatter):
@@ -91,3 +91,19 @@ def read_policy(a: argparse.Namespace) -> ReadPolicy:
     if a.max_field_chars < 1:
         raise ConfigError(f"--max-field-chars {a.max_field_chars}: must be >= 1")
     return ReadPolicy(a.max_field_chars, a.drop_missing)
+
+
+def parse_named(specs: list[str], flag: str, example: str) -> dict[str, str]:
+    """``NAME=DIR`` pairs of a repeatable ``flag`` (``--model``, ``--assistant``): the name
+    goes into URLs, so letters, digits, '-', '_' or '.', and each at most once."""
+    out: dict[str, str] = {}
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            raise TunelabError(f"{flag} {spec!r}: expected NAME=DIR, e.g. {flag} {example}")
+        if not all(c.isalnum() or c in "-_." for c in name):
+            raise TunelabError(f"{flag} {spec!r}: a name uses letters, digits, '-', '_' or '.'")
+        if name in out:
+            raise TunelabError(f"{flag} {name!r} is given twice")
+        out[name] = folder
+    return out

@@ -143,14 +143,14 @@ def assistant_part(kbs: dict[str, str], tickets: str | None = None) -> Part:
 
 
 def parse_kbs(specs: list[str]) -> dict[str, str]:
+    """``--assistant NAME=KB`` pairs (as ``--model``); each folder must be a knowledge base."""
+    from tunelab.cliargs import parse_named
     from tunelab.errors import TunelabError
 
-    out = {}
-    for s in specs:
-        name, sep, folder = s.partition("=")
-        if not sep or not name or not folder:
-            raise TunelabError(f"--assistant {s!r}: use NAME=KB_FOLDER")
+    kbs = parse_named(specs, "--assistant", "python=runs/kb-python")
+    for name, folder in kbs.items():
         if not (Path(folder) / "kb.json").is_file():
-            raise TunelabError(f"--assistant {s!r}: {folder} is not a knowledge base (no kb.json)")
-        out[name] = folder
-    return out
+            raise TunelabError(
+                f"--assistant {name}={folder}: {folder} is not a knowledge base (no kb.json)"
+            )
+    return kbs

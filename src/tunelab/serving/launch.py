@@ -13,26 +13,15 @@ from tunelab.serving.settings import ENV, ServeSettings
 
 def parse_models(specs: list[str]) -> dict[str, str]:
     """``NAME=DIR`` pairs; each folder must be a finished run or export."""
+    from tunelab.cliargs import parse_named
     from tunelab.inference import check_files
     from tunelab.runs import read_run
 
-    models: dict[str, str] = {}
-    for spec in specs:
-        name, sep, folder = spec.partition("=")
-        if not sep or not name or not folder:
-            raise TunelabError(
-                f"--model {spec!r}: expected NAME=DIR, e.g. --model sentiment=runs/reviews"
-            )
-        if not all(c.isalnum() or c in "-_." for c in name):
-            raise TunelabError(
-                f"--model {spec!r}: a model name uses letters, digits, '-', '_' or '.'"
-            )
-        if name in models:
-            raise TunelabError(f"--model {name!r} is given twice")
+    models = parse_named(specs, "--model", "sentiment=runs/reviews")
+    for folder in models.values():
         info = read_run(folder)
         check_files(Path(folder), info.export or {})
-        models[name] = str(Path(folder).resolve())
-    return models
+    return {name: str(Path(folder).resolve()) for name, folder in models.items()}
 
 
 def serve(settings: ServeSettings, host: str, port: int, workers: int) -> None:
