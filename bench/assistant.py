@@ -157,6 +157,7 @@ def measure_kb(lang: str, model: str, target: float, log) -> dict:
             "test_in_scope": int(ins.sum()),
             "test_out_of_scope": int((~ins).sum()),
             "build_seconds": round(build_s, 1),
+            "encoder_mix": kb.info.get("encoder"),
             "retrieval_test": retrievers,
             "calibration_dev": kb.info["calibration"]["report"],
             "threshold": kb.info["calibration"]["threshold"],

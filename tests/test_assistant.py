@@ -118,7 +118,8 @@ def test_a_follow_up_uses_the_previous_question(kb_dir, encoder):
     assert alone["handoff"] is True  # without the conversation, nothing to answer
 
 
-def test_documents_are_cut_into_passages_and_answered_with_their_source(encoder, tmp_path):
+def _docs_kb(encoder, tmp_path):
+    """Three passages from a markdown and an HTML file, and their KB."""
     docs = tmp_path / "docs"
     (docs / "policies").mkdir(parents=True)
     (docs / "returns.md").write_text(
@@ -133,14 +134,33 @@ def test_documents_are_cut_into_passages_and_answered_with_their_source(encoder,
         encoding="utf-8",
     )
     passages = read_docs(docs)
-    assert [p.id for p in passages] == ["policies/warranty.html#1", "returns.md#1", "returns.md#2"]
-    assert passages[1].question == "returns: Returns" and "30 days" in passages[1].answer
-    assert "var x" not in passages[0].answer and "p{}" not in passages[0].answer
     kb = kbmod.build(
         passages, tmp_path / "kb", "minilm-l6", [], encoder=encoder, log=lambda m: None
     )
+    return passages, kb
+
+
+def test_documents_are_cut_into_passages_and_answered_with_their_source(encoder, tmp_path):
+    passages, kb = _docs_kb(encoder, tmp_path)
+    assert [p.id for p in passages] == ["policies/warranty.html#1", "returns.md#1", "returns.md#2"]
+    assert passages[1].question == "returns: Returns" and "30 days" in passages[1].answer
+    assert "var x" not in passages[0].answer and "p{}" not in passages[0].answer
     top = kb.search("how long does delivery take")[0]
     assert kb.entries[top.entry].id == "returns.md#2"
+
+
+def test_a_document_hit_is_answered_by_an_extractive_qa_run(encoder, runs, tmp_path):
+    """With ``--qa-model`` a passage hit is answered by a span of that passage, which comes
+    back with its source (the QA run is a tiny one: the test checks the span is the passage's)."""
+    import tunelab
+
+    _, kb = _docs_kb(encoder, tmp_path)
+    kb.calibration.threshold = 0.0  # answer everything: this test is about the answer
+    bot = Assistant(kb, None, "docs", qa_model=tunelab.load(runs["qa"]))
+    out = bot.ask("how long does delivery take")
+    assert not out["handoff"] and out["id"] == "returns.md#2"
+    assert "returns.md:" in out["source"] and "3 to 5 working days" in out["passage"]
+    assert out["answer"] and out["answer"] in out["passage"]
 
 
 def test_chinese_questions_find_their_entry(encoder, tmp_path):

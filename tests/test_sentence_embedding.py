@@ -51,6 +51,17 @@ def test_training_learns_pairs_and_the_run_is_an_encoder(learnable_model_dir, tm
 
     assert abs(mrr(after) - metrics["mrr"]) < 1e-3  # the run's own figure, recomputed
     assert mrr(after) > mrr(before) + 0.2, (mrr(before), mrr(after))
+    # weight-space mixing with the base (WiSE-FT): 1 is the run, 0 the base, between is neither
+    mixer = Encoder(str(out), precision="fp32", keep_mixing=True)
+    few = [r["text"] for r in rows[:6]]
+    assert np.allclose(mixer.encode(few), after.encode(few), atol=1e-5)
+    mixer.set_mix(0.0)
+    assert np.allclose(mixer.encode(few), before.encode(few), atol=1e-5)
+    mixer.set_mix(0.5)
+    half = mixer.encode(few)
+    assert not np.allclose(half, before.encode(few), atol=1e-3)
+    assert not np.allclose(half, after.encode(few), atol=1e-3)
+    assert np.allclose(Encoder(str(out), precision="fp32", mix=0.5).encode(few), half, atol=1e-5)
     # the run folder is a plain encoder: AutoModel reads it, and predict gives the same vectors
     from transformers import AutoModel
 
@@ -101,3 +112,33 @@ def test_faq_pairs_never_contain_an_evaluation_question(tmp_path):
     train_q = {a for a, _ in pairs["train"]} | {b for _, b in pairs["train"]}
     val_q = {a for a, _ in pairs["validation"]} | {b for _, b in pairs["validation"]}
     assert not {e.question for e in faq if e.question in val_q} & train_q  # held-out entries
+
+
+def test_a_lora_retriever_is_folded_for_queries_and_mixes_with_its_base(
+    learnable_model_dir, tmp_path
+):
+    """The encoder folds a LoRA adapter into the weights (no adapter matmuls per query): the
+    same vectors as the adapter model tunelab.load gives; mix 0 is the base model."""
+    import tunelab
+    from tunelab.assistant.encoder import pool
+
+    train = write_csv(tmp_path / "train.csv", _pairs(64, 3), ("text", "text_pair"))
+    val = write_csv(tmp_path / "val.csv", _pairs(16, 5), ("text", "text_pair"))
+    out = tmp_path / "lora"
+    args = ["train", "--task", "sentence-embedding", "--model", str(learnable_model_dir)]
+    args += ["--train", str(train), "--validation", str(val)]
+    args += ["--output-dir", str(out), "--method", "lora"]
+    args += ["--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3"]
+    assert main([*args, "--report-to", "none", "--no-progress"]) == 0
+    few = [r["text"] for r in _pairs(6, 4)]
+    folded = Encoder(str(out), precision="fp32", keep_mixing=True)
+    assert "lora" not in " ".join(n for n, _ in folded.model.named_modules()).lower()
+    adapter = tunelab.load(out, precision="fp32")
+    enc = adapter.tokenizer(few, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = pool(adapter.model(**enc).last_hidden_state, enc["attention_mask"])
+    assert np.allclose(folded.encode(few), want, atol=1e-5)
+    base = Encoder(str(learnable_model_dir), precision="fp32").encode(few)
+    assert not np.allclose(want, base, atol=1e-3)  # the adapter changed something
+    folded.set_mix(0.0)
+    assert np.allclose(folded.encode(few), base, atol=1e-5)

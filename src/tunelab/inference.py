@@ -168,11 +168,7 @@ def load_run(
         return TunedModel(run_dir, info, onnx, tokenizer, backend=f"onnxruntime {kind}")
     task = get_task(info.task)
     method = get_method(info.method)
-    base = info.base_model or {}
-    # an alias is re-resolved: the weights package may live elsewhere on this machine
-    base_path = (
-        resolve_model(base["source"]).path if base.get("kind") == "alias" else base.get("path", "")
-    )
+    base_path = base_model_path(info)
     spec = info.spec
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     int8 = export.get("quantize") == "int8"  # an hf export quantized on load, from fp32
@@ -196,6 +192,15 @@ def load_run(
         return TunedModel(run_dir, info, quantized, tokenizer, backend="pytorch int8 (dynamic)")
     model.to(dev, dtype=torch.bfloat16 if dtype == "bf16" else None)
     return TunedModel(run_dir, info, model, tokenizer, backend=f"pytorch {dtype} ({dev.type})")
+
+
+def base_model_path(info: RunInfo) -> str:
+    """The folder of a run's base model; an alias is re-resolved (the weights package may
+    live elsewhere on this machine)."""
+    base = info.base_model or {}
+    if base.get("kind") == "alias":
+        return resolve_model(base["source"]).path
+    return str(base.get("path", ""))
 
 
 def inference_precision(precision: str, device: torch.device) -> str:

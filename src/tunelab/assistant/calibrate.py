@@ -91,22 +91,36 @@ def synthetic(kb, seed: int = 0) -> list[tuple[str, int | None, np.ndarray]]:
 WEIGHTS = (0.0, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)  # BM25's share tried in the fusion
 
 
+def questions(kb, validation) -> tuple[list[str], list[int | None], list | None, str | None]:
+    """(questions, the entry each wants or None, the keys each leaves out or None, the source
+    when made from the FAQ): the validation questions, or without them questions made from the
+    FAQ (``synthetic``)."""
+    if validation:
+        index = {e.id: i for i, e in enumerate(kb.entries)}
+        return (
+            [q for q, _ in validation],
+            [None if fid is None else index[fid] for _, fid in validation],
+            None,
+            None,
+        )
+    rows = synthetic(kb)
+    source = "made from the FAQ (variants or questions left out, entries left out)"
+    return [q for q, _, _ in rows], [w for _, w, _ in rows], [m for _, _, m in rows], source
+
+
+def score(kb, qs: list[str], masks: list | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    vecs = kb.encoder.encode(qs)
+    if masks is None:
+        return [kb.scores(q, v) for q, v in zip(qs, vecs, strict=True)]
+    return [kb.scores(q, v, m) for q, v, m in zip(qs, vecs, masks, strict=True)]
+
+
 def calibrate(kb, validation, source: str, target: float) -> confidence.Calibration:
     """Measure the fusion weight, then fit the confidence and pick the threshold, on the
     validation questions or, without them, on questions made from the FAQ."""
-    if validation:
-        index = {e.id: i for i, e in enumerate(kb.entries)}
-        qs = [q for q, _ in validation]
-        want = [None if fid is None else index[fid] for _, fid in validation]
-        vecs = kb.encoder.encode(qs)
-        scored = [kb.scores(q, v) for q, v in zip(qs, vecs, strict=True)]
-    else:
-        rows = synthetic(kb)
-        source = "made from the FAQ (variants or questions left out, entries left out)"
-        qs = [q for q, _, _ in rows]
-        want = [w for _, w, _ in rows]
-        vecs = kb.encoder.encode(qs)
-        scored = [kb.scores(q, v, mask) for (q, _, mask), v in zip(rows, vecs, strict=True)]
+    qs, want, masks, made = questions(kb, validation)
+    source = made or source
+    scored = score(kb, qs, masks)
     fusion = fusion_weight(scored, want)
     kb.bm25_weight = fusion["bm25_weight"]
     cands = [kb.rank(d, b) for d, b in scored]
@@ -118,6 +132,37 @@ def calibrate(kb, validation, source: str, target: float) -> confidence.Calibrat
     cal.report["retrieval"] = figures(cands, want)
     cal.report["fusion"] = fusion
     return cal
+
+
+MIXES = (1.0, 0.75, 0.5, 0.25)  # the fine-tuned retriever's share in weight space, tried
+
+
+def encoder_mix(kb, validation, encode_keys) -> dict:
+    """The weight-space mix of a fine-tuned retriever with its base (``Encoder.set_mix``) that
+    ranks the calibration questions best: each mix's keys are encoded (``encode_keys()`` ->
+    the KB's dense index), its best fusion measured, and the largest mix kept whose MRR is
+    within one question (1 / n) of the best: a smaller difference is not evidence against the
+    fine-tuned weights. The encoder is left at the chosen mix, the KB's index with it."""
+    qs, want, masks, _ = questions(kb, validation)
+    n = max(1, sum(w is not None for w in want))
+    tried: dict[float, dict] = {}
+    for m in MIXES:
+        kb.encoder.set_mix(m)
+        kb.dense = encode_keys()
+        fusion = fusion_weight(score(kb, qs, masks), want)
+        tried[m] = fusion["tried"][str(fusion["bm25_weight"])] | {
+            "bm25_weight": fusion["bm25_weight"]
+        }
+    best = max(t.get("mrr", 0.0) for t in tried.values())
+    mix = max(m for m, t in tried.items() if t.get("mrr", 0.0) >= best - 1.0 / n)
+    if kb.encoder.mix != mix:
+        kb.encoder.set_mix(mix)
+        kb.dense = encode_keys()
+    return {
+        "mix": mix,
+        "rule": "largest mix whose MRR is within 1/n of the best (WiSE-FT weight averaging)",
+        "tried": {str(m): t for m, t in tried.items()},
+    }
 
 
 def fusion_weight(scored: list[tuple], want: list[int | None]) -> dict:

@@ -56,6 +56,13 @@ def add_assistant(sub) -> None:
         default=0.9,
         help="of the questions answered, the share that must be right (default 0.9)",
     )
+    b.add_argument(
+        "--mix",
+        default="auto",
+        help="a fine-tuned retriever run's share in weight space, averaged with its base model "
+        "(WiSE-FT): 0-1, or auto (default: 1, 0.75, 0.5 or 0.25, measured on the calibration "
+        "questions)",
+    )
     b.add_argument("--tickets", help="a tickets database: its answered tickets join the FAQ")
     b.add_argument("--overwrite", action="store_true", help="replace an existing KB")
     for verb, what in (
@@ -152,6 +159,14 @@ def _build(a: argparse.Namespace) -> int:
         raise TunelabError("give --faq, --docs or both")
     if not 0 < a.target_precision <= 1:
         raise TunelabError(f"--target-precision {a.target_precision} must be in (0, 1]")
+    mix = None
+    if a.mix != "auto":
+        try:
+            mix = float(a.mix)
+        except ValueError:
+            raise TunelabError(f"--mix {a.mix!r}: give a number from 0 to 1, or auto") from None
+        if not 0 <= mix <= 1:
+            raise TunelabError(f"--mix {a.mix}: must be from 0 to 1")
     entries: list[Entry] = []
     sources = []
     if a.faq:
@@ -193,6 +208,7 @@ def _build(a: argparse.Namespace) -> int:
         target_precision=a.target_precision,
         overwrite=a.overwrite,
         log=lambda m: print(m, file=sys.stderr),
+        mix=mix,
     )
     cal = kb.info["calibration"]
     print(
@@ -203,6 +219,7 @@ def _build(a: argparse.Namespace) -> int:
                 "keys": kb.info["keys"],
                 "index": kb.info["index"],
                 "threshold": round(cal["threshold"], 4),
+                "encoder_mix": kb.info.get("encoder", {}).get("mix"),
                 "calibration": cal["report"],
             },
             ensure_ascii=False,

@@ -2,7 +2,14 @@
 L2-normalised (what the sentence-transformers MiniLM package declares in its modules.json), so a
 dot product is the cosine similarity. Any encoder or decoder folder works: ``minilm-l6``, a
 retriever fine-tuned by tunelab (``--task sentence-embedding``), ``gemma3-270m`` for Chinese.
-Runs in bf16 where the CPU computes it natively (AMX, AVX-512 BF16), else fp32."""
+Runs in bf16 where the CPU computes it natively (AMX, AVX-512 BF16), else fp32.
+
+A fine-tuned retriever run is loaded with its adapter folded into the weights (LoRA adds no
+matmuls per query) and can be **mixed with its base model in weight space**: ``mix`` 1.0 is the
+fine-tuned model, 0.5 the average of the two weights (WiSE-FT, Wortsman et al., CVPR 2022:
+interpolating a fine-tuned model with the model it started from keeps what pre-training knew
+about questions unlike the training pairs). A knowledge base measures the mix on its
+calibration questions (``calibrate.encoder_mix``)."""
 
 from __future__ import annotations
 
@@ -11,11 +18,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tunelab.errors import TunelabError
+
 MAX_LENGTH = 128
 
 
 class Encoder:
-    def __init__(self, model: str, precision: str = "auto", max_length: int = MAX_LENGTH) -> None:
+    def __init__(
+        self,
+        model: str,
+        precision: str = "auto",
+        max_length: int = MAX_LENGTH,
+        mix: float = 1.0,
+        keep_mixing: bool = False,
+    ) -> None:
+        """``mix``: the fine-tuned run's share in weight space (a retriever run only);
+        ``keep_mixing``: keep both weight sets so :meth:`set_mix` can move it (building)."""
         from transformers import AutoModel, AutoTokenizer
 
         from tunelab.inference import _set_threads, inference_precision
@@ -26,21 +44,78 @@ class Encoder:
         _set_threads()
         self.name = model
         self.precision = inference_precision(precision, torch.device("cpu"))
+        self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        self.mix = 1.0
+        self._tuned: dict[str, torch.Tensor] | None = None
+        self._base: dict[str, torch.Tensor] | None = None
         if (Path(model).expanduser() / "tunelab.json").is_file():  # a tunelab run (any method)
-            import tunelab
-
-            tuned = tunelab.load(Path(model).expanduser(), precision=self.precision)
-            self.path, self.tokenizer, self.model = str(tuned.run_dir), tuned.tokenizer, tuned.model
+            self._load_run(Path(model).expanduser())
         else:
             self.path = resolve_model(model).path
             self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-            self.model = AutoModel.from_pretrained(self.path, dtype=dtype)
+            self.model = AutoModel.from_pretrained(self.path, dtype=self.dtype)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.eval()
         self.max_length = max_length
         self.dim = int(self.model.config.hidden_size)  # PEFT passes config through
+        if mix != 1.0:
+            self.set_mix(mix)
+        if not keep_mixing:
+            self._tuned = self._base = None
+
+    def _load_run(self, folder: Path) -> None:
+        """A training run with its method folded in (and its base's weights kept for mixing);
+        an export or a method that cannot be folded (prompts) as it loads."""
+        import tunelab
+        from tunelab.inference import base_model_path, load_run
+        from tunelab.methods import get_method
+        from tunelab.runs import read_run
+
+        info = read_run(folder)
+        method = get_method(info.method) if info.kind == "run" and not info.export else None
+        if method is None or method.merge is None:
+            tuned = tunelab.load(folder, precision=self.precision)
+            self.path, self.tokenizer, self.model = str(tuned.run_dir), tuned.tokenizer, tuned.model
+            return
+        loaded = load_run(folder, info, precision="fp32", share_base=False)
+        assert isinstance(loaded.model, torch.nn.Module)  # a training run: PyTorch weights
+        model = method.merge(loaded.model)
+        self.path, self.tokenizer = str(folder), loaded.tokenizer
+        self._tuned = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self._base_path = base_model_path(info)
+        self.model = model.to(self.dtype)
+
+    @property
+    def mixable(self) -> bool:
+        return self._tuned is not None
+
+    def set_mix(self, mix: float) -> None:
+        """Weights = base + mix * (fine-tuned - base), for every weight the two share."""
+        if not 0.0 <= mix <= 1.0:
+            raise TunelabError(f"encoder mix must be between 0 and 1, not {mix}")
+        if mix == self.mix:
+            return
+        if self._tuned is None:
+            raise TunelabError(
+                f"{self.name}: only a fine-tuned retriever run (full or a foldable adapter) can "
+                "be mixed with its base model"
+            )
+        if self._base is None:
+            from transformers import AutoModel
+
+            base = AutoModel.from_pretrained(self._base_path, dtype=torch.float32).state_dict()
+            self._base = {
+                k: base[k] for k, v in self._tuned.items() if k in base and base[k].shape == v.shape
+            }
+        state = {
+            k: (self._base[k] + mix * (v - self._base[k]) if k in self._base else v).to(self.dtype)
+            if v.is_floating_point()
+            else v
+            for k, v in self._tuned.items()
+        }
+        self.model.load_state_dict(state)
+        self.mix = mix
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """(len(texts), dim) float32, each row of unit length. Texts are sorted by length so

@@ -1,6 +1,7 @@
 """A knowledge base folder: built once by ``tunelab assistant build``, then read by the assistant.
 
-    KB/kb.json        what it is: sources (with sha256), encoder, sizes, index kinds, the
+    KB/kb.json        what it is: sources (with sha256), encoder (and its measured mix with its
+                      base, for a fine-tuned retriever), sizes, index kinds, the
                       calibration (confidence model, hand-off threshold, its figures)
     KB/entries.jsonl  one entry per line (FAQ entries, then document passages)
     KB/keys.jsonl     [entry, kind, text]: what questions are matched against
@@ -29,6 +30,7 @@ from tunelab.assistant.sources import Entry
 from tunelab.errors import TunelabError
 
 FORMAT = "tunelab-kb/1"
+MIX_SEARCH_KEYS = 20_000  # above: the fine-tuned weights as they are (each mix encodes every key)
 ANSWER_KEY_CHARS = 500  # an FAQ answer's opening, matched too (questions asked as statements)
 
 
@@ -112,7 +114,8 @@ class KnowledgeBase:
             tuple(json.loads(line))
             for line in (p / "keys.jsonl").read_text(encoding="utf-8").splitlines()
         ]
-        enc = encoder or Encoder(info["model"])
+        mix = float(info.get("encoder", {}).get("mix", 1.0))
+        enc = encoder or Encoder(info["model"], mix=mix)
         return cls(entries, keys, enc, DenseIndex.load(p), BM25Index.load(p), info)
 
 
@@ -139,8 +142,11 @@ def build(
     overwrite: bool = False,
     encoder: Encoder | None = None,
     log=print,
+    mix: float | None = None,
 ) -> KnowledgeBase:
-    """Index ``entries``, calibrate the hand-off threshold, and write the KB folder."""
+    """Index ``entries``, calibrate the hand-off threshold, and write the KB folder.
+    ``mix``: a fine-tuned retriever's share in weight space (``Encoder.set_mix``); None
+    measures it on the calibration questions (up to ``MIX_SEARCH_KEYS`` keys, else 1)."""
     out = Path(output)
     if out.exists() and not overwrite:
         raise TunelabError(f"{out}: already exists (pass --overwrite to replace it)")
@@ -151,9 +157,11 @@ def build(
         dup = next(i for i in ids if ids.count(i) > 1)
         raise TunelabError(f"id {dup!r} is used by two entries (FAQ ids and document passages)")
     t0 = time.perf_counter()
-    enc = encoder or Encoder(model)
+    enc = encoder or Encoder(model, keep_mixing=mix is None)
     keys = make_keys(entries)
     log(f"encoding {len(keys):,} keys of {len(entries):,} entries with {model}")
+    if mix is not None and mix != enc.mix:
+        enc.set_mix(mix)
     vectors = enc.encode([k[2] for k in keys])
     info: dict = {
         "format": FORMAT,
@@ -174,6 +182,15 @@ def build(
         info["index"]["dense"] = "faiss-hnsw"
     from tunelab.assistant import calibrate
 
+    if mix is None and enc.mixable and len(keys) <= MIX_SEARCH_KEYS:
+        log("measuring the fine-tuned encoder's mix with its base (1, 0.75, 0.5, 0.25)")
+        texts = [k[2] for k in keys]
+        info["encoder"] = calibrate.encoder_mix(
+            kb, validation, lambda: DenseIndex(enc.encode(texts))
+        )
+        log(f"encoder mix {info['encoder']['mix']}")
+    elif enc.mixable or enc.mix != 1.0:
+        info["encoder"] = {"mix": enc.mix, "rule": "given" if mix is not None else "too many keys"}
     cal = calibrate.calibrate(kb, validation, validation_source, target_precision)
     info["fusion"] = {"method": "convex", **cal.report.pop("fusion")}
     info["calibration"] = cal.as_json()
