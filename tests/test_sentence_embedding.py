@@ -62,6 +62,16 @@ def test_training_learns_pairs_and_the_run_is_an_encoder(learnable_model_dir, tm
     assert not np.allclose(half, before.encode(few), atol=1e-3)
     assert not np.allclose(half, after.encode(few), atol=1e-3)
     assert np.allclose(Encoder(str(out), precision="fp32", mix=0.5).encode(few), half, atol=1e-5)
+    # a KB built on the run with a given mix records it, and loads the same encoder back
+    from tunelab.assistant import kb as kbmod
+    from tunelab.assistant.sources import Entry
+
+    faq = [Entry(id=f"e{i}", question=r["text"], answer=r["text_pair"]) for i, r in enumerate(rows)]
+    asked = [(r["text"], f"e{i}") for i, r in enumerate(rows[:8])] + [("zzz qqq", None)]
+    kbmod.build(faq, tmp_path / "kb", str(out), [], validation=asked, mix=0.5, log=lambda m: None)
+    assert json.loads((tmp_path / "kb" / "kb.json").read_text())["encoder"]["mix"] == 0.5
+    loaded = kbmod.KnowledgeBase.load(tmp_path / "kb")
+    assert np.allclose(loaded.encoder.encode(few), half, atol=1e-2)  # auto precision: bf16
     # the run folder is a plain encoder: AutoModel reads it, and predict gives the same vectors
     from transformers import AutoModel
 

@@ -157,11 +157,14 @@ def build(
         dup = next(i for i in ids if ids.count(i) > 1)
         raise TunelabError(f"id {dup!r} is used by two entries (FAQ ids and document passages)")
     t0 = time.perf_counter()
-    enc = encoder or Encoder(model, keep_mixing=mix is None)
+    if encoder is None:
+        enc = Encoder(model, mix=1.0 if mix is None else mix, keep_mixing=mix is None)
+    else:
+        enc = encoder
+        if mix is not None and mix != enc.mix:
+            enc.set_mix(mix)
     keys = make_keys(entries)
     log(f"encoding {len(keys):,} keys of {len(entries):,} entries with {model}")
-    if mix is not None and mix != enc.mix:
-        enc.set_mix(mix)
     vectors = enc.encode([k[2] for k in keys])
     info: dict = {
         "format": FORMAT,
