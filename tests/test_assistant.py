@@ -177,6 +177,28 @@ def test_chinese_questions_find_their_entry(encoder, tmp_path):
     assert r["handoff"] is True and "人工客服" in r["answer"]
 
 
+def test_decoder_rewrites_are_kept_only_when_they_find_their_own_entry_again(encoder):
+    """Round-trip consistency: a rewrite that the untuned retriever takes to another entry
+    (a small decoder drifted) never becomes a training pair for the wrong entry."""
+    from tunelab.assistant.paraphrase import round_trip
+    from tunelab.assistant.sources import Entry
+
+    faq = [
+        Entry("s2n", "How do I convert a string to a number?", "Use int('144') or float()."),
+        Entry("n2s", "How do I convert a number to a string?", "Use str(144) or an f-string."),
+        Entry("exe", "How do I make a Python script executable?", "Add a #! line; chmod +x."),
+    ]
+    rewrites = {
+        0: ["turn the text '42' into an integer", "how can I make my .py file run as a command"],
+        2: ["run a python file directly like a program on linux"],
+    }
+    kept = round_trip(rewrites, faq, encoder)
+    assert kept == {
+        0: ["turn the text '42' into an integer"],
+        2: ["run a python file directly like a program on linux"],
+    }
+
+
 def test_no_evaluation_question_is_part_of_the_faq_it_is_judged_on():
     for faq, ev in ((FAQ, EVAL), (ZH_FAQ, ZH_EVAL)):
         known = {t.strip().lower() for e in read_faq(faq) for t in (e.question, *e.variants)}

@@ -113,9 +113,13 @@ def test_faq_pairs_never_contain_an_evaluation_question(tmp_path):
     faq = read_faq(repo / "data" / "assistant" / "zh_shop_faq.jsonl")
     ev = repo / "data" / "assistant" / "zh_shop_faq_eval.jsonl"
     questions = {q for q, _ in read_questions(str(ev), {e.id for e in faq})}
-    # an evaluation question planted as a variant must not reach a pair either
-    faq[0].variants.append(next(iter(sorted(questions))))
-    pairs = make_pairs(faq, paraphrases=2, exclude=questions)
+    # an evaluation question planted as a variant, or written by the decoder, must not reach a
+    # pair either
+    planted = sorted(questions)
+    faq[0].variants.append(planted[0])
+    rewrites = {1: [planted[1], "换货要多久才能寄回来"]}
+    pairs = make_pairs(faq, paraphrases=2, exclude=questions, rewrites=rewrites)
+    assert any(a == "换货要多久才能寄回来" for split in pairs.values() for a, _ in split)
     texts = {t.strip().lower() for split in pairs.values() for p in split for t in p}
     assert pairs["train"] and pairs["validation"]
     assert not texts & {q.strip().lower() for q in questions}
@@ -152,3 +156,32 @@ def test_a_lora_retriever_is_folded_for_queries_and_mixes_with_its_base(
     assert not np.allclose(want, base, atol=1e-3)  # the adapter changed something
     folded.set_mix(0.0)
     assert np.allclose(folded.encode(few), base, atol=1e-5)
+
+
+def test_decoder_rewrites_are_filtered_and_written_per_question(tmp_path):
+    """A rewrite is kept only when it is one plausible line that differs from the question and
+    shares a word with the entry; a tiny random decoder runs the sampling path end to end."""
+    from conftest import make_tiny_llama
+    from tunelab.assistant import paraphrase as para
+
+    assert (
+        para.clean('Rewritten question: "how do I undo a commit"\nmore') == "how do I undo a commit"
+    )
+    assert para.clean("用户：怎么退货") == "怎么退货"
+    q, a = "How do I return an item?", "Send it back within 30 days."
+    seen: set[str] = set()
+    assert para.keep(q, a, "can I send back something I bought", seen)
+    assert not para.keep(q, a, "How do I return an item?", seen)  # the question itself
+    assert not para.keep(q, a, "what is the weather like in Paris today", seen)  # off topic
+    assert not para.keep(q, a, "return", seen)  # too short
+    assert not para.keep(q, a, "item " * 60, seen)  # too long
+    seen.add("can i send back something i bought")
+    assert not para.keep(q, a, "Can I send back something I bought", seen)  # a repeat
+    lm = make_tiny_llama(tmp_path / "lm")
+    got = para.paraphrase(
+        [(q, a), ("何时发货", "下单后两天内发货")], str(lm), copies=3, log=lambda m: None
+    )
+    pairs = [(q, a), ("何时发货", "下单后两天内发货")]
+    for i, texts in got.items():
+        assert len(texts) <= 3 and len(set(texts)) == len(texts)
+        assert all(para.keep(*pairs[i], t, set()) for t in texts)

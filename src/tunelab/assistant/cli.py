@@ -78,8 +78,10 @@ def add_assistant(sub) -> None:
         "tune",
         help="fine-tune the retriever on the FAQ (contrastive; a sentence-embedding run)",
         description="Make pairs from the FAQ (variant -> question, question -> answer, EDA "
-        "paraphrases -> both) and train a sentence-embedding run on them with the "
-        "multiple-negatives ranking loss; then `assistant build --model OUTPUT`.",
+        "paraphrases -> both; with --paraphrase-model, a decoder's rewrites of each question "
+        "that the untuned retriever maps back to their own entry) and train a "
+        "sentence-embedding run on them with the multiple-negatives ranking loss; then "
+        "`assistant build --model OUTPUT`, which measures how much of the tuning to keep.",
     )
     tu.add_argument("--faq", required=True, help="the FAQ file (as for build)")
     tu.add_argument("--output", required=True, help="the run folder to write")
@@ -93,6 +95,14 @@ def add_assistant(sub) -> None:
     tu.add_argument(
         "--exclude",
         help="an evaluation file (question column): its questions never enter a training pair",
+    )
+    tu.add_argument(
+        "--paraphrase-model",
+        help="a decoder that also rewrites each question in other words (smollm2-135m for "
+        "English, gemma3-270m for Chinese); what it wrote is kept in OUTPUT.pairs/",
+    )
+    tu.add_argument(
+        "--rewrites", type=int, default=4, help="rewrites sampled per question (default 4)"
     )
     tu.add_argument("--seed", type=int, default=42)
     tu.add_argument("--overwrite", action="store_true")
@@ -230,7 +240,7 @@ def _build(a: argparse.Namespace) -> int:
 
 def _tune(a: argparse.Namespace) -> int:
     from tunelab import config as C
-    from tunelab.assistant.pairs import make_pairs, write_pairs
+    from tunelab.assistant.pairs import faq_entries, make_pairs, write_pairs
     from tunelab.assistant.sources import read_faq
     from tunelab.training.pipeline import run_training
 
@@ -240,8 +250,11 @@ def _tune(a: argparse.Namespace) -> int:
         from tunelab.assistant.calibrate import read_questions
 
         exclude = {q for q, _ in read_questions(a.exclude, {e.id for e in entries})}
-    pairs = make_pairs(entries, a.paraphrases, seed=a.seed, exclude=exclude)
     folder = Path(a.output).resolve().with_name(Path(a.output).name + ".pairs")
+    rewrites = None
+    if a.paraphrase_model:
+        rewrites = _rewrites(faq_entries(entries), a, folder)
+    pairs = make_pairs(entries, a.paraphrases, seed=a.seed, exclude=exclude, rewrites=rewrites)
     overrides = {
         "task": "sentence-embedding",
         "model": a.model,
@@ -269,6 +282,37 @@ def _tune(a: argparse.Namespace) -> int:
     run_dir, metrics = run_training(C.build(overrides))
     print(json.dumps({"run": str(run_dir), "validation": metrics.get("validation")}))
     return 0
+
+
+def _rewrites(faq: list, a: argparse.Namespace, folder: Path) -> dict[int, list[str]]:
+    """The decoder's rewrites of each question, written to FOLDER/paraphrases.jsonl."""
+    from tunelab.assistant.encoder import Encoder
+    from tunelab.assistant.paraphrase import paraphrase, round_trip
+    from tunelab.errors import TunelabError
+
+    if a.rewrites < 1:
+        raise TunelabError(f"--rewrites {a.rewrites}: must be at least 1")
+    got = paraphrase(
+        [(e.question, e.answer) for e in faq],
+        a.paraphrase_model,
+        copies=a.rewrites,
+        seed=a.seed,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    sampled = sum(len(v) for v in got.values())
+    got = round_trip(got, faq, Encoder(a.model))
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "paraphrases.jsonl").open("w", encoding="utf-8") as f:
+        for i, e in enumerate(faq):
+            row = {"id": e.id, "question": e.question, "rewrites": got.get(i, [])}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    kept = sum(len(v) for v in got.values())
+    print(
+        f"rewrites: {a.rewrites * len(faq):,} sampled, {sampled:,} well-formed, {kept:,} found "
+        "their own entry first again (kept)",
+        file=sys.stderr,
+    )
+    return got
 
 
 def _tickets(a: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@
 - the question, and each variant, with the opening of its answer (question -> answer);
 - generated paraphrases: EDA edits of the question (synonyms from WordNet or the Cilin
   thesaurus, a word dropped, two words swapped; ``tunelab.data.augment``) with the question and
-  with the answer.
+  with the answer;
+- optionally, rewrites of the question by a small decoder (``paraphrase``), with both too.
 
 Entries are split into training and validation by a seeded shuffle (``validation_share``), so
 validation measures entries the retriever never saw. Questions of an evaluation file
@@ -27,10 +28,12 @@ def make_pairs(
     validation_share: float = 0.15,
     seed: int = 42,
     exclude: set[str] | None = None,
+    rewrites: dict[int, list[str]] | None = None,
 ) -> dict[str, list[tuple[str, str]]]:
+    """``rewrites``: decoder paraphrases by index into the FAQ entries (``faq_entries``)."""
     from tunelab.data.augment import augment_texts
 
-    faq = [e for e in entries if e.kind == "faq"]
+    faq = faq_entries(entries)
     banned = {q.strip().lower() for q in (exclude or set())}
     order = list(range(len(faq)))
     random.Random(seed).shuffle(order)
@@ -47,11 +50,15 @@ def make_pairs(
         answer = e.answer[:ANSWER_KEY_CHARS]
         pairs = [(v, e.question) for v in e.variants]
         pairs += [(q, answer) for q in (e.question, *e.variants)]
-        for g in dict.fromkeys(generated.get(i, [])):
+        for g in dict.fromkeys(generated.get(i, []) + (rewrites or {}).get(i, [])):
             pairs += [(g, e.question), (g, answer)]
         keep = [(a, b) for a, b in pairs if a.strip().lower() not in banned and a != b]
         out["validation" if i in held else "train"] += keep
     return out
+
+
+def faq_entries(entries: list[Entry]) -> list[Entry]:
+    return [e for e in entries if e.kind == "faq"]
 
 
 def write_pairs(pairs: list[tuple[str, str]], path: Path) -> Path:
