@@ -72,6 +72,16 @@ def test_training_learns_pairs_and_the_run_is_an_encoder(learnable_model_dir, tm
     assert json.loads((tmp_path / "kb" / "kb.json").read_text())["encoder"]["mix"] == 0.5
     loaded = kbmod.KnowledgeBase.load(tmp_path / "kb")
     assert np.allclose(loaded.encoder.encode(few), half, atol=1e-2)  # auto precision: bf16
+    # without validation questions the mix is measured on the FAQ questions the run never
+    # trained on (a training text among the entries is left out of the measure)
+    seen = {t.lower() for r in _pairs(96, 1) for t in r.values()}
+    extra = Entry(id="t", question=_pairs(96, 1)[0]["text"], answer="x y z")
+    kbmod.build([*faq, extra], tmp_path / "kb2", str(out), [], log=lambda m: None)
+    mixed = json.loads((tmp_path / "kb2" / "kb.json").read_text())["encoder"]
+    assert set(mixed["tried"]) == {"1.0", "0.75", "0.5", "0.25"}
+    unseen = sum(r["text"].lower() not in seen for r in rows)
+    assert 0 < unseen < len(rows) + 1
+    assert {t["questions"] for t in mixed["tried"].values()} == {unseen}
     # the run folder is a plain encoder: AutoModel reads it, and predict gives the same vectors
     from transformers import AutoModel
 

@@ -142,8 +142,21 @@ def encoder_mix(kb, validation, encode_keys) -> dict:
     ranks the calibration questions best: each mix's keys are encoded (``encode_keys()`` ->
     the KB's dense index), its best fusion measured, and the largest mix kept whose MRR is
     within one question (1 / n) of the best: a smaller difference is not evidence against the
-    fine-tuned weights. The encoder is left at the chosen mix, the KB's index with it."""
+    fine-tuned weights. The encoder is left at the chosen mix, the KB's index with it.
+
+    Without validation questions, the questions made from the FAQ are the retriever's own
+    training texts for most entries, which always favour the fine-tuned weights: only those it
+    did not train on (the entries ``tune`` held out) are used, and with none the mix is 1."""
     qs, want, masks, _ = questions(kb, validation)
+    if not validation:
+        seen = kb.encoder.trained_on()
+        if seen is None:
+            return {"mix": kb.encoder.mix, "rule": "no questions the retriever did not train on"}
+        keep = [i for i, q in enumerate(qs) if q.strip().lower() not in seen]
+        if not any(want[i] is not None for i in keep):
+            return {"mix": kb.encoder.mix, "rule": "no questions the retriever did not train on"}
+        qs, want = [qs[i] for i in keep], [want[i] for i in keep]
+        masks = [masks[i] for i in keep] if masks is not None else None
     n = max(1, sum(w is not None for w in want))
     tried: dict[float, dict] = {}
     for m in MIXES:

@@ -86,6 +86,22 @@ class Encoder:
         self._base_path = base_model_path(info)
         self.model = model.to(self.dtype)
 
+    def trained_on(self) -> set[str] | None:
+        """The texts of the run's training pairs (from the file its config.yaml names), or
+        None when it is not a run or the file is gone."""
+        import csv
+
+        import yaml
+
+        cfg = Path(self.path) / "config.yaml"
+        if not cfg.is_file():
+            return None
+        train = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("train")
+        if not train or not Path(train).is_file() or not str(train).endswith(".csv"):
+            return None
+        with open(train, encoding="utf-8", newline="") as f:
+            return {t.strip().lower() for row in csv.reader(f) for t in row}
+
     @property
     def mixable(self) -> bool:
         return self._tuned is not None
