@@ -140,9 +140,10 @@ MIXES = (1.0, 0.75, 0.5, 0.25)  # the fine-tuned retriever's share in weight spa
 def encoder_mix(kb, validation, encode_keys) -> dict:
     """The weight-space mix of a fine-tuned retriever with its base (``Encoder.set_mix``) that
     ranks the calibration questions best: each mix's keys are encoded (``encode_keys()`` ->
-    the KB's dense index), its best fusion measured, and the largest mix kept whose MRR is
-    within one question (1 / n) of the best: a smaller difference is not evidence against the
-    fine-tuned weights. The encoder is left at the chosen mix, the KB's index with it.
+    a dense index; the KB's own index serves the encoder's current mix), its best fusion
+    measured, and the largest mix kept whose MRR is within one question (1 / n) of the best: a
+    smaller difference is not evidence against the fine-tuned weights. The encoder is left at
+    the chosen mix, the KB's index with it.
 
     Without validation questions, the questions made from the FAQ are the retriever's own
     training texts for most entries, which always favour the fine-tuned weights: only those it
@@ -150,27 +151,29 @@ def encoder_mix(kb, validation, encode_keys) -> dict:
     qs, want, masks, _ = questions(kb, validation)
     if not validation:
         seen = kb.encoder.trained_on()
-        if seen is None:
-            return {"mix": kb.encoder.mix, "rule": "no questions the retriever did not train on"}
-        keep = [i for i, q in enumerate(qs) if q.strip().lower() not in seen]
+        keep = (
+            [] if seen is None else [i for i, q in enumerate(qs) if q.strip().lower() not in seen]
+        )
         if not any(want[i] is not None for i in keep):
             return {"mix": kb.encoder.mix, "rule": "no questions the retriever did not train on"}
         qs, want = [qs[i] for i in keep], [want[i] for i in keep]
         masks = [masks[i] for i in keep] if masks is not None else None
     n = max(1, sum(w is not None for w in want))
+    indexes = {kb.encoder.mix: kb.dense}
     tried: dict[float, dict] = {}
     for m in MIXES:
         kb.encoder.set_mix(m)
-        kb.dense = encode_keys()
+        if m not in indexes:
+            indexes[m] = encode_keys()
+        kb.dense = indexes[m]
         fusion = fusion_weight(score(kb, qs, masks), want)
         tried[m] = fusion["tried"][str(fusion["bm25_weight"])] | {
             "bm25_weight": fusion["bm25_weight"]
         }
     best = max(t.get("mrr", 0.0) for t in tried.values())
     mix = max(m for m, t in tried.items() if t.get("mrr", 0.0) >= best - 1.0 / n)
-    if kb.encoder.mix != mix:
-        kb.encoder.set_mix(mix)
-        kb.dense = encode_keys()
+    kb.encoder.set_mix(mix)
+    kb.dense = indexes[mix]
     return {
         "mix": mix,
         "rule": "largest mix whose MRR is within 1/n of the best (WiSE-FT weight averaging)",

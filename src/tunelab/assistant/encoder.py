@@ -62,7 +62,7 @@ class Encoder:
         if mix != 1.0:
             self.set_mix(mix)
         if not keep_mixing:
-            self._tuned = self._base = None
+            self.stop_mixing()
 
     def _load_run(self, folder: Path) -> None:
         """A training run with its method folded in (and its base's weights kept for mixing);
@@ -101,6 +101,10 @@ class Encoder:
             return None
         with open(train, encoding="utf-8", newline="") as f:
             return {t.strip().lower() for row in csv.reader(f) for t in row}
+
+    def stop_mixing(self) -> None:
+        """Let go of the two weight sets kept for :meth:`set_mix` (the model keeps its mix)."""
+        self._tuned = self._base = None
 
     @property
     def mixable(self) -> bool:

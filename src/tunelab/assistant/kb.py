@@ -164,8 +164,9 @@ def build(
         if mix is not None and mix != enc.mix:
             enc.set_mix(mix)
     keys = make_keys(entries)
+    texts = [k[2] for k in keys]
     log(f"encoding {len(keys):,} keys of {len(entries):,} entries with {model}")
-    vectors = enc.encode([k[2] for k in keys])
+    vectors = enc.encode(texts)
     info: dict = {
         "format": FORMAT,
         "model": model_label(model),
@@ -178,22 +179,21 @@ def build(
         "index": {"dense": "exact", "bm25": "bm25s"},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    kb = KnowledgeBase(
-        entries, keys, enc, DenseIndex(vectors), BM25Index.build([k[2] for k in keys]), info
-    )
+    kb = KnowledgeBase(entries, keys, enc, DenseIndex(vectors), BM25Index.build(texts), info)
     if kb.dense.hnsw is not None:
         info["index"]["dense"] = "faiss-hnsw"
     from tunelab.assistant import calibrate
 
     if mix is None and enc.mixable and len(keys) <= MIX_SEARCH_KEYS:
         log("measuring the fine-tuned encoder's mix with its base (1, 0.75, 0.5, 0.25)")
-        texts = [k[2] for k in keys]
         info["encoder"] = calibrate.encoder_mix(
             kb, validation, lambda: DenseIndex(enc.encode(texts))
         )
         log(f"encoder mix {info['encoder']['mix']}")
     elif enc.mixable or enc.mix != 1.0:
         info["encoder"] = {"mix": enc.mix, "rule": "given" if mix is not None else "too many keys"}
+    if encoder is None:
+        enc.stop_mixing()  # the two fp32 weight sets (2.2 GB for Gemma) are done with
     cal = calibrate.calibrate(kb, validation, validation_source, target_precision)
     info["fusion"] = {"method": "convex", **cal.report.pop("fusion")}
     info["calibration"] = cal.as_json()
