@@ -10,11 +10,13 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import NEG, POS, write_csv
 from tunelab.assistant.encoder import Encoder
 from tunelab.cli import main
+from tunelab.errors import TunelabError
 from tunelab.tasks.sentence_embedding import _same_pair, split_pairs
 
 MATE = dict(zip(POS, NEG, strict=True))  # each "good" word's pair is a "bad" word
@@ -187,6 +189,8 @@ def test_decoder_rewrites_are_filtered_and_written_per_question(tmp_path):
     assert not para.keep(q, a, "item " * 60, seen)  # too long
     seen.add("can i send back something i bought")
     assert not para.keep(q, a, "Can I send back something I bought", seen)  # a repeat
+    with pytest.raises(TunelabError, match="not a decoder"):
+        para.load_decoder("minilm-l6")  # an encoder writes nothing
     lm = make_tiny_llama(tmp_path / "lm")
     got = para.paraphrase(
         [(q, a), ("何时发货", "下单后两天内发货")], str(lm), copies=3, log=lambda m: None

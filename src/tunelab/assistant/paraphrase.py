@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 
 from tunelab.assistant.text import is_chinese, words
+from tunelab.errors import TunelabError
 
 FEW_SHOT = {
     "en": (
@@ -45,7 +46,7 @@ _PREFIX = re.compile(
 def load_decoder(model: str):
     """(tokenizer, causal LM) in bf16 where the CPU computes it natively."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from tunelab.inference import _set_threads, inference_precision
     from tunelab.models.hf import quiet_transformers
@@ -54,6 +55,13 @@ def load_decoder(model: str):
     quiet_transformers()
     _set_threads()
     path = resolve_model(model).path
+    archs = AutoConfig.from_pretrained(path).architectures or []
+    if not any(a.endswith("ForCausalLM") for a in archs):
+        raise TunelabError(
+            f"--paraphrase-model {model}: not a decoder (its config names "
+            f"{', '.join(archs) or 'no architecture'}); give one that writes text, such as "
+            "smollm2-135m or gemma3-270m"
+        )
     bf16 = inference_precision("auto", torch.device("cpu")) == "bf16"
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
