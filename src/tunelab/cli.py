@@ -273,6 +273,7 @@ add_tasks = _listing("tasks", cmd_tasks, "list tasks")
 # that declares its arguments and handler. A system on top of the engine adds its row here.
 # allow_abbrev=False everywhere: a mistyped --learning-rat must be an error, not a prefix match.
 COMMANDS: dict[str, str] = {
+    "plan": "tunelab.planning.cli:add_plan",
     "train": "tunelab.cli:add_train",
     "evaluate": "tunelab.cli:add_evaluate",
     "predict": "tunelab.cli:add_predict",

@@ -155,6 +155,9 @@ class TrainArgs:
     eval_steps: int | None = _f(
         None, "also evaluate every N optimizer steps (default: per epoch)", check=">=1"
     )
+    log_steps: int = _f(
+        10, "log the training loss and throughput every N optimizer steps", check=">=1"
+    )
     early_stopping_patience: int | None = _f(
         3, "stop after N evaluations without improvement (0 or null disables)"
     )

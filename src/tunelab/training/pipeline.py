@@ -237,6 +237,7 @@ def train(
         greater_is_better=p.greater_is_better,
         eval_steps=t.eval_steps,
         patience=t.early_stopping_patience,
+        log_every=t.log_steps,
         resume_from=p.resume_from,
     )
     saver = Checkpointing(
