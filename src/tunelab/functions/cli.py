@@ -83,9 +83,23 @@ def add_route(sub) -> None:
     r.add_argument(
         "--dry-run",
         action="store_true",
-        help="pick the function and fill its arguments, but do not call it",
+        help="pick the function and fill its arguments (or plan a compound request), but do "
+        "not call anything",
     )
+    _plan_flags(r)
     r.set_defaults(func=cmd_route)
+
+
+def _plan_flags(p) -> None:
+    p.add_argument(
+        "--planner",
+        choices=("auto", "model", "rules", "off"),
+        default="auto",
+        help="compound requests (several texts, or several steps: 'find the negative ones and "
+        "list the companies they mention'): planned by the model registered as 'planner' "
+        "(auto: when there is one, else the rules), always the rules, or never (off: the "
+        "router picks one function)",
+    )
 
 
 def add_chat(sub) -> None:
@@ -94,9 +108,11 @@ def add_chat(sub) -> None:
         allow_abbrev=False,
         formatter_class=ExamplesFormatter,
         help="a small REPL over the router",
-        description="Type requests, get routed answers; 'quit' or Ctrl-D ends.",
+        description="Type requests, get routed answers; a compound request is planned, run "
+        "and summarised. 'quit' or Ctrl-D ends.",
     )
     _router_flags(c)
+    _plan_flags(c)
     c.set_defaults(func=cmd_chat)
 
 
@@ -202,9 +218,30 @@ def routed_json(r) -> dict:
     return out
 
 
+def _compound(request: str, a, execute: bool) -> dict | None:
+    """The planned (and run) compound request, or None when it takes the router's path."""
+    if a.planner == "off":
+        return None
+    from tunelab.planning.compound import looks_compound, run_request
+
+    if a.planner == "model":
+        from tunelab.errors import TunelabError
+        from tunelab.planning.planner import model_planner
+
+        if model_planner() is None:
+            raise TunelabError("no planner registered; train one: tunelab planner-train")
+    if not looks_compound(request):
+        return None
+    return run_request(request, execute, use_rules=a.planner == "rules")
+
+
 def cmd_route(a) -> int:
     from tunelab.functions.router import plan, route
 
+    planned = _compound(a.request, a, not a.dry_run)
+    if planned is not None:
+        print(json.dumps(planned, ensure_ascii=False, indent=2, default=str))
+        return 3 if "refused" in planned else 0
     r = (
         plan([a.request], a.threshold, a.router)[0]
         if a.dry_run
@@ -238,6 +275,10 @@ def cmd_chat(a) -> int:
         if line.lower() in ("quit", "exit", ":q", "退出"):
             break
         try:
+            planned = _compound(line, a, True)
+            if planned is not None:
+                print(planned.get("summary") or planned.get("refused"))
+                continue
             r = route(line, a.threshold, a.router)
         except TunelabError as e:  # e.g. no model registered for the chosen function
             print(f"{e}")

@@ -25,7 +25,10 @@ from tunelab.functions.catalog import FolderKind, folder_kind, get_function
 
 ENV = "TUNELAB_MODELS"
 # registry names that back no task function but still need a certain kind of run
-NAMED = {"route": "text-classification"}  # the router (tunelab route-train)
+NAMED = {
+    "route": "text-classification",  # the router (tunelab route-train)
+    "planner": "generation",  # the planner of compound requests (tunelab planner-train)
+}
 
 _lock = threading.Lock()
 # (name, folder) -> (the loaded object, what its folder holds)

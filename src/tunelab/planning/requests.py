@@ -91,8 +91,15 @@ def _inline(text: str) -> tuple[str, list[str]] | None:
     return head, [_unquote(x) for x in items]
 
 
+# a quoted question right after these words is what to ask, not a text to ask it of
+_ASKING = re.compile(r"(?i)(answer|ask|find out|question|回答|找出|问)[^\"“”「」\n]{0,16}$")
+
+
 def _quoted(text: str) -> tuple[str, list[str]] | None:
-    found = list(_QUOTED.finditer(text)) or list(_SINGLE.finditer(text))
+    found = [
+        m for m in (list(_QUOTED.finditer(text)) or list(_SINGLE.finditer(text)))
+        if not (m.group(1).rstrip().endswith(("?", "？")) and _ASKING.search(text[: m.start()]))
+    ]  # fmt: skip
     if not found:
         return None
     rest = text

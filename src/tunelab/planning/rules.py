@@ -63,9 +63,9 @@ FILTER_PATTERNS: list[tuple[str, tuple]] = [
         r"hand-?off|escalat|回答不了|答不了|处理不了|转人工|无法回答",
         ("handoff", "==", True),
     ),
-    (_MENTION + r"(?:compan|brand|organi)|提到.{0,4}(?:公司|品牌)", ("types", "has", "ORG")),
-    (_MENTION + r"(?:person|people|someone)|提到.{0,4}人", ("types", "has", "PER")),
-    (_MENTION + r"(?:place|city|location)|提到.{0,4}(?:地方|城市|地点)", ("types", "has", "LOC")),
+    (_MENTION + r"(?:compan|brand|organi)|提到.{0,4}(?:公司|品牌|机构)的", ("types", "has", "ORG")),
+    (_MENTION + r"(?:person|people|someone)|提到.{0,4}人(?:名)?的", ("types", "has", "PER")),
+    (_MENTION + r"(?:place|city|location)|提到.{0,4}(?:地方|城市|地点)的", ("types", "has", "LOC")),
 ]
 FILTERS = [(re.compile(p), cond) for p, cond in FILTER_PATTERNS]
 # which function gives a filter's field

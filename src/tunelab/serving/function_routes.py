@@ -67,6 +67,8 @@ def add_function_routes(app: APIRouter, settings: ServeSettings) -> None:
     for name, fn in FUNCTIONS.items():
         _add(app, name, fn, argument_model(name, fn, settings), settings)
 
+    _add_plan(app, settings)
+
     # not in the schema: the schema lists exactly the functions there are
     @app.post("/v1/functions/{name}", include_in_schema=False)
     async def unknown_function(name: str) -> None:
@@ -99,4 +101,64 @@ def _add(app: APIRouter, name: str, fn, body_model: type[BaseModel], settings) -
         summary=f"Call {name}",
         description=doc,
         operation_id=f"function_{name}",
+    )
+
+
+PlannerChoice = typing.Literal["auto", "rules"]
+
+
+class PlanResult(BaseModel):
+    request: str
+    instruction: str
+    input: list[str]
+    plan: list[dict] | None = Field(description="the steps; null when the request is refused")
+    planner: str = Field(description="model (the registered planner) or rules")
+    seconds: float
+    steps: list[str] | None = None
+    trace: list[dict] | None = None
+    summary: str | None = None
+    refused: str | None = None
+
+
+def _add_plan(app: APIRouter, settings: ServeSettings) -> None:
+    """``POST /v1/plan``: a compound request planned over the registered functions, checked,
+    and (unless ``execute`` is false) run with a trace."""
+    from tunelab.errors import TunelabError
+    from tunelab.planning.compound import run_request
+    from tunelab.planning.program import PlanError
+
+    body_model = create_model(
+        "PlanRequest",
+        __config__=ConfigDict(extra="forbid"),
+        request=(text_type(settings.max_text_chars), ...),
+        execute=(bool, True),
+        planner=(PlannerChoice, "auto"),
+    )
+
+    async def call(body) -> dict:
+        def work() -> dict:
+            return run_request(
+                body.request, body.execute, body.planner == "rules", max_texts=settings.max_texts
+            )
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, work)
+        except PlanError as e:
+            raise http_error(413 if "limit" in str(e) else 422, str(e)) from None
+        except TunelabError as e:  # a function the plan calls has no model registered
+            raise http_error(404, str(e)) from None
+
+    add_json_route(
+        app,
+        "/v1/plan",
+        call,
+        body_model,
+        response_model=PlanResult,
+        tags=["functions"],
+        responses=responses(400, 401, 404, 413, 415, 429, 500),
+        summary="Plan and run a compound request",
+        description="A request that needs several function calls ('find the negative reviews "
+        "and list the companies they mention: ...') becomes a plan over the registered "
+        "functions, checked against their signatures, run with a trace and summarised.",
+        operation_id="plan",
     )

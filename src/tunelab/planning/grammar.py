@@ -1,0 +1,130 @@
+"""The grammar of a plan line, for decoding that can only write valid plans.
+
+A plan line is ``none`` or steps joined by ``" ; "`` (see :func:`plan_data.linearise`). Given
+the steps written so far, :meth:`Grammar.options` lists every step that may come next: a call
+of each registered function over the input or an earlier step (``answer`` with a question the
+request asks), a filter on an earlier call's result fields with the values that make sense for
+them (the known labels, the numbers the request names, ``true``/``false``, entity types). The
+decoder keeps only tokens that leave the line a prefix of some valid plan (:meth:`state`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from tunelab.planning.program import MAX_STEPS, NUMERIC_OPS, item_parameter, result_fields
+
+SEP = " ; "
+ENTITY_TYPES = ("ORG", "PER", "LOC", "MISC")
+FILTERABLE = ("label", "score", "value", "count", "types", "handoff")
+_NUMBER = re.compile(r"(?<![A-Za-z0-9_.])-?\d+(?:\.\d+)?")
+_QUESTION = re.compile(r"[^\s\"“”「」:：,，;；。.!！][^\"“”「」:：;；。!！?？]{1,80}[?？]")
+
+
+def questions(instruction: str) -> list[str]:
+    """The questions an instruction asks (each stretch ending in ?/？, and its part after the
+    last comma or colon): what ``answer`` may be asked."""
+    out: list[str] = []
+    for q in _QUESTION.findall(instruction):
+        q = q.strip()
+        tail = re.split(r"[,，:：]\s*", q)[-1].strip()
+        out += [x for x in (q, tail) if x and x not in out]
+    return out
+
+
+class Grammar:
+    """Valid plan lines for one request over ``functions`` (registered names)."""
+
+    def __init__(
+        self,
+        functions: list[str],
+        instruction: str,
+        labels: dict[str, list[str]],
+        max_steps: int = MAX_STEPS,
+    ) -> None:
+        self.functions = functions
+        self.labels = labels
+        self.max_steps = max_steps
+        numbers = {m.group() for m in _NUMBER.finditer(instruction)}
+        self.numbers = sorted(numbers | {"0"}, key=lambda s: (len(s), s))
+        self.questions = questions(instruction)
+        self._fields = {f: sorted(result_fields(f) & set(FILTERABLE)) for f in functions}
+        self._cache: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def options(self, done: tuple[str, ...]) -> tuple[str, ...]:
+        """Every step that may follow the steps ``done`` (as written)."""
+        hit = self._cache.get(done)
+        if hit is not None:
+            return hit
+        n = len(done) + 1
+        out: list[str] = ["none"] if not done else []
+        if n <= self.max_steps:
+            sources = ["input", *map(str, range(1, n))]
+            for fn in self.functions:
+                needs_question = item_parameter(fn) == "context"
+                for src in sources:
+                    if needs_question:
+                        out += [f'{fn} {src} question="{q}"' for q in self.questions]
+                    else:
+                        out.append(f"{fn} {src}")
+            for k, step in enumerate(done, start=1):
+                fn = step.split(" ", 1)[0]
+                if fn in ("filter", "none"):
+                    continue
+                for fld in self._fields.get(fn, []):
+                    out += [f"filter {k} {fld} {op} {v}" for op, v in self._conditions(fn, fld)]
+        self._cache[done] = result = tuple(out)
+        return result
+
+    def _conditions(self, fn: str, fld: str) -> list[tuple[str, str]]:
+        if fld == "label":
+            return [(op, v) for v in self.labels.get(fn, []) for op in ("==", "!=")]
+        if fld == "handoff":
+            return [("==", "true"), ("==", "false")]
+        if fld == "types":
+            return [("has", t) for t in ENTITY_TYPES]
+        if fld == "count":
+            return [(">", "0"), ("==", "0")]
+        return [(op, v) for v in self.numbers for op in (*NUMERIC_OPS, "==")]
+
+    def state(self, text: str) -> str:
+        """'complete' (a whole plan), 'prefix' (can still become one) or 'invalid'."""
+        parts = text.split(SEP)
+        done: list[str] = []
+        for part in parts[:-1]:
+            if part == "none" or part not in self.options(tuple(done)):
+                return "invalid"
+            done.append(part)
+        last = parts[-1]
+        if len(parts) > self.max_steps:
+            return "invalid"
+        opts = self.options(tuple(done))
+        if last in opts:
+            return "complete"
+        if any(o.startswith(last) for o in opts):
+            return "prefix"
+        # a whole step and part of the separator (" ", " ;")
+        for cut in (1, 2):
+            head, tail = last[:-cut], last[-cut:]
+            if tail == SEP[:cut] and head in opts and head != "none":
+                return "prefix" if len(parts) < self.max_steps else "invalid"
+        return "invalid"
+
+
+class TokenText:
+    """The text each token adds after another (SentencePiece's word-start marks included),
+    worked out on first use: the decoder only asks about its top candidates."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.ref = tokenizer("a", add_special_tokens=False)["input_ids"][-1]
+        self.base = tokenizer.decode([self.ref])
+        self._cache: dict[int, str] = {}
+
+    def __getitem__(self, tid: int) -> str:
+        hit = self._cache.get(tid)
+        if hit is None:
+            s = self.tokenizer.decode([self.ref, tid])
+            hit = s[len(self.base) :] if s.startswith(self.base) else ""
+            self._cache[tid] = hit = "" if "\ufffd" in hit else hit
+        return hit
