@@ -279,3 +279,24 @@ def test_greedy_decoding_matches_model_generate_token_for_token(tiny_lm_dir, dty
     assert torch.equal(ours, ref)
     assert (ours[0, 3:] == 0).all()
     assert torch.equal(ours2, ref2)
+
+
+def test_response_only_logits_give_the_same_loss(tiny_lm_dir):
+    """Training asks a causal LM for logits from the first response position on; the loss is
+    the full-logits loss."""
+    from transformers import AutoModelForCausalLM
+
+    from tunelab.training.supervised import response_window
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval()
+    torch.manual_seed(0)
+    ids = torch.randint(4, 20, (3, 12))
+    tgt = torch.full((3, 12), -100)
+    for row, start in enumerate((5, 7, 9)):
+        tgt[row, start:] = ids[row, start:]
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    full = gen.loss_fn(model(**inputs).logits, tgt, {})
+    cut_inputs, cut_tgt = response_window(inputs, tgt)
+    assert cut_inputs["logits_to_keep"] == 8 and cut_tgt.shape == (3, 8)
+    cut = gen.loss_fn(model(**cut_inputs).logits, cut_tgt, {})
+    assert torch.allclose(full, cut, atol=1e-6)

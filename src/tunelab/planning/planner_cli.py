@@ -13,9 +13,12 @@ PLANNER_TRAIN_DEFAULTS = {
     "model": "gemma3-270m",
     "method": "lora",
     "batch_size": 16,
-    "epochs": 2.0,
+    "epochs": 1.0,
     "max_length": 128,
-    "max_new_tokens": 64,
+    "max_new_tokens": 48,
+    # measured on the 2-core AMX Xeon, planner requests, batch 16: 4.4 s a step in fp32
+    # against 15 s in bf16 (its vocabulary projection over 262k words is the slow part)
+    "precision": "fp32",
     "output_dir": "runs/planner",
 }
 PLANNER_TRAIN_FIXED = ("task", "train", "validation", "test", "text_column", "label_column")
@@ -37,7 +40,7 @@ def add_planner_train(sub) -> None:
         epilog="example:\n  tunelab planner-train --output-dir runs/planner",
     )
     t.add_argument("--config", help="YAML file with training keys (as for `tunelab train`)")
-    t.add_argument("--examples", type=int, default=4000, help="training requests (default 4000)")
+    t.add_argument("--examples", type=int, default=3000, help="training requests (default 3000)")
     t.add_argument("--no-register", action="store_true", help="do not register it as 'planner'")
     add_config_flags(t, exclude=PLANNER_TRAIN_FIXED, defaults=PLANNER_TRAIN_DEFAULTS)
     t.set_defaults(func=cmd_planner_train)
@@ -50,7 +53,7 @@ def planner_dataset(out: Path, examples: int, seed: int) -> dict[str, Path]:
     from tunelab.planning.plan_data import make_examples
 
     out.mkdir(parents=True, exist_ok=True)
-    n_val = max(20, examples // 40)
+    n_val = min(40, max(10, examples // 40))
     rows = make_examples(examples + n_val, seed)
     files = {}
     for split, part in (("train", rows[n_val:]), ("validation", rows[:n_val])):

@@ -213,6 +213,7 @@ def train(
         batching=b.batching,
         rdrop_alpha=r.rdrop_alpha,
         rdrop_keep=(lambda tgt: tgt != -100) if p.task.per_token else None,
+        response_logits_only=p.task.generative and not p.method.name.endswith("tuning"),
         adversarial=r.adversarial,
         adv_epsilon=r.adv_epsilon,
         adv_steps=r.adv_steps,

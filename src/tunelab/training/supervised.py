@@ -57,6 +57,24 @@ class StepSettings:
     adv_epsilon: float = 1.0
     adv_steps: int = 3
     adv_alpha: float = 0.3
+    # causal LM targets (generation): the vocabulary projection runs only from the first
+    # position that predicts a target token (the prompt's positions have none to predict)
+    response_logits_only: bool = False
+
+
+def response_window(inputs: dict, tgt: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """Ask a causal LM for logits at the last K positions only, K reaching back to the
+    position before the first target token of any row (position t predicts token t + 1), and
+    cut the targets to match: the loss is unchanged, the 262k-word projection of Gemma runs
+    on the responses instead of on every prompt token."""
+    T = tgt.shape[1]
+    has = (tgt != -100).any(0).nonzero()
+    if T < 2 or not len(has):
+        return inputs, tgt
+    start = max(0, int(has[0]) - 1)
+    if start == 0:
+        return inputs, tgt
+    return {**inputs, "logits_to_keep": T - start}, tgt[:, start:]
 
 
 def count_examples(targets: torch.Tensor) -> int:
@@ -157,6 +175,8 @@ def supervised_job(
         inputs: dict, tgt: torch.Tensor, ends: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         cpu = device.type == "cpu"
+        if s.response_logits_only and not scores and s.rdrop_alpha == 0:
+            inputs, tgt = response_window(inputs, tgt)
         with autocast(device, amp), faster_dropout(cpu), fused_lora(cpu):
             out = forward(**inputs)
             # (B, K) or (B, T, K); packed rows: the head's scores at each text's last token
