@@ -230,6 +230,7 @@ def test_plan_endpoint_over_http(registry, tmp_path):
         assert s.request("POST", "/v1/plan", many, key=key)[0] == 413
         assert s.request("POST", "/v1/plan", {"request": ""}, key=key)[0] == 422
         assert s.request("POST", "/v1/plan", {"req": "x"}, key=key)[0] == 422
+        assert s.request("POST", "/v1/plan", {"request": "x", "execute": 0}, key=key)[0] == 422
         status, out, _ = s.request("POST", "/v1/plan", {"request": "book a flight: a; b",
                                                         "planner": "rules"}, key=key)  # fmt: skip
         assert status == 200 and out["plan"] is None and out["refused"]

@@ -14,7 +14,7 @@ import typing
 from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, create_model
 
 from tunelab.functions import FUNCTIONS, as_json
 from tunelab.serving.schemas import text_type
@@ -131,7 +131,7 @@ def _add_plan(app: APIRouter, settings: ServeSettings) -> None:
         "PlanRequest",
         __config__=ConfigDict(extra="forbid"),
         request=(text_type(settings.max_text_chars), ...),
-        execute=(bool, True),
+        execute=(StrictBool, True),  # JSON true/false only, not 0 or "yes"
         planner=(PlannerChoice, "auto"),
     )
 
