@@ -21,11 +21,11 @@ PLANNER_TRAIN_DEFAULTS = {
     "precision": "fp32",
     "output_dir": "runs/planner",
 }
-PLANNER_TRAIN_FIXED = ("task", "train", "validation", "test", "text_column", "label_column")
 
 
 def add_planner_train(sub) -> None:
     from tunelab.cliargs import add_config_flags
+    from tunelab.functions.cli import ROUTE_TRAIN_FIXED  # the keys the command sets itself
 
     t = sub.add_parser(
         "planner-train",
@@ -42,7 +42,7 @@ def add_planner_train(sub) -> None:
     t.add_argument("--config", help="YAML file with training keys (as for `tunelab train`)")
     t.add_argument("--examples", type=int, default=3000, help="training requests (default 3000)")
     t.add_argument("--no-register", action="store_true", help="do not register it as 'planner'")
-    add_config_flags(t, exclude=PLANNER_TRAIN_FIXED, defaults=PLANNER_TRAIN_DEFAULTS)
+    add_config_flags(t, exclude=ROUTE_TRAIN_FIXED, defaults=PLANNER_TRAIN_DEFAULTS)
     t.set_defaults(func=cmd_planner_train)
 
 

@@ -97,9 +97,7 @@ def view(result: Any) -> dict:
 
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         return dataclasses.asdict(result)
-    if isinstance(result, bool) or not isinstance(result, (int, float, str, list)):
-        return {"value": result}
-    if isinstance(result, (int, float)):
+    if not isinstance(result, (str, list)):  # a number (or anything else): its value
         return {"value": result}
     if isinstance(result, str):
         return {"text": result}

@@ -127,8 +127,9 @@ def make_plan(
     if not measure:
         return plan
     _resolve(config["model"])  # converts a packaged model once, outside the timed probe
-    rows = {s: len(read_any(f)[1]) for s, f in files.items() if f}
-    chars = sum(_chars(f) for f in files.values() if f)
+    sizes = {s: _size(f) for s, f in files.items() if f}
+    rows = {s: n for s, (n, _) in sizes.items()}
+    chars = sum(c for _, c in sizes.values())
     plan.measured = probe(config)
     if memory_mb:
         _fit_memory(plan, rows, chars)
@@ -170,8 +171,7 @@ def _fit_memory(plan: TrainPlan, rows: dict, chars: int) -> None:
     on gradient checkpointing until a fresh probe's peak fits; each step measured."""
     assert plan.measured is not None and plan.memory_mb is not None
     cfg = plan.config
-    while estimate(cfg, plan.measured, rows, chars).peak_mb > plan.memory_mb:
-        before = estimate(cfg, plan.measured, rows, chars).peak_mb
+    while (before := estimate(cfg, plan.measured, rows, chars).peak_mb) > plan.memory_mb:
         if cfg["batch_size"] // 2 >= MIN_BATCH:
             accumulate = cfg.get("gradient_accumulation_steps", 1) * 2
             keys = {"batch_size": cfg["batch_size"] // 2, "gradient_accumulation_steps": accumulate}
@@ -246,8 +246,10 @@ def _resolve(model: str) -> None:
     resolve_model(model)
 
 
-def _chars(path: str) -> int:
-    return sum(len(json.dumps(r, ensure_ascii=False)) for r in read_any(path)[1])
+def _size(path: str) -> tuple[int, int]:
+    """(rows, characters of the rows as JSON) of a data file, read once."""
+    rows = read_any(path)[1]
+    return len(rows), sum(len(json.dumps(r, ensure_ascii=False)) for r in rows)
 
 
 def _name(train: str) -> str:

@@ -254,7 +254,7 @@ def generate(
             ids[row, longest - len(p) :] = torch.tensor(p)
             mask[row, longest - len(p) :] = 1
         ids, mask = ids.to(device), mask.to(device)
-        if _prompt_learning(model):  # virtual tokens: PEFT's generate prepends them
+        if prompt_learning(model):  # virtual tokens: PEFT's generate prepends them
             gen = model.generate(
                 input_ids=ids,
                 attention_mask=mask,
@@ -271,7 +271,7 @@ def generate(
     return out
 
 
-def _prompt_learning(model) -> bool:
+def prompt_learning(model) -> bool:
     config = getattr(model, "active_peft_config", None)
     return bool(config is not None and config.is_prompt_learning)
 

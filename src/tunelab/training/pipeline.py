@@ -39,6 +39,7 @@ from tunelab.runs import (
     write_metrics,
     write_run,
 )
+from tunelab.tasks.generation import prompt_learning
 from tunelab.training import checkpoint, distributed, overfitting, packing
 from tunelab.training.callbacks import Checkpointing, Interruption, ProgressBar
 from tunelab.training.loop import Callback, LoopResult, LoopSettings, fit, plan_steps
@@ -213,7 +214,8 @@ def train(
         batching=b.batching,
         rdrop_alpha=r.rdrop_alpha,
         rdrop_keep=(lambda tgt: tgt != -100) if p.task.per_token else None,
-        response_logits_only=p.task.generative and not p.method.name.endswith("tuning"),
+        # virtual tokens in front of the text shift the positions: all logits then
+        response_logits_only=p.task.generative and not prompt_learning(b.model),
         adversarial=r.adversarial,
         adv_epsilon=r.adv_epsilon,
         adv_steps=r.adv_steps,
