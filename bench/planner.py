@@ -107,9 +107,12 @@ def main() -> None:
     ap.add_argument("--planner", help="a planner run (default: rules only)")
     ap.add_argument("--out", default=str(ROOT / "bench/results/planner.json"))
     ap.add_argument("--show", type=int, default=0, help="print N mistakes per planner")
+    ap.add_argument("--test", default=str(TEST), help="requests to score (default: the test set)")
     a = ap.parse_args()
-    rows = [json.loads(x) for x in TEST.read_text(encoding="utf-8").splitlines() if x.strip()]
-    result: dict = {"machine": describe(), "test_set": str(TEST.relative_to(ROOT)),
+    test = Path(a.test).resolve()
+    rows = [json.loads(x) for x in test.read_text(encoding="utf-8").splitlines() if x.strip()]
+    test_name = str(test.relative_to(ROOT)) if test.is_relative_to(ROOT) else str(test)
+    result: dict = {"machine": describe(), "test_set": test_name,
                     "command": " ".join(["HF_HUB_OFFLINE=1 .venv/bin/python bench/planner.py",
                                          *sys.argv[1:]])}  # fmt: skip
     planners = [("rules", None, True)]

@@ -128,6 +128,34 @@ def test_training_requests_round_trip_and_always_parse():
     assert g.state("score input ;") == "prefix" and g.state("none ; score input") == "invalid"
 
 
+def test_the_written_training_requests_are_decodable_and_apart_from_the_test_set():
+    from conftest import REPO
+    from tunelab.planning.written import mix, written_rows
+
+    rows = written_rows(FUNCTIONS)
+    assert len(rows) == 634 and {r["lang"] for r in rows} == {"en", "zh"}
+    for r in rows:
+        assert r["prompt"].strip() and delinearise(r["response"]) == r["plan"]
+        if r["plan"]:
+            parse(r["plan"])
+            state = Grammar(FUNCTIONS, r["prompt"], LABELS).state(r["response"])
+            assert state == "complete", (r["prompt"], r["response"])  # the decoder can write it
+    held_out = [
+        json.loads(x)
+        for name in ("test", "dev")
+        for x in (REPO / f"data/plans/{name}.jsonl").read_text("utf-8").splitlines()
+    ]
+    assert not {r["request"] for r in rows} & {r["request"] for r in held_out}
+    assert not {r["prompt"] for r in rows} & {split_request(r["request"])[0] for r in held_out}
+    fewer = written_rows(["analyze_sentiment", "generate"])  # plans over unregistered calls go
+    kept = {s.get("call") for r in fewer for s in r["plan"] or []}
+    assert 0 < len(fewer) < len(rows) and kept <= {None, "analyze_sentiment", "generate"}
+    composed = make_examples(30, 1)
+    train, validation = mix(composed, rows, 2, 10, seed=0)
+    assert len(validation) == 20 and len(train) == 20 + 2 * (len(rows) - 10)
+    assert not {r["request"] for r in validation} & {r["request"] for r in train}
+
+
 # --- a tiny planner: a 2-layer Llama whose word-level vocabulary holds the plan words --------
 PLAN_WORDS = [
     *FUNCTIONS, "input", ";", "filter", *"0123456", "label", "score", "value", "count", "types",

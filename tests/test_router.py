@@ -109,6 +109,13 @@ def test_the_shipped_requests_cover_every_function_in_both_languages_and_test_is
         }
     seen = {r["text"] for r in split["train"] + split["validation"]}
     assert not seen & {r["text"] for r in split["test"]}
+    # the hand-written training requests: every function and language, none held out
+    written = list(csv.DictReader(open(DATA / "written.csv", encoding="utf-8", newline="")))
+    assert {(r["label"], r["lang"]) for r in written} == {
+        (f, lang) for f in [*shipped, "none"] for lang in ("en", "zh")
+    }
+    tested = {r["text"].strip().lower() for r in split["test"]}
+    assert not {r["text"].strip().lower() for r in written} & tested
     # the files are what tools/make_route_data.py builds, where the test split uses only
     # request templates that training never sees
     spec = importlib.util.spec_from_file_location(

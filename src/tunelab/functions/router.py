@@ -174,7 +174,8 @@ def route_rows() -> dict[str, list[dict[str, str]]]:
 
     Folders of labelled requests (the shipped ``route_data/``) give the rows labelled with a
     function that names the folder, in file order (so with only the built-in functions the
-    result is the shipped files themselves), and the shipped ``none`` rows; then each
+    result is the shipped files themselves; a folder's ``written.csv``, hand-written
+    requests, joins its training split), and the shipped ``none`` rows; then each
     function's own CSV is appended, in registration order.
     """
     out: dict[str, list[dict[str, str]]] = {s: [] for s in SPLITS}
@@ -186,12 +187,17 @@ def route_rows() -> dict[str, list[dict[str, str]]]:
             keep.setdefault(f.route_examples, set()).add(f.name)
     for folder, labels in keep.items():
         for split in SPLITS:
-            with open(folder / f"{split}.csv", encoding="utf-8", newline="") as fh:
-                out[split] += [
-                    {"text": r["text"], "label": r["label"], "lang": r["lang"]}
-                    for r in csv.DictReader(fh)
-                    if r["label"] in labels
-                ]
+            # a folder's hand-written requests (written.csv) train alongside its train.csv
+            files = [f"{split}.csv", *(["written.csv"] if split == "train" else [])]
+            for path in (folder / name for name in files):
+                if not path.is_file() and path.name == "written.csv":
+                    continue
+                with open(path, encoding="utf-8", newline="") as fh:
+                    out[split] += [
+                        {"text": r["text"], "label": r["label"], "lang": r["lang"]}
+                        for r in csv.DictReader(fh)
+                        if r["label"] in labels
+                    ]
     for f in routed:
         assert f.route_examples is not None
         if not f.route_examples.is_dir():

@@ -18,6 +18,11 @@ SEP = " ; "
 ENTITY_TYPES = ("ORG", "PER", "LOC", "MISC")
 FILTERABLE = ("label", "score", "value", "count", "types", "handoff")
 _NUMBER = re.compile(r"(?<![A-Za-z0-9_.])-?\d+(?:\.\d+)?")
+# a Chinese numeral before a unit of rating ("五星", "三分", "两颗星"): its number
+_ZH_NUMBER = re.compile(r"(十|[一二两三四五六七八九]十?)(?=[星分颗个])")
+_ZH_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2}
+_EN_WORDS = "zero one two three four five six seven eight nine ten".split()
+_EN_NUMBER = re.compile(r"(?i)\b(" + "|".join(_EN_WORDS) + r")\b")
 _QUESTION = re.compile(r"[^\s\"“”「」:：,，;；。.!！][^\"“”「」:：;；。!！?？]{1,80}[?？]")
 
 
@@ -30,6 +35,14 @@ def questions(instruction: str) -> list[str]:
         tail = re.split(r"[,，:：]\s*", q)[-1].strip()
         out += [x for x in (q, tail) if x and x not in out]
     return out
+
+
+def zh_number(word: str) -> int:
+    """A Chinese numeral as a number: 一 .. 九, 十, and tens such as 三十."""
+    if word == "十":
+        return 10
+    value = _ZH_DIGITS[word[0]]
+    return value * 10 if word.endswith("十") else value
 
 
 class Grammar:
@@ -46,7 +59,11 @@ class Grammar:
         self.labels = labels
         self.max_steps = max_steps
         numbers = {m.group() for m in _NUMBER.finditer(instruction)}
+        numbers |= {str(zh_number(m.group(1))) for m in _ZH_NUMBER.finditer(instruction)}
+        words = _EN_NUMBER.finditer(instruction)
+        numbers |= {str(_EN_WORDS.index(m.group(1).lower())) for m in words}
         self.numbers = sorted(numbers | {"0"}, key=lambda s: (len(s), s))
+        self.instruction = instruction
         self.questions = questions(instruction)
         self._fields = {f: sorted(result_fields(f) & set(FILTERABLE)) for f in functions}
         self._cache: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -87,26 +104,53 @@ class Grammar:
             return [(">", "0"), ("==", "0")]
         return [(op, v) for v in self.numbers for op in (*NUMERIC_OPS, "==")]
 
+    def openings(self, done: tuple[str, ...]) -> list[str]:
+        """Starts of the steps whose question is copied from the instruction
+        (``answer 2 question="``): any stretch of the instruction may follow, then ``"``."""
+        n = len(done) + 1
+        if n > self.max_steps:
+            return []
+        sources = ["input", *map(str, range(1, n))]
+        return [
+            f'{fn} {src} question="'
+            for fn in self.functions
+            if item_parameter(fn) == "context"
+            for src in sources
+        ]
+
+    def _step(self, done: tuple[str, ...], part: str) -> str:
+        """How ``part`` stands as the next step after ``done``: complete, prefix or invalid."""
+        opts = self.options(done)
+        if part in opts:
+            return "complete"
+        for head in self.openings(done):
+            if part.startswith(head):
+                copied = part[len(head) :]
+                if copied.endswith('"') and copied[:-1].strip() and copied[:-1] in self.instruction:
+                    return "complete"
+                return "prefix" if '"' not in copied and copied in self.instruction else "invalid"
+            if head.startswith(part):
+                return "prefix"
+        return "prefix" if any(o.startswith(part) for o in opts) else "invalid"
+
     def state(self, text: str) -> str:
         """'complete' (a whole plan), 'prefix' (can still become one) or 'invalid'."""
         parts = text.split(SEP)
         done: list[str] = []
         for part in parts[:-1]:
-            if part == "none" or part not in self.options(tuple(done)):
+            if part == "none" or self._step(tuple(done), part) != "complete":
                 return "invalid"
             done.append(part)
         last = parts[-1]
         if len(parts) > self.max_steps:
             return "invalid"
-        opts = self.options(tuple(done))
-        if last in opts:
-            return "complete"
-        if any(o.startswith(last) for o in opts):
-            return "prefix"
+        now = self._step(tuple(done), last)
+        if now != "invalid":
+            return now
         # a whole step and part of the separator (" ", " ;")
         for cut in (1, 2):
             head, tail = last[:-cut], last[-cut:]
-            if tail == SEP[:cut] and head in opts and head != "none":
+            if tail == SEP[:cut] and head != "none" and self._step(tuple(done), head) == "complete":
                 return "prefix" if len(parts) < self.max_steps else "invalid"
         return "invalid"
 

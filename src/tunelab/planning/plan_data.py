@@ -35,12 +35,16 @@ CONDITIONS = [
     ("value_le", "score", "value", "<=", None),
     ("value_gt", "score", "value", ">", None),
     ("value_ge", "score", "value", ">=", None),
+    ("value_eq", "score", "value", "==", None),
     ("handoff_true", "answer_faq", "handoff", "==", True),
+    ("handoff_false", "answer_faq", "handoff", "==", False),
     ("types_ORG", "extract_entities", "types", "has", "ORG"),
     ("types_PER", "extract_entities", "types", "has", "PER"),
     ("types_LOC", "extract_entities", "types", "has", "LOC"),
     ("count_gt0", "extract_entities", "count", ">", 0),
+    ("count_eq0", "extract_entities", "count", "==", 0),
     ("label_class", "classify", "label", "==", None),
+    ("label_not_class", "classify", "label", "!=", None),
 ]
 SHAPES = (
     ("single", 14), ("filter_then", 26), ("filter_then_implied", 14), ("filter_only", 6),
@@ -146,9 +150,9 @@ class Composer:
         key, _, _, _, value = cond
         phrase = self.rng.choice(self.p["keep"][key][lang])
         if key.startswith("value_"):
-            value = self.rng.choice([-3, -2, -1, 0, 1, 2, 3, 4])
+            value = self.rng.choice([-3, -2, -1, 0, 1, 2, 3, 4, 5])
             phrase = phrase.replace("{n}", str(value))
-        elif key == "label_class":
+        elif "{label}" in phrase or "{zh}" in phrase:
             value, zh = self.rng.choice(sorted(self.p["class_labels"].items()))
             phrase = phrase.replace("{label}", value).replace("{zh}", zh)
         return phrase, value

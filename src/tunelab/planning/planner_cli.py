@@ -40,23 +40,37 @@ def add_planner_train(sub) -> None:
         epilog="example:\n  tunelab planner-train --output-dir runs/planner",
     )
     t.add_argument("--config", help="YAML file with training keys (as for `tunelab train`)")
-    t.add_argument("--examples", type=int, default=3000, help="training requests (default 3000)")
+    t.add_argument(
+        "--examples", type=int, default=2400, help="composed training requests (default 2400)"
+    )
+    t.add_argument(
+        "--written-copies",
+        type=int,
+        default=2,
+        help="times each hand-written training request is repeated (default 2; 0: none)",
+    )
     t.add_argument("--no-register", action="store_true", help="do not register it as 'planner'")
     add_config_flags(t, exclude=ROUTE_TRAIN_FIXED, defaults=PLANNER_TRAIN_DEFAULTS)
     t.set_defaults(func=cmd_planner_train)
 
 
-def planner_dataset(out: Path, examples: int, seed: int) -> dict[str, Path]:
+def planner_dataset(out: Path, examples: int, seed: int, copies: int = 2) -> dict[str, Path]:
     """Write the planner's training and validation requests (prompt, response, and the
-    request and plan they came from) as JSONL in ``out``."""
+    request and plan they came from) as JSONL in ``out``: composed requests and the
+    hand-written ones, some of each held out for validation."""
     from tunelab.files import atomic_write_text
+    from tunelab.functions.catalog import task_functions
     from tunelab.planning.plan_data import make_examples
+    from tunelab.planning.written import mix, written_rows
 
     out.mkdir(parents=True, exist_ok=True)
-    n_val = min(40, max(10, examples // 40))
-    rows = make_examples(examples + n_val, seed)
+    n_val = min(20, max(10, examples // 40))
+    names = [f.name for f in task_functions()]
+    written = written_rows(names) if copies > 0 else []
+    composed = make_examples(examples + n_val, seed, names)
+    train, validation = mix(composed, written, copies, n_val, seed)
     files = {}
-    for split, part in (("train", rows[n_val:]), ("validation", rows[:n_val])):
+    for split, part in (("train", train), ("validation", validation)):
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part)
         files[split] = out / f"{split}.jsonl"
         atomic_write_text(files[split], text, what=f"planner {split} requests")
@@ -72,7 +86,9 @@ def cmd_planner_train(a) -> int:
     values = {**PLANNER_TRAIN_DEFAULTS, **{k: v for k, v in vars(a).items() if k in C.fields()}}
     cfg = C.build(values, a.config)
     out = Path(cfg.train.output_dir or "runs/planner")
-    files = planner_dataset(out.parent / f"{out.name}.plan-data", a.examples, cfg.train.seed)
+    files = planner_dataset(
+        out.parent / f"{out.name}.plan-data", a.examples, cfg.train.seed, a.written_copies
+    )
     cfg.data.train, cfg.data.validation = str(files["train"]), str(files["validation"])
     run_dir, metrics = run_training(cfg)
     print(json.dumps({k: metrics[k] for k in ("validation",) if k in metrics}, default=str))

@@ -93,12 +93,14 @@ def _inline(text: str) -> tuple[str, list[str]] | None:
 
 # a quoted question right after these words is what to ask, not a text to ask it of
 _ASKING = re.compile(r"(?i)(answer|ask|find out|question|回答|找出|问)[^\"“”「」\n]{0,16}$")
+# a question: it ends with a question mark, or (Chinese) asks with a question word
+_QUESTION_LIKE = re.compile(r"[?？]\s*$|哪|什么|多少|几|谁|怎么|为什么|是否|吗")
 
 
 def _quoted(text: str) -> tuple[str, list[str]] | None:
     found = [
         m for m in (list(_QUOTED.finditer(text)) or list(_SINGLE.finditer(text)))
-        if not (m.group(1).rstrip().endswith(("?", "？")) and _ASKING.search(text[: m.start()]))
+        if not (_QUESTION_LIKE.search(m.group(1)) and _ASKING.search(text[: m.start()]))
     ]  # fmt: skip
     if not found:
         return None
