@@ -51,7 +51,9 @@ def worker(runs: list[str], precision: str) -> None:
         out["after"].append({"run": run, "rss_mb": rss_mb(), "backend": m.backend})
     for m in models:
         out["scores"].append(
-            m.logits(TEXTS[:2]).round(4).tolist() if m.task_name != "token-classification" else None
+            m.logits(TEXTS[:2]).round(4).tolist()
+            if m.task_name not in ("token-classification", "generation")
+            else None
         )
     print(json.dumps(out))
 
@@ -59,7 +61,7 @@ def worker(runs: list[str], precision: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+")
-    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--precision", default="fp32", help="fp32, bf16 or auto (what serving picks)")
     ap.add_argument("--out")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()

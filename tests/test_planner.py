@@ -43,6 +43,19 @@ PLAN = [
          ["很满意", "一般般", "太差了"]),
         ("看看「电池不耐用」和「客服很耐心」哪条是负面的", "看看 和 哪条是负面的",
          ["电池不耐用", "客服很耐心"]),
+        # the first line points at the texts, so the questions below it are texts
+        ("Can the FAQ answer these?\nDo you ship to Cork?\nIs the X2 waterproof?",
+         "Can the FAQ answer these?", ["Do you ship to Cork?", "Is the X2 waterproof?"]),
+        ("差评挑出来：\n1）太慢了\n2）很好", "差评挑出来：", ["太慢了", "很好"]),
+        ("Which are about billing?\n(a) charged twice\n(b) parcel lost", "Which are about billing?",
+         ["charged twice", "parcel lost"]),
+        ("这些能答吗：（1）几点关门？（2）能退吗？", "这些能答吗：", ["几点关门？", "能退吗？"]),
+        ("翻译一下：1. 味道正宗 2. 上菜太慢", "翻译一下：", ["味道正宗", "上菜太慢"]),
+        ("reply to this, please: 'I've waited a week.'", "reply to this, please:",
+         ["I've waited a week."]),
+        # a quoted question after an asking word is what to ask (Chinese: no question mark)
+        ("每条问一下“买的是哪款”：耳机坏了；手表不走了", "每条问一下“买的是哪款”：",
+         ["耳机坏了", "手表不走了"]),
     ],
 )  # fmt: skip
 def test_the_texts_are_taken_out_of_the_request(request_, instruction, items):
@@ -121,6 +134,13 @@ def test_training_requests_round_trip_and_always_parse():
             line = e["response"]
             assert grammar.state(line) == "complete", line
             assert grammar.state(line[: len(line) // 2]) in ("prefix", "complete")
+    g = Grammar(FUNCTIONS, "ask each: who paid, and when? 客户要求几点送达？五星的", {})
+    assert g.state('answer input question="who paid"') == "complete"  # a clause
+    assert g.state('answer input question="who pa"') == "invalid"  # not where a clause ends
+    assert g.state('answer input question="who pa') == "prefix"
+    assert g.state('answer input question="要求几点送达？"') == "complete"
+    assert g.state('answer input question="who stole it?"') == "invalid"  # not in the request
+    assert "5" in g.numbers  # 五星
     g = Grammar(FUNCTIONS, "rate these below 3", {})
     assert g.state("score input ; filter 1 value < 3") == "complete"
     assert g.state("score input ; filter 1 value < 7") == "invalid"  # 7 is not in the request
@@ -195,12 +215,16 @@ def tiny_planner(tiny_planner_model, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("planner") / "run"
     code = main(["planner-train", "--model", str(tiny_planner_model), "--examples", "200",
+                 "--written-copies", "1",
                  "--epochs", "1", "--max-length", "64", "--max-new-tokens", "24",
                  "--learning-rate", "3e-3", "--output-dir", str(out), "--no-register",
                  "--no-progress"])  # fmt: skip
     assert code == 0
     data = out.parent / "run.plan-data"
-    assert (data / "train.jsonl").is_file() and (data / "validation.jsonl").is_file()
+    rows = [json.loads(x) for x in (data / "train.jsonl").read_text("utf-8").splitlines()]
+    shapes = {r["shape"] for r in rows}  # composed and hand-written requests, both kept
+    assert "written_compound" in shapes and "filter_then" in shapes
+    assert (data / "validation.jsonl").is_file()
     return out
 
 
@@ -220,6 +244,28 @@ def test_the_constrained_decoder_only_writes_valid_plans(tiny_planner, instructi
     p = plan_request(f"{instruction}: good phone; bad phone", planner)
     assert p.source == "model" and (p.plan is None or parse(p.plan))
     assert p.items == ["good phone", "bad phone"]
+
+
+def test_every_hand_written_plan_executes_over_its_texts(registry):
+    """Execution: each dev-set plan (the functions the tiny registry serves) runs over the
+    texts its request lists, every call step gets a result per item, every filter keeps a
+    subset of its source."""
+    from conftest import REPO
+
+    rows = [json.loads(x) for x in (REPO / "data/plans/dev.jsonl").read_text("utf-8").splitlines()]
+    ran = 0
+    for r in rows:
+        if not r["plan"] or any(s.get("call") == "answer_faq" for s in r["plan"]):
+            continue
+        run = execute(parse(r["plan"]), r["input"])
+        assert len(run.trace) == len(r["plan"])
+        for n, s in enumerate(r["plan"], start=1):
+            if "filter" in s:
+                assert set(run.items[n]) <= set(run.items[s["filter"]])
+            else:
+                assert len(run.results[n]) == len(run.items[n])
+        ran += 1
+    assert ran >= 100
 
 
 def test_route_plans_a_compound_request_and_runs_it(registry, capsys):

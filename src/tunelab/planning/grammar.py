@@ -15,6 +15,7 @@ import re
 from tunelab.planning.program import MAX_STEPS, NUMERIC_OPS, item_parameter, result_fields
 
 SEP = " ; "
+_CLAUSE_END = set(",，。.;；:：!！?？、\n\"“”「」")
 ENTITY_TYPES = ("ORG", "PER", "LOC", "MISC")
 FILTERABLE = ("label", "score", "value", "count", "types", "handoff")
 _NUMBER = re.compile(r"(?<![A-Za-z0-9_.])-?\d+(?:\.\d+)?")
@@ -118,6 +119,21 @@ class Grammar:
             for src in sources
         ]
 
+    def _question(self, q: str) -> bool:
+        """Whether ``q`` is a question copied from the instruction: a stretch of it that ends
+        with a question mark or where a clause ends (before punctuation, or at the end)."""
+        if not q.strip() or q != q.strip():
+            return False
+        start = self.instruction.find(q)
+        while start >= 0:
+            end = start + len(q)
+            if q[-1] in "?？" or end == len(self.instruction):
+                return True
+            if self.instruction[end] in _CLAUSE_END:
+                return True
+            start = self.instruction.find(q, start + 1)
+        return False
+
     def _step(self, done: tuple[str, ...], part: str) -> str:
         """How ``part`` stands as the next step after ``done``: complete, prefix or invalid."""
         opts = self.options(done)
@@ -126,7 +142,7 @@ class Grammar:
         for head in self.openings(done):
             if part.startswith(head):
                 copied = part[len(head) :]
-                if copied.endswith('"') and copied[:-1].strip() and copied[:-1] in self.instruction:
+                if copied.endswith('"') and self._question(copied[:-1]):
                     return "complete"
                 return "prefix" if '"' not in copied and copied in self.instruction else "invalid"
             if head.startswith(part):

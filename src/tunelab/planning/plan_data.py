@@ -153,7 +153,8 @@ class Composer:
             value = self.rng.choice([-3, -2, -1, 0, 1, 2, 3, 4, 5])
             phrase = phrase.replace("{n}", str(value))
         elif "{label}" in phrase or "{zh}" in phrase:
-            value, zh = self.rng.choice(sorted(self.p["class_labels"].items()))
+            value, names = self.rng.choice(sorted(self.p["class_labels"].items()))
+            zh = self.rng.choice(names)
             phrase = phrase.replace("{label}", value).replace("{zh}", zh)
         return phrase, value
 

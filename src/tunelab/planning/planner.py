@@ -94,7 +94,14 @@ class ModelPlanner:
         self.eos = {eos} if isinstance(eos, int) else set()
 
     def write(self, instruction: str, max_steps: int = MAX_STEPS) -> str:
-        """The plan line for ``instruction``, decoded greedily under the grammar."""
+        """The plan line for ``instruction``, decoded greedily under the grammar.
+
+        Two choices are made on probabilities rather than one token's: the request is refused
+        only when "none" holds at least half of the first token's probability among what the
+        grammar allows (a plan's probability is spread over several first steps), and of the
+        points along the greedy line where the plan is complete, the one whose whole line
+        (ending there) is likeliest is kept, so a likely plan is not run on into extra steps.
+        """
         import torch
         from transformers import DynamicCache
 
@@ -106,19 +113,46 @@ class ModelPlanner:
         ids = torch.tensor([prompt_ids(self.tokenizer, instruction, 256)], dtype=torch.long)
         cache = DynamicCache(config=self.model.config)
         kw = {_cache_argument(self.model): cache}
-        text = ""
+        text, total = "", 0.0
+        ends: list[tuple[float, str]] = []  # (log-probability of the line ending here, line)
         with torch.inference_mode():
             logits = self.model(input_ids=ids, **kw, use_cache=True, logits_to_keep=1).logits
             for _ in range(MAX_PLAN_TOKENS):
-                chosen = self._next(logits[0, -1].float(), text, grammar)
+                logp = torch.log_softmax(logits[0, -1].float(), dim=-1)
+                if grammar.state(text) == "complete":
+                    ends.append(
+                        (total + max((float(logp[e]) for e in self.eos), default=0.0), text)
+                    )
+                if not text and self._refuses(logp, grammar):
+                    return "none"
+                chosen = self._next(logp, text, grammar, allow_none=False)
                 if chosen is None or chosen in self.eos:
                     break
+                total += float(logp[chosen])
                 text += self._piece(chosen, text)
                 logits = self.model(input_ids=torch.tensor([[chosen]]), **kw, use_cache=True).logits
-        return text if grammar.state(text) == "complete" else "none"
+        if grammar.state(text) == "complete" and all(t != text for _, t in ends):
+            ends.append((total, text))  # ran out of tokens: the line as written
+        return max(ends)[1] if ends else "none"
 
-    def _next(self, logits, text: str, grammar: Grammar) -> int | None:
-        """The most likely token the grammar allows after ``text`` (None: nothing can follow)."""
+    def _refuses(self, logp, grammar: Grammar) -> bool:
+        """Whether "none" holds at least half of the probability of the first tokens the
+        grammar allows (among the likeliest ``TOP_K``)."""
+        refuse = plan = 0.0
+        for tid in logp.topk(min(TOP_K, logp.numel())).indices.tolist():
+            piece = self._piece(tid, "")
+            if not piece or tid in self.eos or grammar.state(piece) == "invalid":
+                continue
+            p = float(logp[tid].exp())
+            if "none".startswith(piece):
+                refuse += p
+            else:
+                plan += p
+        return refuse >= plan and refuse > 0
+
+    def _next(self, logits, text: str, grammar: Grammar, allow_none: bool = True) -> int | None:
+        """The most likely token the grammar allows after ``text`` (None: nothing can follow);
+        ``allow_none=False``: not the start of a refusal."""
         complete = grammar.state(text) == "complete"
         for order in (
             logits.topk(min(TOP_K, logits.numel())).indices,
@@ -130,7 +164,9 @@ class ModelPlanner:
                         return tid
                     continue
                 piece = self._piece(tid, text)
-                if piece and grammar.state(text + piece) != "invalid":
+                if not piece or (not allow_none and not text and "none".startswith(piece)):
+                    continue
+                if grammar.state(text + piece) != "invalid":
                     return tid
         return None
 
@@ -180,9 +216,7 @@ def plan_request(
         line = planner.write(instruction, max_steps)
         plan, source = delinearise(line), "model"
     else:
-        labels = {k: [k] for k in phrases()["class_labels"]}
-        for en, zh in phrases()["class_labels"].items():
-            labels[en].append(zh)
+        labels = {en: [en, *zh] for en, zh in phrases()["class_labels"].items()}
         plan, source = rule_plan(instruction, labels), "rules"
         line = ""
         if plan is not None and len(plan) > max_steps:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 
-_MARK = r"(?:\d{1,2}[.)、．:]|\(\d{1,2}\)|（\d{1,2}）|[-*•·]|[①-⑳])"
+_MARK = r"(?:\d{1,2}[.)）、．:]|[(（](?:\d{1,2}|[a-h])[)）]|[-*•·]|[①-⑳])"
 _LINE_ITEM = re.compile(rf"^\s*{_MARK}\s*(.+?)\s*$")
 _INLINE = re.compile(
-    r"(?:^|(?<=\s)|(?<=[:：，,；;。]))(?:\d{1,2}[)）]|\(\d{1,2}\)|（\d{1,2}）|\d{1,2}、)\s*"
+    r"(?:^|(?<=\s)|(?<=[:：，,；;。？?！!]))"
+    r"(?:\d{1,2}[)）]|[(（]\d{1,2}[)）]|\d{1,2}、|\d{1,2}\.(?=\s))\s*"
 )
 _QUOTED = re.compile(r"[\"“「『]([^\"“”「」『』]{2,}?)[\"”」』]")
 _SINGLE = re.compile(r"(?:(?<=^)|(?<=[\s:：,(]))'([^']{4,}?)'(?=[\s,.;:!?)]|$)")
@@ -53,7 +54,8 @@ def _lines(text: str) -> tuple[str, list[str]] | None:
         return " ".join(rest), [_unquote(x) for x in items]
     # plain lines: the instruction is the first line, or the last when the first lines are
     # the texts (the instruction then ends the request, often with a question mark)
-    if _is_instruction(lines[-1]) and not _is_instruction(lines[0]):
+    first = lines[0]
+    if _is_instruction(lines[-1]) and not (_is_instruction(first) or _REFERS.search(first)):
         return lines[-1], [_unquote(x) for x in lines[:-1]]
     head, *body = lines
     if len(body) == 1:
@@ -61,6 +63,12 @@ def _lines(text: str) -> tuple[str, list[str]] | None:
         if inner is not None:
             return head, inner[1]
     return head, [_unquote(x) for x in body]
+
+
+# words by which a first line points at the texts that follow ("these", "below", 这几条)
+_REFERS = re.compile(
+    r"(?i)\b(these|them|below|following|each|every)\b|这些|这几|下面|以下|每条|每个|各条"
+)
 
 
 def _is_instruction(line: str) -> bool:
@@ -115,8 +123,8 @@ def _after_colon(text: str) -> tuple[str, list[str]] | None:
     if not m or not text[m.end() :].strip():
         return None
     head, tail = text[: m.end()], text[m.end() :].strip()
-    parts = [p for p in _SEMI.split(tail) if p.strip()]
-    return head, parts if len(parts) > 1 else [tail]
+    parts = [_unquote(p) for p in _SEMI.split(tail) if p.strip()]
+    return head, parts if len(parts) > 1 else [_unquote(tail)]
 
 
 def _unquote(s: str) -> str:
