@@ -17,7 +17,7 @@ from tunelab.errors import TunelabError
 from tunelab.integrity import check_folder, read_checked
 from tunelab.methods import MethodContext, get_method
 from tunelab.models import resolve_model
-from tunelab.models.hf import align_pad, pad_id, quiet_transformers
+from tunelab.models.hf import align_pad, pad_id, position_limit, quiet_transformers
 from tunelab.runs import RunInfo
 from tunelab.tasks import get_task
 from tunelab.tasks.encoding import as_targets, encode_split
@@ -54,7 +54,10 @@ class TunedModel:
         # what the targets are: {"labels": [...]} or regression {"mean", "std", ...}
         self.spec: dict = dict(info.spec)
         self.method: str = info.method
-        self.max_length: int = info.max_length
+        # never more tokens than the model has positions (a run trained with a longer
+        # --max-length than its model holds would fail on a long text)
+        limit = position_limit(model)
+        self.max_length: int = min(info.max_length, limit) if limit else info.max_length
         self.pad_id = pad_id(tokenizer)
         self.backend = backend  # what runs it: "pytorch bf16 (cpu)", "onnxruntime int8", ...
 

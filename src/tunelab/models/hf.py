@@ -41,3 +41,17 @@ def is_causal(path: str) -> bool:
 def pad_id(tokenizer) -> int:
     """The id batches are padded with (0 when the tokenizer has none)."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+# encoders whose position ids start after the padding index: two positions are never used
+_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer")
+
+
+def position_limit(model) -> int | None:
+    """The most tokens one sequence can hold in ``model`` (its learnt positions); None when
+    it does not say (ONNX graphs, rotary-position decoders still report theirs)."""
+    config = getattr(model, "config", None)
+    n = getattr(config, "max_position_embeddings", None)
+    if not isinstance(n, int) or n <= 0:
+        return None
+    return n - 2 if getattr(config, "model_type", "") in _OFFSET_POSITIONS else n

@@ -15,7 +15,7 @@ import re
 from tunelab.planning.program import MAX_STEPS, NUMERIC_OPS, item_parameter, result_fields
 
 SEP = " ; "
-_CLAUSE_END = set(",，。.;；:：!！?？、\n\"“”「」")
+_CLAUSE_END = set(',，。.;；:：!！?？、\n"“”「」')
 ENTITY_TYPES = ("ORG", "PER", "LOC", "MISC")
 FILTERABLE = ("label", "score", "value", "count", "types", "handoff")
 _NUMBER = re.compile(r"(?<![A-Za-z0-9_.])-?\d+(?:\.\d+)?")
