@@ -54,8 +54,8 @@ def _lines(text: str) -> tuple[str, list[str]] | None:
         return " ".join(rest), [_unquote(x) for x in items]
     # plain lines: the instruction is the first line, or the last when the first lines are
     # the texts (the instruction then ends the request, often with a question mark)
-    first = lines[0]
-    if _is_instruction(lines[-1]) and not (_is_instruction(first) or _REFERS.search(first)):
+    opening = lines[0]
+    if _is_instruction(lines[-1]) and not (_is_instruction(opening) or _REFERS.search(opening)):
         return lines[-1], [_unquote(x) for x in lines[:-1]]
     head, *body = lines
     if len(body) == 1:
