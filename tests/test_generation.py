@@ -300,3 +300,30 @@ def test_response_only_logits_give_the_same_loss(tiny_lm_dir):
     assert cut_inputs["logits_to_keep"] == 8 and cut_tgt.shape == (3, 8)
     cut = gen.loss_fn(model(**cut_inputs).logits, cut_tgt, {})
     assert torch.allclose(full, cut, atol=1e-6)
+
+
+def test_the_lm_head_gets_a_contiguous_input_while_training(tiny_lm_dir):
+    """With logits for the last positions only, the head's input is a strided slice; training
+    hands it a contiguous copy (else matmul broadcasts the vocabulary-sized weight per
+    sequence), with the same logits and gradients, and the hook goes when the job closes."""
+    from transformers import AutoModelForCausalLM
+
+    from tunelab.training.supervised import ContiguousHead
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir)
+    seen: list[bool] = []
+    probe = model.get_output_embeddings().register_forward_hook(
+        lambda _m, args, _out: seen.append(args[0].is_contiguous())
+    )
+    ids = torch.randint(4, 20, (3, 12))
+    model(input_ids=ids, logits_to_keep=5).logits.sum().backward()
+    plain = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    head = ContiguousHead(model)
+    model(input_ids=ids, logits_to_keep=5).logits.sum().backward()
+    hooked = [p.grad for p in model.parameters() if p.grad is not None]
+    head.close()
+    model(input_ids=ids, logits_to_keep=5)
+    probe.remove()
+    assert seen == [False, True, False]  # strided without the hook, contiguous with it
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, hooked, strict=True))
