@@ -187,11 +187,11 @@ def route_rows() -> dict[str, list[dict[str, str]]]:
             keep.setdefault(f.route_examples, set()).add(f.name)
     for folder, labels in keep.items():
         for split in SPLITS:
-            # a folder's hand-written requests (written.csv) train alongside its train.csv
-            files = [f"{split}.csv", *(["written.csv"] if split == "train" else [])]
-            for path in (folder / name for name in files):
-                if not path.is_file() and path.name == "written.csv":
-                    continue
+            paths = [folder / f"{split}.csv"]
+            written = folder / "written.csv"  # hand-written requests: training only
+            if split == "train" and written.is_file():
+                paths.append(written)
+            for path in paths:
                 with open(path, encoding="utf-8", newline="") as fh:
                     out[split] += [
                         {"text": r["text"], "label": r["label"], "lang": r["lang"]}

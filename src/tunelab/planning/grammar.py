@@ -2,10 +2,11 @@
 
 A plan line is ``none`` or steps joined by ``" ; "`` (see :func:`plan_data.linearise`). Given
 the steps written so far, :meth:`Grammar.options` lists every step that may come next: a call
-of each registered function over the input or an earlier step (``answer`` with a question the
-request asks), a filter on an earlier call's result fields with the values that make sense for
-them (the known labels, the numbers the request names, ``true``/``false``, entity types). The
-decoder keeps only tokens that leave the line a prefix of some valid plan (:meth:`state`).
+of each registered function over the input or an earlier step, a filter on an earlier call's
+result fields with the values that make sense for them (the known labels, the numbers the
+request names, ``true``/``false``, entity types); :meth:`Grammar.openings` starts the calls
+that ask a question (``answer``), whose question is copied from the request. The decoder keeps
+only tokens that leave the line a prefix of some valid plan (:meth:`state`).
 """
 
 from __future__ import annotations
@@ -24,18 +25,6 @@ _ZH_NUMBER = re.compile(r"(十|[一二两三四五六七八九]十?)(?=[星分�
 _ZH_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2}
 _EN_WORDS = "zero one two three four five six seven eight nine ten".split()
 _EN_NUMBER = re.compile(r"(?i)\b(" + "|".join(_EN_WORDS) + r")\b")
-_QUESTION = re.compile(r"[^\s\"“”「」:：,，;；。.!！][^\"“”「」:：;；。!！?？]{1,80}[?？]")
-
-
-def questions(instruction: str) -> list[str]:
-    """The questions an instruction asks (each stretch ending in ?/？, and its part after the
-    last comma or colon): what ``answer`` may be asked."""
-    out: list[str] = []
-    for q in _QUESTION.findall(instruction):
-        q = q.strip()
-        tail = re.split(r"[,，:：]\s*", q)[-1].strip()
-        out += [x for x in (q, tail) if x and x not in out]
-    return out
 
 
 def zh_number(word: str) -> int:
@@ -65,7 +54,8 @@ class Grammar:
         numbers |= {str(_EN_WORDS.index(m.group(1).lower())) for m in words}
         self.numbers = sorted(numbers | {"0"}, key=lambda s: (len(s), s))
         self.instruction = instruction
-        self.questions = questions(instruction)
+        # functions whose text parameter is a context: they are asked a question
+        self._asking = [fn for fn in functions if item_parameter(fn) == "context"]
         self._fields = {f: sorted(result_fields(f) & set(FILTERABLE)) for f in functions}
         self._cache: dict[tuple[str, ...], tuple[str, ...]] = {}
 
@@ -78,13 +68,8 @@ class Grammar:
         out: list[str] = ["none"] if not done else []
         if n <= self.max_steps:
             sources = ["input", *map(str, range(1, n))]
-            for fn in self.functions:
-                needs_question = item_parameter(fn) == "context"
-                for src in sources:
-                    if needs_question:
-                        out += [f'{fn} {src} question="{q}"' for q in self.questions]
-                    else:
-                        out.append(f"{fn} {src}")
+            out += [f"{fn} {src}" for fn in self.functions if fn not in self._asking
+                    for src in sources]  # fmt: skip
             for k, step in enumerate(done, start=1):
                 fn = step.split(" ", 1)[0]
                 if fn in ("filter", "none"):
@@ -112,12 +97,7 @@ class Grammar:
         if n > self.max_steps:
             return []
         sources = ["input", *map(str, range(1, n))]
-        return [
-            f'{fn} {src} question="'
-            for fn in self.functions
-            if item_parameter(fn) == "context"
-            for src in sources
-        ]
+        return [f'{fn} {src} question="' for fn in self._asking for src in sources]
 
     def _question(self, q: str) -> bool:
         """Whether ``q`` is a question copied from the instruction: a stretch of it that ends

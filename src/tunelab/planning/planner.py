@@ -119,13 +119,14 @@ class ModelPlanner:
             logits = self.model(input_ids=ids, **kw, use_cache=True, logits_to_keep=1).logits
             for _ in range(MAX_PLAN_TOKENS):
                 logp = torch.log_softmax(logits[0, -1].float(), dim=-1)
-                if grammar.state(text) == "complete":
+                complete = grammar.state(text) == "complete"
+                if complete:
                     ends.append(
                         (total + max((float(logp[e]) for e in self.eos), default=0.0), text)
                     )
                 if not text and self._refuses(logp, grammar):
                     return "none"
-                chosen = self._next(logp, text, grammar, allow_none=False)
+                chosen = self._next(logp, text, grammar, complete, allow_none=False)
                 if chosen is None or chosen in self.eos:
                     break
                 total += float(logp[chosen])
@@ -150,10 +151,12 @@ class ModelPlanner:
                 plan += p
         return refuse >= plan and refuse > 0
 
-    def _next(self, logits, text: str, grammar: Grammar, allow_none: bool = True) -> int | None:
+    def _next(
+        self, logits, text: str, grammar: Grammar, complete: bool, allow_none: bool = True
+    ) -> int | None:
         """The most likely token the grammar allows after ``text`` (None: nothing can follow);
-        ``allow_none=False``: not the start of a refusal."""
-        complete = grammar.state(text) == "complete"
+        ``complete``: ``text`` is a whole plan (the end may come next); ``allow_none=False``:
+        not the start of a refusal."""
         for order in (
             logits.topk(min(TOP_K, logits.numel())).indices,
             logits.argsort(descending=True),
