@@ -152,6 +152,37 @@ def test_allocator_keeps_freed_memory_on_glibc(fresh_allocator, monkeypatch):
         assert big.sum().item() == 8 << 20
 
 
+def _rss_mb() -> float:
+    from pathlib import Path
+
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_evaluation_gives_freed_memory_back_and_training_keeps_it(fresh_allocator):
+    """Under ``released`` a freed 256 MB block goes back to the system (generation's growing
+    cache would otherwise pile up on the heap); after it, freed memory is kept again."""
+    import platform
+
+    if not (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"):
+        pytest.skip("glibc's mallopt only")
+    assert allocator.retain_freed_memory()
+
+    def grow_and_free() -> float:
+        before = _rss_mb()
+        big = torch.ones(64 << 20)  # 256 MB, touched
+        assert big[-1].item() == 1.0
+        del big
+        return _rss_mb() - before
+
+    with allocator.released():
+        assert grow_and_free() < 64  # unmapped again on free
+    kept = grow_and_free()  # heap memory stays with the process
+    assert kept > 200, kept
+
+
 @pytest.mark.parametrize("name", list(METHODS))
 def test_every_method_trains_in_bf16_compute(name, learnable_model_dir, toy_data, tmp_path):
     """Each method's trainable tensors (adapters, prefixes, prompt tables, IA3 vectors) run as

@@ -286,7 +286,7 @@ def test_response_only_logits_give_the_same_loss(tiny_lm_dir):
     the full-logits loss."""
     from transformers import AutoModelForCausalLM
 
-    from tunelab.training.supervised import response_window
+    from tunelab.data.batching import response_window
 
     model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval()
     torch.manual_seed(0)
@@ -300,6 +300,32 @@ def test_response_only_logits_give_the_same_loss(tiny_lm_dir):
     assert cut_inputs["logits_to_keep"] == 8 and cut_tgt.shape == (3, 8)
     cut = gen.loss_fn(model(**cut_inputs).logits, cut_tgt, {})
     assert torch.allclose(full, cut, atol=1e-6)
+
+
+def test_response_nll_scores_the_responses_only_and_matches_full_logits(tiny_lm_dir):
+    """Validation's loss asks for logits from the first response position on (Gemma's
+    full-vocabulary logits over whole prompts took gigabytes); the sum is the full one's."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval()
+    torch.manual_seed(1)
+    rows, targets = [], []
+    for plen, rlen in ((6, 3), (9, 2), (4, 5)):
+        ids = torch.randint(4, 20, (plen + rlen,)).tolist()
+        rows.append(ids)
+        targets.append({"labels": [-100] * plen + ids[plen:], "prompt_len": plen})
+    total, count = gen.response_nll(model, rows, targets, pad_id=0, batch_size=3)
+    want, n = 0.0, 0
+    for ids, t in zip(rows, targets, strict=True):  # one row at a time, every logit
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
+        gold = torch.tensor(t["labels"][1:])
+        want += float(
+            torch.nn.functional.cross_entropy(logits, gold, ignore_index=-100, reduction="sum")
+        )
+        n += int((gold != -100).sum())
+    assert count == n == 10
+    assert total == pytest.approx(want, rel=1e-5)
 
 
 def test_the_lm_head_gets_a_contiguous_input_while_training(tiny_lm_dir):

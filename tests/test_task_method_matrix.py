@@ -14,7 +14,7 @@ import torch
 
 from conftest import make_tiny_llama, toy_rows, write_csv
 from tunelab.data.batching import predict_logits
-from tunelab.methods import METHODS, MethodContext, valid_pairs
+from tunelab.methods import METHODS, MethodContext, TrainingData, valid_pairs
 from tunelab.models.hf import align_pad, pad_id, quiet_transformers
 from tunelab.tasks import TASKS
 from tunelab.tasks.encoding import encode_split
@@ -30,6 +30,7 @@ SMALL = {
     "prompt_encoder_hidden_size": 16,
     "adapter_size": 8,
     "freeze_trainable_layers": 1,
+    "setfit_pairs": 2,
 }
 
 
@@ -99,13 +100,19 @@ def test_pair_trains_and_reloads(
     spec = task.make_spec(
         ex, {"causal_model": task.generative, "doc_stride": 8, "max_new_tokens": 4}
     )
+    spec.update(method.spec)  # as prepare() does: what the method's model reads
     tok = AutoTokenizer.from_pretrained(base)
     ids, y = encode_split(task, tok, ex, spec, 48, label_col)
     torch.manual_seed(0)
     model = task.build_model(base, spec)
     align_pad(model, tok)
     ctx = MethodContext(task, tuple(task.head_module_names(model)), total_steps=4)
-    model = method.apply(model, method.make_options(SMALL), ctx)
+    options = method.make_options(SMALL)
+    model = method.apply(model, options, ctx)
+    if method.before_training:  # the method's own stage (SetFit's contrastive training)
+        method.before_training(
+            model, options, TrainingData(ids, y, pad_id(tok), 4, "fp32", 0, lambda m: None)
+        )
     losses: list[float] = []
     job = supervised_job(
         model,

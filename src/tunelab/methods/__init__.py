@@ -3,6 +3,7 @@
 
 # isort: off
 from tunelab.methods import full, freeze, bitfit, lora, adalora, ia3, prompt, adapter  # noqa: F401
+from tunelab.methods import setfit  # noqa: F401
 
 # isort: on
 from tunelab.methods.base import (
@@ -10,6 +11,7 @@ from tunelab.methods.base import (
     BuildFrom,
     Method,
     MethodContext,
+    TrainingData,
     check_options,
     check_supported,
     count_parameters,
@@ -25,6 +27,7 @@ __all__ = [
     "BuildFrom",
     "Method",
     "MethodContext",
+    "TrainingData",
     "check_options",
     "field_problem",
     "check_supported",

@@ -16,6 +16,10 @@ trained into the run folder (``save``), and rebuilds the trained model from that
   allocation); ``regularizer(model)``: a term added to the loss; ``finalize(model)``: called
   once after the best weights are restored; ``describe(model)``: JSON-able details for the run
   description and report (AdaLoRA's final ranks).
+- ``spec``: entries the method adds to the run's target spec, read by the task when it builds
+  the model (SetFit's ``{"pooling": "mean"}``); ``before_training(model, options, data)``: a
+  stage of its own on the training data before the supervised loop (SetFit's contrastive
+  training of the encoder and its head's fit), returning JSON-able details for the run.
 """
 
 from __future__ import annotations
@@ -34,6 +38,19 @@ from tunelab.tasks.base import TASKS, Task
 
 # build_from(path) -> a task model loaded from ``path`` (a pretrained or a saved full model)
 BuildFrom = Callable[[str], torch.nn.Module]
+
+
+@dataclass
+class TrainingData:
+    """What ``before_training`` may use: the encoded training split and the run's settings."""
+
+    ids: list[list[int]]
+    labels: list
+    pad_id: int
+    batch_size: int
+    precision: str  # resolved (fp32 | bf16 | fp16)
+    seed: int
+    log: Callable[[str], None] = print
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,8 @@ class Method:
     regularizer: Callable[[torch.nn.Module], torch.Tensor] | None = None
     finalize: Callable[[torch.nn.Module], None] | None = None
     describe: Callable[[torch.nn.Module], dict] | None = None
+    spec: dict = field(default_factory=dict)
+    before_training: Callable[[torch.nn.Module, Any, TrainingData], dict] | None = None
 
     def __post_init__(self) -> None:
         if self.options is not None and not dataclasses.is_dataclass(self.options):

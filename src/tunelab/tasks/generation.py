@@ -205,14 +205,20 @@ def rouge_l(pred: str, ref: str) -> float:
 def response_nll(
     model, ids: list[list[int]], targets: list[dict], pad_id: int, batch_size: int
 ) -> tuple[float, int]:
-    """Summed negative log-likelihood of the response tokens, and their count."""
-    from tunelab.data.batching import collate, sorted_batches
+    """Summed negative log-likelihood of the response tokens, and their count. The
+    vocabulary projection runs only from the position before the first response token (as in
+    training): over every prompt position, Gemma's 262k-word logits of a batch of 16 planner
+    requests took gigabytes."""
+    from tunelab.data.batching import collate, response_window, sorted_batches
 
     device = next(model.parameters()).device
+    window = not prompt_learning(model)  # virtual tokens shift the positions: all logits
     total, count = 0.0, 0
     for batch in sorted_batches([len(x) for x in ids], batch_size):
         inputs = {k: v.to(device) for k, v in collate([ids[i] for i in batch], pad_id).items()}
         labels = collate_targets([targets[i] for i in batch]).to(device)
+        if window:
+            inputs, labels = response_window(inputs, labels)
         logits = model(**inputs).logits[:, :-1].float()
         gold = labels[:, 1:]
         nll = torch.nn.functional.cross_entropy(

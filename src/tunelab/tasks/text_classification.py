@@ -55,13 +55,14 @@ def encode_targets(ex: Examples, spec: dict, label_column: str) -> list[int]:
 
 
 def build_model(path: str, spec: dict, **load_kwargs):
-    """A pretrained encoder with a fresh classification head for ``spec["labels"]``."""
+    """A pretrained encoder with a fresh classification head for ``spec["labels"]``; with
+    ``spec["pooling"] == "mean"`` the head reads the mean-pooled sentence embedding."""
     from transformers import AutoModelForSequenceClassification
 
     from tunelab.models.weights import load_pretrained
 
     names = spec["labels"]
-    return load_pretrained(
+    model = load_pretrained(
         AutoModelForSequenceClassification,
         path,
         num_labels=len(names),
@@ -69,6 +70,11 @@ def build_model(path: str, spec: dict, **load_kwargs):
         label2id={n: i for i, n in enumerate(names)},
         **load_kwargs,
     )
+    if spec.get("pooling") == "mean":  # a SetFit head (tunelab.methods.setfit)
+        from tunelab.tasks.pooled_head import mean_pooled
+
+        model = mean_pooled(model)
+    return model
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor, spec: dict) -> torch.Tensor:

@@ -27,7 +27,7 @@ from tunelab import config as C
 from tunelab.backends import cpu_threads
 from tunelab.data.batching import predict_logits
 from tunelab.evaluation.report import write_report
-from tunelab.methods import MethodContext, count_parameters
+from tunelab.methods import MethodContext, TrainingData, count_parameters
 from tunelab.models.hf import align_pad, pad_id
 from tunelab.runs import (
     RunInfo,
@@ -90,6 +90,10 @@ class Built:
 
     def logits(self, p: Prepared, split: str):
         """Logits of a split; across processes each predicts its share, then all gather."""
+        with allocator.released():  # see tunelab.allocator: no heap growth while scoring
+            return self._logits(p, split)
+
+    def _logits(self, p: Prepared, split: str):
         dist = p.dist
         mine = distributed.shard(len(p.ids[split]), dist)
         with autocast(dist.device, self.precision):
@@ -110,6 +114,10 @@ class Built:
         return rows if p.task.per_token else np.stack(rows)
 
     def evaluate(self, p: Prepared, split: str = "validation", full: bool = False) -> dict:
+        with allocator.released():  # generation's growing KV cache: see tunelab.allocator
+            return self._evaluate(p, split, full)
+
+    def _evaluate(self, p: Prepared, split: str, full: bool) -> dict:
         if p.task.evaluate_split is not None:  # e.g. generation: no logits over the vocabulary
             with autocast(p.dist.device, self.precision):
                 return p.task.evaluate_split(
@@ -156,7 +164,13 @@ def build(p: Prepared) -> Built:
     options = p.method.make_options(dataclasses.asdict(p.cfg.method))
     model = p.method.apply(model, options, ctx)
     model.to(p.dist.device)
-    if precision == "bf16" and p.dist.device.type == "cpu":
+    if p.method.before_training is not None:  # a stage of the method's own (SetFit's)
+        data = TrainingData(
+            p.ids_train, p.y_train, pad_id(p.tokenizer), t.batch_size, precision, t.seed, _stderr
+        )
+        p.method.before_training(model, options, data)
+    elif precision == "bf16" and p.dist.device.type == "cpu":
+        # (not after a method's own stage: the weights it tuned are saved, and stay fp32)
         frozen_to_bf16(model)
     trainable, total = count_parameters(model)
     lr = t.learning_rate or p.method.default_learning_rate

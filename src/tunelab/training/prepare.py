@@ -142,6 +142,7 @@ def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
         },
     )
     spec.update(overfitting.loss_options(task, r, train.labels[:n_original], spec))
+    spec.update(method.spec)  # what the method's model reads (SetFit: mean pooling)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source.path)

@@ -25,7 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from tunelab.data.batching import collate, length_grouped_batches, output_logits
+from tunelab.data.batching import (
+    collate,
+    length_grouped_batches,
+    output_logits,
+    response_window,
+)
 from tunelab.training import bf16_compute, packing
 from tunelab.training.distributed import Dist
 from tunelab.training.fast_dropout import faster_dropout
@@ -60,21 +65,6 @@ class StepSettings:
     # causal LM targets (generation): the vocabulary projection runs only from the first
     # position that predicts a target token (the prompt's positions have none to predict)
     response_logits_only: bool = False
-
-
-def response_window(inputs: dict, tgt: torch.Tensor) -> tuple[dict, torch.Tensor]:
-    """Ask a causal LM for logits at the last K positions only, K reaching back to the
-    position before the first target token of any row (position t predicts token t + 1), and
-    cut the targets to match: the loss is unchanged, the 262k-word projection of Gemma runs
-    on the responses instead of on every prompt token."""
-    T = tgt.shape[1]
-    has = (tgt != -100).any(0).nonzero()
-    if T < 2 or not len(has):
-        return inputs, tgt
-    start = max(0, int(has[0]) - 1)
-    if start == 0:
-        return inputs, tgt
-    return {**inputs, "logits_to_keep": T - start}, tgt[:, start:]
 
 
 def count_examples(targets: torch.Tensor) -> int:
