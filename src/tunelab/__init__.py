@@ -10,7 +10,8 @@ from tunelab.version import __version__
 
 
 def load(path, device=None, precision="auto"):
-    """Load a run folder written by ``tunelab train``; see :func:`tunelab.loading.load`."""
+    """Load a run folder written by ``tunelab train`` (or ``{name: folder}``: several, sharing
+    their base); see :func:`tunelab.loading.load`."""
     from tunelab.loading import load as _load
 
     return _load(path, device=device, precision=precision)

@@ -152,7 +152,7 @@ def load_run(
             this process (adapter methods: LoRA, IA3, prompts, partial); off for a model
             that will be changed in place (merging for export).
     """
-    from transformers import AutoTokenizer
+    from tunelab.models.weights import load_tokenizer
 
     quiet_transformers()
     export = info.export or {}
@@ -161,7 +161,9 @@ def load_run(
     check_folder(run_dir, info.files, deferred=VERIFIED_WHILE_READ)
     files = info.files or {}
     _set_threads()
-    tokenizer = AutoTokenizer.from_pretrained(str(run_dir))
+    # one tokenizer for the runs on one base (same files, same length limit)
+    use = (info.task, info.max_length, repr(info.spec.get("doc_stride")))
+    tokenizer = load_tokenizer(run_dir, files if share_base else None, use)
     if export.get("format") == "onnx":
         from tunelab.backends import OnnxModule
 

@@ -8,7 +8,7 @@ kind of model folder registers its loader here in one line.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +43,32 @@ register_loader("run", _run)
 register_loader("ensemble", _ensemble)
 
 
-def load(path: str | os.PathLike, device: str | None = None, precision: str = "auto"):
+def load(
+    path: str | os.PathLike | Mapping[str, str | os.PathLike],
+    device: str | None = None,
+    precision: str = "auto",
+):
     """Load a run, export or ensemble folder for prediction, on the fastest backend it has
-    (the model's ``backend`` says which).
+    (the model's ``backend`` says which); or several, by name.
 
     Args:
-        path: a folder written by ``tunelab train``, ``tunelab export`` or ``tunelab ensemble``.
+        path: a folder written by ``tunelab train``, ``tunelab export`` or ``tunelab ensemble``;
+            or a mapping of names to such folders, loaded into one
+            :class:`tunelab.model_set.ModelSet` (``predict(texts, adapter=name)``), where runs
+            on one base share its weights and tokenizer.
         device: torch device; default CPU (or CUDA when available). ONNX exports run on
             ONNX Runtime's CPU provider.
         precision: for PyTorch weights: ``auto`` is bf16 on a CPU with native bf16 (AMX or
             AVX-512 BF16) or a GPU that has it, else fp32; or ``fp32`` / ``bf16``. ONNX and
             int8 exports run as exported.
     Returns:
-        a TunedModel ready for ``predict`` (an EnsembleModel for ensembles).
+        a TunedModel ready for ``predict`` (an EnsembleModel for ensembles; a ModelSet for a
+        mapping).
     """
+    if isinstance(path, Mapping):
+        from tunelab.model_set import ModelSet
+
+        return ModelSet({str(k): load(v, device, precision) for k, v in path.items()})
     folder = Path(path)
     info = read_run(folder)
     loader = LOADERS.get(info.kind)

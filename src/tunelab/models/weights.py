@@ -184,6 +184,53 @@ def sharing_enabled() -> bool:
     return os.environ.get("TUNELAB_SHARE_BASE", "1") != "0"
 
 
+# what AutoTokenizer reads from a folder, besides files named tokenizer*
+TOKENIZER_FILES = frozenset(
+    {
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.txt",
+        "vocab.json",
+        "merges.txt",
+        "spiece.model",
+        "sentencepiece.bpe.model",
+        "chat_template.jinja",
+        "chat_template.json",
+    }
+)
+_tokenizers: weakref.WeakValueDictionary[tuple, Any] = weakref.WeakValueDictionary()
+
+
+def load_tokenizer(folder: Path, files: dict | None, use: tuple):
+    """The folder's tokenizer; shared with every other folder loaded in this process whose
+    tokenizer files have the same recorded checksums (runs on one base each save a copy of
+    its tokenizer: Gemma's 262k-word one took most of the ~300 MB each further LoRA run on it
+    added). Keyed by ``use`` too (the task, length limit, stride): a call sets the tokenizer's
+    truncation, so only models that set it alike share one, and concurrent calls never change
+    it under each other. Without recorded checksums (older folders), or with
+    ``TUNELAB_SHARE_BASE=0``, each folder gets its own."""
+    from transformers import AutoTokenizer
+
+    key = None
+    if files and sharing_enabled():
+        mine = [
+            (name, (info or {}).get("sha256"))
+            for name, info in sorted(files.items())
+            if name.startswith("tokenizer") or name in TOKENIZER_FILES
+        ]
+        if mine and all(h for _, h in mine):
+            key = (tuple(mine), use)
+            with _shared_lock:
+                hit = _tokenizers.get(key)
+            if hit is not None:
+                return hit
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    if key is not None:
+        with _shared_lock:
+            tok = _tokenizers.setdefault(key, tok)
+    return tok
+
+
 def _state(
     shards: list[Path], files: dict | None, dtype: torch.dtype | None, shared: bool
 ) -> tuple[dict[str, torch.Tensor], list, SharedWeights | None]:
