@@ -8,8 +8,8 @@ of the same backbone (MiniLM-L6, English sentiment).
 Every tunelab run is a separate `tunelab train` process on the same N examples per class drawn
 with the seed (`--max-train-examples-per-class`), validated on the first 300 validation rows
 (model selection only) and tested on all 1,008 test sentences. Full fine-tuning uses the
-small-data settings of bench/overfitting.py (batch 16, 10 epochs); SetFit its defaults (20
-similar and 20 dissimilar pairs per text, one pass, encoder lr 2e-5, then the head).
+small-data settings of bench/overfitting.py (batch 16, 10 epochs); SetFit its defaults (40
+similar and 40 dissimilar pairs per text, one pass, encoder lr 2e-5, then the head).
 "Training seconds" for SetFit are its contrastive stage plus the head's fit and loop; for full
 fine-tuning the loop's; "wall" is the whole command, model loading and test scoring included.
 The `setfit` package (`--setfit-python`, a Python with `pip install setfit`) trains its

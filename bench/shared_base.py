@@ -8,6 +8,9 @@ of a few texts (which must not depend on sharing).
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/shared_base.py RUN1 RUN2 RUN3 \\
         --out bench/results/shared_base.json
+
+It also reports the bound of many adapters on one base (the first run's resident memory plus
+10%, plus each further run's trained tensors) and whether the shared setting stays under it.
 """
 
 from __future__ import annotations
@@ -84,7 +87,20 @@ def main() -> None:
     result["rss_mb_shared"] = shared["after"][-1]["rss_mb"]
     result["rss_mb_copies"] = copies["after"][-1]["rss_mb"]
     result["saved_mb"] = result["rss_mb_copies"] - result["rss_mb_shared"]
+    # issue 25's bound: N runs on one base in at most the base plus N adapters plus 10%,
+    # read as the first run's resident set (the runtime, the base, its adapter and tokenizer)
+    # plus every further run's trained tensors (their safetensors on disk, fp32) plus 10% of it
+    first = shared["after"][0]["rss_mb"]
+    adapters = [_trained_mb(Path(r)) for r in a.runs]
+    result["adapter_mb"] = adapters
+    result["bound_mb"] = round(first * 1.10 + sum(adapters[1:]), 1)
+    result["bound_met"] = result["rss_mb_shared"] <= result["bound_mb"]
     emit(result, a.out)
+
+
+def _trained_mb(run: Path) -> float:
+    """The run's own trained tensors: the weight files in its folder (an adapter and head)."""
+    return round(sum(f.stat().st_size for f in run.glob("*.safetensors")) / 2**20, 1)
 
 
 if __name__ == "__main__":

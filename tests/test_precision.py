@@ -126,7 +126,7 @@ def test_bf16_lora_keeps_the_frozen_base_in_bf16_and_saves_fp32(
     run predicts like the fp32 one."""
     from safetensors.torch import load_file
 
-    from tunelab.training.pipeline import frozen_to_bf16
+    from tunelab.training.bf16_compute import frozen_to_bf16
 
     texts = [r.split(",")[0] for r in toy_data["test"].read_text().splitlines()[1:]]
     labels = {}

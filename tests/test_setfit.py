@@ -22,6 +22,7 @@ from tunelab.methods.base import TrainingData
 from tunelab.models.hf import pad_id
 from tunelab.tasks import TASKS
 from tunelab.tasks.pooled_head import is_mean_pooled
+from tunelab.training.supervised import run_stage
 
 
 def test_pairs_are_balanced_distinct_and_labelled_by_class():
@@ -85,7 +86,7 @@ def test_contrastive_stage_pulls_classes_together_and_head_is_the_regression(
     before = _margin(model, ids, y)
     opts = setfit.SetFitOptions(setfit_pairs=8, setfit_learning_rate=1e-3, setfit_batch_size=8)
     details = setfit.before_training(
-        model, opts, TrainingData(ids, y, pad_id(tok), 8, "fp32", 0, lambda m: None)
+        model, opts, TrainingData(ids, y, pad_id(tok), 8, "fp32", 0, lambda m: None, fit=run_stage)
     )
     after = _margin(model, ids, y)
     assert details["pairs"] == 2 * details["similar_pairs"] > 0

@@ -19,7 +19,7 @@ from tunelab.models.hf import align_pad, pad_id, quiet_transformers
 from tunelab.tasks import TASKS
 from tunelab.tasks.encoding import encode_split
 from tunelab.training.loop import LoopSettings, fit
-from tunelab.training.supervised import StepSettings, supervised_job
+from tunelab.training.supervised import StepSettings, run_stage, supervised_job
 
 # small option values so a pair trains in about a second (the defaults suit real models)
 SMALL = {
@@ -111,7 +111,9 @@ def test_pair_trains_and_reloads(
     model = method.apply(model, options, ctx)
     if method.before_training:  # the method's own stage (SetFit's contrastive training)
         method.before_training(
-            model, options, TrainingData(ids, y, pad_id(tok), 4, "fp32", 0, lambda m: None)
+            model,
+            options,
+            TrainingData(ids, y, pad_id(tok), 4, "fp32", 0, lambda m: None, fit=run_stage),
         )
     losses: list[float] = []
     job = supervised_job(

@@ -51,6 +51,9 @@ class TrainingData:
     precision: str  # resolved (fp32 | bf16 | fp16)
     seed: int
     log: Callable[[str], None] = print
+    # runs supervised training steps on other rows and targets (the caller's engine:
+    # tunelab.training.supervised.run_stage), so a method needs no import of the training layer
+    fit: Callable[..., tuple[int, float]] | None = None
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,11 @@ from tunelab.runs import (
     write_run,
 )
 from tunelab.tasks.generation import prompt_learning
-from tunelab.training import checkpoint, distributed, overfitting, packing
+from tunelab.training import bf16_compute, checkpoint, distributed, overfitting, packing
 from tunelab.training.callbacks import Checkpointing, Interruption, ProgressBar
 from tunelab.training.loop import Callback, LoopResult, LoopSettings, fit, plan_steps
 from tunelab.training.prepare import Prepared, finished_run, prepare, resolve_precision
-from tunelab.training.supervised import StepSettings, autocast, supervised_job
+from tunelab.training.supervised import StepSettings, autocast, run_stage, supervised_job
 from tunelab.training.trackers import make_tracker
 from tunelab.version import __version__
 
@@ -166,12 +166,19 @@ def build(p: Prepared) -> Built:
     model.to(p.dist.device)
     if p.method.before_training is not None:  # a stage of the method's own (SetFit's)
         data = TrainingData(
-            p.ids_train, p.y_train, pad_id(p.tokenizer), t.batch_size, precision, t.seed, _stderr
+            p.ids_train,
+            p.y_train,
+            pad_id(p.tokenizer),
+            t.batch_size,
+            precision,
+            t.seed,
+            _stderr,
+            fit=run_stage,
         )
         p.method.before_training(model, options, data)
     elif precision == "bf16" and p.dist.device.type == "cpu":
         # (not after a method's own stage: the weights it tuned are saved, and stay fp32)
-        frozen_to_bf16(model)
+        bf16_compute.frozen_to_bf16(model)
     trainable, total = count_parameters(model)
     lr = t.learning_rate or p.method.default_learning_rate
     return Built(model, trainable, total, lr, precision, total_steps, batching(model, p.cfg))
@@ -185,28 +192,6 @@ def batching(model: torch.nn.Module, cfg: C.RunConfig) -> str:
     if t.packing and packing.applies(model, adversarial=bool(cfg.regularisation.adversarial)):
         return "packed"
     return "length-grouped" if t.group_by_length else "random"
-
-
-def frozen_to_bf16(model: torch.nn.Module) -> int:
-    """Store the weights that do not train in bf16 (returns how many tensors changed).
-
-    A frozen weight is cast once instead of at every matmul: for LoRA on gemma3-270m this
-    halves the base's memory and removes most of the casts. Trainable weights (and so the
-    optimizer) stay fp32, and no method saves frozen weights (they are re-read from the base
-    model), so a run folder is the same as in fp32. A layer with a trainable tensor of its own
-    (BitFit's biases, an adapter method's layer norms) keeps its frozen ones in fp32 too: one
-    layer norm with a bf16 weight and an fp32 bias is an error at inference under autocast.
-    """
-    n = 0
-    for module in model.modules():
-        own = list(module.parameters(recurse=False))
-        if any(p.requires_grad for p in own):
-            continue
-        for param in own:
-            if param.dtype == torch.float32:
-                param.data = param.data.to(torch.bfloat16)
-                n += 1
-    return n
 
 
 def train(

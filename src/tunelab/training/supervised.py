@@ -241,6 +241,40 @@ def supervised_job(
     )
 
 
+def run_stage(
+    model: torch.nn.Module,
+    ids: list[list[int]],
+    labels: list,
+    pad_id: int,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    settings: dict,
+    collate_targets: Callable[[list], torch.Tensor] = torch.tensor,
+) -> tuple[int, float]:
+    """Train ``model`` in place for ``settings["epochs"]`` over (``ids``, ``labels``) with the
+    usual step (``settings``: :class:`StepSettings` fields), with no evaluation, checkpoints
+    or best-weights restoring: a method's own stage (SetFit's contrastive training). Returns
+    (steps, mean loss)."""
+    job = supervised_job(
+        model, ids, labels, pad_id, loss_fn, StepSettings(**settings), collate_targets
+    )
+    total = max(1, int(np.ceil(settings.get("epochs", 1.0) * job.steps_per_epoch)))
+    model.train()
+    steps, loss = 0, 0.0
+    try:
+        epoch = 0
+        while steps < total:
+            for batch in job.batches(epoch):
+                if steps >= total:
+                    break
+                loss += job.step(batch, steps)
+                steps += 1
+            epoch += 1
+    finally:
+        if job.close is not None:
+            job.close()
+    return steps, loss / max(steps, 1)
+
+
 class ContiguousHead:
     """Hands the LM head a contiguous input while training. A causal LM asked for the
     logits of the last positions only (``logits_to_keep``, :func:`response_window`) slices its
