@@ -87,6 +87,8 @@ EXPECTED = {
     "prompt-tuning": lambda n: "prompt_encoder" in n or "classifier" in n,
     "p-tuning": lambda n: "prompt_encoder" in n or "classifier" in n,
     "prefix-tuning": lambda n: n in ("keys", "values") or n.startswith("model.classifier."),
+    # everything trains in SetFit's contrastive stage; its before_training then leaves the head
+    "setfit": lambda n: True,
     "adapter": lambda n: (
         ".tunelab_adapter." in n
         or "LayerNorm" in n
@@ -118,7 +120,7 @@ def test_trainable_parameters_are_what_the_method_says(name, tiny_model_dir):
     assert not wrong, wrong
     trainable, total = count_parameters(model)
     assert 0 < trainable <= total
-    if name != "full":
+    if name not in ("full", "setfit"):
         assert trainable < total
 
 
@@ -176,7 +178,12 @@ def test_loss_falls_and_the_run_reloads_identically(name, matrix_runs):
     losses = [
         json.loads(line)["loss"] for line in (run / "train_log.jsonl").open() if '"train"' in line
     ]
-    assert len(losses) >= 5 and losses[-1] < losses[0], losses
+    assert len(losses) >= 5, losses
+    if METHODS[name].before_training:  # the stage before the loop trained it (SetFit's
+        # contrastive encoder and fitted head): the loop's loss starts below chance
+        assert max(losses) < np.log(2), losses
+    else:
+        assert losses[-1] < losses[0], losses
     loaded = tunelab.load(run)
     from tunelab.data.batching import predict_logits, tokenize
 
@@ -187,7 +194,11 @@ def test_loss_falls_and_the_run_reloads_identically(name, matrix_runs):
     assert info["method"] == name and info["parameters"]["trainable"] > 0
 
 
-@pytest.mark.parametrize("name", [m for m in CLASSIFIERS if METHODS[m].merge])
+# a mean-pooled head (SetFit) has no plain-Transformers export: tests/test_setfit.py checks the
+# refusal and its ONNX export
+@pytest.mark.parametrize(
+    "name", [m for m in CLASSIFIERS if METHODS[m].merge and "pooling" not in METHODS[m].spec]
+)
 def test_merged_export_predicts_like_the_run_with_plain_transformers(name, matrix_runs, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -142,6 +142,14 @@ def test_setfit_run_exports_to_onnx_with_parity(setfit_run, tmp_path):
     np.testing.assert_allclose(onnx.logits(texts, batch_size=3), run.logits(texts), atol=1e-4)
 
 
+def test_a_plain_transformers_export_is_refused_with_the_reason(setfit_run, tmp_path, capsys):
+    args = ["export", "--model-dir", str(setfit_run), "--format", "hf"]
+    assert main([*args, "--output-dir", str(tmp_path / "hf")]) != 0
+    err = capsys.readouterr().err
+    assert "mean-pooled embeddings" in err and "--format onnx" in err
+    assert not (tmp_path / "hf").exists()
+
+
 def test_setfit_refuses_tasks_without_one_label_per_text(learnable_model_dir, tmp_path, capsys):
     rows = [{"text": r["text"], "label": 1.0} for r in toy_rows(8, 1)]
     data = write_csv(tmp_path / "reg.csv", rows)

@@ -56,6 +56,9 @@ def task_files(tmp_path_factory) -> dict[str, Path]:
     }
     pairs = [{"text": r["text"], "text_pair": " ".join(reversed(r["text"].split()))} for r in rows]
     files["sentence-embedding"] = write_csv(d / "pairs.csv", pairs, ("text", "text_pair"))
+    files["language-modeling"] = write_csv(
+        d / "lm.csv", [{"text": r["text"]} for r in rows], ("text",)
+    )
     for task, name, make in (
         (
             "token-classification",

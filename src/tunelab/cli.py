@@ -291,6 +291,7 @@ COMMANDS: dict[str, str] = {
     "chat": "tunelab.functions.cli:add_chat",
     "route-train": "tunelab.functions.cli:add_route_train",
     "planner-train": "tunelab.planning.planner_cli:add_planner_train",
+    "pretrain": "tunelab.pretrain_cli:add_pretrain",
     "augment": "tunelab.overfit_cli:add_augment",
     "ensemble": "tunelab.overfit_cli:add_ensemble",
     "search": "tunelab.overfit_cli:add_search",

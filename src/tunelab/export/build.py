@@ -149,6 +149,12 @@ def _check_options(info: RunInfo, method, fmt: str, quantize, prune, sparsity, e
             "(it adds computation the base model does not have), so it has no "
             "standalone export; load the run folder with tunelab.load instead"
         )
+    if fmt == "hf" and info.spec.get("pooling") == "mean":
+        raise TunelabError(
+            "this run's classifier reads mean-pooled embeddings (SetFit), which a plain "
+            "Transformers classifier cannot (it reads the first token): export it with "
+            "--format onnx, or load the run folder itself with tunelab.load"
+        )
     if fmt == "onnx" and get_task(info.task).generative:
         raise TunelabError(
             "generation runs export with --format hf (an ONNX graph of one "

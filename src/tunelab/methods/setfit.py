@@ -11,10 +11,10 @@ gives the head's starting weights, and the usual loop trains the head (the encod
 with it: ``setfit_end_to_end``), scored on validation like any run.
 
 The run folder is a text-classification run like any other (full weights, ``"pooling":
-"mean"`` in its spec: :mod:`tunelab.tasks.pooled_head`); it predicts, serves and exports
-(ONNX traces the mean pooling; an ``hf`` export loads right with ``tunelab.load``, while plain
-Transformers would read its [CLS] token instead). A resumed run repeats the contrastive stage
-from the seed (seconds) and restores the head from its checkpoint.
+"mean"`` in its spec: :mod:`tunelab.tasks.pooled_head`); it predicts, serves and exports to
+ONNX (which traces the mean pooling) like any other; ``--format hf`` is refused, since a plain
+Transformers classifier would read its [CLS] token instead. A resumed run repeats the
+contrastive stage from the seed (seconds) and restores the head from its checkpoint.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ in one line at the end of its module. Import order is listing order."""
 # isort: off
 from tunelab.tasks import text_classification, multi_label, regression  # noqa: F401
 from tunelab.tasks import token_classification, question_answering, generation  # noqa: F401
-from tunelab.tasks import sentence_embedding  # noqa: F401
+from tunelab.tasks import sentence_embedding, language_modeling  # noqa: F401
 
 # isort: on
 from tunelab.tasks.base import LOWER_IS_BETTER, TASKS, Task, get_task, register_task

@@ -8,7 +8,7 @@ records ``"pooling": "mean"`` in its spec; :func:`mean_pooled` turns the task's 
 Transformers classifier into this one by swapping its class (the weights and their names do not
 change, so ``save_pretrained`` and loading are the usual ones, and the folder's config still
 names the base class: outside tunelab the model would pool the usual way, which is why a
-mean-pooled run has no ``--merge`` export and ONNX traces this forward instead).
+mean-pooled run has no ``--format hf`` export and ONNX traces this forward instead).
 """
 
 from __future__ import annotations
