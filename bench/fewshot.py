@@ -117,7 +117,8 @@ def package(python: str, n: int, seed: int, work: Path) -> dict:
     args = [python, str(script), path, str(n), str(seed)]
     args += [str(DATA / "train.csv"), str(DATA / "test.csv")]
     t0 = time.perf_counter()
-    out = subprocess.run(args, check=True, capture_output=True, text=True)
+    # in the work folder: the package's Trainer writes its checkpoints/ where it runs
+    out = subprocess.run(args, check=True, capture_output=True, text=True, cwd=work)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     r["wall_seconds"] = round(time.perf_counter() - t0, 1)
     return r
