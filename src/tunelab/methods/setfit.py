@@ -143,7 +143,7 @@ def _contrastive(model: torch.nn.Module, options: SetFitOptions, data: TrainingD
         "seed": data.seed,
     }
     base_class = type(body)
-    body.__class__ = se._pair_class(base_class)  # rows of two texts -> their similarities
+    body.__class__ = se.pair_class(base_class)  # rows of two texts -> their similarities
     t0 = time.perf_counter()
     try:
         steps, loss = data.fit(
@@ -179,7 +179,7 @@ def embeddings(model: torch.nn.Module, ids: list[list[int]], batch_size: int = 6
     was = model.training
     model.eval()
     with torch.inference_mode():
-        out = se._embed_all(encoder(model), ids, batch_size)
+        out = se.embed_all(encoder(model), ids, batch_size)
     model.train(was)
     return out
 

@@ -118,7 +118,7 @@ def embed(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return mean_pool(out.last_hidden_state, mask)
 
 
-def _pair_class(base: type) -> type:
+def pair_class(base: type) -> type:
     class PairModel(base):
         """The encoder; a batch of pairs gives the (B, B) similarity matrix as logits."""
 
@@ -147,7 +147,7 @@ def build_model(path: str, spec: dict, **load_kwargs):
     model = load_pretrained(AutoModel, path, **load_kwargs)
     if getattr(model, "pooler", None) is not None:  # BERT's [CLS] pooler: unused by mean pooling
         model.pooler = None  # (and untrained weights with no gradient would upset AdaLoRA)
-    model.__class__ = _pair_class(type(model))
+    model.__class__ = pair_class(type(model))
     return model
 
 
@@ -159,7 +159,7 @@ def loss_fn(logits: torch.Tensor, targets: torch.Tensor, spec: dict) -> torch.Te
     return torch.nn.functional.cross_entropy(logits.float(), targets)
 
 
-def _embed_all(model, rows: list[list[int]], batch_size: int) -> np.ndarray:
+def embed_all(model, rows: list[list[int]], batch_size: int) -> np.ndarray:
     out = []
     dev = next(model.parameters()).device
     for s in range(0, len(rows), batch_size):
@@ -177,8 +177,8 @@ def evaluate_split(model, tokenizer, ids, targets, spec, batch_size: int = 16, f
         firsts.append(row[:cut])
         seconds.append(row[cut:])
     with torch.inference_mode():
-        a = _embed_all(model, firsts, batch_size)
-        b = _embed_all(model, seconds, batch_size)
+        a = embed_all(model, firsts, batch_size)
+        b = embed_all(model, seconds, batch_size)
     model.train(was_training)
     sims = a @ b.T
     own = np.diag(sims)
@@ -199,7 +199,7 @@ def predict_texts(model, texts: list, batch_size: int = 64) -> list[dict]:
     tok = model.tokenizer
     rows = [tok(str(t), truncation=True, max_length=model.max_length)["input_ids"] for t in texts]
     with torch.inference_mode():
-        vecs = _embed_all(model.model, rows, batch_size)
+        vecs = embed_all(model.model, rows, batch_size)
     return [{"embedding": [round(float(x), 6) for x in v]} for v in vecs]
 
 
