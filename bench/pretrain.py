@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=128)
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--pretrain-epochs", default="3")
+    ap.add_argument("--pretrain-lr", default="5e-5")
     ap.add_argument("--work", default="/tmp/tunelab-pretrain")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -62,12 +63,14 @@ def main() -> None:
     seconds = run(
         [str(BIN / "tunelab"), "pretrain", "--model", a.model, "--text", str(raw)]
         + ["--output-dir", str(pre), "--overwrite", "--epochs", a.pretrain_epochs]
+        + ["--learning-rate", a.pretrain_lr]
         + ["--no-progress", "--report-to", "none", "--save-steps", "0"]
     )
     m = json.loads((pre / "metrics.json").read_text())
     res["pretrain"] = {
         "documents": len(rows),
         "epochs": float(a.pretrain_epochs),
+        "learning_rate": float(a.pretrain_lr),
         "wall_seconds": round(seconds, 1),
         "train_seconds": round(m["training"]["train_seconds"], 1),
         "perplexity_before": m["before_training"]["validation"]["perplexity"],
