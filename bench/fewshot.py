@@ -21,7 +21,6 @@ SetFitModel from the same local MiniLM folder with its defaults (num_iterations 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import subprocess
@@ -33,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DATA = ROOT / "data/en_sentiment"
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+from bench.splits import first_rows  # noqa: E402
+
 from tunelab.machine import describe as describe_machine  # noqa: E402
 
 SETUPS = {
@@ -71,14 +73,7 @@ print(json.dumps({"test_accuracy": acc, "train_seconds": round(seconds, 1)}))
 
 
 def validation300(work: Path) -> Path:
-    val = work / "validation300.csv"
-    with open(DATA / "validation.csv", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    with open(val, "w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows[:300])
-    return val
+    return first_rows(DATA / "validation.csv", work / "validation300.csv")
 
 
 def ours(setup: str, n: int | None, seed: int, val: Path, work: Path) -> dict:

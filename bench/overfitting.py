@@ -22,7 +22,6 @@ short keeps what it measured.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import subprocess
@@ -31,6 +30,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.splits import first_rows  # noqa: E402
+
 BIN = Path(sys.executable).parent
 TECHNIQUES = {
     "baseline": [],
@@ -88,13 +90,7 @@ def main() -> None:
     work = Path(a.work) / a.lang
     work.mkdir(parents=True, exist_ok=True)
     data = ROOT / setup["data"]
-    val = work / "validation300.csv"
-    with open(data / "validation.csv", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    with open(val, "w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows[:300])
+    val = first_rows(data / "validation.csv", work / "validation300.csv")
     out = Path(a.out)
     results = json.loads(out.read_text()) if out.is_file() else {"runs": [], "summary": {}}
     done = {(r["per_class"], r["technique"], r["seed"]) for r in results["runs"]}

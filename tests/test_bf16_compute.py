@@ -179,6 +179,9 @@ def test_evaluation_gives_freed_memory_back_and_training_keeps_it(fresh_allocato
 
     with allocator.released():
         assert grow_and_free() < 64  # unmapped again on free
+        with allocator.released():  # nested (evaluate -> logits): still released after it
+            pass
+        assert grow_and_free() < 64
     kept = grow_and_free()  # heap memory stays with the process
     assert kept > 200, kept
 

@@ -34,6 +34,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 TRIM_THRESHOLD = 1 << 30
 _DEFAULT_TRIM, _DEFAULT_MMAP_MAX = 128 * 1024, 65536  # glibc's documented defaults
 _applied: bool | None = None  # None: not asked yet
+_released_depth = 0  # open released() contexts
 
 
 def retain_freed_memory() -> bool:
@@ -57,15 +58,21 @@ def applies() -> bool:
 @contextlib.contextmanager
 def released() -> Iterator[None]:
     """glibc's defaults for the duration (large blocks mapped, freed memory returned), then
-    back to keeping freed memory if training had asked for it."""
+    back to keeping freed memory if training had asked for it. Nested uses (an evaluation
+    that computes logits) restore it only when the outermost one ends."""
+    global _released_depth
     if not _applied:
         yield
         return
-    _set(_DEFAULT_MMAP_MAX, _DEFAULT_TRIM)
+    if _released_depth == 0:
+        _set(_DEFAULT_MMAP_MAX, _DEFAULT_TRIM)
+    _released_depth += 1
     try:
         yield
     finally:
-        _set(0, TRIM_THRESHOLD)
+        _released_depth -= 1
+        if _released_depth == 0:
+            _set(0, TRIM_THRESHOLD)
 
 
 def _set(mmap_max: int, trim: int) -> bool:

@@ -161,7 +161,7 @@ def load_run(
     check_folder(run_dir, info.files, deferred=VERIFIED_WHILE_READ)
     files = info.files or {}
     _set_threads()
-    # one tokenizer for the runs on one base (same files, same length limit)
+    # one tokenizer for the runs on one base (same files, used alike: see load_tokenizer)
     use = (info.task, info.max_length, repr(info.spec.get("doc_stride")))
     tokenizer = load_tokenizer(run_dir, files if share_base else None, use)
     if export.get("format") == "onnx":

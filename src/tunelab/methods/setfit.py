@@ -95,9 +95,11 @@ def make_pairs(
             seen.add(key)
             into.append(key)
 
+    others_of = {
+        c: [j for d, members in by_class.items() if d != c for j in members] for c in by_class
+    }
     for i, y in enumerate(labels):
-        mine = by_class[int(y)]
-        others = [j for c, members in by_class.items() if c != int(y) for j in members]
+        mine, others = by_class[int(y)], others_of[int(y)]
         for _ in range(per_text):
             if len(mine) > 1:
                 add(i, rng.choice(mine), similar)

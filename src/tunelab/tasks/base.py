@@ -107,6 +107,16 @@ class Task:
         return self.tune_thresholds is not None
 
 
+def no_figures(plots: Path, split: str, logits, targets, spec: dict, metrics: dict) -> list:
+    """``report_figures`` of a task whose report has no figure of its own."""
+    return []
+
+
+def no_tables(metrics: dict) -> list:
+    """``report_tables`` of a task whose report has no table of its own."""
+    return []
+
+
 TASKS: dict[str, Task] = {}
 
 # metrics where smaller is better; every other metric is maximised

@@ -26,14 +26,13 @@ import random
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from tunelab.errors import DataError
-from tunelab.tasks.base import Task, register_task
+from tunelab.tasks.base import Task, no_figures, no_tables, register_task
 from tunelab.tasks.examples import Examples
+from tunelab.tasks.generation import IGNORE, collate_targets  # the same per-position targets
 
-IGNORE = -100
 MLM_PROBABILITY = 0.15
 MASK_SEED = 0
 DESCRIPTION = (
@@ -71,12 +70,13 @@ def words(text: str) -> list[str]:
     return text.split()
 
 
-def _masked_blocks(tokenizer, text: str, spec: dict, max_length: int, rng: random.Random):
+def _masked_blocks(
+    tokenizer, text: str, spec: dict, max_length: int, rng: random.Random, vocab: list[int]
+):
+    """``vocab``: the ids a masked token may be replaced by at random (no special tokens)."""
     enc = tokenizer(words(text), is_split_into_words=True, add_special_tokens=False)
     ids, word_of = enc["input_ids"], enc.word_ids()
     size = max(1, max_length - 2)
-    special = set(tokenizer.all_special_ids)
-    vocab = [i for i in range(len(tokenizer)) if i not in special]
     for start in range(0, len(ids), size):
         block, owners = ids[start : start + size], word_of[start : start + size]
         groups: dict[int, list[int]] = {}
@@ -129,20 +129,17 @@ def encode(tokenizer, ex: Examples, spec: dict, max_length: int, label_column: s
         if tokenizer.mask_token_id is None:
             raise DataError(ex.path, None, "masked-LM training needs a tokenizer with a mask token")
         rng = random.Random(spec.get("mask_seed", MASK_SEED))
-        blocks = (b for t in ex.texts for b in _masked_blocks(tokenizer, t, spec, max_length, rng))
+        special = set(tokenizer.all_special_ids)
+        vocab = [i for i in range(len(tokenizer)) if i not in special]  # once, not per text
+        blocks = (
+            b for t in ex.texts for b in _masked_blocks(tokenizer, t, spec, max_length, rng, vocab)
+        )
     for ids, labels in blocks:
         rows.append(ids)
         targets.append({"labels": labels})
     if not rows:
         raise DataError(ex.path, None, "no text to train on after tokenization")
     return rows, targets
-
-
-def collate_targets(rows: list[dict]) -> torch.Tensor:
-    longest = max(len(r["labels"]) for r in rows)
-    return torch.tensor(
-        [r["labels"] + [IGNORE] * (longest - len(r["labels"])) for r in rows], dtype=torch.long
-    )
 
 
 def loss_units(targets: torch.Tensor) -> int:
@@ -234,6 +231,11 @@ def _nll(model, ids: list[list[int]], targets: list[dict], pad_id: int, batch_si
     return total, count
 
 
+def perplexity(total: float, count: int) -> float:
+    """exp of the mean cross-entropy (capped at e^50 so an untrained head stays finite)."""
+    return float(math.exp(min(total / max(count, 1), 50.0)))
+
+
 def evaluate_split(model, tokenizer, ids, targets, spec, batch_size: int = 16, full=False) -> dict:
     from tunelab.models.hf import pad_id
 
@@ -241,10 +243,9 @@ def evaluate_split(model, tokenizer, ids, targets, spec, batch_size: int = 16, f
     model.eval()
     total, count = _nll(model, ids, targets, pad_id(tokenizer), batch_size)
     model.train(was)
-    loss = total / max(count, 1)
     return {
-        "perplexity": float(math.exp(min(loss, 50.0))),
-        "loss": loss,
+        "perplexity": perplexity(total, count),
+        "loss": total / max(count, 1),
         "tokens": count,
         "n": len(ids),
     }
@@ -257,16 +258,8 @@ def predict_texts(model, texts: list, batch_size: int = 16) -> list[dict]:
         ex = Examples([str(t)], [str(t)], [0], "<input>")
         ids, targets = encode(model.tokenizer, ex, model.spec, model.max_length, "text")
         total, count = _nll(model.model, ids, targets, model.pad_id, batch_size)
-        out.append({"perplexity": round(float(np.exp(min(total / max(count, 1), 50.0))), 4)})
+        out.append({"perplexity": round(perplexity(total, count), 4)})
     return out
-
-
-def report_figures(plots: Path, split, logits, targets, spec, metrics) -> list[tuple[str, str]]:
-    return []
-
-
-def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
-    return []
 
 
 TASK = register_task(
@@ -281,8 +274,8 @@ TASK = register_task(
         build_model=build_model,
         head_module_names=head_module_names,
         loss_fn=loss_fn,
-        report_figures=report_figures,
-        report_tables=report_tables,
+        report_figures=no_figures,
+        report_tables=no_tables,
         default_columns=("text", "text"),
         encode=encode,
         collate_targets=collate_targets,

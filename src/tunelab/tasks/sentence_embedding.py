@@ -20,13 +20,11 @@ MRR of each text's own pair among all of the split's. ``tunelab predict`` gives 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from tunelab.errors import DataError
-from tunelab.tasks.base import Task, register_task
+from tunelab.tasks.base import Task, no_figures, no_tables, register_task
 from tunelab.tasks.examples import Examples, read_labelled
 
 SCALE = 20.0
@@ -203,14 +201,6 @@ def predict_texts(model, texts: list, batch_size: int = 64) -> list[dict]:
     return [{"embedding": [round(float(x), 6) for x in v]} for v in vecs]
 
 
-def report_figures(plots: Path, split, logits, targets, spec, metrics) -> list[tuple[str, str]]:
-    return []
-
-
-def report_tables(metrics: dict) -> list[tuple[str, tuple, list[tuple]]]:
-    return []
-
-
 TASK = register_task(
     Task(
         "sentence-embedding",
@@ -223,8 +213,8 @@ TASK = register_task(
         build_model=build_model,
         head_module_names=head_module_names,
         loss_fn=loss_fn,
-        report_figures=report_figures,
-        report_tables=report_tables,
+        report_figures=no_figures,
+        report_tables=no_tables,
         default_columns=("text", "text_pair"),
         encode=encode,
         collate_targets=collate_targets,
