@@ -13,6 +13,14 @@ Writes
   data/bbc_headlines/{train,validation,test}.jsonl
       generation: {"prompt": an instruction and the first paragraphs of the article,
                    "response": its headline}
+  data/bbc_topics/{train,validation,test}.jsonl
+      text classification, 5 topics: {"id", "text": the headline and the first paragraphs,
+                                      "label": business|entertainment|politics|sports|tech}
+  data/bbc_topics/stage{1,2,3}/{train,validation,test}.jsonl
+      the same articles as topics arriving over time (continual learning): stage 1 business
+      and entertainment, stage 2 politics and sports, stage 3 tech and new business articles
+      (the business articles of each split are halved: the first half in stage 1, the
+      second in stage 3), so every stage has two labels and no article is in two stages
 
 Articles are de-duplicated (the corpus holds some twice), then split 80/10/10 by a seeded shuffle
 *before* any example is made, so no article contributes to two splits of either set.
@@ -181,6 +189,22 @@ def headline_prompt(body: str) -> str:
     return "\n\n".join(paras)
 
 
+STAGES = {1: ("business", "entertainment"), 2: ("politics", "sports"), 3: ("tech", "business")}
+
+
+def topic_stages(rows: list[dict]) -> dict[int, list[dict]]:
+    """One split's topic rows by stage (see the module docstring): business is halved."""
+    business = [r for r in rows if r["label"] == "business"]
+    half = {id(r): (1 if i < len(business) // 2 else 3) for i, r in enumerate(business)}
+    out: dict[int, list[dict]] = {s: [] for s in STAGES}
+    for r in rows:
+        if r["label"] == "business":
+            out[half[id(r)]].append(r)
+        else:
+            out[next(s for s, labels in STAGES.items() if r["label"] in labels)].append(r)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheel", type=Path, required=True)
@@ -197,6 +221,13 @@ def main() -> None:
     }
     counts = {}
     for split, (lo, hi) in cut.items():
+        topics = [
+            {"id": art_id, "text": f"{title}\n{headline_prompt(body)}", "label": label}
+            for art_id, label, title, body in articles[lo:hi]
+        ]
+        write_jsonl(topics, a.out / "bbc_topics" / f"{split}.jsonl")
+        for stage, rows in topic_stages(topics).items():
+            write_jsonl(rows, a.out / "bbc_topics" / f"stage{stage}" / f"{split}.jsonl")
         qa, heads = [], []
         for art_id, _label, title, body in articles[lo:hi]:
             heads.append(

@@ -17,4 +17,12 @@ def load(path, device=None, precision="auto"):
     return _load(path, device=device, precision=precision)
 
 
-__all__ = ["__version__", "load"]
+def load_stages(path, device=None, precision="auto"):
+    """Load the stages of a ``--continual lora-per-task`` run on one base, by stage number;
+    see :func:`tunelab.evaluation.stages.load_stages`."""
+    from tunelab.evaluation.stages import load_stages as _load_stages
+
+    return _load_stages(path, device=device, precision=precision)
+
+
+__all__ = ["__version__", "load", "load_stages"]

@@ -20,6 +20,9 @@ EXAMPLES = """examples:
       --train data/en_sentiment/train.csv --validation data/en_sentiment/validation.csv \\
       --test data/en_sentiment/test.csv --method lora --output-dir runs/reviews
   tunelab evaluate --model-dir runs/reviews --data data/en_sentiment/test.csv
+  tunelab train --continue-from runs/reviews --train new.csv --validation new_val.csv \\
+      --continual replay --output-dir runs/reviews-2    # new data, new labels, no forgetting
+  tunelab evaluate --model-dir runs/reviews-2 --stages  # every stage's test set
   echo "a gorgeous, moving film" | tunelab predict --model-dir runs/reviews
   tunelab methods                       # fine-tuning methods, their defaults and tasks
   tunelab compare ... --methods full,lora,ia3,adapter --output-dir runs/compare
@@ -95,6 +98,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from tunelab.data_policy import reading_policy
 
     policy = cliargs.read_policy(a)
+    if a.stages:  # a continued run: every stage's recorded test file
+        from tunelab.evaluation.stages import evaluate_stages
+
+        with reading_policy(policy):
+            metrics = evaluate_stages(a.model_dir, batch_size=a.batch_size)
+        print(json.dumps(metrics, ensure_ascii=False))
+        return 0
+    if not a.data:
+        raise TunelabError("tunelab evaluate needs --data FILE (or --stages for a continued run)")
     m = tunelab.load(a.model_dir)
     with reading_policy(policy):
         metrics = m.evaluate(a.data, a.text_column, a.label_column, batch_size=a.batch_size)
@@ -210,7 +222,13 @@ def add_evaluate(sub) -> None:
         "evaluate", allow_abbrev=False, help="print one JSON object of metrics on a labelled file"
     )
     e.add_argument("--model-dir", required=True, help="run folder from `tunelab train`")
-    e.add_argument("--data", required=True, help="labelled .csv/.tsv/.jsonl file")
+    e.add_argument("--data", help="labelled .csv/.tsv/.jsonl file")
+    e.add_argument(
+        "--stages",
+        action="store_true",
+        help="a run made with --continue-from: score every stage's recorded test file and "
+        "report forgetting since each stage was trained",
+    )
     e.add_argument("--text-column", help="default: the column used in training")
     e.add_argument("--label-column", help="default: the column used in training")
     e.add_argument("--batch-size", type=int, default=64)

@@ -16,26 +16,10 @@ from typing import Any
 
 import yaml
 
+from tunelab.continual_args import ContinualArgs, inherited
 from tunelab.data_policy import DEFAULT_MAX_FIELD_CHARS, ReadPolicy
 from tunelab.errors import ConfigError
-
-# Ranges a field may declare with ``check=``: the test and the words of the error. They become
-# the same ``check``/``why`` metadata a method option carries (``methods.base.option``), so one
-# checker (``methods.base.field_problem``) and the studio's forms read both.
-RANGES: dict[str, tuple[Any, str]] = {
-    ">0": (lambda v: v > 0, "must be > 0"),
-    ">=0": (lambda v: v >= 0, "must be >= 0"),
-    ">=1": (lambda v: v >= 1, "must be >= 1"),
-    ">=8": (lambda v: v >= 8, "must be >= 8"),
-    "[0,1)": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    "(0,1)": (lambda v: 0 < v < 1, "must be in (0, 1)"),
-}
-
-
-def _f(default: Any, help: str, check: str | None = None, **meta: Any) -> Any:
-    if check is not None:
-        meta["check"], meta["why"] = RANGES[check]
-    return field(default=default, metadata={"help": help, **meta})
+from tunelab.settings_fields import setting as _f
 
 
 @dataclass
@@ -275,6 +259,7 @@ def groups() -> dict[str, type]:
         "method": method_args_class(),
         "train": TrainArgs,
         "regularisation": RegularisationArgs,
+        "continual": ContinualArgs,
     }
 
 
@@ -285,6 +270,7 @@ class RunConfig:
     method: Any = field(default_factory=lambda: method_args_class()())
     train: TrainArgs = field(default_factory=TrainArgs)
     regularisation: RegularisationArgs = field(default_factory=RegularisationArgs)
+    continual: ContinualArgs = field(default_factory=ContinualArgs)
 
     def flat(self) -> dict[str, Any]:
         """All keys in the flat namespace, as written to a run's ``config.yaml``."""
@@ -394,12 +380,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def build(overrides: dict[str, Any], config_file: str | None = None) -> RunConfig:
-    """Defaults, then the YAML file, then ``overrides`` (already-typed CLI values)."""
+    """Defaults, then (with ``continue_from``) the continued run's settings, then the YAML
+    file, then ``overrides`` (already-typed CLI values)."""
     values: dict[str, Any] = {}
     if config_file:
         values.update(load_yaml(config_file))
     for k, v in overrides.items():
         values[k] = coerce(k, v, "command line")
+    if values.get("continue_from"):  # the continued run's settings, under the given ones
+        values = {**inherited(values["continue_from"], load_yaml), **values}
     cfg = RunConfig()
     known = fields()
     for k, v in values.items():

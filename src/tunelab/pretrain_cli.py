@@ -4,13 +4,24 @@ and an optional replay slice of general text against forgetting."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
 
 from tunelab.cliargs import ExamplesFormatter
+from tunelab.continual_args import ContinualArgs
 
-PRETRAIN_FIXED = ("task", "train", "validation", "test", "text_column", "label_column")
+# set by pretrain itself, or meaningless for it (continual learning continues labelled runs)
+PRETRAIN_FIXED = (
+    "task",
+    "train",
+    "validation",
+    "test",
+    "text_column",
+    "label_column",
+    *(f.name for f in dataclasses.fields(ContinualArgs)),
+)
 PRETRAIN_DEFAULTS = {
     "task": "language-modeling",
     "method": "full",

@@ -202,6 +202,9 @@ class RunInfo:
     precision: str | None = None  # what training computed in (auto resolved)
     machine: dict | None = None  # where it was trained (tunelab.machine.describe)
     batching: str | None = None  # length-grouped | random | packed (training batches)
+    # continual learning: every stage that led to this run, oldest first, this run last
+    # ({"stage", "run", "strategy", "labels", "data", "test_metrics"}: tunelab.training.continual)
+    lineage: list[dict] | None = None
     # every file of the folder: {relative path: {"size", "sha256"}} (tunelab.integrity)
     files: dict | None = None
     extra: dict = field(default_factory=dict)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ from tunelab.models.hf import align_pad, pad_id
 from tunelab.runs import (
     RunInfo,
     checkpoints_dir,
-    open_train_log,
     read_metrics,
     staged_dir,
     write_config,
@@ -40,12 +38,19 @@ from tunelab.runs import (
     write_run,
 )
 from tunelab.tasks.generation import prompt_learning
-from tunelab.training import bf16_compute, checkpoint, distributed, overfitting, packing
+from tunelab.training import (
+    bf16_compute,
+    checkpoint,
+    continual,
+    distributed,
+    events,
+    overfitting,
+    packing,
+)
 from tunelab.training.callbacks import Checkpointing, Interruption, ProgressBar
 from tunelab.training.loop import Callback, LoopResult, LoopSettings, fit, plan_steps
 from tunelab.training.prepare import Prepared, finished_run, prepare, resolve_precision
 from tunelab.training.supervised import StepSettings, autocast, run_stage, supervised_job
-from tunelab.training.trackers import make_tracker
 from tunelab.version import __version__
 
 if TYPE_CHECKING:
@@ -87,6 +92,7 @@ class Built:
     precision: str
     total_steps: int
     batching: str  # length-grouped | random | packed
+    penalty: Callable[[], torch.Tensor] | None = None  # --continual ewc's loss term
 
     def logits(self, p: Prepared, split: str):
         """Logits of a split; across processes each predicts its share, then all gather."""
@@ -164,6 +170,8 @@ def build(p: Prepared) -> Built:
     options = p.method.make_options(dataclasses.asdict(p.cfg.method))
     model = p.method.apply(model, options, ctx)
     model.to(p.dist.device)
+    # --continue-from: the earlier run's weights (and EWC's anchor), before any cast to bf16
+    penalty = continual.start(p, model, pad_id(p.tokenizer)) if p.previous else None
     if p.method.before_training is not None:  # a stage of the method's own (SetFit's)
         data = TrainingData(
             p.ids_train,
@@ -181,7 +189,8 @@ def build(p: Prepared) -> Built:
         bf16_compute.frozen_to_bf16(model)
     trainable, total = count_parameters(model)
     lr = t.learning_rate or p.method.default_learning_rate
-    return Built(model, trainable, total, lr, precision, total_steps, batching(model, p.cfg))
+    how = batching(model, p.cfg)
+    return Built(model, trainable, total, lr, precision, total_steps, how, penalty)
 
 
 def batching(model: torch.nn.Module, cfg: C.RunConfig) -> str:
@@ -225,11 +234,11 @@ def train(
         p.ids_train,
         p.y_train,
         pad_id(p.tokenizer),
-        lambda logits, targets: p.task.loss_fn(logits, targets, p.spec),
+        continual.loss(p) or (lambda logits, targets: p.task.loss_fn(logits, targets, p.spec)),
         steps,
         p.task.collate_targets,
         after_step=m.after_step and partial(m.after_step, b.model),
-        regularizer=m.regularizer and partial(m.regularizer, b.model),
+        regularizer=_sum(m.regularizer and partial(m.regularizer, b.model), b.penalty),
         loss_units=p.task.loss_units,
         dist=p.dist,
     )
@@ -259,6 +268,14 @@ def train(
     )
 
 
+def _sum(*terms: Callable[[], torch.Tensor] | None) -> Callable[[], torch.Tensor] | None:
+    """The loss terms added to the task loss (a method's, continual EWC's), as one."""
+    given = [t for t in terms if t is not None]
+    if len(given) <= 1:
+        return given[0] if given else None
+    return lambda: sum((t() for t in given), torch.zeros(()))
+
+
 def finalize(p: Prepared, b: Built, res: LoopResult, before: dict | None) -> tuple[dict, object]:
     """The method's last word, thresholds tuned on validation, the final scores; returns
     (metrics, logits of the final split for the report's figures)."""
@@ -286,6 +303,8 @@ def finalize(p: Prepared, b: Built, res: LoopResult, before: dict | None) -> tup
         f"best_validation_{p.metric}": res.best_metric,
         "peak_memory_mb": round(peak_memory_mb(), 1),
     }
+    if p.previous is not None:
+        metrics["continual"] = continual.details(p)
     return metrics, final_logits
 
 
@@ -317,6 +336,8 @@ def write_run_folder(
         machine=machine.describe(),
         batching=b.batching,
     )
+    if p.previous is not None:  # buffer, Fisher sum or earlier adapters; the lineage
+        info.lineage = continual.write(p, out, Path(p.cfg.train.output_dir or out))
     if p.augmented:  # for inspection: what the model was trained on besides the file
         overfitting.write_augmented(p.augmented, out / "augmented_train.csv")
     write_metrics(out, metrics)
@@ -359,7 +380,7 @@ def run_training(
         return done, read_metrics(done)
     p = prepare(cfg, dist)
     b = build(p)
-    _announce(p, b, echo)
+    events.announce(p, b, echo)
     before = None
     if p.task.baseline_before_training:  # e.g. ROUGE-L of the base model
         echo(f"tunelab: scoring the model before fine-tuning on the {p.final_split} split")
@@ -372,7 +393,7 @@ def run_training(
         if dist.is_main
         else contextlib.nullcontext(None) as tmp
     ):
-        with _event_log(p, b, tmp, echo, on_eval) as log:
+        with events.event_log(p, b, tmp, echo, on_eval) as log:
             if p.resume_from is not None:
                 echo(f"tunelab: resuming from {p.resume_from}")
             res = train(p, b, log, callbacks)
@@ -382,63 +403,3 @@ def run_training(
     if dist.is_main:  # the finished run supersedes its checkpoints
         checkpoint.remove_all(p.checkpoints)
     return out, metrics
-
-
-def _announce(p: Prepared, b: Built, echo: Callable[[str], None]) -> None:
-    aug = f" ({len(p.augmented)} of the train examples augmented)" if p.augmented else ""
-    echo(
-        f"tunelab: {p.task.name} | {p.source.source} | method {p.method.name} | "
-        f"{b.trainable:,} of {b.total:,} parameters train | lr {b.learning_rate:g} | "
-        f"{b.precision} | {b.batching} batches | {p.n_train} train / {p.n_validation} "
-        f"validation examples{aug}"
-    )
-
-
-@contextlib.contextmanager
-def _event_log(
-    p: Prepared,
-    b: Built,
-    folder: Path | None,
-    echo: Callable[[str], None],
-    on_eval: Callable[[dict], None] | None,
-):
-    """The loop's event sink: train_log.jsonl, the tracker, and a plain progress line about
-    every 10% when there is no terminal (CI logs, nohup)."""
-    t = p.cfg.train
-    assert t.output_dir is not None  # prepare() refuses a run without one
-    log_file = open_train_log(folder)
-    tracker = (
-        make_tracker(t.report_to, folder, Path(t.output_dir), p.cfg.flat()) if folder else None
-    )
-    bar = t.progress and sys.stderr.isatty()
-    every = max(10, 10 * round(b.total_steps / 100))
-
-    def log(event: dict) -> None:
-        replayed = event.pop("replayed", False)  # history of a resumed run: file only
-        log_file.write(json.dumps(event) + "\n")
-        log_file.flush()
-        if tracker is not None:
-            tracker.log(event)
-        if replayed:
-            return
-        if event["type"] == "train" and t.progress and not bar and event["step"] % every == 0:
-            echo(
-                f"  step {event['step']} epoch {event['epoch']:.2f}: loss "
-                f"{event['loss']:.4f}, {event['examples_per_s']:.1f} examples/s"
-            )
-        if event["type"] == "eval":
-            if on_eval is not None:
-                on_eval(event)
-            shown = ", ".join(
-                f"{k} {event[k]:.4f}"
-                for k in p.task.summary_metrics
-                if isinstance(event.get(k), float)
-            )
-            echo(f"  epoch {event['epoch']:.2f} step {event['step']}: validation {shown}")
-
-    try:
-        yield log
-    finally:
-        log_file.close()
-        if tracker is not None:
-            tracker.close()

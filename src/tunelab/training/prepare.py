@@ -30,7 +30,7 @@ from tunelab.runs import (
 )
 from tunelab.tasks import LOWER_IS_BETTER, Task, get_task
 from tunelab.tasks.encoding import as_targets, encode_split
-from tunelab.training import checkpoint, overfitting
+from tunelab.training import checkpoint, continual, overfitting
 from tunelab.training.distributed import Dist
 
 # keys that may differ between an interrupted run and its resumption
@@ -73,6 +73,8 @@ class Prepared:
     resume_from: Path | None = None
     data: dict[str, dict] = field(default_factory=dict)  # size and sha256 of each data file
     texts: dict[str, list] = field(default_factory=dict)  # validation[, test]: for the report
+    previous: continual.Previous | None = None  # the run this one continues (--continue-from)
+    fisher: dict = field(default_factory=dict)  # --continual ewc: the Fisher sum it anchors to
 
     @property
     def final_split(self) -> str:
@@ -106,6 +108,9 @@ def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
     """Check the settings, find the resume point, read, subset, augment and encode the data."""
     task, method = check_settings(cfg, dist)
     d, t, r = cfg.data, cfg.train, cfg.regularisation
+    quiet_transformers()
+    source = resolve_model(cfg.model.model)
+    prev = continual.previous(cfg, task, source)  # checked before any data is read
     # check_settings refused a missing train, validation or output_dir
     assert d.train is not None and d.validation is not None and t.output_dir is not None
     ckpt_dir = checkpoints_dir(t.output_dir)
@@ -129,19 +134,26 @@ def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
         for ex in splits.values():
             ex.keep(list(range(min(d.max_eval_examples, len(ex.texts)))))
 
-    # model location, target spec, and every split encoded once (no tokenisation later)
-    quiet_transformers()
-    source = resolve_model(cfg.model.model)
-    spec = task.make_spec(
-        train,
-        {
-            "regression_loss": t.regression_loss,
-            "doc_stride": cfg.model.doc_stride,
-            "max_new_tokens": cfg.model.max_new_tokens,
-            "causal_model": is_causal(source.path),
-        },
+    # target spec, and every split encoded once (no tokenisation later)
+    if prev is not None:  # this stage's examples, and for replay the earlier ones mixed in
+        continual.add_replay(prev, train, n_original, cfg, task)
+    options = {
+        "regression_loss": t.regression_loss,
+        "doc_stride": cfg.model.doc_stride,
+        "max_new_tokens": cfg.model.max_new_tokens,
+        "causal_model": is_causal(source.path),
+    }
+    if prev is None:
+        spec = task.make_spec(train, options)
+    else:  # the old label set, grown by the new labels
+        spec = continual.make_spec(prev, task, train, options)
+    # class weights count the file's examples and the replayed ones, not augmented copies
+    counted = (
+        train.labels[:n_original] + train.labels[len(train.labels) - prev.replayed :]
+        if prev
+        else train.labels[:n_original]
     )
-    spec.update(overfitting.loss_options(task, r, train.labels[:n_original], spec))
+    spec.update(overfitting.loss_options(task, r, counted, spec))
     spec.update(method.spec)  # what the method's model reads (SetFit: mean pooling)
     from transformers import AutoTokenizer
 
@@ -167,6 +179,7 @@ def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
         checkpoints=ckpt_dir,
         resume_from=resume_from,
         data=data,
+        previous=prev,
     )
     for k, v in splits.items():
         p.ids[k], y = encode_split(task, tokenizer, v, spec, L, label_col)
