@@ -40,7 +40,7 @@ STAGES = (1, 2, 3)
 STRATEGIES = {  # name -> (stage-1 method, --continual, extra flags for stages 2-3)
     "naive": ("full", "naive", []),
     "replay": ("full", "replay", []),
-    "replay-balanced": ("full", "replay", ["--class-weights", "auto"]),
+    "replay-plain": ("full", "replay", ["--no-replay-balance", "--replay-distill", "0"]),
     "ewc": ("full", "ewc", []),
     "lora-per-task": ("lora", "lora-per-task", []),
 }

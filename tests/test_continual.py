@@ -71,8 +71,10 @@ def test_ewc_penalty_is_zero_at_the_earlier_weights_and_grows_away_from_them():
     scale = sum(v.numel() for v in fisher.values()) / sum(float(v.sum()) for v in fisher.values())
     expected = 0.5 * 2.0 * float((fisher["1.weight"] * scale * 0.01).sum())
     assert moved == pytest.approx(expected, rel=1e-5)
-    term().backward()  # it is a loss term: gradients reach the weights
-    assert model[1].weight.grad is not None and model[1].weight.grad.abs().sum() > 0
+    term().backward()  # its closed-form gradient: strength x F x (w - w_prev)
+    expected_grad = 2.0 * fisher["1.weight"] * scale * 0.1
+    torch.testing.assert_close(model[1].weight.grad, expected_grad)
+    assert model[0].weight.grad is None  # frozen: no gradient
 
 
 def test_fisher_is_non_negative_and_a_grown_head_gets_zero_importance_on_new_rows():
@@ -302,3 +304,18 @@ def test_dark_experience_replay_loss_adds_the_error_to_the_earlier_scores():
     assert fn(logits, kept).item() == pytest.approx(plain.item())
     moved = torch.tensor([[0.0, 1.0, 0.0, -1.0], [2.0, 0.0, 0.0, 0.0]])  # 2 off on one score
     assert fn(logits, moved).item() == pytest.approx(plain.item() + 0.5 * (4.0 / 2) / 2)
+
+
+def test_replay_rotation_trains_a_new_block_of_earlier_rows_each_epoch():
+    from tunelab.training.supervised import _epoch_batches, epoch_rows, rotation
+
+    fixed, per, n = 10, 4, 22  # 10 of this stage's rows, 12 earlier ones, 4 per epoch
+    seen = []
+    for epoch in range(3):
+        rows = rotation(n, fixed, per, epoch)
+        assert rows[:fixed] == list(range(fixed)) and len(rows) == epoch_rows(n, (fixed, per))
+        seen += rows[fixed:]
+        batches = _epoch_batches([5] * n, 4, 0, True, None, epoch, rotate=(fixed, per))
+        assert sorted(i for b in batches for i in b) == sorted(rows)
+    assert sorted(seen) == list(range(fixed, n))  # every earlier row once in three epochs
+    assert rotation(n, fixed, 40, 0) == list(range(n))  # a block larger than the pool: all

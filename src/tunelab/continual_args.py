@@ -61,6 +61,12 @@ class ContinualArgs:
         "compute of naive)",
         check=">0",
     )
+    replay_balance: bool = setting(
+        True,
+        "replay: weight each label's loss by how rarely it appears among an epoch's new and "
+        "replayed examples (as --class-weights auto), against the pull towards the new labels; "
+        "--no-replay-balance: unweighted",
+    )
     replay_distill: float = setting(
         1.0,
         "replay: weight of the squared error between the old labels' scores and the earlier "
@@ -68,13 +74,13 @@ class ContinualArgs:
         check=">=0",
     )
     ewc_lambda: float = setting(
-        1.0,
+        3.0,
         "ewc: weight of the penalty sum F_i (w_i - w_prev_i)^2 / 2, with the Fisher "
         "information F scaled to mean 1",
         check=">0",
     )
     ewc_samples: int = setting(
-        256, "ewc: earlier examples the Fisher information is estimated on", check=">=1"
+        64, "ewc: earlier examples the Fisher information is estimated on", check=">=1"
     )
 
 

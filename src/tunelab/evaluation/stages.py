@@ -82,9 +82,10 @@ def evaluate_stages(run_dir: str | Path, batch_size: int = 64, precision: str = 
         row.update({k: m[k] for k in ("accuracy", "macro_f1", "n")})
         if then and "accuracy" in then:
             row["accuracy_when_trained"] = then["accuracy"]
-            row["forgetting"] = then["accuracy"] - m["accuracy"]
+            if st is not lineage[-1]:  # the final stage is the model itself
+                row["forgetting"] = then["accuracy"] - m["accuracy"]
     scored = [r for r in rows if "accuracy" in r]
-    earlier = [r for r in scored[:-1] if "forgetting" in r and r is not rows[-1]]
+    earlier = [r for r in scored if "forgetting" in r]
     out: dict[str, Any] = {"run": str(run_dir), "stages": rows}
     if scored:
         out["average_accuracy"] = sum(r["accuracy"] for r in scored) / len(scored)

@@ -25,6 +25,9 @@ stage's test set with the final model and reports forgetting.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +59,8 @@ class Previous:
     strategy: str
     lineage: list[dict]  # every earlier stage, oldest first; the continued run last
     new_rows: list[dict] = field(default_factory=list)  # this stage's own training examples
-    replayed: int = 0
+    replayed: int = 0  # earlier examples mixed in (all epochs' blocks)
+    per_epoch: int = 0  # ...of which one epoch trains on
     distilled: int = 0  # dark experience replay: the old labels whose scores are kept
     fisher_seconds: float = 0.0
 
@@ -181,13 +185,43 @@ def add_replay(prev: Previous, train: Examples, n_own: int, cfg: C.RunConfig, ta
     ]
     if prev.strategy != "replay":
         return
-    c = cfg.continual
+    c, t = cfg.continual, cfg.train
     room = max(1, round(c.replay_ratio * n_own))
-    mixed = replay.balanced_sample(earlier_rows(prev, task), room, cfg.train.seed)
-    train.texts += [r["text"] for r in mixed]
-    train.labels += [r["label"] for r in mixed]
-    train.lines += [0] * len(mixed)  # not lines of the training file
-    prev.replayed = len(mixed)
+    # a different block of earlier examples each epoch (supervised_job's rotate): as many
+    # earlier examples seen as the buffer allows, at the cost of ``room`` per epoch
+    pool = replay.balanced_sample(earlier_rows(prev, task), room * math.ceil(t.epochs), t.seed)
+    random.Random(t.seed).shuffle(pool)  # so that every block is about as balanced
+    train.texts += [r["text"] for r in pool]
+    train.labels += [r["label"] for r in pool]
+    train.lines += [0] * len(pool)  # not lines of the training file
+    prev.replayed, prev.per_epoch = len(pool), min(room, len(pool))
+
+
+def rotation(p: Any) -> tuple[int, int] | None:
+    """``supervised_job``'s ``rotate`` for a replay stage: this stage's rows every epoch, and
+    a block of the replayed ones; None otherwise."""
+    prev: Previous | None = p.previous
+    if prev is None or not prev.replayed:
+        return None
+    return len(p.ids_train) - prev.replayed, prev.per_epoch
+
+
+def weighting(prev: Previous | None, cfg: C.RunConfig) -> Any:
+    """The loss settings: replay with ``replay_balance`` weights the labels (class weights
+    ``auto`` over an epoch's mix), unless the run sets class weights itself."""
+    r = cfg.regularisation
+    if prev is None or prev.strategy != "replay" or not cfg.continual.replay_balance:
+        return r
+    return r if r.class_weights else dataclasses.replace(r, class_weights="auto")
+
+
+def counted_labels(prev: Previous | None, labels: list, n_own: int) -> list:
+    """The labels one epoch trains on, for class weights: this stage's (not augmented copies)
+    and one block of the replayed ones."""
+    if prev is None or not prev.replayed:
+        return labels[:n_own]
+    first = len(labels) - prev.replayed
+    return labels[:n_own] + labels[first : first + prev.per_epoch]
 
 
 def make_spec(prev: Previous, task: Task, train: Examples, options: dict) -> dict:
@@ -330,7 +364,11 @@ def details(p: Any) -> dict:
     out["stage"] = prev.lineage[-1]["stage"] + 1
     if prev.strategy == "replay":
         out.update(
-            replayed=prev.replayed, replay_ratio=c.replay_ratio, replay_distill=c.replay_distill
+            replayed=prev.replayed,
+            replayed_per_epoch=prev.per_epoch,
+            replay_ratio=c.replay_ratio,
+            replay_balance=c.replay_balance,
+            replay_distill=c.replay_distill,
         )
     if prev.strategy == "ewc":
         out.update(

@@ -78,6 +78,25 @@ def grow(
     return out
 
 
+class _Penalty(torch.autograd.Function):
+    """``sum_i F_i (w_i - a_i)^2 / 2`` over lists of tensors, its gradient ``F (w - a)`` given
+    in closed form: one fused pass each way (``torch._foreach_*``) instead of autograd's graph
+    over every weight, which cost 30% of a MiniLM step."""
+
+    @staticmethod
+    def forward(ctx, anchors: list, fishers: list, *params: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        diff = torch._foreach_sub([p.detach().float() for p in params], anchors)
+        weighted = torch._foreach_mul(diff, fishers)  # F (w - a): the gradient
+        ctx.grads = weighted
+        value = sum((w * d).sum() for w, d in zip(weighted, diff, strict=True))
+        return 0.5 * torch.as_tensor(value)
+
+    @staticmethod
+    def backward(ctx, out: torch.Tensor):  # type: ignore[override]
+        grads = [(g * out).to(g.dtype) for g in ctx.grads]
+        return (None, None, *grads)
+
+
 def penalty(
     model: torch.nn.Module, fisher_sum: dict[str, torch.Tensor], strength: float
 ) -> Callable[[], torch.Tensor]:
@@ -87,18 +106,16 @@ def penalty(
     params = trainable(model)
     total = sum(float(v.sum()) for n, v in fisher_sum.items() if n in params)
     count = sum(v.numel() for n, v in fisher_sum.items() if n in params)
-    scale = count / total if total > 0 else 0.0
-    terms = [
-        (p, p.detach().clone().float(), (fisher_sum[n] * scale).to(p.device))
-        for n, p in params.items()
-        if n in fisher_sum
-    ]
+    scale = strength * count / total if total > 0 else 0.0
+    names = [n for n in params if n in fisher_sum]
+    anchors = [params[n].detach().clone().float() for n in names]
+    fishers = [(fisher_sum[n] * scale).to(params[n].device) for n in names]
+    weights = [params[n] for n in names]
 
     def term() -> torch.Tensor:
-        acc = torch.zeros((), device=terms[0][0].device) if terms else torch.zeros(())
-        for p, anchor, f in terms:
-            acc = acc + (f * (p.float() - anchor) ** 2).sum()
-        return 0.5 * strength * acc
+        if not weights:
+            return torch.zeros(())
+        return _Penalty.apply(anchors, fishers, *weights)
 
     return term
 

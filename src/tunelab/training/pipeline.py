@@ -50,7 +50,13 @@ from tunelab.training import (
 from tunelab.training.callbacks import Checkpointing, Interruption, ProgressBar
 from tunelab.training.loop import Callback, LoopResult, LoopSettings, fit, plan_steps
 from tunelab.training.prepare import Prepared, finished_run, prepare, resolve_precision
-from tunelab.training.supervised import StepSettings, autocast, run_stage, supervised_job
+from tunelab.training.supervised import (
+    StepSettings,
+    autocast,
+    epoch_rows,
+    run_stage,
+    supervised_job,
+)
 from tunelab.version import __version__
 
 if TYPE_CHECKING:
@@ -163,8 +169,9 @@ def build(p: Prepared) -> Built:
             )
         else:
             hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    n = epoch_rows(len(p.ids_train), continual.rotation(p))  # replay: a block per epoch
     _, total_steps = plan_steps(
-        len(p.ids_train), t.batch_size, t.gradient_accumulation_steps, p.dist.world, t.epochs
+        n, t.batch_size, t.gradient_accumulation_steps, p.dist.world, t.epochs
     )
     ctx = MethodContext(p.task, tuple(p.task.head_module_names(model)), total_steps)
     options = p.method.make_options(dataclasses.asdict(p.cfg.method))
@@ -241,6 +248,7 @@ def train(
         regularizer=_sum(m.regularizer and partial(m.regularizer, b.model), b.penalty),
         loss_units=p.task.loss_units,
         dist=p.dist,
+        rotate=continual.rotation(p),
     )
     settings = LoopSettings(
         epochs=t.epochs,

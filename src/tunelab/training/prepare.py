@@ -148,12 +148,8 @@ def prepare(cfg: C.RunConfig, dist: Dist) -> Prepared:
     else:  # the old label set, grown by the new labels
         spec = continual.make_spec(prev, task, train, options)
     # class weights count the file's examples and the replayed ones, not augmented copies
-    counted = (
-        train.labels[:n_original] + train.labels[len(train.labels) - prev.replayed :]
-        if prev
-        else train.labels[:n_original]
-    )
-    spec.update(overfitting.loss_options(task, r, counted, spec))
+    counted = continual.counted_labels(prev, train.labels, n_original)
+    spec.update(overfitting.loss_options(task, continual.weighting(prev, cfg), counted, spec))
     spec.update(method.spec)  # what the method's model reads (SetFit: mean pooling)
     from transformers import AutoTokenizer
 

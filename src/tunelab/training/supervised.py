@@ -114,6 +114,7 @@ def supervised_job(
     regularizer: Callable[[], torch.Tensor] | None = None,
     loss_units: Callable[[torch.Tensor], int] | None = None,
     dist: Dist | None = None,
+    rotate: tuple[int, int] | None = None,
 ) -> Job:
     """The job that fine-tunes ``model`` on (``ids``, ``labels``).
 
@@ -125,6 +126,9 @@ def supervised_job(
             (AdaLoRA's rank allocation needs the gradients, so it runs before zero_grad).
         regularizer: the method's extra loss term (AdaLoRA's orthogonality penalty).
         dist: the process group (DDP across processes).
+        rotate: ``(fixed, per_epoch)``: every epoch trains on the first ``fixed`` rows and on
+            ``per_epoch`` of the rows after them, a different block each epoch in turn
+            (continual replay: more earlier examples seen at the cost of ``per_epoch``).
     """
     from transformers import get_scheduler
 
@@ -136,7 +140,11 @@ def supervised_job(
     strata = [int(y) for y in labels] if all(_is_class_id(y) for y in labels) else None
     per_step = s.batch_size * s.gradient_accumulation_steps * dist.world
     steps_per_epoch, total = plan_steps(
-        len(ids), s.batch_size, s.gradient_accumulation_steps, dist.world, s.epochs
+        epoch_rows(len(ids), rotate),
+        s.batch_size,
+        s.gradient_accumulation_steps,
+        dist.world,
+        s.epochs,
     )
     opt = adamw(model, s.learning_rate, s.weight_decay)
     sched = get_scheduler(
@@ -232,7 +240,13 @@ def supervised_job(
         step=step,
         steps_per_epoch=steps_per_epoch,
         batches=partial(
-            _epoch_batches, lengths, per_step, s.seed, s.batching == "length-grouped", strata
+            _epoch_batches,
+            lengths,
+            per_step,
+            s.seed,
+            s.batching == "length-grouped",
+            strata,
+            rotate=rotate,
         ),
         optimizers=[opt],
         schedulers=[sched],
@@ -310,6 +324,21 @@ def _is_class_id(y) -> bool:
     return isinstance(y, int | np.integer) and not isinstance(y, bool)
 
 
+def epoch_rows(n: int, rotate: tuple[int, int] | None) -> int:
+    """Rows one epoch trains on (see ``supervised_job``'s ``rotate``)."""
+    return n if rotate is None else rotate[0] + min(rotate[1], n - rotate[0])
+
+
+def rotation(n: int, fixed: int, per_epoch: int, epoch: int) -> list[int]:
+    """The rows of ``epoch``: all of the first ``fixed``, then ``per_epoch`` of the others,
+    the block after the previous epoch's (wrapping round)."""
+    pool = n - fixed
+    if pool <= 0:
+        return list(range(fixed))
+    start = epoch * per_epoch
+    return list(range(fixed)) + [fixed + (start + j) % pool for j in range(min(per_epoch, pool))]
+
+
 def _epoch_batches(
     lengths: list[int],
     per_step: int,
@@ -317,7 +346,14 @@ def _epoch_batches(
     grouped: bool,
     strata: list[int] | None,
     epoch: int,
+    rotate: tuple[int, int] | None = None,
 ) -> list[list[int]]:
+    rows = rotation(len(lengths), *rotate, epoch) if rotate else None
+    if rows is not None:
+        lengths = [lengths[i] for i in rows]
+        strata = [strata[i] for i in rows] if strata else None
     if not grouped:
-        return length_grouped_batches(lengths, per_step, seed=seed + epoch, group=1)
-    return length_grouped_batches(lengths, per_step, seed=seed + epoch, strata=strata)
+        batches = length_grouped_batches(lengths, per_step, seed=seed + epoch, group=1)
+    else:
+        batches = length_grouped_batches(lengths, per_step, seed=seed + epoch, strata=strata)
+    return batches if rows is None else [[rows[j] for j in b] for b in batches]
