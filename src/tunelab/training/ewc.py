@@ -84,7 +84,7 @@ class _Penalty(torch.autograd.Function):
     over every weight, which cost 30% of a MiniLM step."""
 
     @staticmethod
-    def forward(ctx, anchors: list, fishers: list, *params: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, anchors: list, fishers: list, *params: torch.Tensor) -> torch.Tensor:
         diff = torch._foreach_sub([p.detach().float() for p in params], anchors)
         weighted = torch._foreach_mul(diff, fishers)  # F (w - a): the gradient
         ctx.grads = weighted
@@ -92,7 +92,7 @@ class _Penalty(torch.autograd.Function):
         return 0.5 * torch.as_tensor(value)
 
     @staticmethod
-    def backward(ctx, out: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, out: torch.Tensor):
         grads = [(g * out).to(g.dtype) for g in ctx.grads]
         return (None, None, *grads)
 
