@@ -8,14 +8,24 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from tunelab.runs import open_train_log
 from tunelab.training.trackers import make_tracker
 
 if TYPE_CHECKING:
-    from tunelab.training.pipeline import Built
     from tunelab.training.prepare import Prepared
+
+
+class Built(Protocol):
+    """What these read of :class:`tunelab.training.pipeline.Built` (which imports this module)."""
+
+    trainable: int
+    total: int
+    learning_rate: float
+    precision: str
+    batching: str
+    total_steps: int
 
 
 def announce(p: Prepared, b: Built, echo: Callable[[str], None]) -> None:
