@@ -310,6 +310,7 @@ COMMANDS: dict[str, str] = {
     "route-train": "tunelab.functions.cli:add_route_train",
     "planner-train": "tunelab.planning.planner_cli:add_planner_train",
     "pretrain": "tunelab.pretrain_cli:add_pretrain",
+    "music": "tunelab.music.cli:add_music",
     "augment": "tunelab.overfit_cli:add_augment",
     "ensemble": "tunelab.overfit_cli:add_ensemble",
     "search": "tunelab.overfit_cli:add_search",
