@@ -59,9 +59,11 @@ class Previous:
     strategy: str
     lineage: list[dict]  # every earlier stage, oldest first; the continued run last
     new_rows: list[dict] = field(default_factory=list)  # this stage's own training examples
+    earlier: list[dict] = field(default_factory=list)  # replay: the earlier examples drawn from
     replayed: int = 0  # earlier examples mixed in (all epochs' blocks)
     per_epoch: int = 0  # ...of which one epoch trains on
     distilled: int = 0  # dark experience replay: the old labels whose scores are kept
+    fisher: dict = field(default_factory=dict)  # ewc: the Fisher sum this stage anchors to
     fisher_seconds: float = 0.0
 
 
@@ -129,10 +131,15 @@ def first_stage(folder: Path, info: RunInfo) -> dict:
     return stage_record(1, folder, "initial", list(info.labels), fingerprint(files), folder)
 
 
+def test_scores(run: Path) -> dict | None:
+    """The test scores a finished run recorded (its summary metrics), or None."""
+    test = read_metrics(run, required=False).get("test")
+    return {k: test[k] for k in SUMMARY if k in test} if test else None
+
+
 def stage_record(
     n: int, run: Path, strategy: str, labels: list[str], data: dict, scored: Path | None
 ) -> dict:
-    test = read_metrics(scored, required=False).get("test") if scored is not None else None
     data = {role: {**f, "path": str(Path(f["path"]).resolve())} for role, f in data.items()}
     return {
         "stage": n,
@@ -140,7 +147,7 @@ def stage_record(
         "strategy": strategy,
         "labels": labels,
         "data": data,
-        "test_metrics": {k: test[k] for k in SUMMARY if k in test} if test else None,
+        "test_metrics": test_scores(scored) if scored is not None else None,
     }
 
 
@@ -189,7 +196,8 @@ def add_replay(prev: Previous, train: Examples, n_own: int, cfg: C.RunConfig, ta
     room = max(1, round(c.replay_ratio * n_own))
     # a different block of earlier examples each epoch (supervised_job's rotate): as many
     # earlier examples seen as the buffer allows, at the cost of ``room`` per epoch
-    pool = replay.balanced_sample(earlier_rows(prev, task), room * math.ceil(t.epochs), t.seed)
+    prev.earlier = earlier_rows(prev, task)  # the buffer this run writes is drawn from them too
+    pool = replay.balanced_sample(prev.earlier, room * math.ceil(t.epochs), t.seed)
     random.Random(t.seed).shuffle(pool)  # so that every block is about as balanced
     train.texts += [r["text"] for r in pool]
     train.labels += [r["label"] for r in pool]
@@ -309,7 +317,7 @@ def start(p: Any, model: torch.nn.Module, pad: int) -> Any:
     for name in grown:  # the new labels' head rows: nothing earlier depends on them
         if name in now:
             now[name][len(prev.info.labels) :] = 0
-    p.fisher = now
+    prev.fisher = now
     prev.fisher_seconds = time.perf_counter() - t0
     return ewc.penalty(model, now, c.ewc_lambda)
 
@@ -385,12 +393,10 @@ def write(p: Any, out: Path, final: Path) -> list[dict]:
     prev: Previous = p.previous
     c = p.cfg.continual
     if prev.strategy == "replay":
-        buffer = replay.read(prev.folder)
-        if buffer is None:
-            buffer = earlier_rows(prev, p.task)
-        replay.write(out, replay.update(buffer, prev.new_rows, c.replay_size, p.cfg.train.seed))
+        buffer = replay.update(prev.earlier, prev.new_rows, c.replay_size, p.cfg.train.seed)
+        replay.write(out, buffer)
     if prev.strategy == "ewc":
-        ewc.save(out, p.fisher)
+        ewc.save(out, prev.fisher)
     n = prev.lineage[-1]["stage"] + 1
     if prev.strategy == "lora-per-task":  # earlier stages' adapters travel with the run
         keep = shutil.ignore_patterns("tensorboard", "*.checkpoints", STAGES_DIR)
@@ -402,9 +408,7 @@ def write(p: Any, out: Path, final: Path) -> list[dict]:
     own = label_names([r["label"] for r in prev.new_rows])
     lineage = [dict(st) for st in prev.lineage]
     if lineage[-1].get("test_metrics") is None:  # scores it had when trained
-        done = stage_record(0, prev.folder, "", [], {}, prev.folder)["test_metrics"]
-        lineage[-1]["test_metrics"] = done
-    d = p.cfg.data
-    data = fingerprint({"train": d.train, "validation": d.validation, "test": d.test})
-    lineage.append(stage_record(n, final, prev.strategy, own, data, None))
+        lineage[-1]["test_metrics"] = test_scores(prev.folder)
+    # p.data: the data files' checksums, taken once when the run prepared
+    lineage.append(stage_record(n, final, prev.strategy, own, p.data, None))
     return lineage

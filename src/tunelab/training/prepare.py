@@ -74,7 +74,6 @@ class Prepared:
     data: dict[str, dict] = field(default_factory=dict)  # size and sha256 of each data file
     texts: dict[str, list] = field(default_factory=dict)  # validation[, test]: for the report
     previous: continual.Previous | None = None  # the run this one continues (--continue-from)
-    fisher: dict = field(default_factory=dict)  # --continual ewc: the Fisher sum it anchors to
 
     @property
     def final_split(self) -> str:
