@@ -18,9 +18,10 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     from tunelab.files import atomic_write_text
     from tunelab.music import corpus, encoding
 
+    from tunelab.runs import check_output_dir
+
     out = Path(a.output_dir)
-    if out.exists() and any(out.iterdir()) and not a.overwrite:
-        raise TunelabError(f"{out}: exists and is not empty (add --overwrite to replace it)")
+    check_output_dir(out, a.overwrite)  # the check every command that writes a folder makes
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     pieces = corpus.read_source(a.source, a.max_pieces, a.workers, log)
     parts = encoding.split(pieces, a.seed)
