@@ -17,7 +17,6 @@ PIECES = "pieces.jsonl"
 def cmd_prepare(a: argparse.Namespace) -> int:
     from tunelab.files import atomic_write_text
     from tunelab.music import corpus, encoding
-
     from tunelab.runs import check_output_dir
 
     out = Path(a.output_dir)
