@@ -503,3 +503,45 @@ def python_faq_kb(tmp_path_factory) -> Path:
         log=lambda m: None,
     )
     return out
+
+
+# --- music: real Essen folk tunes (inside music21), tiny models trained once per session ---
+@pytest.fixture(scope="session")
+def essen_data(tmp_path_factory) -> Path:
+    """240 real Essen tunes parsed and split by piece (`tunelab music prepare`)."""
+    from tunelab.cli import main
+
+    out = tmp_path_factory.mktemp("music") / "essen"
+    args = ["music", "prepare", "--source", "essen", "--max-pieces", "240", "--output-dir"]
+    assert main([*args, str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def music_runs(essen_data, tmp_path_factory) -> dict[str, Path]:
+    """A tiny VAE and a tiny GAN trained by `tunelab music train` on the Essen subset (the
+    plumbing tests read them; the measured models are trained in bench/music.py)."""
+    from tunelab.cli import main
+
+    d = tmp_path_factory.mktemp("music-runs")
+    out = {}
+    for kind in ("vae", "gan"):
+        out[kind] = d / kind
+        args = [
+            "music",
+            "train",
+            "--data",
+            str(essen_data),
+            "--model",
+            kind,
+            "--size",
+            "tiny",
+            "--epochs",
+            "2",
+            "--eval-samples",
+            "60",
+            "--output-dir",
+            str(out[kind]),
+        ]
+        assert main(args) == 0
+    return out

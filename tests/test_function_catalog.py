@@ -36,8 +36,9 @@ BUILTIN = ["analyze_sentiment", "classify", "score", "extract_entities", "answer
 SHIPPED = {"train": 470, "validation": 82, "test": 232}  # rows of route_data/
 WRITTEN = 410  # route_data/written.csv: hand-written requests, training only
 # a system on the engine registers its function the same way: the assistant's, with its examples
-SYSTEMS = ["answer_faq"]
-SYSTEM_ROWS = {"train": 100, "validation": 20, "test": 30}  # assistant/route_examples.csv
+SYSTEMS = ["answer_faq", "compose_music"]
+# assistant/route_examples.csv (100/20/30) and music/route_examples.csv (66/14/20)
+SYSTEM_ROWS = {"train": 166, "validation": 34, "test": 50}
 
 
 def _load_notes(folder: str) -> dict[str, str]:

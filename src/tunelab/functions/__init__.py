@@ -214,6 +214,7 @@ register_function(
 
 # functions of the systems built on the engine register themselves the same way
 from tunelab.assistant import function as _assistant  # noqa: E402, F401  (answer_faq)
+from tunelab.music import function as _music  # noqa: E402, F401  (compose_music)
 
 __all__ = [
     "Answer",

@@ -13,6 +13,7 @@ _SIMPLE = {
     int: {"type": "integer"},
     float: {"type": "number"},
     bool: {"type": "boolean"},
+    type(None): {"type": "null"},  # an optional parameter: `str | None`
 }
 
 

@@ -1,5 +1,6 @@
-"""``tunelab music``: prepare a data set of melodies (parsed once, split by piece) and measure
-samples against held-out melodies. The VAE and GAN models build on this (issue 26)."""
+"""``tunelab music``: prepare a data set of melodies (parsed once, split by piece), the
+baselines' measures; train, evaluate, generate and interpolate live in
+:mod:`tunelab.music.train_cli` and :mod:`tunelab.music.generate_cli`."""
 
 from __future__ import annotations
 
@@ -10,13 +11,11 @@ from pathlib import Path
 
 from tunelab.errors import TunelabError
 
-DATASET = "dataset.json"
-PIECES = "pieces.jsonl"
-
 
 def cmd_prepare(a: argparse.Namespace) -> int:
     from tunelab.files import atomic_write_text
     from tunelab.music import corpus, encoding
+    from tunelab.music.data import DATASET, PIECES
     from tunelab.runs import check_output_dir
 
     out = Path(a.output_dir)
@@ -47,20 +46,9 @@ def cmd_prepare(a: argparse.Namespace) -> int:
     return 0
 
 
-def load(folder: str) -> tuple[dict, dict[str, list]]:
-    """A prepared data set: its record and its pieces by split."""
-    from tunelab.music import corpus
-
-    d = Path(folder)
-    if not (d / DATASET).is_file():
-        raise TunelabError(f"{d}: not a prepared music data set (run `tunelab music prepare`)")
-    record = json.loads((d / DATASET).read_text(encoding="utf-8"))
-    by_id = {p.id: p for p in corpus.read_pieces(d / PIECES)}
-    return record, {s: [by_id[i] for i in ids] for s, ids in record["split"].items()}
-
-
 def cmd_baselines(a: argparse.Namespace) -> int:
     from tunelab.music import baselines, encoding, metrics
+    from tunelab.music.data import load
 
     record, parts = load(a.data)
     bars = record["bars"]
@@ -85,8 +73,10 @@ def cmd_baselines(a: argparse.Namespace) -> int:
 def add_music(sub) -> None:
     m = sub.add_parser(
         "music",
-        help="symbolic music: prepare melodies, measure baselines",
-        description="Melodies from the music21 corpus or your MIDI/MusicXML/ABC folder.",
+        help="melodies: prepare data, train a VAE or GAN, generate, interpolate, evaluate",
+        description="Melodies from the music21 corpus or your MIDI/MusicXML/ABC folder: "
+        "prepare a data set, train a VAE or GAN on it (or fine-tune one to a style), compose "
+        "as MIDI, WAV and a piano roll, and measure against held-out melodies.",
     )
     msub = m.add_subparsers(dest="music_command", metavar="COMMAND", required=True)
     p = msub.add_parser("prepare", help="parse music once into a data set split by piece")
@@ -103,3 +93,8 @@ def add_music(sub) -> None:
     b.add_argument("--samples", type=int, default=500)
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=cmd_baselines)
+    from tunelab.music.generate_cli import add_generate
+    from tunelab.music.train_cli import add_train
+
+    add_train(msub)
+    add_generate(msub)

@@ -77,21 +77,29 @@ def abc_tunes(text: str) -> list[str]:
 
 
 def jobs(source: str) -> list[tuple[str, str, str]]:
-    """What to parse for ``source`` (a corpus name or a folder): (piece id, file, ABC tune
-    text or "" for a whole file)."""
+    """What to parse for ``source`` (a corpus name, a folder or one file): (piece id, file, ABC
+    tune text or "" for a whole file)."""
     if source in CORPORA:
         files = corpus_files(source)
         base: Path | None = None
     else:
         base = Path(source)
+        if base.is_file() and base.suffix.lower() in SUFFIXES:  # one file of music
+            return _file_jobs([base], base.parent)
         if not base.is_dir():
             known = ", ".join(CORPORA)
-            raise TunelabError(f"{source}: not a folder of music files, nor a corpus ({known})")
+            raise TunelabError(
+                f"{source}: not a music file, a folder of them, nor a corpus ({known})"
+            )
         files = sorted(p for p in base.rglob("*") if p.suffix.lower() in SUFFIXES)
         if not files:
             raise TunelabError(
                 f"{source}: no music files (.mid, .midi, .xml, .musicxml, .mxl, .abc, .krn)"
             )
+    return _file_jobs(files, base)
+
+
+def _file_jobs(files: list[Path], base: Path | None) -> list[tuple[str, str, str]]:
     out = []
     for f in files:
         rel = f.name if base is None else str(f.relative_to(base))

@@ -36,12 +36,31 @@ def total_variation(a: np.ndarray, b: np.ndarray) -> float:
     return float(0.5 * np.abs(a - b).sum())
 
 
+def best_scale(w: list[int]) -> tuple[int, str, float]:
+    """(tonic pitch class, "major" or "minor", in-key ratio) of the scale that holds most of the
+    notes; among equals, the one whose tonic sounds longest (so a relative major and minor are
+    told apart by where the tune rests)."""
+    ns = notes_of(w)
+    if not ns:
+        return 0, "major", 0.0
+    weight = np.zeros(12)
+    for p, _, d in ns:
+        weight[p % 12] += d
+    weight[ns[-1][0] % 12] += 4  # the last note counts extra: tunes end on the tonic
+    best = max(
+        range(len(SCALES)),
+        key=lambda i: (sum(p % 12 in SCALES[i] for p, _, _ in ns), weight[i // 2]),
+    )
+    return (
+        best // 2,
+        ("major", "minor")[best % 2],
+        sum(p % 12 in SCALES[best] for p, _, _ in ns) / len(ns),
+    )
+
+
 def in_key_ratio(w: list[int]) -> float:
     """The share of notes in the major or natural-minor scale that holds most of them."""
-    pcs = [p % 12 for p, _, _ in notes_of(w)]
-    if not pcs:
-        return 0.0
-    return max(sum(pc in s for pc in pcs) for s in SCALES) / len(pcs)
+    return best_scale(w)[2]
 
 
 def bars_of(w: list[int], bar_steps: int) -> list[list[int]]:
@@ -71,6 +90,17 @@ def repetition(w: list[int], bar_steps: int = 16) -> float:
     return sum(shapes[i] in shapes[:i] for i in range(1, len(shapes))) / (len(shapes) - 1)
 
 
+def groove_consistency(w: list[int], bar_steps: int = 16) -> float:
+    """MusPy's groove consistency: 1 - the mean Hamming distance of consecutive bars' onset
+    patterns (1: every bar has the same rhythm)."""
+    bars = [[t >= FIRST_PITCH for t in b] for b in bars_of(w, bar_steps)]
+    if len(bars) < 2:
+        return 1.0
+    pairs = zip(bars, bars[1:], strict=False)
+    d = [sum(x != y for x, y in zip(a, b, strict=True)) / bar_steps for a, b in pairs]
+    return 1.0 - float(np.mean(d))
+
+
 def summary(ws: list[list[int]], reference: list[list[int]], bar_steps: int = 16) -> dict:
     """Every measure of windows ``ws``, with the histogram distances to ``reference``."""
     mean = lambda f: float(np.mean([f(w) for w in ws])) if ws else 0.0  # noqa: E731
@@ -84,4 +114,6 @@ def summary(ws: list[list[int]], reference: list[list[int]], bar_steps: int = 16
         "empty_bar_ratio": mean(lambda w: empty_bar_ratio(w, bar_steps)),
         "note_density": mean(lambda w: note_density(w, bar_steps)),
         "repetition": mean(lambda w: repetition(w, bar_steps)),
+        "groove_consistency": mean(lambda w: groove_consistency(w, bar_steps)),
+        "polyphony": 1.0 if ws else 0.0,  # melodies: one note at a time by construction
     }

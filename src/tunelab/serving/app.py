@@ -354,4 +354,8 @@ def app_from_env() -> FastAPI:
         from tunelab.assistant.web import assistant_part
 
         extra.append(assistant_part(settings.assistants, settings.tickets))
+    if settings.music:
+        from tunelab.music.web import music_part
+
+        extra.append(music_part(settings.music))
     return create_app(settings, extra)

@@ -163,6 +163,14 @@ def add_serve(sub) -> None:
     s.add_argument(
         "--tickets", help="database for the assistants' hand-offs (default: beside each KB)"
     )
+    s.add_argument(
+        "--music",
+        action="append",
+        default=[],
+        metavar="NAME=RUN",
+        help="a music model to compose with at POST /v1/music/NAME/compose (MIDI, WAV, PNG; "
+        "trained by `tunelab music train`)",
+    )
     s.set_defaults(func=cmd_serve)
 
 
@@ -181,9 +189,13 @@ def add_keys(sub) -> None:
 
 
 def cmd_serve(a) -> int:
-    if not a.model and not a.functions and not a.assistant:
-        raise TunelabError("give at least one --model NAME=DIR, --assistant NAME=KB or --functions")
+    if not a.model and not a.functions and not a.assistant and not a.music:
+        raise TunelabError(
+            "give at least one --model NAME=DIR, --assistant NAME=KB, --music NAME=RUN or "
+            "--functions"
+        )
     from tunelab.assistant.web import parse_kbs
+    from tunelab.music.web import parse_music
 
     settings = ServeSettings(
         models=parse_models(a.model),
@@ -199,6 +211,7 @@ def cmd_serve(a) -> int:
         functions=a.functions,
         assistants=parse_kbs(a.assistant),
         tickets=a.tickets,
+        music=parse_music(a.music),
     )
     serve(settings, a.host, a.port, a.workers)
     return 0

@@ -36,6 +36,7 @@ class ServeSettings:
         functions: serve the task functions (POST /v1/functions/NAME) from the registry.
         assistants: name -> knowledge base folder (POST /v1/assistant/NAME/chat).
         tickets: the database of the assistants' hand-offs (default: beside each KB).
+        music: name -> music run folder (POST /v1/music/NAME/compose).
     """
 
     models: dict[str, str] = field(default_factory=dict)
@@ -51,6 +52,7 @@ class ServeSettings:
     functions: bool = False
     assistants: dict[str, str] = field(default_factory=dict)
     tickets: str | None = None
+    music: dict[str, str] = field(default_factory=dict)
 
     def requests_per_minute(self) -> int:
         """The per-key request limit in force (0: none)."""

@@ -52,6 +52,7 @@ def create_studio_app(
     monitor_config: str | None = None,
     assistants: dict[str, str] | None = None,
     tickets: str | None = None,
+    music: dict[str, str] | None = None,
 ) -> FastAPI:
     from tunelab import __version__
     from tunelab.web.admission import (
@@ -78,6 +79,10 @@ def create_studio_app(
         from tunelab.assistant.web import assistant_part
 
         parts.append(assistant_part(assistants, tickets))
+    if music:  # the composer page and routes join the studio
+        from tunelab.music.web import music_part
+
+        parts.append(music_part(music))
     return create_app(
         parts,
         keys,
@@ -133,6 +138,13 @@ def add_studio(sub) -> None:
     s.add_argument(
         "--tickets", help="database for the assistant's hand-offs (default: beside the KB)"
     )
+    s.add_argument(
+        "--music",
+        action="append",
+        default=[],
+        metavar="NAME=RUN",
+        help="add the composer page for a music model (tunelab music train)",
+    )
     s.set_defaults(func=cmd_studio)
 
 
@@ -146,9 +158,15 @@ def cmd_studio(a: argparse.Namespace) -> int:
             f"--host {a.host} opens the studio to other machines: give --api-keys-file too"
         )
     from tunelab.assistant.web import parse_kbs
+    from tunelab.music.web import parse_music
 
     app = create_studio_app(
-        a.runs_dir, a.api_keys_file, a.monitor, parse_kbs(a.assistant), a.tickets
+        a.runs_dir,
+        a.api_keys_file,
+        a.monitor,
+        parse_kbs(a.assistant),
+        a.tickets,
+        parse_music(a.music),
     )
     print(f"tunelab studio: http://{a.host}:{a.port}/ (runs in {a.runs_dir})", file=sys.stderr)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning", timeout_graceful_shutdown=5)
