@@ -332,12 +332,14 @@ def runs(trained_runs, tiny_model_dir, tmp_path_factory):
 
 
 @pytest.fixture()
-def registry(runs, tmp_path, monkeypatch):
-    """Every task function registered to its tiny run, in a models.yaml of this test."""
+def registry(runs, music_runs, tmp_path, monkeypatch):
+    """Every task function registered to its tiny run, in a models.yaml of this test
+    (compose_music to the tiny VAE, writing its files under this test's folder)."""
     from tunelab.cli import main
 
     f = tmp_path / "models.yaml"
     monkeypatch.setenv("TUNELAB_MODELS", str(f))
+    monkeypatch.setenv("TUNELAB_MUSIC_DIR", str(tmp_path / "compositions"))
     for name, run in (
         ("analyze_sentiment", runs["classify"]),
         ("classify", runs["classify"]),
@@ -346,6 +348,7 @@ def registry(runs, tmp_path, monkeypatch):
         ("extract_entities", runs["ner"]),
         ("answer", runs["qa"]),
         ("generate", runs["gen"]),
+        ("compose_music", music_runs["vae"]),
     ):
         assert main(["register", name, str(run)]) == 0
     return f

@@ -75,7 +75,7 @@ def test_fine_tuning_starts_from_the_pretrained_run(music_runs, essen_data, tmp_
     assert main([*args, "--init", str(music_runs["vae"]), "--output-dir", str(out)]) == 0
     record = json.loads((out / "music.json").read_text())
     assert record["init"] == str(music_runs["vae"].resolve()) and record["data"]["mode"] == "minor"
-    assert record["training"]["learning_rate"] == 3e-4  # the gentler fine-tuning default
+    assert record["training"]["learning_rate"] == 1e-3  # the gentler fine-tuning default
     capsys.readouterr()
     # a GAN cannot continue a VAE
     code = main(

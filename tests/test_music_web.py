@@ -80,7 +80,8 @@ def test_the_composer_page_plays_and_shows_a_melody(music_runs, tmp_path):
             page.wait_for_function("document.getElementById('mu-roll').naturalWidth > 0")
             duration = page.evaluate(
                 "new Promise(r => { const a = document.getElementById('mu-audio');"
-                " if (a.readyState > 0) r(a.duration); else a.onloadedmetadata = () => r(a.duration); })"
+                " if (a.readyState > 0) r(a.duration);"
+                " else a.onloadedmetadata = () => r(a.duration); })"
             )
             assert duration > 1.0  # the browser decoded the WAV
             page.screenshot(path=str(SHOTS / "music.png"), full_page=True)

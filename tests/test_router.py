@@ -147,6 +147,7 @@ KEYWORD = {
     "extract_entities": "happy",
     "answer": "sad",
     "generate": "boring",
+    "compose_music": "superb",
     "none": "broken",
 }
 
@@ -216,7 +217,7 @@ def test_route_train_registers_the_router_and_reports_held_out_accuracy(router):
     assert report["all"]["accuracy"] > 0.9  # the keyword decides: it has to be learnt
     assert (
         report["out_of_scope"]
-        == {"requests": 6, "declined": pytest.approx(report["out_of_scope"]["declined"])}
+        == {"requests": 5, "declined": pytest.approx(report["out_of_scope"]["declined"])}
         and report["out_of_scope"]["declined"] > 0.5
     )
     assert "route:" in (router / "models.yaml").read_text()
@@ -250,7 +251,11 @@ def test_a_confident_route_calls_the_chosen_function_with_the_filled_arguments(r
     r = route(request, threshold=0.5)
     assert not r.unsure and r.function == function and r.confidence >= 0.5
     assert r.arguments == fill_arguments(function, request)
-    assert r.result == FUNCTIONS[function](**r.arguments)
+    if function == "compose_music":  # a new melody each time unless a seed is given
+        assert Path(r.result.midi).is_file() and Path(r.result.wav).is_file()
+        assert r.result.bars == 8  # the default length
+    else:
+        assert r.result == FUNCTIONS[function](**r.arguments)
     probs = [p for _, p in r.candidates]
     assert r.confidence == probs[0] and probs == sorted(probs, reverse=True)
     assert len(r.candidates) == 3

@@ -229,6 +229,18 @@ def task_functions() -> list[TaskFunction]:
     return list(_functions.values())
 
 
+def text_functions() -> list[TaskFunction]:
+    """The task functions a plan can call over texts: those whose first parameter is required
+    (the text). ``compose_music(mood, key, ...)`` takes no text: the router calls it, plans
+    do not."""
+    out = []
+    for f in task_functions():
+        params = list(inspect.signature(f.func).parameters.values())
+        if params and params[0].default is inspect.Parameter.empty:
+            out.append(f)
+    return out
+
+
 class _FunctionTable(MutableMapping):
     """``FUNCTIONS``: name -> callable, a live view of the catalog (never a second list).
 

@@ -261,8 +261,8 @@ def cmd_chat(a) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
         print(
-            "tunelab chat: ask for a sentiment, a topic, a score, entities, an answer or a "
-            "text. 'quit' ends."
+            "tunelab chat: ask for a sentiment, a topic, a score, entities, an answer, a "
+            "text or a melody. 'quit' ends."
         )
     while True:
         try:
@@ -286,7 +286,7 @@ def cmd_chat(a) -> int:
         if r.out_of_scope:
             print(
                 "that is not something I can do: I can judge sentiment, classify, score, "
-                "find entities, answer a question about a text, or write a text."
+                "find entities, answer a question about a text, write a text, or compose music."
             )
         elif r.unsure:
             options = ", ".join(f"{f} ({p:.0%})" for f, p in r.candidates)

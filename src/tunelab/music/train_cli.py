@@ -134,7 +134,7 @@ def _training(a: argparse.Namespace):
         extra = {k: v for k, v in (("free_bits", a.free_bits), ("max_beta", a.max_beta))
                  if v is not None}  # fmt: skip
         if a.init and "learning_rate" not in given:
-            given["learning_rate"] = 3e-4  # fine-tuning: a gentler start
+            given["learning_rate"] = 1e-3  # fine-tuning: a third of the base rate
         return VAETraining(**common, **given, **extra)
     from tunelab.music.gan import GANTraining
 

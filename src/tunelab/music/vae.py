@@ -41,7 +41,7 @@ class VAEConfig:
     conductor: int = 256
     decoder: int = 384
     dropout: float = 0.0
-    word_dropout: float = 0.0  # training: the share of previous tokens the decoder is not shown
+    word_dropout: float = 0.3  # training: the share of previous tokens the decoder is not shown
 
     @property
     def steps(self) -> int:

@@ -17,13 +17,13 @@ from tunelab.music.vae import MelodyVAE, VAEConfig, beta_at, vae_loss
 
 @dataclass
 class VAETraining:
-    epochs: int = 30
-    batch_size: int = 256
-    learning_rate: float = 1e-3
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 3e-3
     min_learning_rate: float = 1e-5
     max_beta: float = 0.2
     beta_rate: float = 0.999  # beta = max_beta * (1 - rate**step)
-    free_bits: float = 48.0
+    free_bits: float = 128.0
     clip_norm: float = 5.0
     transpose: bool = True
     max_minutes: float | None = None

@@ -21,11 +21,13 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 def looks_compound(request: str) -> bool:
     """Several texts, or several calls named for one (cheap rules, no model)."""
-    from tunelab.planning.rules import rule_plan
+    from tunelab.planning.rules import ROUTER_ONLY, rule_plan
 
     instruction, items = split_request(request)
     if len(items) >= 2:
         return True
+    if ROUTER_ONLY.search(instruction):
+        return False
     plan = rule_plan(instruction)  # one text: compound when it asks for two calls
     return plan is not None and sum("call" in s for s in plan) >= 2
 

@@ -368,9 +368,9 @@ def _fragments(functions: list[str]) -> dict[tuple[str, str], list[str]]:
 
 def make_examples(n: int, seed: int, functions: list[str] | None = None) -> list[dict]:
     """``n`` distinct training requests with their plans, drawn with ``seed``."""
-    from tunelab.functions.catalog import task_functions
+    from tunelab.functions.catalog import text_functions
 
-    names = functions or [f.name for f in task_functions()]
+    names = functions or [f.name for f in text_functions()]
     c = Composer(names, seed)
     out: list[dict] = []
     seen: set[str] = set()

@@ -84,12 +84,12 @@ class ModelPlanner:
     """A loaded planner run and its constrained decoder."""
 
     def __init__(self, tuned) -> None:
-        from tunelab.functions.catalog import task_functions
+        from tunelab.functions.catalog import text_functions
 
         self.tuned = tuned
         self.model, self.tokenizer = tuned.model, tuned.tokenizer
         self.texts = TokenText(self.tokenizer)
-        self.functions = [f.name for f in task_functions()]
+        self.functions = [f.name for f in text_functions()]
         eos = self.tokenizer.eos_token_id
         self.eos = {eos} if isinstance(eos, int) else set()
 

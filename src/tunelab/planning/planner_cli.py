@@ -63,13 +63,13 @@ def planner_dataset(out: Path, examples: int, seed: int, copies: int = 3) -> dic
     request and plan they came from) as JSONL in ``out``: composed requests and the
     hand-written ones, some of each held out for validation."""
     from tunelab.files import atomic_write_text
-    from tunelab.functions.catalog import task_functions
+    from tunelab.functions.catalog import text_functions
     from tunelab.planning.plan_data import make_examples
     from tunelab.planning.written import mix, written_rows
 
     out.mkdir(parents=True, exist_ok=True)
     n_val = min(20, max(10, examples // 40))
-    names = [f.name for f in task_functions()]
+    names = [f.name for f in text_functions()]
     written = written_rows(names) if copies > 0 else []
     composed = make_examples(examples + n_val, seed, names)
     train, validation = mix(composed, written, copies, n_val, seed)

@@ -39,6 +39,12 @@ WORDS: dict[str, tuple[str, ...]] = {
         "answer each question", "help desk", "常见问题", "知识库", "解答", "客服回答",
     ),
 }  # fmt: skip
+# requests that take the router's path whatever other words they hold: music ("write a happy
+# tune" names no sentiment call and no text to write)
+ROUTER_ONLY = re.compile(
+    r"(?i)\b(melod|tune|music|song|lullaby|jingle|ringtone|fanfare|waltz|chorale)|"
+    r"旋律|音乐|曲子|乐曲|小曲|歌曲|摇篮曲|铃声|舞曲|作曲"
+)
 _QUESTION = re.compile(r"[\"“']?([A-Za-z\u4e00-\u9fff][^?？\"“”]{3,80}[?？])")
 _NUMBER = r"(-?\d+(?:\.\d+)?)"
 _LESS = r"below|under|less than|lower than|低于|小于|不到"
