@@ -3,7 +3,8 @@ music21) against the Markov-chain and random baselines, fine-tuning to a style (
 tunes) over 3 seeds, and the time from a chat request to a finished MIDI + WAV.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/music.py --out bench/results/music.json
-    (stages: --stages prepare,vae,gan,style,latency,samples; each adds its part to --out)
+    (stages: --stages prepare,vae,gan,evaluate,style,latency,samples; each adds its part to
+    --out; evaluate measures the trained models again)
 
 Everything runs as a user would run it: `tunelab music prepare | train | generate` processes.
 Samples for the measures are drawn from the prior at temperature 1 and not filtered; the
@@ -166,7 +167,8 @@ def stage_samples() -> None:
                                   ("cheerful-g-major", "cheerful", "G major", 4)):  # fmt: skip
         c = compose(vae, WORK / "samples", mood, key, bars, seed=7)
         for src, ext in ((c.midi, "mid"), (c.wav, "wav"), (c.png, "png")):
-            shutil.copy(src, DOCS / f"{name}.{ext}")
+            if ext != "wav" or bars <= 4:  # one short WAV is enough to listen to
+                shutil.copy(src, DOCS / f"{name}.{ext}")
     gan = load_music_model(WORK / "gan-essen")
     c = compose(gan, WORK / "samples", "cheerful", "F major", 4, seed=7)
     shutil.copy(c.png, DOCS / "gan-cheerful-f-major.png")
@@ -201,6 +203,12 @@ def main() -> None:
     minutes = {k: v for k, v in (("vae", a.vae_minutes), ("gan", a.gan_minutes)) if k in stages}
     if minutes:
         stage_models(results, minutes)
+        save()
+    if "evaluate" in stages:  # measure trained models again (after a change to the measures)
+        for kind in ("vae", "gan"):
+            if (WORK / f"{kind}-essen" / "music.json").is_file():
+                metrics = evaluate(WORK / f"{kind}-essen", WORK / "essen", 0)
+                results.setdefault(kind, {})["metrics"] = metrics
         save()
     if "style" in stages:
         stage_style(results, [int(s) for s in a.seeds.split(",")], a.style_minutes)

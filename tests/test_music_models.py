@@ -192,3 +192,17 @@ def test_bad_tempo_instrument_and_empty_melodies_are_refused(tmp_path):
         render.render(SCALE, tmp_path / "x", instrument="kazoo")
     with pytest.raises(TunelabError, match="no notes"):
         render.render([], tmp_path / "x")
+
+
+def test_samples_are_placed_in_the_training_data_s_keys_without_changing_their_intervals():
+    from tunelab.music.keys import key_histogram, place_in_keys
+    from tunelab.music.metrics import best_scale
+
+    w = window()  # C major
+    hist = key_histogram([w, encoding.transpose(w, 2)])
+    assert hist["major"][0] == 1 and hist["major"][2] == 1 and not any(hist["minor"])
+    only_d = {"major": [0, 0, 1] + [0] * 9, "minor": [0] * 12}
+    (moved,) = place_in_keys([w], only_d, seed=0)
+    assert best_scale(moved)[:2] == (2, "major")
+    intervals = lambda s: [b[0] - a[0] for a, b in zip(s, s[1:], strict=False)]  # noqa: E731
+    assert intervals(encoding.notes_of(moved)) == intervals(encoding.notes_of(w))

@@ -147,6 +147,8 @@ def write_melody(
         z = model.latent([a])
         g = torch.Generator().manual_seed(seed + 1)
         variation = model.decode(z + 0.6 * torch.randn(z.shape, generator=g))[0]
+    home = metrics.best_scale(a)[0]  # every phrase in the first one's key
+    b, variation = to_key(b, home), to_key(variation, home)
     pattern = [a, variation, b, a]
     seq: list[int] = []
     for i in range(phrases):

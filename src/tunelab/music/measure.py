@@ -1,7 +1,8 @@
 """Every measure of a music model on held-out windows, side by side with the held-out data itself
 and the random and Markov-chain baselines trained on the same training windows.
 
-Samples are drawn from the prior at temperature 1 and are not filtered. For the VAE also:
+Samples are drawn from the prior at temperature 1 and are not filtered; each is placed in a key
+drawn from the training windows' keys (:mod:`tunelab.music.keys`). For the VAE also:
 reconstruction (greedy decoding from the posterior mean, no teacher forcing) with the KL it
 took, and the smoothness of latent interpolations between held-out windows.
 """
@@ -35,7 +36,9 @@ def model_samples(kind: str, net, n: int, seed: int, train: list[list[int]]) -> 
                 for a in range(0, n, 500)
             ]
         )
-    return [from_classes(w) for w in out.tolist()]
+    from tunelab.music.keys import key_histogram, place_in_keys
+
+    return place_in_keys([from_classes(w) for w in out.tolist()], key_histogram(train), seed)
 
 
 def _row(ws: list[list[int]], held: list[list[int]], seed: int, bar_steps: int) -> dict:

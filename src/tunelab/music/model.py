@@ -42,6 +42,9 @@ class MusicModel:
         """``n`` windows as event tokens, drawn from the prior: the VAE's codes plus the
         attribute shifts (``{"minor": 1.5}``: that many attribute vectors), decoded at
         ``temperature``; the GAN's noise with ``mode`` as its condition."""
+        return self._keyed(self._sample(n, temperature, seed, mode, shifts), seed)
+
+    def _sample(self, n, temperature, seed, mode, shifts) -> list[list[int]]:
         g = torch.Generator().manual_seed(seed)
         if self.kind == "gan":
             from tunelab.music.gan import MODES, sample
@@ -62,6 +65,15 @@ class MusicModel:
             z = z + amount * self.attributes[name]
         self.net.eval()
         return [from_classes(w) for w in self.net.decode(z, temperature, g).tolist()]
+
+    def _keyed(self, ws: list[list[int]], seed: int) -> list[list[int]]:
+        """Samples placed in keys drawn from the training data's (when the run recorded them)."""
+        keys = self.record.get("keys")
+        if not keys:
+            return ws
+        from tunelab.music.keys import place_in_keys
+
+        return place_in_keys(ws, keys, seed)
 
     def latent(self, windows: list[list[int]]) -> torch.Tensor:
         from tunelab.music.data import as_tensor

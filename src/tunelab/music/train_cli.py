@@ -42,6 +42,7 @@ def _windows(a: argparse.Namespace, bars: int) -> tuple[dict, dict[str, list[lis
 def cmd_train(a: argparse.Namespace) -> int:
     from tunelab.machine import describe
     from tunelab.music import runfolder
+    from tunelab.music.keys import key_histogram
     from tunelab.music.model import build, load_music_model
     from tunelab.runs import check_output_dir, staged_dir
 
@@ -108,6 +109,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                 "windows": {k: len(v) for k, v in ws.items()},
             },  # fmt: skip
             "init": str(Path(a.init).resolve()) if a.init else None,
+            "keys": key_histogram(ws["train"]),  # samples are placed in these keys
             "training": {**training.to_json(), **trained, "wall_seconds": time.time() - started},
             "machine": describe(),
         }
