@@ -3,8 +3,8 @@ music21) against the Markov-chain and random baselines, fine-tuning to a style (
 tunes) over 3 seeds, and the time from a chat request to a finished MIDI + WAV.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/music.py --out bench/results/music.json
-    (stages: --stages prepare,vae,gan,evaluate,style,latency,samples; each adds its part to
-    --out; evaluate measures the trained models again)
+    (stages: --stages prepare,vae,gan,evaluate,style,latency,attributes,samples; each adds
+    its part to --out; evaluate measures the trained models again)
 
 Everything runs as a user would run it: `tunelab music prepare | train | generate` processes.
 Samples for the measures are drawn from the prior at temperature 1 and not filtered; the
@@ -154,6 +154,33 @@ def stage_latency(results: dict) -> None:
     print(json.dumps(results["latency"]), flush=True)
 
 
+def stage_attributes(results: dict) -> None:
+    """What adding an attribute vector does to 500 prior samples (temperature 1, one seed):
+    note starts per bar, mean pitch, and the share of windows whose best-fitting scale is
+    minor."""
+    import numpy as np
+
+    from tunelab.music import metrics
+    from tunelab.music.encoding import notes_of
+    from tunelab.music.model import load_music_model
+
+    vae = load_music_model(WORK / "vae-essen")
+
+    def stats(ws: list[list[int]]) -> dict:
+        return {
+            "notes_per_bar": float(np.mean([metrics.note_density(w) for w in ws])),
+            "mean_pitch": float(np.mean([np.mean([p for p, _, _ in notes_of(w)]) for w in ws])),
+            "minor_share": float(np.mean([metrics.best_scale(w)[1] == "minor" for w in ws])),
+        }
+
+    out = {"none": stats(vae.sample(500, 1.0, 0))}
+    for name in ("density", "register", "minor"):
+        for amount in (-1.5, 1.5):
+            out[f"{name}{amount:+g}"] = stats(vae.sample(500, 1.0, 0, shifts={name: amount}))
+    results["attributes"] = out
+    print(json.dumps(out, indent=1), flush=True)
+
+
 def stage_samples() -> None:
     """A few files for the README: composed melodies (MIDI, a short WAV, the piano roll) and an
     interpolation, under docs/music/."""
@@ -186,7 +213,7 @@ def stage_samples() -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", default=str(ROOT / "bench/results/music.json"))
-    p.add_argument("--stages", default="prepare,vae,gan,style,latency,samples")
+    p.add_argument("--stages", default="prepare,vae,gan,style,latency,attributes,samples")
     p.add_argument("--vae-minutes", type=float, default=14)
     p.add_argument("--gan-minutes", type=float, default=10)
     p.add_argument("--style-minutes", type=float, default=2)
@@ -215,6 +242,9 @@ def main() -> None:
         save()
     if "latency" in stages:
         stage_latency(results)
+        save()
+    if "attributes" in stages:
+        stage_attributes(results)
         save()
     if "samples" in stages:
         stage_samples()

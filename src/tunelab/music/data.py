@@ -45,6 +45,16 @@ def windows_of(
     return out
 
 
+def piece_modes(pieces: list[Piece], bars: int, bar_steps: int = 16) -> list[str]:
+    """The mode of each window :func:`windows_of` gives (in its order): its whole piece's."""
+    out = []
+    for p in pieces:
+        n = len(encoding.windows(p, bars, bar_steps=bar_steps))
+        if n:
+            out += [best_scale(encoding.tokens(p))[1]] * n
+    return out
+
+
 def as_tensor(ws: list[list[int]]) -> torch.Tensor:
     return torch.tensor([to_classes(w) for w in ws], dtype=torch.long)
 

@@ -25,8 +25,9 @@ def _echo(m: str) -> None:
     print(m, file=sys.stderr, flush=True)
 
 
-def _windows(a: argparse.Namespace, bars: int) -> tuple[dict, dict[str, list[list[int]]]]:
-    from tunelab.music.data import load, windows_of
+def _windows(a: argparse.Namespace, bars: int, with_modes: bool = False):
+    """(data set record, windows per split[, per training window: its piece is in minor])."""
+    from tunelab.music.data import load, piece_modes, windows_of
 
     record, parts = load(a.data)
     ws = {s: windows_of(ps, bars, a.mode) for s, ps in parts.items()}
@@ -36,7 +37,10 @@ def _windows(a: argparse.Namespace, bars: int) -> tuple[dict, dict[str, list[lis
             + (f" in {a.mode}" if a.mode else "")
             + " to train on"
         )
-    return record, ws
+    if not with_modes:
+        return record, ws
+    modes = [m for m in piece_modes(parts["train"], bars) if not a.mode or m == a.mode]
+    return record, ws, [m == "minor" for m in modes]
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -63,7 +67,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         from tunelab.music.gan import GANConfig
 
         config = GANConfig(bars=a.bars, width=GAN_WIDTH[a.size]).to_json()
-    data_record, ws = _windows(a, config["bars"])
+    data_record, ws, minor_flags = _windows(a, config["bars"], with_modes=True)
     training = _training(a)
     import torch
 
@@ -89,7 +93,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                 trained = train_vae(
                     net, ws["train"], ws["validation"], training, log, _echo, save, resume
                 )
-                attrs = attribute_vectors(net, ws["train"])
+                attrs = attribute_vectors(net, ws["train"], minor_flags)
                 (stage / runfolder.ATTRIBUTES).write_text(json.dumps(attrs))
             else:
                 from tunelab.music.gan import Critic, GANConfig, train_gan

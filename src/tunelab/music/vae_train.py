@@ -169,14 +169,24 @@ def train_vae(
 
 
 @torch.no_grad()
-def attribute_vectors(model: MelodyVAE, ws: list[list[int]], limit: int = 4000) -> dict:
+def attribute_vectors(
+    model: MelodyVAE, ws: list[list[int]], minor: list[bool] | None = None, limit: int = 4000
+) -> dict:
     """MusicVAE's attribute vectors: the mean latent code of the windows with an attribute minus
-    that of those without. ``minor`` (the scale that fits best), ``density`` (more note starts
-    than the median), ``register`` (mean pitch above the median)."""
+    that of those without. ``minor`` (the window's piece is in minor: ``minor`` per window, else
+    the scale that fits the window best, which two bars often leave ambiguous), ``density`` (more
+    note starts than the median), ``register`` (mean pitch above the median)."""
+    import random
+
+    if minor is not None and len(minor) != len(ws):
+        raise ValueError(f"{len(minor)} minor flags for {len(ws)} windows")
+    if len(ws) > limit:  # a sample of the whole set, not its first pieces
+        keep = sorted(random.Random(0).sample(range(len(ws)), limit))
+        ws = [ws[i] for i in keep]
+        minor = [minor[i] for i in keep] if minor is not None else None
     from tunelab.music.encoding import FIRST_PITCH
     from tunelab.music.metrics import best_scale
 
-    ws = ws[:limit]
     model.eval()
     mu = torch.cat([model.encode(as_tensor(ws[a : a + 512]))[0] for a in range(0, len(ws), 512)])
     density = torch.tensor([sum(t >= FIRST_PITCH for t in w) for w in ws], dtype=torch.float)
@@ -187,9 +197,11 @@ def attribute_vectors(model: MelodyVAE, ws: list[list[int]], limit: int = 4000) 
             for w in ws
         ]
     )
-    minor = torch.tensor([best_scale(w)[1] == "minor" for w in ws])
+    is_minor = torch.tensor(
+        minor if minor is not None else [best_scale(w)[1] == "minor" for w in ws]
+    )
     masks = {
-        "minor": minor,
+        "minor": is_minor,
         "density": density > density.median(),
         "register": pitch > pitch.median(),
     }
