@@ -522,29 +522,16 @@ def essen_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def music_runs(essen_data, tmp_path_factory) -> dict[str, Path]:
-    """A tiny VAE and a tiny GAN trained by `tunelab music train` on the Essen subset (the
-    plumbing tests read them; the measured models are trained in bench/music.py)."""
+    """A small VAE (3 epochs: it writes notes, so interpolating and composing have something to
+    render) and a tiny GAN trained by `tunelab music train` on the Essen subset; the plumbing
+    tests read them, the measured models are trained in bench/music.py."""
     from tunelab.cli import main
 
     d = tmp_path_factory.mktemp("music-runs")
     out = {}
-    for kind in ("vae", "gan"):
+    for kind, size, epochs in (("vae", "small", "3"), ("gan", "tiny", "2")):
         out[kind] = d / kind
-        args = [
-            "music",
-            "train",
-            "--data",
-            str(essen_data),
-            "--model",
-            kind,
-            "--size",
-            "tiny",
-            "--epochs",
-            "2",
-            "--eval-samples",
-            "60",
-            "--output-dir",
-            str(out[kind]),
-        ]
+        args = ["music", "train", "--data", str(essen_data), "--model", kind, "--size", size]
+        args += ["--epochs", epochs, "--eval-samples", "60", "--output-dir", str(out[kind])]
         assert main(args) == 0
     return out

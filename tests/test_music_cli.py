@@ -31,18 +31,19 @@ def test_a_vae_run_folder_describes_itself(music_runs):
     d = music_runs["vae"]
     record = json.loads((d / "music.json").read_text())
     assert record["kind"] == "vae" and record["data"]["source"] == "essen"
-    assert record["training"]["epochs_run"] == 2 and record["machine"]["cores"] >= 1
+    assert record["training"]["epochs_run"] == 3 and record["machine"]["cores"] >= 1
     m = record["metrics"]
     assert set(m["rows"]) == {"vae", "markov", "random", "held_out"}
     for row in ("vae", "markov", "random"):
-        assert 0.5 <= m["rows"][row]["two_sample_accuracy"] <= 1.0 or (
-            0 <= m["rows"][row]["two_sample_accuracy"] < 0.5
-        )
+        assert 0 <= m["rows"][row]["two_sample_accuracy"] <= 1
         assert 0 <= m["rows"][row]["pitch_class_distance"] <= 1
+    assert m["rows"]["random"]["two_sample_accuracy"] > 0.6  # random melodies are told apart
     assert 0 <= m["reconstruction"]["reconstruction_accuracy"] <= 1
-    assert m["interpolation"]["pairs"] > 0
+    # pairs whose two ends decode alike are left out (a barely trained model has many)
+    assert 0 <= m["interpolation"]["pairs"] <= 50
+    assert set(m["interpolation"]) == {"pairs", "max_jump", "path_ratio", "in_key"}
     assert set(json.loads((d / "attributes.json").read_text())) == {"minor", "density", "register"}
-    assert len((d / "train_log.jsonl").read_text().splitlines()) == 2
+    assert len((d / "train_log.jsonl").read_text().splitlines()) == 3
     assert "Reconstruction" in (d / "report.md").read_text()
     assert not (d.parent / f"{d.name}.checkpoints").exists()  # dropped once finished
 
@@ -172,6 +173,8 @@ def test_interpolate_between_two_midi_files(music_runs, tmp_path, capsys):
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["points"] == 5 and out["bars"] == 10 and Path(out["wav"]).is_file()
+    with wave.open(out["wav"]) as w:  # 10 bars at 100 bpm, rests included, and the tail
+        assert w.getnframes() / w.getframerate() == pytest.approx(160 * 0.15 + 0.5, abs=1e-3)
     code = main(
         [
             "music",

@@ -86,9 +86,10 @@ def cmd_interpolate(a: argparse.Namespace) -> int:
     notes = encoding.notes_of(seq)
     files = render.render(
         notes, Path(a.output_dir) / "interpolation", a.tempo, a.instrument,
-        f"{Path(a.start).name} -> {Path(a.end).name}, {a.points} points",
+        f"{Path(a.start).name} -> {Path(a.end).name}, {a.points} points", steps=len(seq),
     )  # fmt: skip
-    print(json.dumps({"points": a.points, "bars": len(seq) // model.bar_steps, **files}))
+    bars = len(seq) // model.bar_steps
+    print(json.dumps({"points": a.points, "bars": bars, "notes": len(notes), **files}))
     return 0
 
 

@@ -44,8 +44,10 @@ def check_tempo(tempo: float) -> float:
     return float(tempo)
 
 
-def duration_seconds(notes: list[tuple[int, int, int]], tempo: float) -> float:
-    end = max((on + d for _, on, d in notes), default=0)
+def duration_seconds(notes: list[tuple[int, int, int]], tempo: float, steps: int = 0) -> float:
+    """The melody's length: to its last note's end, or ``steps`` when longer (rests at the
+    end count)."""
+    end = max([steps, *(on + d for _, on, d in notes)])
     return end * step_seconds(tempo)
 
 
@@ -71,7 +73,11 @@ def soundfont() -> Path:
 
 
 def synthesize(
-    notes, tempo: float = 100, instrument: str | int = "piano", sample_rate: int = SAMPLE_RATE
+    notes,
+    tempo: float = 100,
+    instrument: str | int = "piano",
+    sample_rate: int = SAMPLE_RATE,
+    steps: int = 0,
 ) -> np.ndarray:
     """Mono float32 audio of the melody, rendered with the General MIDI soundfont: exactly the
     melody's length plus a half-second tail."""
@@ -89,7 +95,7 @@ def synthesize(
     events = sorted(
         [(on * s, 1, p) for p, on, d in notes] + [((on + d) * s, 0, p) for p, on, d in notes]
     )  # at one instant, note offs (0) before note ons (1)
-    total = int(round((duration_seconds(notes, tempo) + TAIL_SECONDS) * sample_rate))
+    total = int(round((duration_seconds(notes, tempo, steps) + TAIL_SECONDS) * sample_rate))
     out = np.zeros(total, dtype=np.float32)
     pos = 0
     for t, on, p in events:
@@ -110,8 +116,10 @@ def _mono(buffer) -> np.ndarray:
     return np.frombuffer(buffer, dtype=np.float32).reshape(-1, 2).mean(1)
 
 
-def to_wav(notes, path: Path, tempo: float = 100, instrument: str | int = "piano") -> Path:
-    audio = synthesize(notes, tempo, instrument)
+def to_wav(
+    notes, path: Path, tempo: float = 100, instrument: str | int = "piano", steps: int = 0
+) -> Path:
+    audio = synthesize(notes, tempo, instrument, steps=steps)
     peak = float(np.abs(audio).max()) or 1.0
     pcm = (audio / max(peak, 1e-6) * 0.9 * 32767).astype("<i2")
     with wave.open(str(path), "wb") as w:
@@ -122,13 +130,13 @@ def to_wav(notes, path: Path, tempo: float = 100, instrument: str | int = "piano
     return path
 
 
-def to_png(notes, path: Path, title: str = "", bar_steps: int = 16) -> Path:
+def to_png(notes, path: Path, title: str = "", bar_steps: int = 16, steps: int = 0) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    end = max((on + d for _, on, d in notes), default=bar_steps)
+    end = max([steps or bar_steps, *(on + d for _, on, d in notes)])
     fig, ax = plt.subplots(figsize=(max(4.0, end / 8), 2.6), dpi=100)
     for p, on, d in notes:
         ax.broken_barh([(on, d)], (p - 0.4, 0.8), facecolors="#3b6ea5")
@@ -154,14 +162,16 @@ def render(
     instrument: str | int = "piano",
     title: str = "",
     formats: tuple[str, ...] = ("mid", "wav", "png"),
+    steps: int = 0,
 ) -> dict[str, str]:
-    """Write ``stem``.mid / .wav / .png; returns {format: path}."""
-    if not notes:
+    """Write ``stem``.mid / .wav / .png; returns {format: path}. ``steps``: the length in
+    sixteenths when rests follow the last note (a melody of rests only needs it)."""
+    if not notes and not steps:
         raise TunelabError("nothing to render: the melody has no notes")
     check_tempo(tempo)
     instrument_program(instrument)
     stem.parent.mkdir(parents=True, exist_ok=True)
     writers = {"mid": lambda p: to_midi(notes, p, tempo, instrument),
-               "wav": lambda p: to_wav(notes, p, tempo, instrument),
-               "png": lambda p: to_png(notes, p, title)}  # fmt: skip
+               "wav": lambda p: to_wav(notes, p, tempo, instrument, steps),
+               "png": lambda p: to_png(notes, p, title, steps=steps)}  # fmt: skip
     return {f: str(writers[f](stem.with_suffix(f".{f}"))) for f in formats}
