@@ -279,3 +279,14 @@ def test_compose_music_is_a_task_function_backed_by_a_music_run(music_runs, tmp_
         "bars": 16,
         "instrument": "piano",
     }
+
+
+def test_a_music_request_takes_the_router_s_path_and_a_plan_says_so():
+    from tunelab.planning.compound import looks_compound, run_request
+
+    for request in ("write a happy tune for my video", "来一段欢快的音乐", "play me a song"):
+        assert not looks_compound(request)  # tunelab chat routes it to compose_music
+    out = run_request("write a happy tune for my video", execute_plan=False, use_rules=True)
+    assert "the router serves it" in out["refused"]
+    out = run_request("tell me a joke about cats", execute_plan=False, use_rules=True)
+    assert out["refused"] == "no registered function serves this request"

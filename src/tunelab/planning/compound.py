@@ -55,6 +55,15 @@ def run_request(
     """
     p: Planned = plan_request(request, planner, use_rules, max_steps)
     out = p.to_dict()
+    from tunelab.planning.rules import ROUTER_ONLY
+
+    if ROUTER_ONLY.search(p.instruction) and len(p.items) < 2:
+        out["plan"] = None
+        out["refused"] = (
+            "a request for music is not a plan over texts: the router serves it "
+            "(tunelab route, tunelab chat, POST /v1/functions/compose_music)"
+        )
+        return out
     if p.plan is None:
         out["refused"] = "no registered function serves this request"
         return out
