@@ -48,10 +48,11 @@ def test_a_vae_run_folder_describes_itself(music_runs):
     assert not (d.parent / f"{d.name}.checkpoints").exists()  # dropped once finished
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights(essen_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["vae", "gan"])
+def test_an_interrupted_run_resumes_to_the_same_weights(essen_data, tmp_path, monkeypatch, kind):
     import tunelab.music.train_cli as tc
 
-    args = [*TRAIN, "--data", str(essen_data), "--epochs", "3", "--seed", "5"]
+    args = [*TRAIN, "--data", str(essen_data), "--model", kind, "--epochs", "3", "--seed", "5"]
     assert main([*args, "--output-dir", str(tmp_path / "whole")]) == 0
     echo = tc._echo
 

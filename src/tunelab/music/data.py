@@ -78,6 +78,8 @@ class Windows:
         return len(self.x)
 
     def batches(self, batch_size: int, generator: torch.Generator, transpose: bool = True):
+        """(indices, windows) per batch of a shuffled epoch; the indices let a caller pick
+        what it keeps per window (the GAN's modes)."""
         order = torch.randperm(len(self.x), generator=generator)
         for a in range(0, len(order), batch_size):
             idx = order[a : a + batch_size]
@@ -87,4 +89,4 @@ class Windows:
                 u = torch.rand(len(idx), generator=generator)
                 k = lo + (u * (hi - lo + 1).float()).long().clamp(max=(hi - lo))
                 x = torch.where(x >= 2, x + k.unsqueeze(1), x)
-            yield x
+            yield idx, x

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tunelab.music.data import Windows
+from tunelab.music.runfolder import budget_spent, restore_training, training_state
 from tunelab.music.vae import CLASSES
 
 MODES = ("major", "minor")
@@ -162,14 +163,10 @@ def train_gan(
     oc = torch.optim.Adam(critic.parameters(), lr=t.learning_rate, betas=(0.5, 0.9))
     g = torch.Generator().manual_seed(t.seed)
     step, epoch0, seconds, last = 0, 0, 0.0, {}
+    parts = {"generator_model": gen, "critic": critic, "generator_optimizer": og,
+             "critic_optimizer": oc}  # fmt: skip
     if resume:
-        gen.load_state_dict(resume["generator_model"])
-        critic.load_state_dict(resume["critic"])
-        og.load_state_dict(resume["generator_optimizer"])
-        oc.load_state_dict(resume["critic_optimizer"])
-        g.set_state(resume["generator"])
-        torch.set_rng_state(resume["torch_rng"])  # noise and dropout go on as they would have
-        step, epoch0, seconds = resume["step"], resume["epoch"], resume["seconds"]
+        step, epoch0, seconds = restore_training(resume, parts, g)
         echo(f"resuming after epoch {epoch0} (step {step})")
     for epoch in range(epoch0, t.epochs):
         start = time.perf_counter()
@@ -177,16 +174,8 @@ def train_gan(
         critic.train()
         w_sum = gp_sum = g_sum = 0.0
         n_batches = 0
-        order = torch.randperm(len(data), generator=g)
-        for a in range(0, len(order), t.batch_size):
-            idx = order[a : a + t.batch_size]
-            x = data.x[idx]
+        for idx, x in data.batches(t.batch_size, g, t.transpose):
             m = modes[idx]
-            if t.transpose:
-                lo, hi = data.lo[idx], data.hi[idx]
-                u = torch.rand(len(idx), generator=g)
-                k = lo + (u * (hi - lo + 1).float()).long().clamp(max=(hi - lo))
-                x = torch.where(x >= 2, x + k.unsqueeze(1), x)
             real = one_hot(x)
             fake = gen(torch.randn(len(x), gen.cfg.noise, generator=g), m).detach()
             gp = gradient_penalty(critic, real, fake, m, g)
@@ -221,20 +210,8 @@ def train_gan(
             f"gradient penalty {last['gradient_penalty']:.3f} | {seconds:.0f} s"
         )
         if checkpoint is not None:
-            checkpoint(
-                {
-                    "generator_model": gen.state_dict(),
-                    "critic": critic.state_dict(),
-                    "generator_optimizer": og.state_dict(),
-                    "critic_optimizer": oc.state_dict(),
-                    "generator": g.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "step": step,
-                    "epoch": epoch + 1,
-                    "seconds": seconds,
-                }
-            )
-        if t.max_minutes is not None and seconds > 60 * t.max_minutes:
+            checkpoint(training_state(parts, g, step, epoch + 1, seconds))
+        if budget_spent(t.max_minutes, seconds):
             echo(f"stopping after epoch {epoch + 1}: the {t.max_minutes:g}-minute budget is spent")
             break
     return {

@@ -91,6 +91,37 @@ def load_checkpoint(output_dir: str | Path) -> dict[str, Any]:
     return torch.load(p, weights_only=False)
 
 
+def training_state(
+    parts: dict[str, Any], generator: torch.Generator, step: int, epoch: int, seconds: float
+) -> dict[str, Any]:
+    """A checkpoint of a training loop: each part's state (models, optimizers, by name), the
+    data order's generator and torch's RNG (noise, dropout), and where the loop stands."""
+    return {
+        **{name: part.state_dict() for name, part in parts.items()},
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "step": step,
+        "epoch": epoch,
+        "seconds": seconds,
+    }
+
+
+def restore_training(
+    state: dict[str, Any], parts: dict[str, Any], generator: torch.Generator
+) -> tuple[int, int, float]:
+    """Load :func:`training_state` back into ``parts``; (step, epoch, seconds) to go on from."""
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])  # noise and dropout go on as they would have
+    return state["step"], state["epoch"], state["seconds"]
+
+
+def budget_spent(max_minutes: float | None, seconds: float) -> bool:
+    """Whether a loop with ``--max-minutes`` has used its time (checked after each epoch)."""
+    return max_minutes is not None and seconds > 60 * max_minutes
+
+
 def drop_checkpoints(output_dir: str | Path) -> None:
     import shutil
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from tunelab.music.data import Windows, as_tensor
+from tunelab.music.runfolder import budget_spent, restore_training, training_state
 from tunelab.music.vae import MelodyVAE, VAEConfig, beta_at, vae_loss
 
 
@@ -103,18 +104,15 @@ def train_vae(
     decay = (t.min_learning_rate / t.learning_rate) ** (1 / max(1, total))
     g = torch.Generator().manual_seed(t.seed)
     step, epoch0, seconds, last = 0, 0, 0.0, {}
+    parts = {"model": model, "optimizer": opt}
     if resume:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        g.set_state(resume["generator"])
-        torch.set_rng_state(resume["torch_rng"])  # noise and dropout go on as they would have
-        step, epoch0, seconds = resume["step"], resume["epoch"], resume["seconds"]
+        step, epoch0, seconds = restore_training(resume, parts, g)
         echo(f"resuming after epoch {epoch0} (step {step})")
     for epoch in range(epoch0, t.epochs):
         start = time.perf_counter()
         model.train()
         run_loss = run_recon = run_kl = 0.0
-        for x in data.batches(t.batch_size, g, t.transpose):
+        for _, x in data.batches(t.batch_size, g, t.transpose):
             for group in opt.param_groups:
                 group["lr"] = t.learning_rate * decay**step
             beta = beta_at(step, t.max_beta, t.beta_rate)
@@ -150,18 +148,8 @@ def train_vae(
             f"{last['val_reconstruction_accuracy']:.3f} | {seconds:.0f} s"
         )
         if checkpoint is not None:
-            checkpoint(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "generator": g.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "step": step,
-                    "epoch": epoch + 1,
-                    "seconds": seconds,
-                }
-            )
-        if t.max_minutes is not None and seconds > 60 * t.max_minutes:
+            checkpoint(training_state(parts, g, step, epoch + 1, seconds))
+        if budget_spent(t.max_minutes, seconds):
             echo(f"stopping after epoch {epoch + 1}: the {t.max_minutes:g}-minute budget is spent")
             break
     return {"epochs_run": last.get("epoch", epoch0), "steps": step, "seconds": seconds,
