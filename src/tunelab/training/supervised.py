@@ -37,6 +37,7 @@ from tunelab.training.fast_dropout import faster_dropout
 from tunelab.training.fused_lora import fused_lora
 from tunelab.training.loop import Job, plan_steps
 from tunelab.training.robust import EmbeddingAttack, rdrop_divergence
+from tunelab.training.row_adamw import RowAdamW, clip_grad_norm, sparse_gradients, sparse_tables
 
 
 @dataclass
@@ -85,10 +86,15 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def adamw(
+    model: torch.nn.Module, lr: float, weight_decay: float, rows: bool = False
+) -> torch.optim.Optimizer:
     """AdamW with the fused kernel (one pass over all parameters: on the 2-core CPU it cut the
-    optimizer's share of a MiniLM step from ~15% to ~3%), else the multi-tensor one."""
+    optimizer's share of a MiniLM step from ~15% to ~3%), else the multi-tensor one; with
+    ``rows``, :class:`RowAdamW` (sparse-gradient tables updated on their live rows only)."""
     groups = _param_groups(model, weight_decay)
+    if rows:
+        return RowAdamW(groups, lr=lr)
     try:
         return torch.optim.AdamW(groups, lr=lr, fused=True)
     except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
@@ -146,7 +152,10 @@ def supervised_job(
         dist.world,
         s.epochs,
     )
-    opt = adamw(model, s.learning_rate, s.weight_decay)
+    # vocabulary tables get sparse gradients (tunelab.training.row_adamw); DDP and fp16's
+    # grad scaler keep dense ones
+    tables = sparse_tables(model) if dist.world == 1 and s.precision != "fp16" else []
+    opt = adamw(model, s.learning_rate, s.weight_decay, rows=bool(tables))
     sched = get_scheduler(
         s.lr_scheduler if s.lr_scheduler != "constant" else "constant_with_warmup",
         opt,
@@ -176,7 +185,7 @@ def supervised_job(
         cpu = device.type == "cpu"
         if s.response_logits_only and not scores and s.rdrop_alpha == 0:
             inputs, tgt = response_window(inputs, tgt)
-        with autocast(device, amp), faster_dropout(cpu), fused_lora(cpu):
+        with autocast(device, amp), faster_dropout(cpu), fused_lora(cpu), sparse_gradients(tables):
             out = forward(**inputs)
             # (B, K) or (B, T, K); packed rows: the head's scores at each text's last token
             logits = scores.take(ends) if scores and ends is not None else output_logits(out)
@@ -226,7 +235,9 @@ def supervised_job(
             step_loss += loss.item()
         if s.max_grad_norm > 0:
             scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(trainable, s.max_grad_norm)
+            (clip_grad_norm if tables else torch.nn.utils.clip_grad_norm_)(
+                trainable, s.max_grad_norm
+            )
         scaler.step(opt)
         scaler.update()
         sched.step()
