@@ -62,11 +62,20 @@ def _groups(model, wd: float):
     return [{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}]
 
 
-@pytest.mark.parametrize("bf16", [False, True])
-@pytest.mark.parametrize("repeats", [False, True])
-def test_sparse_table_training_equals_dense_fused_adamw(bf16, repeats):
+@pytest.mark.parametrize(
+    "bf16,repeats,live_share",
+    [
+        (False, False, 0.0),  # the dense buffer from the start
+        (False, False, 1.1),  # live rows only, throughout
+        (False, True, 0.05),  # live rows, then the buffer once 250 rows are live
+        (True, False, 0.05),
+        (True, True, 1.1),
+    ],
+)
+def test_sparse_table_training_equals_dense_fused_adamw(bf16, repeats, live_share, monkeypatch):
     """Bit for bit when no row repeats within a batch; with repeats, a row's lookups are
     summed in another order than the dense backward's (last-bit differences), so close."""
+    monkeypatch.setattr(RowAdamW, "LIVE_SHARE", live_share)
     dense, sparse = _bert(), _bert()
     opt_d = torch.optim.AdamW(_groups(dense, 0.01), lr=3e-3, fused=True)
     opt_s = RowAdamW(_groups(sparse, 0.01), lr=3e-3)
@@ -75,7 +84,8 @@ def test_sparse_table_training_equals_dense_fused_adamw(bf16, repeats):
     same = torch.equal if not repeats else lambda a, b: torch.allclose(a, b, rtol=0, atol=2e-5)
     table = sparse.bert.embeddings.word_embeddings
     assert not table.sparse  # switched back after each forward
-    assert isinstance(opt_s._dense[id(table.weight)][0], torch.Tensor)  # the sparse path ran
+    assert (id(table.weight) in opt_s._dense) == (live_share < 1)  # which path ran
+    assert int(opt_s._live[id(table.weight)].sum()) > 250
     for (name, a), b in zip(dense.named_parameters(), sparse.parameters(), strict=True):
         assert same(a, b), name
         sa, sb = opt_d.state[a], opt_s.state[b]

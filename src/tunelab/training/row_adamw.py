@@ -84,35 +84,108 @@ def clip_grad_norm(params: Iterable[torch.Tensor], max_norm: float) -> torch.Ten
 
 
 class RowAdamW(torch.optim.AdamW):
-    """Fused AdamW that takes sparse gradients: each is written into a dense gradient buffer
-    kept across steps, where only the rows the previous step wrote are zeroed again."""
+    """Fused AdamW that takes sparse gradients.
+
+    A table is updated on its live rows only (rows with a gradient now or a nonzero moment
+    from before: every other row has ``exp_avg == exp_avg_sq == 0`` and a zero gradient, so
+    AdamW moves it by nothing but the weight decay, applied to the whole table with the
+    kernel's own formula) while they are under ``LIVE_SHARE`` of the table; past that,
+    gathering and scattering them costs more than the dense kernel, and the gradient goes
+    into a dense buffer kept across steps in which only the rows the previous step wrote are
+    zeroed again.
+    """
+
+    LIVE_SHARE = 0.2
 
     def __init__(self, params, **kwargs) -> None:
         super().__init__(params, fused=True, **kwargs)
+        self._live: dict[int, torch.Tensor] = {}  # per table: rows with nonzero moments
         self._dense: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._live.clear()  # rebuilt from the loaded moments
 
     @torch.no_grad()
     def step(self, closure=None):
-        held = []
+        held, by_rows = [], []
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None and p.grad.is_sparse:
-                    held.append((p, p.grad))
-                    p.grad = self._densify(p, p.grad)
+                if p.grad is None or not p.grad.is_sparse:
+                    continue
+                held.append((p, p.grad))
+                ids, vals, live = self._gradient(p, p.grad)
+                if live.sum() < self.LIVE_SHARE * live.numel():
+                    by_rows.append((group, p, ids, vals, live))
+                    p.grad = None
+                else:
+                    p.grad = self._dense_buffer(p, ids, vals)
         try:
-            return super().step(closure)
+            loss = super().step(closure)
         finally:
             for p, g in held:
                 p.grad = g
+        for args in by_rows:
+            self._rows_step(*args)
+        return loss
 
-    def _densify(self, p: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    def _gradient(self, p: torch.Tensor, grad: torch.Tensor):
+        """(rows, their gradient, the live-row mask with them marked)."""
+        grad = grad.coalesce()
+        ids, vals = grad._indices()[0], grad._values().to(p.dtype)
+        live = self._live.get(id(p))
+        if live is None:
+            state = self.state[p]
+            live = torch.zeros(p.shape[0], dtype=torch.bool, device=p.device)
+            if state:
+                live |= (state["exp_avg"] != 0).flatten(1).any(1)
+                live |= (state["exp_avg_sq"] != 0).flatten(1).any(1)
+            self._live[id(p)] = live
+        live[ids] = True
+        return ids, vals, live
+
+    def _dense_buffer(self, p: torch.Tensor, ids: torch.Tensor, vals: torch.Tensor):
         buf, last = self._dense.get(id(p), (None, None))
         if buf is None:
             buf = torch.zeros_like(p, memory_format=torch.contiguous_format)
         elif last is not None:
             buf.index_fill_(0, last, 0.0)
-        grad = grad.coalesce()
-        ids = grad._indices()[0]
-        buf.index_copy_(0, ids, grad._values().to(buf.dtype))
+        buf.index_copy_(0, ids, vals)
         self._dense[id(p)] = (buf, ids)
         return buf
+
+    def _rows_step(self, group: dict, p: torch.Tensor, ids, vals, live) -> None:
+        if group["amsgrad"] or group["maximize"]:
+            raise ValueError("RowAdamW supports neither amsgrad nor maximize")
+        state = self.state[p]
+        if not state:  # torch's AdamW layout (fused: a float32 step tensor)
+            state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        rows = live.nonzero().squeeze(1)
+        g_rows = torch.zeros((rows.numel(), *p.shape[1:]), dtype=p.dtype, device=p.device)
+        g_rows[torch.searchsorted(rows, ids)] = vals
+        p_rows, m_rows, v_rows = p.index_select(0, rows), m[rows], v[rows]
+        lr = float(group["lr"])
+        if group["weight_decay"]:  # the kernel's formula, bit for bit
+            p.mul_(1 - lr * group["weight_decay"])
+        state["step"] += 1
+        torch._fused_adamw_(
+            [p_rows],
+            [g_rows],
+            [m_rows],
+            [v_rows],
+            [],
+            [state["step"]],
+            lr=lr,
+            beta1=group["betas"][0],
+            beta2=group["betas"][1],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            amsgrad=False,
+            maximize=False,
+        )
+        p.index_copy_(0, rows, p_rows)
+        m.index_copy_(0, rows, m_rows)
+        v.index_copy_(0, rows, v_rows)
