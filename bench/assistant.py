@@ -145,6 +145,10 @@ def measure_kb(lang: str, model: str, target: float, log) -> dict:
                 kb.search(q, mode=mode, vector=v) for (q, _), v in zip(test, vecs, strict=True)
             ]
             retrievers[mode] = calibrate.figures(cands, want)
+        plain = [  # the fused ranking without the coverage re-scoring of its top
+            kb.search(q, vector=v, rescore=False) for (q, _), v in zip(test, vecs, strict=True)
+        ]
+        retrievers["fused_without_coverage"] = calibrate.figures(plain, want)
         bot = Assistant(kb, open_store(str(Path(tmp) / "tickets.db")), "bench")
         for q, _ in qs["dev"][:20]:  # warm-up
             bot.ask(q)
@@ -170,6 +174,7 @@ def measure_kb(lang: str, model: str, target: float, log) -> dict:
             "test_out_of_scope": int((~ins).sum()),
             "build_seconds": round(build_s, 1),
             "encoder_mix": kb.info.get("encoder"),
+            "coverage_weight": kb.info["coverage"]["weight"],
             "retrieval_test": retrievers,
             "calibration_dev": kb.info["calibration"]["report"],
             "threshold": kb.info["calibration"]["threshold"],

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from tunelab.assistant import confidence, retrieval
+from tunelab.assistant import confidence, coverage, retrieval
 from tunelab.errors import TunelabError
 
 SYNTHETIC_LIMIT = 600  # entries sampled for a calibration set made from the FAQ itself
@@ -108,22 +108,34 @@ def questions(kb, validation) -> tuple[list[str], list[int | None], list | None,
     return [q for q, _, _ in rows], [w for _, w, _ in rows], [m for _, _, m in rows], source
 
 
-def score(kb, qs: list[str], masks: list | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    vecs = kb.encoder.encode(qs)
+def score(
+    kb, qs: list[str], masks: list | None, vecs: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    vecs = kb.encoder.encode(qs) if vecs is None else vecs
     if masks is None:
         return [kb.scores(q, v) for q, v in zip(qs, vecs, strict=True)]
     return [kb.scores(q, v, m) for q, v, m in zip(qs, vecs, masks, strict=True)]
 
 
 def calibrate(kb, validation, source: str, target: float) -> confidence.Calibration:
-    """Measure the fusion weight, then fit the confidence and pick the threshold, on the
-    validation questions or, without them, on questions made from the FAQ."""
+    """Measure the fusion weight and coverage's weight, then fit the confidence and pick the
+    threshold, on the validation questions or, without them, on questions made from the FAQ
+    (an entry's own left-out keys are left out of its coverage too)."""
     qs, want, masks, made = questions(kb, validation)
     source = made or source
-    scored = score(kb, qs, masks)
+    kb.tokens.clear()  # the encoder's mix may have moved since any key was encoded
+    vecs, qtoks = kb.encoder.encode_tokens(qs)
+    scored = score(kb, qs, masks, vecs)
     fusion = fusion_weight(scored, want)
     kb.bm25_weight = fusion["bm25_weight"]
-    cands = [kb.rank(d, b) for d, b in scored]
+    kb.coverage_weight = 0.0
+    cands = [
+        kb.cover(kb.rank(d, b), t, None if masks is None else masks[i])
+        for i, ((d, b), t) in enumerate(zip(scored, qtoks, strict=True))
+    ]
+    cover = coverage.best_weight(cands, want, figures)
+    kb.coverage_weight = cover["weight"]
+    cands = [coverage.reorder(c, kb.coverage_weight) for c in cands]
     feats = [retrieval.features(c) for c in cands]
     correct = [
         bool(c) and w is not None and c[0].entry == w for c, w in zip(cands, want, strict=True)
@@ -131,6 +143,7 @@ def calibrate(kb, validation, source: str, target: float) -> confidence.Calibrat
     cal = confidence.fit(feats, correct, [w is not None for w in want], target, source)
     cal.report["retrieval"] = figures(cands, want)
     cal.report["fusion"] = fusion
+    cal.report["coverage"] = cover
     return cal
 
 

@@ -27,7 +27,8 @@ class Calibration:
     report: dict
 
     def probability(self, feats: list[float]) -> float:
-        z = float(np.dot(self.coef, feats) + self.intercept)
+        # a KB calibrated before the coverage features reads the ones it was fitted on
+        z = float(np.dot(self.coef, feats[: len(self.coef)]) + self.intercept)
         return float(1.0 / (1.0 + np.exp(-z)))
 
     def as_json(self) -> dict:
@@ -62,12 +63,18 @@ def fit(
             "needs both (add questions the FAQ does not answer, or more paraphrases)"
         )
     x = np.asarray(feats, dtype=np.float64)
-    lr = LogisticRegression(C=1.0, max_iter=1000).fit(x, y)
-    p = lr.predict_proba(x)[:, 1]
+    # standardised, so the penalty weighs every feature alike (coverage moves over a tenth of
+    # the range a rank feature does); folded back into plain coefficients afterwards
+    mu, sd = x.mean(0), x.std(0)
+    sd[sd == 0] = 1.0
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit((x - mu) / sd, y)
+    coef = lr.coef_[0] / sd
+    intercept = float(lr.intercept_[0] - np.dot(coef, mu))
+    p = 1.0 / (1.0 + np.exp(-(x @ coef + intercept)))
     threshold = pick_threshold(p, y, target_precision)
     return Calibration(
-        coef=[float(c) for c in lr.coef_[0]],
-        intercept=float(lr.intercept_[0]),
+        coef=[float(c) for c in coef],
+        intercept=intercept,
         threshold=threshold,
         target_precision=target_precision,
         report=summary(p, y, np.asarray(in_scope, dtype=bool), threshold, source),

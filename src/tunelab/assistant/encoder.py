@@ -140,7 +140,17 @@ class Encoder:
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """(len(texts), dim) float32, each row of unit length. Texts are sorted by length so
         a batch pads little; the rows come back in the order given."""
+        return self.encode_tokens(texts, batch_size, tokens=False)[0]
+
+    def encode_tokens(
+        self, texts: list[str], batch_size: int = 64, tokens: bool = True
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """:meth:`encode`'s vectors and, from the same forward pass, each text's token vectors
+        (float16, unit length, special tokens left out) for late interaction
+        (:mod:`tunelab.assistant.coverage`)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        toks: list[np.ndarray] = [np.zeros((0, self.dim), np.float16)] * len(texts)
+        special = set(self.tokenizer.all_special_ids)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         with torch.inference_mode():
             for s in range(0, len(order), batch_size):
@@ -152,8 +162,17 @@ class Encoder:
                     max_length=self.max_length,
                     return_tensors="pt",
                 )
-                out[idx] = pool(self.model(**enc).last_hidden_state, enc["attention_mask"])
-        return out
+                hidden = self.model(**enc).last_hidden_state
+                out[idx] = pool(hidden, enc["attention_mask"])
+                if not tokens:
+                    continue
+                unit = torch.nn.functional.normalize(hidden.float(), dim=-1)
+                keep = enc["attention_mask"].bool()
+                for t in special:
+                    keep &= enc["input_ids"] != t
+                for row, i in enumerate(idx):
+                    toks[i] = unit[row][keep[row]].to(torch.float16).numpy()
+        return out, toks
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:

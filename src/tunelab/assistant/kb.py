@@ -1,8 +1,9 @@
 """A knowledge base folder: built once by ``tunelab assistant build``, then read by the assistant.
 
     KB/kb.json        what it is: sources (with sha256), encoder (and its measured mix with its
-                      base, for a fine-tuned retriever), sizes, index kinds, the
-                      calibration (confidence model, hand-off threshold, its figures)
+                      base, for a fine-tuned retriever), sizes, index kinds, the fusion
+                      and coverage weights, the calibration (confidence model, hand-off
+                      threshold, its figures)
     KB/entries.jsonl  one entry per line (FAQ entries, then document passages)
     KB/keys.jsonl     [entry, kind, text]: what questions are matched against
     KB/vectors.npy    the keys' unit vectors (+ vectors.hnsw above 20,000 keys)
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tunelab.assistant import confidence, retrieval
+from tunelab.assistant import confidence, coverage, retrieval
 from tunelab.assistant.encoder import Encoder, model_label
 from tunelab.assistant.index import BM25Index, DenseIndex
 from tunelab.assistant.sources import Entry
@@ -54,12 +55,36 @@ class KnowledgeBase:
         cal = info.get("calibration")
         self.calibration = confidence.Calibration.from_json(cal) if cal else None
         self.bm25_weight = float(info.get("fusion", {}).get("bm25_weight", 0.1))
+        self.tokens = coverage.KeyTokens(encoder, keys)
+        # None: a KB built before coverage (its confidence does not read it)
+        cov = info.get("coverage")
+        self.coverage_weight: float | None = None if cov is None else float(cov["weight"])
 
     # -- search ---------------------------------------------------------------------------
     def search(
-        self, question: str, mode: str = "fused", vector: np.ndarray | None = None
+        self,
+        question: str,
+        mode: str = "fused",
+        vector: np.ndarray | None = None,
+        rescore: bool = True,
     ) -> list[retrieval.Candidate]:
-        return self.rank(*self.scores(question, vector), mode)
+        """Candidates, best first; the fused ranking's top is re-scored with coverage
+        (``rescore=False``: as fused, for comparison)."""
+        qtok = None
+        if vector is None:
+            vecs, toks = self.encoder.encode_tokens([question])
+            vector, qtok = vecs[0], toks[0]
+        cands = self.rank(*self.scores(question, vector), mode)
+        if mode == "fused" and rescore and self.coverage_weight is not None:
+            if qtok is None:
+                qtok = self.encoder.encode_tokens([question])[1][0]
+            cands = self.cover(cands, qtok)
+        return cands
+
+    def cover(
+        self, cands: list[retrieval.Candidate], qtok: np.ndarray, exclude=None
+    ) -> list[retrieval.Candidate]:
+        return coverage.rescore(cands, qtok, self.tokens, self.coverage_weight or 0.0, exclude)
 
     def rank(self, dense, bm25, mode: str = "fused") -> list[retrieval.Candidate]:
         return retrieval.rank(dense, bm25, mode, weight=self.bm25_weight)
@@ -196,6 +221,7 @@ def build(
         enc.stop_mixing()  # the two fp32 weight sets (2.2 GB for Gemma) are done with
     cal = calibrate.calibrate(kb, validation, validation_source, target_precision)
     info["fusion"] = {"method": "convex", **cal.report.pop("fusion")}
+    info["coverage"] = {"method": "maxsim", **cal.report.pop("coverage")}
     info["calibration"] = cal.as_json()
     kb.calibration = cal
     info["build_seconds"] = round(time.perf_counter() - t0, 1)

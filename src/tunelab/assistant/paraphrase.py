@@ -150,6 +150,6 @@ def round_trip(
     vecs = encoder.encode([r for _, r in flat]) if flat else np.zeros((0, 1))
     out: dict[int, list[str]] = {}
     for (i, r), v in zip(flat, vecs, strict=True):
-        if i in [c.entry for c in kb.search(r, vector=v)[:depth]]:
+        if i in [c.entry for c in kb.search(r, vector=v, rescore=False)[:depth]]:
             out.setdefault(i, []).append(r)
     return out

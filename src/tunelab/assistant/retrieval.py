@@ -27,6 +27,7 @@ class Candidate:
     bm25: float  # best BM25 over the entry's keys
     dense_rank: int | None
     bm25_rank: int | None
+    coverage: float | None = None  # late interaction (coverage.py), for the top few only
 
 
 def per_entry(key_scores: np.ndarray, key_entry: np.ndarray, n_entries: int) -> np.ndarray:
@@ -97,7 +98,8 @@ def features(cands: list[Candidate]) -> list[float]:
     """What the confidence model reads about a question's candidates: the top ranking score and
     its margin over the next, the top cosine and its margin, the top BM25 score's share of the
     top five, whether the dense and the BM25 rankings agree on the top entry, and the top
-    entry's ranks in each."""
+    entry's ranks in each; then how much of the question the top entry covers and the best
+    coverage among the re-scored top (``coverage.py``; 0 where it was not measured)."""
     if not cands:
         return [0.0] * len(FEATURES)
     top = cands[0]
@@ -112,6 +114,8 @@ def features(cands: list[Candidate]) -> list[float]:
         1.0 if top.dense_rank == 0 and top.bm25_rank == 0 else 0.0,
         1.0 / (1 + (top.dense_rank if top.dense_rank is not None else DEPTH)),
         1.0 / (1 + (top.bm25_rank if top.bm25_rank is not None else DEPTH)),
+        top.coverage or 0.0,
+        max((c.coverage or 0.0) for c in cands[:5]),
     ]
 
 
@@ -124,4 +128,6 @@ FEATURES = (
     "rankings_agree",
     "dense_rank_inverse",
     "bm25_rank_inverse",
+    "top_coverage",
+    "best_coverage",
 )
