@@ -28,14 +28,20 @@ from tunelab.assistant import retrieval
 TOP = 5  # candidates re-scored
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)  # coverage's weight in the re-scored top, tried
 CACHE_BYTES = 256 * 2**20
+MAX_TOKENS = 256  # of a key's text read for coverage
 
 
 class KeyTokens:
     """Token vectors of a KB's keys, encoded on first use (a batch per call) and cached."""
 
-    def __init__(self, encoder, keys: list[tuple[int, str, str]]) -> None:
+    def __init__(
+        self, encoder, keys: list[tuple[int, str, str]], texts: list[str] | None = None
+    ) -> None:
+        """``texts``: what each key's tokens are read from, when not the key's own text (an
+        FAQ answer in full rather than its opening)."""
         self.encoder = encoder
         self.keys = keys
+        self.texts = texts or [k[2] for k in keys]
         self.of_entry: dict[int, list[int]] = {}
         for k, (e, _, _) in enumerate(keys):
             self.of_entry.setdefault(e, []).append(k)
@@ -52,7 +58,9 @@ class KeyTokens:
         ks = [k for k in self.of_entry.get(e, []) if exclude is None or not exclude[k]]
         missing = [k for k in ks if k not in self._cache]
         if missing:
-            _, toks = self.encoder.encode_tokens([self.keys[k][2] for k in missing])
+            _, toks = self.encoder.encode_tokens(
+                [self.texts[k] for k in missing], max_length=MAX_TOKENS
+            )
             for k, t in zip(missing, toks, strict=True):
                 self._cache[k] = t
                 self._bytes += t.nbytes

@@ -143,7 +143,11 @@ class Encoder:
         return self.encode_tokens(texts, batch_size, tokens=False)[0]
 
     def encode_tokens(
-        self, texts: list[str], batch_size: int = 64, tokens: bool = True
+        self,
+        texts: list[str],
+        batch_size: int = 64,
+        tokens: bool = True,
+        max_length: int | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """:meth:`encode`'s vectors and, from the same forward pass, each text's token vectors
         (float16, unit length, special tokens left out) for late interaction
@@ -159,7 +163,7 @@ class Encoder:
                     [texts[i] for i in idx],
                     padding=True,
                     truncation=True,
-                    max_length=self.max_length,
+                    max_length=max_length or self.max_length,
                     return_tensors="pt",
                 )
                 hidden = self.model(**enc).last_hidden_state

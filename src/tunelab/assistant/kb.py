@@ -55,7 +55,9 @@ class KnowledgeBase:
         cal = info.get("calibration")
         self.calibration = confidence.Calibration.from_json(cal) if cal else None
         self.bm25_weight = float(info.get("fusion", {}).get("bm25_weight", 0.1))
-        self.tokens = coverage.KeyTokens(encoder, keys)
+        # coverage reads an FAQ answer in full (up to coverage.MAX_TOKENS), not its opening
+        full = [entries[e].answer if kind == "answer" else text for e, kind, text in keys]
+        self.tokens = coverage.KeyTokens(encoder, keys, full)
         # None: a KB built before coverage (its confidence does not read it)
         cov = info.get("coverage")
         self.coverage_weight: float | None = None if cov is None else float(cov["weight"])
