@@ -90,9 +90,10 @@ def fit(
     P(right) is fitted as P(in scope) * P(right | in scope) when the set has questions of
     both kinds and the in-scope ones are answered both right and wrong: each factor learns
     from its own labels (a ranking slip on an in-scope question no longer teaches the scope
-    model that good coverage means a hand-off). On the Python FAQ's test half this handed
-    off 89% of out-of-scope questions instead of 84% at the same share of in-scope ones
-    (pretrained MiniLM). Otherwise one model of P(right) over all questions."""
+    model that good coverage means a hand-off). Measured once on the Python FAQ (pretrained
+    MiniLM, threshold at precision 0.9 on the dev half): on the test half it handed off 89%
+    of out-of-scope questions instead of 84% at the same 15.5% of in-scope ones. Otherwise
+    one model of P(right) over all questions."""
     y = np.asarray(correct, dtype=int)
     if y.min() == y.max():
         what = "right" if y[0] else "wrong"
