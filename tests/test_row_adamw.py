@@ -12,6 +12,7 @@ from conftest import tiny_bert_config, tiny_decoder_config
 from tunelab.training import row_adamw
 from tunelab.training.bf16_compute import Bf16Compute
 from tunelab.training.row_adamw import RowAdamW, clip_grad_norm, sparse_gradients, sparse_tables
+from tunelab.training.supervised import adamw
 
 VOCAB = 5000
 
@@ -56,12 +57,6 @@ def _train(model, opt, batches, sparse: bool, bf16: bool = False) -> None:
         opt.zero_grad(set_to_none=True)
 
 
-def _groups(model, wd: float):
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    rest = [p for n, p in model.named_parameters() if p.ndim < 2]
-    return [{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}]
-
-
 @pytest.mark.parametrize(
     "bf16,repeats,live_share",
     [
@@ -77,8 +72,8 @@ def test_sparse_table_training_equals_dense_fused_adamw(bf16, repeats, live_shar
     summed in another order than the dense backward's (last-bit differences), so close."""
     monkeypatch.setattr(RowAdamW, "LIVE_SHARE", live_share)
     dense, sparse = _bert(), _bert()
-    opt_d = torch.optim.AdamW(_groups(dense, 0.01), lr=3e-3, fused=True)
-    opt_s = RowAdamW(_groups(sparse, 0.01), lr=3e-3)
+    opt_d = adamw(dense, 3e-3, 0.01)
+    opt_s = adamw(sparse, 3e-3, 0.01, rows=True)
     _train(dense, opt_d, _batches(8, repeats), sparse=False, bf16=bf16)
     _train(sparse, opt_s, _batches(8, repeats), sparse=True, bf16=bf16)
     same = torch.equal if not repeats else lambda a, b: torch.allclose(a, b, rtol=0, atol=2e-5)
@@ -97,20 +92,20 @@ def test_a_checkpoint_of_the_optimizer_resumes_to_the_same_weights():
     """State saved after 4 steps and loaded into a fresh optimizer continues exactly as the
     uninterrupted run; the state has torch's AdamW layout (a plain AdamW can load it)."""
     whole = _bert()
-    opt = RowAdamW(_groups(whole, 0.01), lr=3e-3)
+    opt = adamw(whole, 3e-3, 0.01, rows=True)
     _train(whole, opt, _batches(8), sparse=True)
 
     first = _bert()
-    opt1 = RowAdamW(_groups(first, 0.01), lr=3e-3)
+    opt1 = adamw(first, 3e-3, 0.01, rows=True)
     batches = list(_batches(8))
     _train(first, opt1, batches[:4], sparse=True)
     saved_model = {k: v.clone() for k, v in first.state_dict().items()}
     saved_opt = opt1.state_dict()
-    torch.optim.AdamW(_groups(_bert(), 0.01), lr=3e-3, fused=True).load_state_dict(saved_opt)
+    adamw(_bert(), 3e-3, 0.01).load_state_dict(saved_opt)
 
     resumed = _bert()
     resumed.load_state_dict(saved_model)
-    opt2 = RowAdamW(_groups(resumed, 0.01), lr=3e-3)
+    opt2 = adamw(resumed, 3e-3, 0.01, rows=True)
     opt2.load_state_dict(saved_opt)
     _train(resumed, opt2, batches[4:], sparse=True)
     for a, b in zip(whole.parameters(), resumed.parameters(), strict=True):

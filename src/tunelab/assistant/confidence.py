@@ -59,10 +59,13 @@ class Calibration:
         )
 
 
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 def _logistic(coef: list[float], intercept: float, feats: list[float]) -> float:
     # a KB calibrated before the coverage features reads the ones it was fitted on
-    z = float(np.dot(coef, feats[: len(coef)]) + intercept)
-    return float(1.0 / (1.0 + np.exp(-z)))
+    return float(_sigmoid(float(np.dot(coef, feats[: len(coef)]) + intercept)))
 
 
 def _fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -108,10 +111,10 @@ def fit(
         s_coef, s_int = _fit_logistic(x, ins.astype(int))
         scope = {"coef": [float(c) for c in s_coef], "intercept": s_int}
         coef, intercept = _fit_logistic(x[ins], y[ins])
-        p = 1.0 / (1.0 + np.exp(-(x @ coef + intercept))) / (1.0 + np.exp(-(x @ s_coef + s_int)))
+        p = _sigmoid(x @ coef + intercept) * _sigmoid(x @ s_coef + s_int)
     else:
         coef, intercept = _fit_logistic(x, y)
-        p = 1.0 / (1.0 + np.exp(-(x @ coef + intercept)))
+        p = _sigmoid(x @ coef + intercept)
     threshold = pick_threshold(p, y, target_precision)
     return Calibration(
         coef=[float(c) for c in coef],

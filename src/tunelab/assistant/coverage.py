@@ -3,12 +3,12 @@
 
 A pooled vector says "this is about threads"; it cannot say that "how do I *kill* a thread"
 asks for something no thread entry mentions. Coverage is the mean, over the question's tokens,
-of each token's best cosine with any token of the entry's keys (its question, variants and
-the opening of its answer; a passage's text). On the Python FAQ's dev questions it separates
-in-scope from out-of-scope questions better than any retrieval score (AUC 0.98 for the best
-coverage among the top five, against 0.95 for the top cosine), so it feeds the confidence
-model, and re-scoring the top five with it (``score + weight * coverage``, the weight
-measured on the calibration questions like the fusion weight) lifts Recall@1.
+of each token's best cosine with any token of the entry's keys (its question, its variants,
+its whole answer up to ``MAX_TOKENS``; a passage's text). On the Python FAQ's dev questions
+it separates in-scope from out-of-scope questions better than any retrieval score (AUC 0.98
+for the best coverage among the top five, against 0.95 for the top cosine), so it feeds the
+confidence model, and re-scoring the top five with it (``score + weight * coverage``, the
+weight measured on the calibration questions like the fusion weight) lifts Recall@1.
 
 Entry token vectors are computed when a candidate first needs them and kept (float16, up to
 ``CACHE_BYTES``); nothing is added to the KB folder, so a 100,000-passage KB pays only for
@@ -25,7 +25,7 @@ import torch
 
 from tunelab.assistant import retrieval
 
-TOP = 5  # candidates re-scored
+TOP = retrieval.RESCORED  # candidates re-scored
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)  # coverage's weight in the re-scored top, tried
 CACHE_BYTES = 256 * 2**20
 MAX_TOKENS = 256  # of a key's text read for coverage

@@ -154,7 +154,7 @@ class Encoder:
         (:mod:`tunelab.assistant.coverage`)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         toks: list[np.ndarray] = [np.zeros((0, self.dim), np.float16)] * len(texts)
-        special = set(self.tokenizer.all_special_ids)
+        special = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), dtype=torch.long)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         with torch.inference_mode():
             for s in range(0, len(order), batch_size):
@@ -171,9 +171,7 @@ class Encoder:
                 if not tokens:
                     continue
                 unit = torch.nn.functional.normalize(hidden.float(), dim=-1)
-                keep = enc["attention_mask"].bool()
-                for t in special:
-                    keep &= enc["input_ids"] != t
+                keep = enc["attention_mask"].bool() & ~torch.isin(enc["input_ids"], special)
                 for row, i in enumerate(idx):
                     toks[i] = unit[row][keep[row]].to(torch.float16).numpy()
         return out, toks

@@ -17,6 +17,7 @@ import numpy as np
 
 RRF_K = 60
 DEPTH = 50  # entries each ranking contributes to the fusion
+RESCORED = 5  # the top that coverage.py re-scores (and the features read)
 
 
 @dataclass
@@ -115,7 +116,7 @@ def features(cands: list[Candidate]) -> list[float]:
         1.0 / (1 + (top.dense_rank if top.dense_rank is not None else DEPTH)),
         1.0 / (1 + (top.bm25_rank if top.bm25_rank is not None else DEPTH)),
         top.coverage or 0.0,
-        max((c.coverage or 0.0) for c in cands[:5]),
+        max((c.coverage or 0.0) for c in cands[:RESCORED]),
     ]
 
 

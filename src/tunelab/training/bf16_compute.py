@@ -35,23 +35,29 @@ def _to_bf16(module: torch.nn.Module, args: Any, out: Any) -> Any:
     return out
 
 
+def untied_embeddings(model: torch.nn.Module) -> list[torch.nn.Embedding]:
+    """The embedding tables whose weight no other module uses (a table tied to an LM head is
+    also that head's weight)."""
+    shared = {
+        id(p)
+        for m in model.modules()
+        if not isinstance(m, torch.nn.Embedding)
+        for p in m.parameters(recurse=False)
+    }
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.Embedding) and id(m.weight) not in shared
+    ]
+
+
 class Bf16Compute:
     """Calls ``forward`` (the model, or its DDP wrapper) with its fp32 floating-point weights
     replaced by bf16 casts of them, for the duration of the call."""
 
     def __init__(self, forward: torch.nn.Module) -> None:
         self.forward = forward
-        shared = {  # weights some other layer uses too (a table tied to the LM head)
-            id(p)
-            for m in forward.modules()
-            if not isinstance(m, torch.nn.Embedding)
-            for p in m.parameters(recurse=False)
-        }
-        self.embeddings = [
-            m
-            for m in forward.modules()
-            if isinstance(m, torch.nn.Embedding) and id(m.weight) not in shared
-        ]
+        self.embeddings = untied_embeddings(forward)
         tables = {id(m.weight) for m in self.embeddings}
         self.weights = [
             (name, p)

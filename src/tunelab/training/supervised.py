@@ -91,7 +91,7 @@ def adamw(
 ) -> torch.optim.Optimizer:
     """AdamW with the fused kernel (one pass over all parameters: on the 2-core CPU it cut the
     optimizer's share of a MiniLM step from ~15% to ~3%), else the multi-tensor one; with
-    ``rows``, :class:`RowAdamW` (sparse-gradient tables updated on their live rows only)."""
+    ``rows``, :class:`RowAdamW` (which also takes the sparse gradients of vocabulary tables)."""
     groups = _param_groups(model, weight_decay)
     if rows:
         return RowAdamW(groups, lr=lr)
