@@ -1,6 +1,6 @@
 """`tunelab assistant` benchmark (issue 23): retrieval quality and hand-off on the Python FAQ
 (python3.11-doc, ``make data-faq``) with the hand-written paraphrase set
-(data/assistant/python_faq_eval.jsonl), and on the hand-written Chinese shop FAQ.
+(data/assistant/python_faq_eval.jsonl), and on the hand-written English and Chinese shop FAQs.
 
 For each retriever (BM25 alone, the pretrained MiniLM embeddings alone, the two fused; the same
 with the encoder fine-tuned on the FAQ, without and with a decoder's rewrites of its questions):
@@ -8,10 +8,14 @@ Recall@1, Recall@5 and MRR on the test half's in-scope questions. For the fused 
 hand-off threshold calibrated on the dev half (``--target-precision``), then on the test half the
 share of out-of-scope questions handed off, the share of in-scope ones handed off, the precision
 of what it answers, and answer latency p50/p99 (one question at a time, ``Assistant.ask``,
-tickets to a throw-away SQLite file).
+tickets to a throw-away SQLite file). Then the same KB built without validation questions, as
+a user who has none builds it: its confidence fitted on tunelab's reference questions for the
+encoder (``tunelab.assistant.prior``) as shipped, which include this FAQ's dev half, and with
+this FAQ's rows left out (the figure for an FAQ tunelab has never seen; the Chinese encoder has
+one reference FAQ, so it has no such figure).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/assistant.py [--lang en zh] [--target-precision 0.9]
-        [--out bench/results/assistant.json]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/assistant.py [--lang en en-shop zh]
+        [--target-precision 0.9] [--out bench/results/assistant.json]
 """
 
 from __future__ import annotations
@@ -28,19 +32,24 @@ sys.path.insert(0, str(ROOT / "src"))
 
 SETS = {
     "en": (ROOT / "data/faq/python_faq.jsonl", ROOT / "data/assistant/python_faq_eval.jsonl"),
+    "en-shop": (
+        ROOT / "data/assistant/en_shop_faq.jsonl",
+        ROOT / "data/assistant/en_shop_faq_eval.jsonl",
+    ),
     "zh": (
         ROOT / "data/assistant/zh_shop_faq.jsonl",
         ROOT / "data/assistant/zh_shop_faq_eval.jsonl",
     ),
 }
-MODELS = {"en": "minilm-l6", "zh": "gemma3-270m"}
+MODELS = {"en": "minilm-l6", "en-shop": "minilm-l6", "zh": "gemma3-270m"}
 # the retriever's training: MiniLM in full; Gemma 3 270M with LoRA (shorter texts, smaller batch)
 TUNE = {
     "en": ["--epochs", "3", "--batch-size", "32"],
+    "en-shop": ["--epochs", "3", "--batch-size", "32"],
     "zh": ["--method", "lora", "--epochs", "3", "--batch-size", "16", "--max-length", "96"],
 }
 # the same training with a decoder's rewrites of each question added to the pairs
-REWRITER = {"en": "smollm2-135m", "zh": "gemma3-270m"}
+REWRITER = {"en": "smollm2-135m", "en-shop": "smollm2-135m", "zh": "gemma3-270m"}
 
 
 def load_eval(path: Path) -> dict[str, list[tuple[str, str | None]]]:
@@ -111,6 +120,47 @@ def measure(lang: str, target: float, work: Path, tune: bool, log) -> dict:
 
 
 def measure_kb(lang: str, model: str, target: float, log) -> dict:
+    """The KB calibrated on the dev half, then built without validation questions (its
+    confidence fitted on tunelab's reference questions, ``tunelab.assistant.prior``: as
+    shipped, and leaving this FAQ's own dev half out of them), each asked the test half."""
+    from tunelab.assistant import prior
+
+    faq_file, eval_file = SETS[lang]
+    qs = load_eval(eval_file)
+    out = build_and_ask(lang, model, target, qs["dev"], log, retrieval=True)
+    shipped = prior.find(out["encoder"])
+    out["without_validation"] = {
+        "shipped_reference": build_and_ask(lang, model, target, None, log),
+    }
+    others = _leave_out(shipped, faq_file.name) if shipped else None
+    if others is None:
+        out["without_validation"]["leave_this_faq_out"] = "no other reference FAQ for this encoder"
+    else:
+        find = prior.find
+        prior.find = lambda label: others  # type: ignore[assignment]
+        try:
+            out["without_validation"]["leave_this_faq_out"] = build_and_ask(
+                lang, model, target, None, log
+            )
+        finally:
+            prior.find = find  # type: ignore[assignment]
+    return out
+
+
+def _leave_out(ref: dict, faq_name: str) -> dict | None:
+    """The reference rows without those of one FAQ (its rows follow its sources' order)."""
+    rows, sources, at = [], [], 0
+    for src in ref["sources"]:
+        if src["faq"] != faq_name:
+            rows += ref["rows"][at : at + src["questions"]]
+            sources.append(src)
+        at += src["questions"]
+    return {**ref, "rows": rows, "sources": sources} if sources else None
+
+
+def build_and_ask(
+    lang: str, model: str, target: float, validation, log, retrieval: bool = False
+) -> dict:
     import numpy as np
 
     from tunelab.assistant import calibrate
@@ -129,7 +179,7 @@ def measure_kb(lang: str, model: str, target: float, log) -> dict:
             Path(tmp) / "kb",
             model,
             [kbmod.file_record(faq_file, "faq", len(entries))],
-            validation=qs["dev"],
+            validation=validation,
             validation_source=f"{eval_file.name} (dev)",
             target_precision=target,
             log=log,
@@ -138,17 +188,18 @@ def measure_kb(lang: str, model: str, target: float, log) -> dict:
         index = {e.id: i for i, e in enumerate(kb.entries)}
         test = qs["test"]
         want = [None if f is None else index[f] for _, f in test]
-        vecs = kb.encoder.encode([q for q, _ in test])
         retrievers = {}
-        for mode in ("bm25", "dense", "fused"):
-            cands = [
-                kb.search(q, mode=mode, vector=v) for (q, _), v in zip(test, vecs, strict=True)
+        if retrieval:
+            vecs = kb.encoder.encode([q for q, _ in test])
+            for mode in ("bm25", "dense", "fused"):
+                cands = [
+                    kb.search(q, mode=mode, vector=v) for (q, _), v in zip(test, vecs, strict=True)
+                ]
+                retrievers[mode] = calibrate.figures(cands, want)
+            plain = [  # the fused ranking without the coverage re-scoring of its top
+                kb.search(q, vector=v, rescore=False) for (q, _), v in zip(test, vecs, strict=True)
             ]
-            retrievers[mode] = calibrate.figures(cands, want)
-        plain = [  # the fused ranking without the coverage re-scoring of its top
-            kb.search(q, vector=v, rescore=False) for (q, _), v in zip(test, vecs, strict=True)
-        ]
-        retrievers["fused_without_coverage"] = calibrate.figures(plain, want)
+            retrievers["fused_without_coverage"] = calibrate.figures(plain, want)
         bot = Assistant(kb, open_store(str(Path(tmp) / "tickets.db")), "bench")
         for q, _ in qs["dev"][:20]:  # warm-up
             bot.ask(q)
@@ -166,7 +217,7 @@ def measure_kb(lang: str, model: str, target: float, log) -> dict:
             ]
         )
         answered = ~handed
-        return {
+        out = {
             "encoder": model,
             "precision": kb.encoder.precision,
             "entries": len(entries),
@@ -176,7 +227,7 @@ def measure_kb(lang: str, model: str, target: float, log) -> dict:
             "encoder_mix": kb.info.get("encoder"),
             "coverage_weight": kb.info["coverage"]["weight"],
             "retrieval_test": retrievers,
-            "calibration_dev": kb.info["calibration"]["report"],
+            "calibration": kb.info["calibration"]["report"],
             "threshold": kb.info["calibration"]["threshold"],
             "handoff_test": {
                 "out_of_scope_handed_off": round(float(handed[~ins].mean()), 4),
@@ -191,11 +242,14 @@ def measure_kb(lang: str, model: str, target: float, log) -> dict:
                 "p99": round(1000 * percentile(secs, 0.99), 2),
             },
         }
+        if not retrieval:
+            del out["retrieval_test"]
+        return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lang", nargs="+", choices=("en", "zh"), default=["en", "zh"])
+    ap.add_argument("--lang", nargs="+", choices=tuple(SETS), default=list(SETS))
     ap.add_argument("--target-precision", type=float, default=0.9)
     ap.add_argument("--no-tune", action="store_true", help="skip the fine-tuned retriever")
     ap.add_argument("--work", default="/tmp/benchassist", help="where the retrievers are kept")
@@ -236,6 +290,17 @@ def main() -> int:
                 f"    latency per question: p50 {m['latency_ms']['p50']} ms, "
                 f"p99 {m['latency_ms']['p99']} ms"
             )
+            for how, w in m["without_validation"].items():
+                if isinstance(w, str):
+                    print(f"    built without validation, {how}: {w}")
+                    continue
+                h = w["handoff_test"]
+                print(
+                    f"    built without validation, {how}: out-of-scope "
+                    f"{h['out_of_scope_handed_off']:.1%}, in-scope {h['in_scope_handed_off']:.1%}"
+                    f" handed off; precision {h['precision_of_answers']}; "
+                    f"threshold {w['threshold']:.3f}"
+                )
     print(f"results: {a.out}")
     return 0
 

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from tunelab.assistant import confidence, coverage, retrieval
+from tunelab.assistant import confidence, coverage, prior, retrieval
 from tunelab.errors import TunelabError
 
 SYNTHETIC_LIMIT = 600  # entries sampled for a calibration set made from the FAQ itself
@@ -117,10 +117,13 @@ def score(
     return [kb.scores(q, v, m) for q, v, m in zip(qs, vecs, masks, strict=True)]
 
 
-def calibrate(kb, validation, source: str, target: float) -> confidence.Calibration:
+def calibrate(kb, validation, source: str, target: float, log=print) -> confidence.Calibration:
     """Measure the fusion weight and coverage's weight, then fit the confidence and pick the
-    threshold, on the validation questions or, without them, on questions made from the FAQ
-    (an entry's own left-out keys are left out of its coverage too)."""
+    threshold, on the validation questions. Without them the weights are measured on questions
+    made from the FAQ (an entry's own left-out keys are left out of its coverage too), and the
+    confidence is fitted on tunelab's reference questions for the encoder (``prior``): on the
+    FAQ's own questions it hands off nearly everything; with no reference rows for the encoder,
+    on those anyway, with a warning."""
     qs, want, masks, made = questions(kb, validation)
     source = made or source
     kb.tokens.clear()  # the encoder's mix may have moved since any key was encoded
@@ -140,7 +143,25 @@ def calibrate(kb, validation, source: str, target: float) -> confidence.Calibrat
     correct = [
         bool(c) and w is not None and c[0].entry == w for c, w in zip(cands, want, strict=True)
     ]
-    cal = confidence.fit(feats, correct, [w is not None for w in want], target, source)
+    in_scope = [w is not None for w in want]
+    ref = None if validation else prior.find(kb.info.get("model", ""))
+    if ref is not None:
+        source = prior.describe(ref)
+        log(f"no validation questions: the hand-off confidence is fitted on {source}")
+        feats, correct, in_scope = prior.columns(ref)
+    elif not validation:
+        log(
+            "warning: no validation questions and no reference questions for this encoder; the "
+            "hand-off threshold is fitted on questions made from the FAQ, which hand off most "
+            "real questions: pass --validation with questions your users ask"
+        )
+    cal = confidence.fit(feats, correct, in_scope, target, source)
+    if ref is not None:
+        cal.report["reference"] = {
+            "encoder": ref["encoder"],
+            "fine_tuned_encoder": ref["fine_tuned"],
+            "sources": ref["sources"],
+        }
     cal.report["retrieval"] = figures(cands, want)
     cal.report["fusion"] = fusion
     cal.report["coverage"] = cover

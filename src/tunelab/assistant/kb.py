@@ -221,7 +221,7 @@ def build(
         info["encoder"] = {"mix": enc.mix, "rule": "given" if mix is not None else "too many keys"}
     if encoder is None:
         enc.stop_mixing()  # the two fp32 weight sets (2.2 GB for Gemma) are done with
-    cal = calibrate.calibrate(kb, validation, validation_source, target_precision)
+    cal = calibrate.calibrate(kb, validation, validation_source, target_precision, log)
     info["fusion"] = {"method": "convex", **cal.report.pop("fusion")}
     info["coverage"] = {"method": "maxsim", **cal.report.pop("coverage")}
     info["calibration"] = cal.as_json()
