@@ -128,7 +128,7 @@ def measure_kb(lang: str, model: str, target: float, log) -> dict:
     faq_file, eval_file = SETS[lang]
     qs = load_eval(eval_file)
     out = build_and_ask(lang, model, target, qs["dev"], log, retrieval=True)
-    shipped = prior.find(out["encoder"])
+    shipped = prior.find(out["encoder"], "zh" if lang == "zh" else "en")
     out["without_validation"] = {
         "shipped_reference": build_and_ask(lang, model, target, None, log),
     }
@@ -137,7 +137,7 @@ def measure_kb(lang: str, model: str, target: float, log) -> dict:
         out["without_validation"]["leave_this_faq_out"] = "no other reference FAQ for this encoder"
     else:
         find = prior.find
-        prior.find = lambda label: others  # type: ignore[assignment]
+        prior.find = lambda label, lang: others  # type: ignore[assignment]
         try:
             out["without_validation"]["leave_this_faq_out"] = build_and_ask(
                 lang, model, target, None, log

@@ -32,6 +32,8 @@ REFERENCES = {
     ],
 }
 
+LANGUAGE = {"minilm-l6": "en", "gemma3-270m": "zh"}  # what the reference questions are asked in
+
 
 def dev_questions(path: Path) -> list[tuple[str, str | None]]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
@@ -86,6 +88,7 @@ def main() -> int:
         out = prior.FOLDER / f"{encoder}.json"
         doc = {
             "encoder": encoder,
+            "language": LANGUAGE[encoder],
             "features": list(retrieval.FEATURES),
             "sources": sources,
             "made": time.strftime("%Y-%m-%d"),

@@ -144,7 +144,7 @@ def calibrate(kb, validation, source: str, target: float, log=print) -> confiden
         bool(c) and w is not None and c[0].entry == w for c, w in zip(cands, want, strict=True)
     ]
     in_scope = [w is not None for w in want]
-    ref = None if validation else prior.find(kb.info.get("model", ""))
+    ref = None if validation else prior.find(kb.info["model"], prior.language(kb.entries))
     if ref is not None:
         source = prior.describe(ref)
         log(f"no validation questions: the hand-off confidence is fitted on {source}")

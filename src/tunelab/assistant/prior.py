@@ -58,11 +58,21 @@ def load(alias: str) -> dict | None:
     return ref if ref.get("features") == list(retrieval.FEATURES) else None
 
 
-def find(label: str) -> dict | None:
-    """The reference rows for a KB's encoder label, with ``fine_tuned`` set, or None."""
+def language(entries) -> str:
+    """ "zh" when most of the entries' questions are Chinese, else "en"."""
+    from tunelab.assistant.text import is_chinese
+
+    zh = sum(is_chinese(e.question) for e in entries)
+    return "zh" if entries and zh >= len(entries) / 2 else "en"
+
+
+def find(label: str, lang: str) -> dict | None:
+    """The reference rows for a KB's encoder label and language, with ``fine_tuned`` set, or
+    None (none for the encoder, or they were asked in another language: MiniLM's are English,
+    and a Chinese FAQ read by MiniLM scores unlike them)."""
     found = encoder_alias(label)
     ref = load(found[0]) if found else None
-    if ref is None or found is None:
+    if ref is None or found is None or ref.get("language") != lang:
         return None
     return {**ref, "fine_tuned": found[1]}
 
