@@ -21,9 +21,16 @@ EVAL = REPO / "data" / "assistant" / "en_shop_faq_eval.jsonl"
 
 @pytest.mark.parametrize("alias", ["minilm-l6", "gemma3-270m"])
 def test_the_shipped_reference_rows_match_todays_features(alias):
-    ref = prior.load(alias)
-    assert ref is not None, f"priors/{alias}.json is missing or was measured on other features"
-    assert ref["features"] == list(retrieval.FEATURES)
+    shipped = prior.load(alias)
+    assert shipped is not None, f"priors/{alias}.json is missing or measured on other features"
+    assert shipped["features"] == list(retrieval.FEATURES)
+    for tuned in (False, True):
+        ref = prior.find(alias, shipped["language"]) if not tuned else None
+        ref = ref or {"fine_tuned": tuned, **shipped["fine_tuned" if tuned else "pretrained"]}
+        _check_rows(ref)
+
+
+def _check_rows(ref: dict) -> None:
     assert sum(s["questions"] for s in ref["sources"]) == len(ref["rows"])
     feats, right, in_scope = prior.columns(ref)
     assert all(len(f) == len(retrieval.FEATURES) for f in feats)
@@ -47,7 +54,8 @@ def test_a_fine_tuned_encoder_reads_its_base_models_rows(minilm_sentiment):
     assert prior.encoder_alias(str(run)) == ("minilm-l6", True)
     ref = prior.find(str(run), "en")
     assert ref is not None and ref["fine_tuned"] is True
-    assert "fine-tuned from it" in prior.describe(ref)
+    assert ref["rows"] == prior.load("minilm-l6")["fine_tuned"]["rows"]
+    assert "retrievers fine-tuned from minilm-l6" in prior.describe(ref)
 
 
 def _test_half() -> list[tuple[str, str | None]]:

@@ -18,9 +18,12 @@ whether it was in scope; ``calibrate`` fits the confidence and picks the thresho
 the build's target precision. Measured leave-one-FAQ-out (bench/assistant.py): see the
 README's assistant section.
 
-A fine-tuned retriever reads its base model's reference rows (its scores are not the base's,
-so the build says so); an encoder with no reference rows falls back to the questions made from
-the FAQ, with a warning. ``scripts/assistant_prior.py`` writes the files in ``priors/``.
+Each encoder has two sets of rows: asked with the encoder itself, and asked with retrievers
+fine-tuned from it, each on its own reference FAQ (``assistant tune``, the evaluation questions
+excluded), which a KB on a fine-tuned retriever reads: fine-tuning moves the scores (pretrained
+Gemma's mean-pooled vectors barely rank; its rows handed off every question a fine-tuned Gemma
+KB was asked). An encoder with no reference rows falls back to the questions made from the
+FAQ, with a warning. ``scripts/assistant_prior.py`` writes the files in ``priors/``.
 """
 
 from __future__ import annotations
@@ -67,14 +70,17 @@ def language(entries) -> str:
 
 
 def find(label: str, lang: str) -> dict | None:
-    """The reference rows for a KB's encoder label and language, with ``fine_tuned`` set, or
-    None (none for the encoder, or they were asked in another language: MiniLM's are English,
-    and a Chinese FAQ read by MiniLM scores unlike them)."""
+    """The reference rows for a KB's encoder label and language, or None (none for the
+    encoder, or they were asked in another language: MiniLM's are English, and a Chinese FAQ
+    read by MiniLM scores unlike them): ``encoder``, ``fine_tuned``, ``sources``, ``rows``, from
+    the set measured with the alias itself or with retrievers fine-tuned from it."""
     found = encoder_alias(label)
     ref = load(found[0]) if found else None
     if ref is None or found is None or ref.get("language") != lang:
         return None
-    return {**ref, "fine_tuned": found[1]}
+    fine_tuned = found[1]
+    rows = ref["fine_tuned" if fine_tuned else "pretrained"]
+    return {"encoder": ref["encoder"], "fine_tuned": fine_tuned, **rows}
 
 
 def columns(ref: dict) -> tuple[list[list[float]], list[bool], list[bool]]:
@@ -85,8 +91,12 @@ def columns(ref: dict) -> tuple[list[list[float]], list[bool], list[bool]]:
 
 def describe(ref: dict) -> str:
     names = ", ".join(f"{s['eval']} ({s['questions']} questions)" for s in ref["sources"])
-    tuned = "; the encoder is fine-tuned from it" if ref.get("fine_tuned") else ""
-    return f"tunelab's reference questions for {ref['encoder']}: {names}{tuned}"
+    if ref.get("fine_tuned"):
+        return (
+            f"tunelab's reference questions for retrievers fine-tuned from {ref['encoder']}, "
+            f"each on its own FAQ: {names}"
+        )
+    return f"tunelab's reference questions for {ref['encoder']}: {names}"
 
 
 def measure(kb, questions: list[tuple[str, str | None]]) -> list[list]:
