@@ -27,6 +27,8 @@ FAQ = REPO / "data" / "faq" / "python_faq.jsonl"
 EVAL = REPO / "data" / "assistant" / "python_faq_eval.jsonl"
 ZH_FAQ = REPO / "data" / "assistant" / "zh_shop_faq.jsonl"
 ZH_EVAL = REPO / "data" / "assistant" / "zh_shop_faq_eval.jsonl"
+EN_SHOP_FAQ = REPO / "data" / "assistant" / "en_shop_faq.jsonl"
+EN_SHOP_EVAL = REPO / "data" / "assistant" / "en_shop_faq_eval.jsonl"
 TUNELAB = str(Path(sys.executable).parent / "tunelab")
 pytestmark = pytest.mark.slow
 
@@ -200,7 +202,7 @@ def test_decoder_rewrites_are_kept_only_when_they_find_their_own_entry_again(enc
 
 
 def test_no_evaluation_question_is_part_of_the_faq_it_is_judged_on():
-    for faq, ev in ((FAQ, EVAL), (ZH_FAQ, ZH_EVAL)):
+    for faq, ev in ((FAQ, EVAL), (ZH_FAQ, ZH_EVAL), (EN_SHOP_FAQ, EN_SHOP_EVAL)):
         known = {t.strip().lower() for e in read_faq(faq) for t in (e.question, *e.variants)}
         rows = read_questions(str(ev), {e.id for e in read_faq(faq)})
         assert rows and not [q for q, _ in rows if q.strip().lower() in known]

@@ -116,22 +116,26 @@ def test_a_duplicate_positive_in_a_batch_is_not_a_negative():
     assert split_pairs(single, torch.ones_like(single)) is None  # one text: a plain forward
 
 
-def test_faq_pairs_never_contain_an_evaluation_question(tmp_path):
+@pytest.mark.parametrize(
+    "shop,rewrite",
+    [("zh", "换货要多久才能寄回来"), ("en", "how long until my exchange is shipped")],
+)
+def test_faq_pairs_never_contain_an_evaluation_question(tmp_path, shop, rewrite):
     from tunelab.assistant.calibrate import read_questions
     from tunelab.assistant.pairs import make_pairs
     from tunelab.assistant.sources import read_faq
 
     repo = Path(__file__).resolve().parents[1]
-    faq = read_faq(repo / "data" / "assistant" / "zh_shop_faq.jsonl")
-    ev = repo / "data" / "assistant" / "zh_shop_faq_eval.jsonl"
+    faq = read_faq(repo / "data" / "assistant" / f"{shop}_shop_faq.jsonl")
+    ev = repo / "data" / "assistant" / f"{shop}_shop_faq_eval.jsonl"
     questions = {q for q, _ in read_questions(str(ev), {e.id for e in faq})}
     # an evaluation question planted as a variant, or written by the decoder, must not reach a
     # pair either
     planted = sorted(questions)
     faq[0].variants.append(planted[0])
-    rewrites = {1: [planted[1], "换货要多久才能寄回来"]}
+    rewrites = {1: [planted[1], rewrite]}
     pairs = make_pairs(faq, paraphrases=2, exclude=questions, rewrites=rewrites)
-    assert any(a == "换货要多久才能寄回来" for split in pairs.values() for a, _ in split)
+    assert any(a == rewrite for split in pairs.values() for a, _ in split)
     texts = {t.strip().lower() for split in pairs.values() for p in split for t in p}
     assert pairs["train"] and pairs["validation"]
     assert not texts & {q.strip().lower() for q in questions}
