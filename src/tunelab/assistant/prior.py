@@ -42,11 +42,12 @@ def encoder_alias(label: str) -> tuple[str, bool] | None:
     p = Path(label)
     if not p.is_absolute():
         return label, False
+    from tunelab.errors import TunelabError
     from tunelab.runs import read_run
 
     try:
         base = read_run(p).base_model or {}
-    except Exception:  # not a run folder (an export, a model folder): no reference rows
+    except TunelabError:  # not a run folder (an export, a model folder): no reference rows
         return None
     return (str(base["source"]), True) if base.get("kind") == "alias" else None
 
