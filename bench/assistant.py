@@ -124,11 +124,12 @@ def measure_kb(lang: str, model: str, target: float, log) -> dict:
     confidence fitted on tunelab's reference questions, ``tunelab.assistant.prior``: as
     shipped, and leaving this FAQ's own dev half out of them), each asked the test half."""
     from tunelab.assistant import prior
+    from tunelab.assistant.sources import read_faq
 
     faq_file, eval_file = SETS[lang]
     qs = load_eval(eval_file)
     out = build_and_ask(lang, model, target, qs["dev"], log, retrieval=True)
-    shipped = prior.find(out["encoder"], "zh" if lang == "zh" else "en")
+    shipped = prior.find(out["encoder"], prior.language(read_faq(faq_file)))
     out["without_validation"] = {
         "shipped_reference": build_and_ask(lang, model, target, None, log),
     }
@@ -226,7 +227,6 @@ def build_and_ask(
             "build_seconds": round(build_s, 1),
             "encoder_mix": kb.info.get("encoder"),
             "coverage_weight": kb.info["coverage"]["weight"],
-            "retrieval_test": retrievers,
             "calibration": kb.info["calibration"]["report"],
             "threshold": kb.info["calibration"]["threshold"],
             "handoff_test": {
@@ -242,8 +242,8 @@ def build_and_ask(
                 "p99": round(1000 * percentile(secs, 0.99), 2),
             },
         }
-        if not retrieval:
-            del out["retrieval_test"]
+        if retrieval:
+            out["retrieval_test"] = retrievers
         return out
 
 

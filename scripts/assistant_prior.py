@@ -9,18 +9,19 @@ questions excluded, as a user tunes one on their FAQ): a fine-tuned encoder scor
 base (pretrained Gemma's mean-pooled vectors barely rank at all).
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/assistant_prior.py [--encoder minilm-l6 ...]
-        [--work /tmp/assistant-prior]
+        [--work /tmp/benchassist]
 
-The retrievers are trained into ``--work`` (reused when there; about 4 minutes each on two
-cores). The Python FAQ is extracted by ``make data-faq``; the other FAQs are committed. Only the
-dev halves are read: the test halves stay for bench/assistant.py.
+The reference FAQs, their encoders and the retrievers' training are bench/assistant.py's
+(``SETS``, ``MODELS``, ``tuned_retriever``), and the retrievers are shared with it in
+``--work`` (trained once, about 4 minutes each on two cores). The Python FAQ is extracted by
+``make data-faq``; the other FAQs are committed. Only the dev halves are read: the test halves
+stay for the benchmark.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,47 +29,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+from bench.assistant import MODELS, SETS, load_eval, tuned_retriever  # noqa: E402
 
-# encoder alias -> its reference FAQs and evaluation sets (the dev half of each)
-REFERENCES = {
-    "minilm-l6": [
-        ("data/faq/python_faq.jsonl", "data/assistant/python_faq_eval.jsonl"),
-        ("data/assistant/en_shop_faq.jsonl", "data/assistant/en_shop_faq_eval.jsonl"),
-    ],
-    "gemma3-270m": [
-        ("data/assistant/zh_shop_faq.jsonl", "data/assistant/zh_shop_faq_eval.jsonl"),
-    ],
-}
-LANGUAGE = {"minilm-l6": "en", "gemma3-270m": "zh"}  # what the reference questions are asked in
-# the retriever's training, as bench/assistant.py trains it
-TUNE = {
-    "minilm-l6": ["--epochs", "3", "--batch-size", "32"],
-    "gemma3-270m": [
-        "--method",
-        "lora",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "16",
-        "--max-length",
-        "96",
-    ],
-}
+# encoder alias -> the benchmark's FAQ sets it reads (their dev halves are the reference)
+REFERENCES = {enc: [lang for lang in SETS if MODELS[lang] == enc] for enc in set(MODELS.values())}
 
 
-def dev_questions(path: Path) -> list[tuple[str, str | None]]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    return [(r["question"], r["faq_id"]) for r in rows if r["split"] == "dev"]
-
-
-def reference_rows(faq: Path, evalset: Path, encoder: str, log) -> tuple[list, dict]:
-    """One reference FAQ's rows and its record, from a KB calibrated on its dev half."""
+def reference_rows(lang: str, encoder: str, log) -> tuple[list, dict, str]:
+    """One reference FAQ's rows, its record and its language, from a KB calibrated on its dev
+    half."""
     from tunelab.assistant import kb as kbmod
     from tunelab.assistant import prior
     from tunelab.assistant.sources import read_faq
 
+    faq, evalset = SETS[lang]
+    if not faq.is_file():
+        raise SystemExit(f"{faq}: missing; run `make data-faq` first")
     entries = read_faq(faq)
-    dev = dev_questions(evalset)
+    dev = load_eval(evalset)["dev"]
     with tempfile.TemporaryDirectory() as tmp:
         kb = kbmod.build(
             entries, Path(tmp) / "kb", encoder, [], validation=dev, validation_source="dev",
@@ -85,31 +64,15 @@ def reference_rows(faq: Path, evalset: Path, encoder: str, log) -> tuple[list, d
         "mix": kb.encoder.mix,
         "precision": kb.encoder.precision,
     }
-    return rows, record
-
-
-def tuned(encoder: str, faq: Path, evalset: Path, work: Path, log) -> str:
-    """A retriever fine-tuned from ``encoder`` on ``faq`` (its evaluation questions excluded),
-    trained into ``work`` once."""
-    out = work / f"{encoder}-{faq.stem}"
-    if (out / "tunelab.json").is_file():
-        return str(out)
-    cmd = [
-        str(Path(sys.executable).parent / "tunelab"), "assistant", "tune", "--faq", str(faq),
-        "--model", encoder, "--output", str(out), "--exclude", str(evalset), *TUNE[encoder],
-        "--overwrite",
-    ]  # fmt: skip
-    log("training: " + " ".join(cmd))
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(r.stderr[-3000:])
-    return str(out)
+    return rows, record, prior.language(entries)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--encoder", nargs="+", choices=sorted(REFERENCES), default=sorted(REFERENCES))
-    ap.add_argument("--work", default="/tmp/assistant-prior", help="where retrievers are trained")
+    ap.add_argument(
+        "--work", default="/tmp/benchassist", help="where the retrievers are (bench/assistant.py's)"
+    )
     a = ap.parse_args()
     from tunelab import machine
     from tunelab.assistant import prior, retrieval
@@ -122,27 +85,26 @@ def main() -> int:
     prior.FOLDER.mkdir(exist_ok=True)
     for encoder in a.encoder:
         sets: dict[str, dict] = {}
+        languages = set()
         for kind in ("pretrained", "fine_tuned"):
             rows, sources = [], []
-            for faq, evalset in REFERENCES[encoder]:
-                if not (ROOT / faq).is_file():
-                    raise SystemExit(f"{faq}: missing; run `make data-faq` first")
-                model = encoder
-                if kind == "fine_tuned":
-                    model = tuned(encoder, ROOT / faq, ROOT / evalset, work, log)
-                r, rec = reference_rows(ROOT / faq, ROOT / evalset, model, log)
+            for lang in REFERENCES[encoder]:
+                model = encoder if kind == "pretrained" else tuned_retriever(lang, work, log)[0]
+                r, rec, language = reference_rows(lang, model, log)
                 rows += r
                 sources.append(rec)
+                languages.add(language)
             sets[kind] = {"sources": sources, "rows": rows}
+        (language,) = languages  # one language per encoder's reference FAQs
         out = prior.FOLDER / f"{encoder}.json"
         doc = {
             "encoder": encoder,
-            "language": LANGUAGE[encoder],
+            "language": language,
             "features": list(retrieval.FEATURES),
             "made": time.strftime("%Y-%m-%d"),
             "command": "HF_HUB_OFFLINE=1 .venv/bin/python scripts/assistant_prior.py",
             "machine": {k: machine.describe()[k] for k in ("cpu", "flags")},
-            "tune": TUNE[encoder],
+            "tune": "bench/assistant.py's tuned_retriever",
             **sets,
         }
         out.write_text(json.dumps(doc, ensure_ascii=False) + "\n", encoding="utf-8")
