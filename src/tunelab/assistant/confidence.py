@@ -5,9 +5,9 @@ calibration set, and the hand-off threshold chosen on that set to reach a target
 (of the questions answered, at least that share answered right), not set by hand.
 
 The calibration set is the user's (``--validation``: question, and the id that answers it or
-nothing for a question to hand off) or, without one, made from the FAQ itself: each variant (or
-answer) asked with its own key left out must find its entry; each question asked with its whole
-entry left out must be handed off (the nearest thing to an out-of-scope question the FAQ gives).
+nothing for a question to hand off) or, without one, tunelab's reference questions for the
+encoder (``prior``), or, for an encoder without them, questions made from the FAQ itself
+(``calibrate.synthetic``).
 """
 
 from __future__ import annotations
