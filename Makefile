@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	# music audio: tinysoundfont renders the GM soundfont inside pretty_midi (--no-deps: it
 	# declares pyaudio, which needs PortAudio headers and is never used here)
 	$(BIN)/pip install -q --no-deps tinysoundfont==0.3.7
+	# tunelab's CPU kernels (src/tunelab/native), compiled once for this CPU; without a C compiler
+	# PyTorch's own kernels are used instead
+	$(BIN)/python -c 'from tunelab import native; print("CPU kernels:", native.build())' \
+	    || echo 'no C compiler: tunelab uses PyTorch kernels only (slower bf16 training)'
 	touch $@
 
 install: $(STAMP)
@@ -39,7 +43,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Debian packages the tests use, when missing: chromium and a Chinese font (the studio's browser
-# tests), postgresql (the database tests start their own throw-away cluster)
+# tests), postgresql (the database tests start their own throw-away cluster), gcc (CPU kernels)
 system:
 	bash scripts/install_system.sh
 

@@ -1,12 +1,25 @@
 """The CPU dropout of tunelab.training.fast_dropout: the same operation as PyTorch's (keep
-rate, scale, the same mask in backward, seeded), swapped in only inside its block."""
+rate, scale, the same mask in backward, seeded), swapped in only inside its block; every
+test runs on both paths, tunelab's C kernels and the PyTorch fallback."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from tunelab import native
 from tunelab.training.fast_dropout import dropout, faster_dropout, keep_mask
+
+
+@pytest.fixture(autouse=True, params=["native", "pytorch"])
+def path(request, monkeypatch):
+    """Each test once with the C kernels (built by ``make install``; a missing compiler fails
+    here, not silently) and once with them turned off."""
+    if request.param == "native":
+        assert native.library() is not None, "tunelab's C kernels did not build"
+    else:
+        monkeypatch.setenv(native.ENV, "0")
+    return request.param
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
@@ -32,6 +45,28 @@ def test_kept_values_are_scaled_and_backward_uses_the_same_mask(dtype):
     y.float().sum().backward()
     assert x.grad is not None
     assert torch.equal(x.grad != 0, kept)  # the gradient flows exactly where values were kept
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kept_values_equal_pytorchs_scaling_and_the_mask_is_fresh_per_call(dtype):
+    torch.manual_seed(2)
+    x = torch.randn(3, 77, 129).to(dtype)  # odd sizes: a partial last block of lanes
+    y = dropout(x, 0.1)
+    kept = y != 0
+    expected = (x * (1 / 0.9))[kept]  # PyTorch's own rounding of x * scale in this dtype
+    assert torch.equal(y[kept], expected)
+    assert abs(1 - kept.float().mean().item() - 0.1) < 0.01
+    assert not torch.equal(kept, dropout(x, 0.1) != 0)
+
+
+def test_a_non_contiguous_input_gets_a_mask_of_its_own_shape():
+    torch.manual_seed(3)
+    x = (torch.rand(40, 60) + 1).t().requires_grad_()  # transposed view
+    y = dropout(x, 0.5)
+    y.sum().backward()
+    assert y.shape == (60, 40)
+    assert torch.equal(x.grad != 0, y != 0)
+    assert torch.allclose(x.grad[y != 0], torch.full_like(x.grad[y != 0], 2.0))
 
 
 def test_seeded_masks_repeat_and_differ_between_seeds():

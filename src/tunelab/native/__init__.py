@@ -1,0 +1,124 @@
+"""tunelab's own CPU kernels (``kernels.c``), compiled for this machine on first use.
+
+PyTorch runs an element-wise chain such as dropout as several passes over memory, each a
+dispatched operator (draw random words, compare, convert, multiply, scale), and a bf16 MiniLM
+training step has about twenty of them. ``kernels.c`` does such a chain in one vectorised,
+multi-threaded pass. It is plain C with no PyTorch headers, so it compiles in about a second
+with the system's C compiler (``cc -O3 -march=native -fopenmp``); the library is cached in
+``$TUNELAB_CACHE/native`` (default ``~/.cache/tunelab/native``) under a key of the source,
+the compiler, the flags and this CPU, and called through ctypes on a tensor's memory.
+
+Without a C compiler (or with ``TUNELAB_NATIVE=0``) :func:`library` returns None and every
+caller keeps its pure-PyTorch path; a failed build says why once, on the ``tunelab`` logger.
+``make install`` builds it, so the first training run does not wait.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+ENV = "TUNELAB_NATIVE"
+SOURCE = Path(__file__).with_name("kernels.c")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
+log = logging.getLogger("tunelab")
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+_i64, _u64, _u32, _u16 = ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint16
+_ptr, _f32, _int = ctypes.c_void_p, ctypes.c_float, ctypes.c_int
+SIGNATURES = {
+    "dropout_f32": (_ptr, _ptr, _i64, _u64, _u32, _f32, _int),
+    "dropout_bf16": (_ptr, _ptr, _i64, _u64, _u32, _f32, _int),
+    "keep_mask16": (_ptr, _i64, _u64, _u32, _u16, _int),
+}
+
+
+def enabled() -> bool:
+    """Whether the kernels may be used (``TUNELAB_NATIVE=0`` turns them off)."""
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def compiler() -> str | None:
+    """The C compiler: ``$CC``, else ``cc`` or ``gcc`` on the PATH."""
+    cc = os.environ.get("CC")
+    return shutil.which(cc) if cc else shutil.which("cc") or shutil.which("gcc")
+
+
+def _cpu_key() -> str:
+    """What ``-march=native`` depends on: the CPU's model and flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    keep = [ln for ln in lines if ln.startswith(("model name", "flags"))]
+    return "\n".join(dict.fromkeys(keep))
+
+
+def _path(cc: str) -> Path:
+    from tunelab.models.registry import cache_dir
+
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256(
+        "\0".join([SOURCE.read_text(), cc, version, " ".join(FLAGS), _cpu_key()]).encode()
+    ).hexdigest()[:16]
+    return cache_dir() / "native" / f"kernels-{key}.so"
+
+
+def build() -> Path:
+    """Compile ``kernels.c`` into the cache (if it is not there yet) and return the path.
+
+    Raises:
+        RuntimeError: no C compiler, or the compiler failed (its message).
+    """
+    cc = compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (cc or gcc) on the PATH")
+    out = _path(cc)
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # written next to its final name, then renamed: a concurrent build never loads half a file
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
+    os.close(fd)
+    try:
+        done = subprocess.run(
+            [cc, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=300
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {(done.stderr or done.stdout).strip()[:500]}")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None where they cannot be built (see the module docstring)."""
+    global _lib, _tried
+    if not enabled():
+        return None
+    if _tried:
+        return _lib
+    with _lock:
+        if not _tried:
+            try:
+                lib = ctypes.CDLL(str(build()))
+                for name, args in SIGNATURES.items():
+                    fn = getattr(lib, name)
+                    fn.argtypes, fn.restype = args, None
+                _lib = lib
+            except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+                log.warning("tunelab's CPU kernels are not available, using PyTorch's: %s", e)
+            _tried = True
+    return _lib
