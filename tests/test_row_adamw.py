@@ -88,6 +88,68 @@ def test_sparse_table_training_equals_dense_fused_adamw(bf16, repeats, live_shar
         assert sa["step"].item() == sb["step"].item()
 
 
+def _train_folded(model, opt, batches, sparse: bool, max_norm: float = 0.5) -> list[float]:
+    """Clipping folded into the fused step: RowAdamW.clip_grad_norm_ for the sparse model;
+    for the dense one the same thing by hand (torch's norm, the fused kernel's grad_scale)."""
+    tables = sparse_tables(model) if sparse else []
+    norms = []
+    for inputs, y in batches:
+        with sparse_gradients(tables):
+            logits = model(**inputs).logits
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        params = [p for p in model.parameters() if p.grad is not None]
+        if sparse:
+            norms.append(float(opt.clip_grad_norm_(params, max_norm)))
+        else:
+            total = torch.nn.utils.get_total_norm([p.grad for p in params])
+            coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+            opt.grad_scale = (1.0 / coef).float() if coef < 1 else None
+            norms.append(float(total))
+        opt.step()
+        opt.grad_scale = None
+        opt.zero_grad(set_to_none=True)
+    return norms
+
+
+@pytest.mark.parametrize("live_share", [0.0, 1.1, 0.05])
+def test_clipping_inside_the_fused_step_equals_the_fused_kernels_own_scaling(
+    live_share, monkeypatch
+):
+    """RowAdamW.clip_grad_norm_ leaves the scaling to the next step: bit for bit what dense
+    fused AdamW does with the same grad_scale, and within float32 rounding of torch's
+    clip_grad_norm_ (which multiplies by the factor instead of dividing by its inverse)."""
+    monkeypatch.setattr(RowAdamW, "LIVE_SHARE", live_share)
+    dense, sparse, clipped = _bert(), _bert(), _bert()
+    opt_d = adamw(dense, 3e-3, 0.01)
+    opt_s = adamw(sparse, 3e-3, 0.01, rows=True)
+    n_d = _train_folded(dense, opt_d, _batches(8, repeats=False), sparse=False)
+    n_s = _train_folded(sparse, opt_s, _batches(8, repeats=False), sparse=True)
+    assert n_d == pytest.approx(n_s, rel=1e-5) and max(n_s) > 0.5  # clipping happened
+    _train(clipped, adamw(clipped, 3e-3, 0.01), _batches(8, repeats=False), sparse=False)
+    for (name, a), b, c in zip(
+        dense.named_parameters(), sparse.parameters(), clipped.parameters(), strict=True
+    ):
+        assert torch.equal(a, b), name
+        assert torch.allclose(b, c, rtol=0, atol=1e-5), name
+
+
+def test_after_the_step_the_gradients_are_the_clipped_ones():
+    model = _bert()
+    opt = adamw(model, 3e-3, 0.01, rows=True)
+    inputs, y = next(_batches(1))
+    with sparse_gradients(sparse_tables(model)):
+        loss = torch.nn.functional.cross_entropy(model(**inputs).logits, y)
+    loss.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    before = [p.grad.to_dense().clone() for p in params]
+    total = float(opt.clip_grad_norm_(params, 0.01))
+    assert total > 0.01
+    opt.step()
+    assert opt.grad_scale is None  # one step only
+    for p, g in zip(params, before, strict=True):
+        assert torch.allclose(p.grad.to_dense(), g * (0.01 / (total + 1e-6)), atol=1e-8)
+
+
 def test_a_checkpoint_of_the_optimizer_resumes_to_the_same_weights():
     """State saved after 4 steps and loaded into a fresh optimizer continues exactly as the
     uninterrupted run; the state has torch's AdamW layout (a plain AdamW can load it)."""

@@ -37,7 +37,7 @@ from tunelab.training.fast_dropout import faster_dropout
 from tunelab.training.fused_lora import fused_lora
 from tunelab.training.loop import Job, plan_steps
 from tunelab.training.robust import EmbeddingAttack, rdrop_divergence
-from tunelab.training.row_adamw import RowAdamW, clip_grad_norm, sparse_gradients, sparse_tables
+from tunelab.training.row_adamw import RowAdamW, sparse_gradients, sparse_tables
 
 
 @dataclass
@@ -235,9 +235,10 @@ def supervised_job(
             step_loss += loss.item()
         if s.max_grad_norm > 0:
             scaler.unscale_(opt)
-            (clip_grad_norm if tables else torch.nn.utils.clip_grad_norm_)(
-                trainable, s.max_grad_norm
-            )
+            if isinstance(opt, RowAdamW):  # scaled inside its fused step
+                opt.clip_grad_norm_(trainable, s.max_grad_norm)
+            else:
+                torch.nn.utils.clip_grad_norm_(trainable, s.max_grad_norm)
         scaler.step(opt)
         scaler.update()
         sched.step()
