@@ -21,6 +21,19 @@ def test_the_library_builds_once_and_is_reused(tmp_path, monkeypatch):
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary left
 
 
+def test_a_damaged_cached_library_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_tried", False)
+    path = native.build()
+    path.write_bytes(path.read_bytes()[:100])  # cut short
+    lib = native.library()
+    assert lib is not None and path.stat().st_size > 1000
+    m = torch.empty(1000, dtype=torch.bfloat16)
+    lib.keep_mask16(m.data_ptr(), 1000, 1, 32768, 0x3F80, 1)
+    assert 300 < int((m == 1).sum()) < 700
+
+
 def test_masks_are_the_same_for_any_thread_count():
     lib = native.library()
     assert lib is not None

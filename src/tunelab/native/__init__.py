@@ -103,6 +103,16 @@ def build() -> Path:
     return out
 
 
+def _load(path: Path) -> ctypes.CDLL:
+    """Load the library; a cached file that does not load (cut short, from another system)
+    is rebuilt once."""
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)
+        return ctypes.CDLL(str(build()))
+
+
 def library() -> ctypes.CDLL | None:
     """The loaded kernels, or None where they cannot be built (see the module docstring)."""
     global _lib, _tried
@@ -113,7 +123,7 @@ def library() -> ctypes.CDLL | None:
     with _lock:
         if not _tried:
             try:
-                lib = ctypes.CDLL(str(build()))
+                lib = _load(build())
                 for name, args in SIGNATURES.items():
                     fn = getattr(lib, name)
                     fn.argtypes, fn.restype = args, None
