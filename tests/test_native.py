@@ -4,6 +4,7 @@ compiler."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -65,6 +66,7 @@ def test_without_a_compiler_it_says_why_once_and_falls_back(monkeypatch, tmp_pat
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setattr(native, "_lib", None)
     monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_why", "")
     with pytest.raises(RuntimeError, match="no C compiler"):
         native.build()
     with caplog.at_level(logging.WARNING, logger="tunelab"):
@@ -72,6 +74,7 @@ def test_without_a_compiler_it_says_why_once_and_falls_back(monkeypatch, tmp_pat
         assert native.library() is None
     warnings = [r.getMessage() for r in caplog.records if "CPU kernels" in r.getMessage()]
     assert len(warnings) == 1 and "no C compiler" in warnings[0]
+    assert native.describe() == "pytorch (no C compiler (cc or gcc) on the PATH)"
     from tunelab.training.fast_dropout import dropout
 
     assert 0 < torch.count_nonzero(dropout(torch.ones(1000), 0.5)) < 1000  # PyTorch's path
@@ -80,3 +83,9 @@ def test_without_a_compiler_it_says_why_once_and_falls_back(monkeypatch, tmp_pat
 def test_turned_off_by_the_environment(monkeypatch):
     monkeypatch.setenv(native.ENV, "0")
     assert native.library() is None
+    assert native.describe() == "pytorch (TUNELAB_NATIVE=0)"
+
+
+def test_a_run_folder_records_which_kernels_trained_it(trained_runs):
+    meta = json.loads((trained_runs["full"] / "tunelab.json").read_text())
+    assert meta["machine"]["kernels"] == "tunelab C"  # the tiny BERT trains with dropout

@@ -72,7 +72,7 @@ def describe() -> dict:
     """The machine, as recorded next to every figure."""
     import torch
 
-    from tunelab import allocator
+    from tunelab import allocator, native
     from tunelab.backends import cpu_threads
     from tunelab.version import __version__
 
@@ -90,6 +90,7 @@ def describe() -> dict:
         "native_bf16": native_bf16(),
         "int8_dot": int8_dot(),
         "allocator": allocator.describe(),
+        "kernels": native.describe(),  # tunelab's C kernels (dropout) or PyTorch's
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "versions": versions,
     }

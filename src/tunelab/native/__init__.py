@@ -33,6 +33,7 @@ log = logging.getLogger("tunelab")
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
+_why = ""  # why the kernels could not be loaded
 
 _i64, _u64, _u32, _u16 = ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint16
 _ptr, _f32, _int = ctypes.c_void_p, ctypes.c_float, ctypes.c_int
@@ -129,6 +130,18 @@ def library() -> ctypes.CDLL | None:
                     fn.argtypes, fn.restype = args, None
                 _lib = lib
             except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+                global _why
+                _why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
                 log.warning("tunelab's CPU kernels are not available, using PyTorch's: %s", e)
             _tried = True
     return _lib
+
+
+def describe() -> str:
+    """Which kernels this process has used, for the machine record of a run folder or a
+    benchmark: ``tunelab C``, ``pytorch (why)``, or ``not used`` (nothing asked for them)."""
+    if not enabled():
+        return f"pytorch ({ENV}=0)"
+    if not _tried:
+        return "not used"
+    return "tunelab C" if _lib is not None else f"pytorch ({_why})"
