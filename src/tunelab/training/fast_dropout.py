@@ -33,6 +33,7 @@ from tunelab import native
 from tunelab.training.swap import Swap
 
 _original = torch.nn.functional.dropout
+_ONE = {torch.bfloat16: 0x3F80, torch.float16: 0x3C00}  # the bit patterns of 1.0
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype) -> torch.Tensor:
@@ -51,13 +52,11 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype)
     n = 1
     for d in shape:
         n *= d
-    one = int(torch.tensor(1.0, dtype=dtype).view(torch.int16).item())
+    one = _ONE[dtype]
     lib = native.library()
     if lib is not None:
         out = torch.empty(shape, dtype=dtype)
-        lib.keep_mask16(
-            out.data_ptr(), n, _seed(), _threshold(p), one & 0xFFFF, torch.get_num_threads()
-        )
+        lib.keep_mask16(out.data_ptr(), n, _seed(), _threshold(p), one, torch.get_num_threads())
         return out
     u = random_words((n + 3) // 4).view(torch.int16)[:n]
     threshold = (round(p * 65536) - 32768) >> 1  # keep when u >> 1 >= threshold

@@ -4,7 +4,8 @@ A MiniLM batch of 32 reviews looks up about 900 of the word-embedding table's 30
 yet autograd zero-fills the table's dense gradient (47 MB), accumulates into it, and clipping
 measures and scales all of it on every step. :func:`sparse_tables` switches such tables to
 sparse gradients (``nn.Embedding.sparse``) for the forward pass, :func:`clip_grad_norm` clips
-dense and sparse gradients together, and :class:`RowAdamW` updates the table from them: on
+dense and sparse gradients together (training clips through :meth:`RowAdamW.clip_grad_norm_`,
+which leaves the scaling to the fused step), and :class:`RowAdamW` updates the table from them: on
 its live rows only while few rows are live, then through a dense gradient buffer in which
 only the rows the previous step wrote are zeroed again. The update is dense fused AdamW's
 (bit for bit when no row repeats within a batch; a repeated row's lookups are summed in
@@ -82,11 +83,8 @@ def clip_grad_norm(params: Iterable[torch.Tensor], max_norm: float) -> torch.Ten
     gradient is coalesced in place (duplicate rows summed) first."""
     grads = _gradients(params)
     total, coef = _clip_coef(grads, max_norm)
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     for g in grads:
-        by_dtype.setdefault(g.dtype, []).append(g)
-    for dtype, same in by_dtype.items():
-        torch._foreach_mul_(same, coef.to(dtype))
+        g.mul_(coef.to(g.dtype))
     return total
 
 
@@ -108,6 +106,8 @@ class RowAdamW(torch.optim.AdamW):
         super().__init__(params, fused=True, **kwargs)
         self._live: dict[int, torch.Tensor] = {}  # per table: rows with nonzero moments
         self._dense: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        # 1 / the clip factor for the next step (clip_grad_norm_), read by the fused kernel
+        self.grad_scale: torch.Tensor | None = None
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
@@ -133,7 +133,7 @@ class RowAdamW(torch.optim.AdamW):
         try:
             return self._step(closure)
         finally:
-            scale, self.grad_scale = getattr(self, "grad_scale", None), None
+            scale, self.grad_scale = self.grad_scale, None
             if scale is not None:  # the clipped sparse gradients, as after clip_grad_norm
                 for group in self.param_groups:
                     for p in group["params"]:
@@ -218,7 +218,7 @@ class RowAdamW(torch.optim.AdamW):
             eps=group["eps"],
             amsgrad=False,
             maximize=False,
-            grad_scale=getattr(self, "grad_scale", None),
+            grad_scale=self.grad_scale,
         )
         p.index_copy_(0, rows, p_rows)
         m.index_copy_(0, rows, m_rows)
