@@ -1,7 +1,8 @@
 """Sparse gradients for vocabulary tables (tunelab.training.row_adamw): training with them
 equals dense fused AdamW bit for bit (with clipping, weight decay and bf16 compute), the
 optimizer state round-trips through a checkpoint, only the right tables switch, and the
-supervised job uses them. No speed is asserted."""
+supervised job uses them. Every test runs on both of RowAdamW's paths: tunelab's C kernels
+and PyTorch's fused kernel. No speed is asserted."""
 
 from __future__ import annotations
 
@@ -9,12 +10,24 @@ import pytest
 import torch
 
 from conftest import tiny_bert_config, tiny_decoder_config
+from tunelab import native
 from tunelab.training import row_adamw
 from tunelab.training.bf16_compute import Bf16Compute
 from tunelab.training.row_adamw import RowAdamW, clip_grad_norm, sparse_gradients, sparse_tables
 from tunelab.training.supervised import adamw
 
 VOCAB = 5000
+
+
+@pytest.fixture(autouse=True, params=["native", "pytorch"])
+def path(request, monkeypatch):
+    """Each test once with the C kernels (built by ``make install``; a missing compiler fails
+    here, not silently) and once with them turned off."""
+    if request.param == "native":
+        assert native.library() is not None, "tunelab's C kernels did not build"
+    else:
+        monkeypatch.setenv(native.ENV, "0")
+    return request.param
 
 
 def _bert():
@@ -67,7 +80,9 @@ def _train(model, opt, batches, sparse: bool, bf16: bool = False) -> None:
         (True, True, 1.1),
     ],
 )
-def test_sparse_table_training_equals_dense_fused_adamw(bf16, repeats, live_share, monkeypatch):
+def test_sparse_table_training_equals_dense_fused_adamw(
+    bf16, repeats, live_share, path, monkeypatch
+):
     """Bit for bit when no row repeats within a batch; with repeats, a row's lookups are
     summed in another order than the dense backward's (last-bit differences), so close."""
     monkeypatch.setattr(RowAdamW, "LIVE_SHARE", live_share)
@@ -79,7 +94,8 @@ def test_sparse_table_training_equals_dense_fused_adamw(bf16, repeats, live_shar
     same = torch.equal if not repeats else lambda a, b: torch.allclose(a, b, rtol=0, atol=2e-5)
     table = sparse.bert.embeddings.word_embeddings
     assert not table.sparse  # switched back after each forward
-    assert (id(table.weight) in opt_s._dense) == (live_share < 1)  # which path ran
+    # which path ran (the C kernel updates the table in place, no dense buffer)
+    assert (id(table.weight) in opt_s._dense) == (live_share < 1 and path == "pytorch")
     assert int(opt_s._live[id(table.weight)].sum()) > 250
     for (name, a), b in zip(dense.named_parameters(), sparse.parameters(), strict=True):
         assert same(a, b), name
@@ -101,8 +117,8 @@ def _train_folded(model, opt, batches, sparse: bool, max_norm: float = 0.5) -> l
         if sparse:
             norms.append(float(opt.clip_grad_norm_(params, max_norm)))
         else:
-            total = torch.nn.utils.get_total_norm([p.grad for p in params])
-            coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+            # the norm as RowAdamW measures it (tunelab's kernels sum in double)
+            total, coef = row_adamw._clip_coef([p.grad for p in params], max_norm, kernels=True)
             opt.grad_scale = (1.0 / coef).float() if coef < 1 else None
             norms.append(float(total))
         opt.step()

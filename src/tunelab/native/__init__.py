@@ -1,12 +1,14 @@
-"""tunelab's own CPU kernels (``kernels.c``), compiled for this machine on first use.
+"""tunelab's own CPU kernels (``kernels.c``, ``adamw.c``), compiled for this machine on first use.
 
 PyTorch runs an element-wise chain such as dropout as several passes over memory, each a
 dispatched operator (draw random words, compare, convert, multiply, scale), and a bf16 MiniLM
 training step has about twenty of them. ``kernels.c`` does such a chain in one vectorised,
-multi-threaded pass. It is plain C with no PyTorch headers, so it compiles in about a second
-with the system's C compiler (``cc -O3 -march=native -fopenmp``); the library is cached in
-``$TUNELAB_CACHE/native`` (default ``~/.cache/tunelab/native``) under a key of the source,
-the compiler, the flags and this CPU, and called through ctypes on a tensor's memory.
+multi-threaded pass (dropout); ``adamw.c`` does the optimizer step with the bf16 casts
+around it (:mod:`tunelab.training.native_adamw`). It is plain C with no PyTorch headers, so
+it compiles in about a second with the system's C compiler (``cc -O3 -march=native
+-fopenmp``, see ``FLAGS``); the library is cached in ``$TUNELAB_CACHE/native`` (default
+``~/.cache/tunelab/native``) under a key of the sources, the compiler, the flags and this
+CPU, and called through ctypes on a tensor's memory.
 
 Without a C compiler (or with ``TUNELAB_NATIVE=0``) :func:`library` returns None and every
 caller keeps its pure-PyTorch path; a failed build says why once, on the ``tunelab`` logger.
@@ -26,8 +28,18 @@ import threading
 from pathlib import Path
 
 ENV = "TUNELAB_NATIVE"
-SOURCE = Path(__file__).with_name("kernels.c")
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
+SOURCES = tuple(Path(__file__).with_name(f) for f in ("kernels.c", "adamw.c"))
+# no contraction of a * b + c into one rounding: adamw.c repeats PyTorch's arithmetic exactly
+FLAGS = (
+    "-O3",
+    "-march=native",
+    "-fopenmp",
+    "-fno-math-errno",
+    "-ffp-contract=off",
+    "-shared",
+    "-fPIC",
+    "-std=c11",
+)
 log = logging.getLogger("tunelab")
 
 _lock = threading.Lock()
@@ -36,11 +48,14 @@ _tried = False
 _why = ""  # why the kernels could not be loaded
 
 _i64, _u64, _u32, _u16 = ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint16
-_ptr, _f32, _int = ctypes.c_void_p, ctypes.c_float, ctypes.c_int
-SIGNATURES = {
-    "dropout_f32": (_ptr, _ptr, _i64, _u64, _u32, _f32, _int),
-    "dropout_bf16": (_ptr, _ptr, _i64, _u64, _u32, _f32, _int),
-    "keep_mask16": (_ptr, _i64, _u64, _u32, _u16, _int),
+_ptr, _f32, _int, _f64 = ctypes.c_void_p, ctypes.c_float, ctypes.c_int, ctypes.c_double
+SIGNATURES = {  # name: (argument types, return type)
+    "dropout_f32": ((_ptr, _ptr, _i64, _u64, _u32, _f32, _int), None),
+    "dropout_bf16": ((_ptr, _ptr, _i64, _u64, _u32, _f32, _int), None),
+    "keep_mask16": ((_ptr, _i64, _u64, _u32, _u16, _int), None),
+    "adamw_many": ((_i64, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _int), None),
+    "adamw_rows": ((_ptr, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _i64, _ptr, _ptr, _int), None),
+    "sum_squares": ((_i64, _ptr, _ptr, _ptr, _int), _f64),
 }
 
 
@@ -70,13 +85,15 @@ def _path(cc: str) -> Path:
 
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(
-        "\0".join([SOURCE.read_text(), cc, version, " ".join(FLAGS), _cpu_key()]).encode()
+        "\0".join(
+            [*(f.read_text() for f in SOURCES), cc, version, " ".join(FLAGS), _cpu_key()]
+        ).encode()
     ).hexdigest()[:16]
     return cache_dir() / "native" / f"kernels-{key}.so"
 
 
 def build() -> Path:
-    """Compile ``kernels.c`` into the cache (if it is not there yet) and return the path.
+    """Compile the C sources into the cache (if they are not there yet) and return the path.
 
     Raises:
         RuntimeError: no C compiler, or the compiler failed (its message).
@@ -93,7 +110,10 @@ def build() -> Path:
     os.close(fd)
     try:
         done = subprocess.run(
-            [cc, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=300
+            [cc, *FLAGS, "-o", tmp, *map(str, SOURCES)],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if done.returncode != 0:
             raise RuntimeError(f"{cc} failed: {(done.stderr or done.stdout).strip()[:500]}")
@@ -125,9 +145,9 @@ def library() -> ctypes.CDLL | None:
         if not _tried:
             try:
                 lib = _load(build())
-                for name, args in SIGNATURES.items():
+                for name, (args, result) in SIGNATURES.items():
                     fn = getattr(lib, name)
-                    fn.argtypes, fn.restype = args, None
+                    fn.argtypes, fn.restype = args, result
                 _lib = lib
             except (OSError, RuntimeError, subprocess.SubprocessError) as e:
                 global _why

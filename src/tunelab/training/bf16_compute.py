@@ -14,6 +14,15 @@ all stay fp32 (mixed precision with master weights, Micikevicius et al., 2018). 
 and softmax take bf16 tensors but accumulate in fp32 inside PyTorch's CPU kernels; the loss
 is computed in fp32 by the caller.
 
+With ``copies=True`` the bf16 copies are kept between steps instead, as leaves of their own:
+the backward pass leaves bf16 gradients on them, and :class:`RowAdamW` (which the caller
+hands them to) updates the fp32 weights from those and writes the new bf16 copies in the
+same pass through tunelab's kernels, so neither the ~100 weight casts before a forward nor
+the ~100 gradient casts after a backward run (the same numbers: a bf16 gradient widened to
+fp32 is exact, and so is the cast). A weight changed in place by anything else (a restored
+checkpoint, the best weights) is cast again before the next forward (its version counter).
+Only for one backward pass per optimizer step: two would add up in bf16.
+
 Embedding tables are not copied (a full-fine-tuning vocabulary table is half of MiniLM's
 weights, and only a few rows are looked up): their output is cast to bf16 instead. A table
 tied to an output layer is copied like any weight. Gradient checkpointing recomputes the
@@ -55,7 +64,7 @@ class Bf16Compute:
     """Calls ``forward`` (the model, or its DDP wrapper) with its fp32 floating-point weights
     replaced by bf16 casts of them, for the duration of the call."""
 
-    def __init__(self, forward: torch.nn.Module) -> None:
+    def __init__(self, forward: torch.nn.Module, copies: bool = False) -> None:
         self.forward = forward
         self.embeddings = untied_embeddings(forward)
         tables = {id(m.weight) for m in self.embeddings}
@@ -64,9 +73,33 @@ class Bf16Compute:
             for name, p in forward.named_parameters()
             if p.dtype == torch.float32 and id(p) not in tables
         ]
+        # kept copies (copies=True): name -> (bf16 leaf, the weight's version it was cast at)
+        self.kept: dict[str, tuple[torch.Tensor, int]] = {}
+        if copies:
+            for name, p in self.weights:
+                copy = p.detach().to(_BF16).requires_grad_(p.requires_grad)
+                self.kept[name] = (copy, p._version)
+
+    def pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(fp32 weight, its kept bf16 copy) for the trainable weights."""
+        return [(p, self.kept[name][0]) for name, p in self.weights if p.requires_grad]
+
+    def _kept(self) -> dict[str, torch.Tensor]:
+        out = {}
+        with torch.no_grad():
+            for name, p in self.weights:
+                copy, version = self.kept[name]
+                if p._version != version:  # changed outside the optimizer's kernel
+                    copy.copy_(p)
+                    self.kept[name] = (copy, p._version)
+                out[name] = copy
+        return out
 
     def __call__(self, **inputs: Any) -> Any:
-        copies = {name: p.to(_BF16) for name, p in self.weights}
+        if self.kept:
+            copies = self._kept()
+        else:
+            copies = {name: p.to(_BF16) for name, p in self.weights}
         # registered per call, so the cast runs after any other hook on the embeddings
         # (the adversarial perturbation of tunelab.training.robust)
         hooks = [m.register_forward_hook(_to_bf16) for m in self.embeddings]

@@ -5,12 +5,16 @@ yet autograd zero-fills the table's dense gradient (47 MB), accumulates into it,
 measures and scales all of it on every step. :func:`sparse_tables` switches such tables to
 sparse gradients (``nn.Embedding.sparse``) for the forward pass, :func:`clip_grad_norm` clips
 dense and sparse gradients together (training clips through :meth:`RowAdamW.clip_grad_norm_`,
-which leaves the scaling to the fused step), and :class:`RowAdamW` updates the table from them: on
-its live rows only while few rows are live, then through a dense gradient buffer in which
-only the rows the previous step wrote are zeroed again. The update is dense fused AdamW's
-(bit for bit when no row repeats within a batch; a repeated row's lookups are summed in
-another order), and the optimizer state has torch's AdamW layout, so checkpoints and resumes
-are unchanged.
+which leaves the scaling to the fused step), and :class:`RowAdamW` updates the table from them.
+With tunelab's C kernels (:mod:`tunelab.training.native_adamw`) every tensor takes one
+kernel call per param group: the table is updated in place from its sparse gradient (rows
+never seen only decay), and weights trained through kept bf16 compute copies
+(:meth:`RowAdamW.use_compute_copies`) read the copies' bf16 gradients and write the copies.
+Without them, PyTorch's fused kernel: the table on its live rows only while few rows are live,
+then through a dense gradient buffer in which only the rows the previous step wrote are zeroed
+again. Either way the update is dense fused AdamW's (bit for bit when no row repeats within a
+batch; a repeated row's lookups are summed in another order), and the optimizer state has
+torch's AdamW layout, so checkpoints and resumes are unchanged.
 
 Measured on the 2-core AMX Xeon, bf16: a MiniLM full fine-tuning step 172.9 -> 162.9 ms (by
 mid-epoch half of its table is live, so the buffer serves; live rows only throughout was
@@ -20,11 +24,13 @@ without weight decay and 1,357 -> 1,234 ms with 0.01.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
 
+from tunelab.training import native_adamw
 from tunelab.training.bf16_compute import untied_embeddings
 
 MIN_ROWS = 4096  # vocabulary tables; position and token-type tables stay dense
@@ -53,27 +59,41 @@ def sparse_gradients(tables: Iterable[torch.nn.Embedding]) -> Iterator[None]:
             m.sparse = was
 
 
-def _gradients(params: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+def _gradients(
+    params: Iterable[torch.Tensor], copies: dict[int, torch.Tensor] | None = None
+) -> list[torch.Tensor]:
     """The dense gradients and the values of the sparse ones (coalesced in place first:
-    duplicate rows summed)."""
+    duplicate rows summed); a weight with a bf16 compute copy in ``copies`` (by ``id``) has
+    its gradient there."""
     grads = []
     for p in params:
-        if p.grad is None:
+        holder = (copies or {}).get(id(p), p)
+        if holder.grad is None:
             continue
-        if p.grad.is_sparse:
-            p.grad = p.grad.coalesce()
-            grads.append(p.grad._values())
+        if holder.grad.is_sparse:
+            holder.grad = holder.grad.coalesce()
+            grads.append(holder.grad._values())
         else:
-            grads.append(p.grad)
+            grads.append(holder.grad)
     return grads
 
 
-def _clip_coef(grads: list[torch.Tensor], max_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
+_NATIVE_GRADS = (torch.float32, torch.bfloat16)
+
+
+def _clip_coef(
+    grads: list[torch.Tensor], max_norm: float, kernels: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(the gradients' total L2 norm, the factor that clips them to ``max_norm``), as
-    ``torch.nn.utils.clip_grad_norm_`` computes them."""
+    ``torch.nn.utils.clip_grad_norm_`` computes them; with ``kernels`` (and tunelab's kernels
+    built) the squares are summed in double in one call, bf16 gradients read as they are
+    (the norm may then differ from torch's in the last bit)."""
     if not grads:
         return torch.tensor(0.0), torch.tensor(1.0)
-    total = torch.nn.utils.get_total_norm(grads, 2.0)  # one multi-tensor call
+    if kernels and native_adamw.available() and all(g.dtype in _NATIVE_GRADS for g in grads):
+        total = torch.tensor(math.sqrt(native_adamw.sum_squares(grads)), dtype=torch.float32)
+    else:
+        total = torch.nn.utils.get_total_norm(grads, 2.0)  # one multi-tensor call
     return total, torch.clamp(max_norm / (total + 1e-6), max=1.0)
 
 
@@ -108,6 +128,27 @@ class RowAdamW(torch.optim.AdamW):
         self._dense: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
         # 1 / the clip factor for the next step (clip_grad_norm_), read by the fused kernel
         self.grad_scale: torch.Tensor | None = None
+        # bf16 compute copies by id(weight) (use_compute_copies): the gradient is theirs
+        self._copies: dict[int, torch.Tensor] = {}
+
+    def use_compute_copies(self, pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Train fp32 weights from the gradients of their bf16 compute copies (``(weight,
+        copy)`` pairs, :class:`tunelab.training.bf16_compute.Bf16Compute` with
+        ``copies=True``): each step reads the copy's gradient and writes the updated weight to
+        both. Needs tunelab's kernels (:func:`native_adamw.available`)."""
+        if not native_adamw.available():
+            raise RuntimeError("bf16 compute copies need tunelab's CPU kernels")
+        self._copies = {id(p): c for p, c in pairs}
+        if not self.native_ok():
+            raise ValueError("bf16 compute copies need fp32 contiguous weights")
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        super().zero_grad(set_to_none)
+        for c in self._copies.values():
+            if set_to_none:
+                c.grad = None
+            elif c.grad is not None:
+                c.grad.zero_()
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
@@ -124,7 +165,7 @@ class RowAdamW(torch.optim.AdamW):
         scaled after the step. The result differs from multiplying by the factor in the last
         bit at most (a division by its reciprocal).
         """
-        total, coef = _clip_coef(_gradients(params), max_norm)
+        total, coef = _clip_coef(_gradients(params, self._copies), max_norm, kernels=True)
         self.grad_scale = (1.0 / coef).float() if float(coef) < 1.0 else None
         return total
 
@@ -140,7 +181,59 @@ class RowAdamW(torch.optim.AdamW):
                         if p.grad is not None and p.grad.is_sparse:
                             p.grad._values().div_(scale)
 
+    def native_ok(self) -> bool:
+        """Whether :meth:`_native_step` applies: tunelab's kernels, plain AdamW, fp32
+        contiguous weights."""
+        return native_adamw.available() and all(
+            not (g["amsgrad"] or g["maximize"] or g.get("capturable") or g.get("differentiable"))
+            and all(p.dtype == torch.float32 and p.is_contiguous() for p in g["params"])
+            for g in self.param_groups
+        )
+
+    def _native_step(self, closure=None):
+        """The step through tunelab's kernels (:mod:`native_adamw`): torch's fused AdamW bit
+        for bit; tables from their sparse gradient in place, bf16 copies' gradients read and
+        the copies written in the same pass."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        scale = float(self.grad_scale) if self.grad_scale is not None else 1.0
+        for group in self.param_groups:
+            work = []
+            for p in group["params"]:
+                copy = self._copies.get(id(p))
+                grad = (copy if copy is not None else p).grad
+                if grad is None:
+                    continue
+                state = self.state[p]
+                if not state:  # torch's AdamW layout (fused: a float32 step tensor)
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                work.append((p, state, grad, copy))
+            if not work:
+                continue
+            steps = [st["step"] for _, st, _, _ in work]
+            torch._foreach_add_(steps, 1.0)
+            dense: dict[float, list] = {}
+            for (p, st, grad, copy), step in zip(work, torch.stack(steps).tolist(), strict=True):
+                m, v = st["exp_avg"], st["exp_avg_sq"]
+                if grad.is_sparse:
+                    grad = grad.coalesce()
+                    live = self._live_rows(p)
+                    ids, vals = grad._indices()[0].contiguous(), grad._values()
+                    vals = vals.to(p.dtype).contiguous()
+                    native_adamw.rows_step(group, p, m, v, ids, vals, live, step, scale)
+                else:
+                    dense.setdefault(step, []).append((p, m, v, grad.contiguous(), copy))
+            for step, items in dense.items():
+                native_adamw.dense_step(group, items, step, scale)
+        return loss
+
     def _step(self, closure=None):
+        if self.native_ok():
+            return self._native_step(closure)
         held, by_rows = [], []
         for group in self.param_groups:
             for p in group["params"]:
@@ -162,10 +255,8 @@ class RowAdamW(torch.optim.AdamW):
             self._rows_step(*args)
         return loss
 
-    def _gradient(self, p: torch.Tensor, grad: torch.Tensor):
-        """(rows, their gradient, the live-row mask with them marked)."""
-        grad = grad.coalesce()
-        ids, vals = grad._indices()[0], grad._values().to(p.dtype)
+    def _live_rows(self, p: torch.Tensor) -> torch.Tensor:
+        """The table's rows with nonzero moments (bool per row), kept across steps."""
         live = self._live.get(id(p))
         if live is None:
             state = self.state[p]
@@ -174,6 +265,13 @@ class RowAdamW(torch.optim.AdamW):
                 live |= (state["exp_avg"] != 0).flatten(1).any(1)
                 live |= (state["exp_avg_sq"] != 0).flatten(1).any(1)
             self._live[id(p)] = live
+        return live
+
+    def _gradient(self, p: torch.Tensor, grad: torch.Tensor):
+        """(rows, their gradient, the live-row mask with them marked)."""
+        grad = grad.coalesce()
+        ids, vals = grad._indices()[0], grad._values().to(p.dtype)
+        live = self._live_rows(p)
         live[ids] = True
         return ids, vals, live
 

@@ -168,7 +168,10 @@ def supervised_job(
     forward: Callable[..., Any] = wrapped
     amp = s.precision  # autocast's precision
     if bf16_compute.applies(model, s.precision, device):  # bf16 activations, fp32 weights
-        forward, amp = bf16_compute.Bf16Compute(wrapped), "fp32"
+        compute = bf16_compute.Bf16Compute(wrapped, copies=_keep_copies(opt, s, dist, after_step))
+        if compute.kept and isinstance(opt, RowAdamW):  # it reads their gradients, writes them
+            opt.use_compute_copies(compute.pairs())
+        forward, amp = compute, "fp32"
     attack = (
         EmbeddingAttack(model, s.adversarial, s.adv_epsilon, s.adv_steps, s.adv_alpha)
         if s.adversarial
@@ -264,6 +267,27 @@ def supervised_job(
         schedulers=[sched],
         learning_rate=lambda: sched.get_last_lr()[0],
         close=partial(_close, attack, scores, head),
+    )
+
+
+def _keep_copies(
+    opt: torch.optim.Optimizer,
+    s: StepSettings,
+    dist: Dist,
+    after_step: Callable[[int], None] | None,
+) -> bool:
+    """Whether bf16 compute copies are kept between steps (``Bf16Compute(copies=True)``):
+    RowAdamW on tunelab's kernels, and exactly one backward pass per step into gradients
+    nothing else reads (no accumulation over micro-batches or processes, no second pass of
+    R-Drop or adversarial training, no method hook on the gradients)."""
+    return (
+        isinstance(opt, RowAdamW)
+        and opt.native_ok()
+        and s.gradient_accumulation_steps == 1
+        and dist.world == 1
+        and not s.rdrop_alpha
+        and not s.adversarial
+        and after_step is None
     )
 
 
