@@ -122,6 +122,20 @@ def make_tiny_llama(d: Path, **config) -> Path:
     return d
 
 
+@pytest.fixture(params=["native", "pytorch"])
+def kernel_path(request, monkeypatch) -> str:
+    """A test once with tunelab's C kernels (built by ``make install``; a missing compiler
+    fails here, not silently) and once with them turned off (``TUNELAB_NATIVE=0``). A module
+    runs all its tests both ways with ``pytestmark = pytest.mark.usefixtures("kernel_path")``."""
+    from tunelab import native
+
+    if request.param == "native":
+        assert native.library() is not None, "tunelab's C kernels did not build"
+    else:
+        monkeypatch.setenv(native.ENV, "0")
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

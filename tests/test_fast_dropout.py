@@ -7,19 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunelab import native
 from tunelab.training.fast_dropout import dropout, faster_dropout, keep_mask
 
-
-@pytest.fixture(autouse=True, params=["native", "pytorch"])
-def path(request, monkeypatch):
-    """Each test once with the C kernels (built by ``make install``; a missing compiler fails
-    here, not silently) and once with them turned off."""
-    if request.param == "native":
-        assert native.library() is not None, "tunelab's C kernels did not build"
-    else:
-        monkeypatch.setenv(native.ENV, "0")
-    return request.param
+pytestmark = pytest.mark.usefixtures("kernel_path")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from conftest import tiny_bert_config, tiny_decoder_config
-from tunelab import native
 from tunelab.training import row_adamw
 from tunelab.training.bf16_compute import Bf16Compute
 from tunelab.training.row_adamw import RowAdamW, clip_grad_norm, sparse_gradients, sparse_tables
@@ -19,15 +18,7 @@ from tunelab.training.supervised import adamw
 VOCAB = 5000
 
 
-@pytest.fixture(autouse=True, params=["native", "pytorch"])
-def path(request, monkeypatch):
-    """Each test once with the C kernels (built by ``make install``; a missing compiler fails
-    here, not silently) and once with them turned off."""
-    if request.param == "native":
-        assert native.library() is not None, "tunelab's C kernels did not build"
-    else:
-        monkeypatch.setenv(native.ENV, "0")
-    return request.param
+pytestmark = pytest.mark.usefixtures("kernel_path")
 
 
 def _bert():
@@ -81,7 +72,7 @@ def _train(model, opt, batches, sparse: bool, bf16: bool = False) -> None:
     ],
 )
 def test_sparse_table_training_equals_dense_fused_adamw(
-    bf16, repeats, live_share, path, monkeypatch
+    bf16, repeats, live_share, kernel_path, monkeypatch
 ):
     """Bit for bit when no row repeats within a batch; with repeats, a row's lookups are
     summed in another order than the dense backward's (last-bit differences), so close."""
@@ -95,7 +86,7 @@ def test_sparse_table_training_equals_dense_fused_adamw(
     table = sparse.bert.embeddings.word_embeddings
     assert not table.sparse  # switched back after each forward
     # which path ran (the C kernel updates the table in place, no dense buffer)
-    assert (id(table.weight) in opt_s._dense) == (live_share < 1 and path == "pytorch")
+    assert (id(table.weight) in opt_s._dense) == (live_share < 1 and kernel_path == "pytorch")
     assert int(opt_s._live[id(table.weight)].sum()) > 250
     for (name, a), b in zip(dense.named_parameters(), sparse.parameters(), strict=True):
         assert same(a, b), name

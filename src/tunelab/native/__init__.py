@@ -29,6 +29,7 @@ from pathlib import Path
 
 ENV = "TUNELAB_NATIVE"
 SOURCES = tuple(Path(__file__).with_name(f) for f in ("kernels.c", "adamw.c"))
+HEADERS = (Path(__file__).with_name("bf16.h"),)  # part of the cache key
 # no contraction of a * b + c into one rounding: adamw.c repeats PyTorch's arithmetic exactly
 FLAGS = (
     "-O3",
@@ -86,7 +87,7 @@ def _path(cc: str) -> Path:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(
         "\0".join(
-            [*(f.read_text() for f in SOURCES), cc, version, " ".join(FLAGS), _cpu_key()]
+            [*(f.read_text() for f in SOURCES + HEADERS), cc, version, " ".join(FLAGS), _cpu_key()]
         ).encode()
     ).hexdigest()[:16]
     return cache_dir() / "native" / f"kernels-{key}.so"

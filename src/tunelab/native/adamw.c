@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
+
 typedef struct {
     float decay;     /* 1 - lr * weight_decay (1 without weight decay) */
     float coef1;     /* 1 - beta1: exp_avg.lerp_(grad, coef1) */
@@ -25,21 +27,6 @@ typedef struct {
     float step_size; /* lr / (1 - beta1 ** step) */
     float scale;     /* gradients are divided by it (gradient clipping; 1 = none) */
 } adam_t;
-
-static inline float widen(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static inline uint16_t narrow(float f) { /* round to nearest even, NaN stays NaN */
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7FFFu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
 
 /* one element; g is already divided by the scale. PyTorch's kernel runs a vector loop over
  * whole vectors of VEC floats and a scalar loop over the rest, which the compiler contracted
@@ -76,15 +63,15 @@ static void span(float *restrict p, float *restrict m, float *restrict v, const 
     const float *gf = (const float *)grad;
     const uint16_t *gh = (const uint16_t *)grad;
     if (bf16 && copy) {
-        SPAN_LOOP(widen(gh[i]), copy[i] = narrow(w))
+        SPAN_LOOP(bf16_to_f32(gh[i]), copy[i] = f32_to_bf16(w))
     } else if (bf16) {
-        SPAN_LOOP(widen(gh[i]), (void)0)
+        SPAN_LOOP(bf16_to_f32(gh[i]), (void)0)
     } else if (back && copy) { /* fp32 gradient written back scaled, like torch's kernel */
-        SPAN_LOOP(gf[i], (back[i] = g, copy[i] = narrow(w)))
+        SPAN_LOOP(gf[i], (back[i] = g, copy[i] = f32_to_bf16(w)))
     } else if (back) {
         SPAN_LOOP(gf[i], back[i] = g)
     } else if (copy) {
-        SPAN_LOOP(gf[i], copy[i] = narrow(w))
+        SPAN_LOOP(gf[i], copy[i] = f32_to_bf16(w))
     } else {
         SPAN_LOOP(gf[i], (void)0)
     }
@@ -173,7 +160,7 @@ double sum_squares(int64_t k, void *const *x, const uint8_t *bf16, const int64_t
             const uint16_t *h = (const uint16_t *)x[t];
 #pragma omp parallel for simd reduction(+ : s) schedule(static) num_threads(nt)
             for (int64_t i = 0; i < len; i++) {
-                double f = widen(h[i]);
+                double f = bf16_to_f32(h[i]);
                 s += f * f;
             }
         } else {
