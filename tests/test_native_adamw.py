@@ -164,11 +164,12 @@ def test_a_weight_changed_outside_the_optimizer_is_cast_again():
 
 def test_the_supervised_job_keeps_copies_only_for_one_backward_per_step(monkeypatch):
     """bf16 with RowAdamW: copies kept, and the weights equal a run that casts per step
-    (dropout on: the masks come from the same seed); with gradient accumulation, none."""
+    (dropout on: the masks come from the same seed); with gradient accumulation or a
+    regularizer on the weights, none."""
     from tunelab.training import supervised
     from tunelab.training.supervised import StepSettings, supervised_job
 
-    def run(accumulation: int, keep: bool | None = None):
+    def run(accumulation: int, keep: bool | None = None, penalty: bool = False):
         torch.manual_seed(3)
         from transformers import BertForSequenceClassification
 
@@ -190,6 +191,10 @@ def test_the_supervised_job_keeps_copies_only_for_one_backward_per_step(monkeypa
                 precision="bf16",
                 gradient_accumulation_steps=accumulation,
             ),
+            # EWC-like: a penalty on the fp32 weights themselves, past any copy
+            regularizer=(lambda: 1e-3 * model.classifier.weight.square().sum())
+            if penalty
+            else None,
         )
         torch.manual_seed(4)
         for i, batch in enumerate(job.batches(0)):
@@ -205,3 +210,5 @@ def test_the_supervised_job_keeps_copies_only_for_one_backward_per_step(monkeypa
         assert torch.equal(a, b), name
     _, accumulating = run(2)
     assert not accumulating._copies
+    _, regularized = run(1, penalty=True)
+    assert not regularized._copies

@@ -168,7 +168,8 @@ def supervised_job(
     forward: Callable[..., Any] = wrapped
     amp = s.precision  # autocast's precision
     if bf16_compute.applies(model, s.precision, device):  # bf16 activations, fp32 weights
-        compute = bf16_compute.Bf16Compute(wrapped, copies=_keep_copies(opt, s, dist, after_step))
+        keep = _keep_copies(opt, s, dist, after_step, regularizer)
+        compute = bf16_compute.Bf16Compute(wrapped, copies=keep)
         if compute.kept and isinstance(opt, RowAdamW):  # it reads their gradients, writes them
             opt.use_compute_copies(compute.pairs())
         forward, amp = compute, "fp32"
@@ -275,11 +276,13 @@ def _keep_copies(
     s: StepSettings,
     dist: Dist,
     after_step: Callable[[int], None] | None,
+    regularizer: Callable[[], torch.Tensor] | None,
 ) -> bool:
     """Whether bf16 compute copies are kept between steps (``Bf16Compute(copies=True)``):
     RowAdamW on tunelab's kernels, and exactly one backward pass per step into gradients
-    nothing else reads (no accumulation over micro-batches or processes, no second pass of
-    R-Drop or adversarial training, no method hook on the gradients)."""
+    nothing else reads or adds to (no accumulation over micro-batches or processes, no second
+    pass of R-Drop or adversarial training, no method hook on the gradients, no regularizer:
+    EWC's penalty reaches the fp32 weights themselves, past the copies)."""
     return (
         isinstance(opt, RowAdamW)
         and opt.native_ok()
@@ -288,6 +291,7 @@ def _keep_copies(
         and not s.rdrop_alpha
         and not s.adversarial
         and after_step is None
+        and regularizer is None
     )
 
 
