@@ -163,7 +163,9 @@ class RowAdamW(torch.optim.AdamW):
         back (the mechanism ``torch.amp.GradScaler`` uses), so the separate pass over all
         gradients goes (3.6 ms of a ~145 ms bf16 MiniLM step). Sparse gradients' values are
         scaled after the step. The result differs from multiplying by the factor in the last
-        bit at most (a division by its reciprocal).
+        bit at most (a division by its reciprocal). The norm includes the bf16 compute
+        copies' gradients (:meth:`use_compute_copies`); those are read scaled but not written
+        back (nothing reads them before ``zero_grad``).
         """
         total, coef = _clip_coef(_gradients(params, self._copies), max_norm, kernels=True)
         self.grad_scale = (1.0 / coef).float() if float(coef) < 1.0 else None
