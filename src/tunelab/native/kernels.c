@@ -3,26 +3,16 @@
  * memory. Each kernel is a loop the compiler vectorises for the machine it runs on
  * (-O3 -march=native) and OpenMP splits over the threads PyTorch uses.
  *
- * Dropout masks come from a counter-based generator: 64-bit word k of a mask is
- * splitmix64(seed + (k + 1) * golden), read as four 16-bit lanes (little-endian: lane j is
- * bits 16j..16j+15), and element i is kept when lane i of the words is at least `threshold`
- * (= round(p * 65536)). The mask is a
- * pure function of (seed, i): it is the same for any thread count, and the backward pass
- * recomputes it from the seed instead of storing it.
+ * Dropout masks come from the counter-based generator of counter.h: element i is kept when
+ * lane i of the mask's words is at least `threshold` (= round(p * 65536)).
  */
 #include <stdint.h>
 #include <string.h>
 
 #include "bf16.h"
+#include "counter.h"
 
-#define GOLDEN 0x9E3779B97F4A7C15ULL
 #define SERIAL 32768 /* elements below which one thread does it all */
-
-static inline uint64_t mix(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
 
 static inline int nthreads(int64_t n, int threads) { return n < SERIAL ? 1 : threads; }
 
@@ -31,8 +21,8 @@ static inline int nthreads(int64_t n, int threads) { return n < SERIAL ? 1 : thr
 #define BLOCK 1024
 static inline void lanes(uint64_t seed, int64_t block, uint16_t *out) {
     uint64_t words[BLOCK / 4];
-    uint64_t first = (uint64_t)block * (BLOCK / 4) + 1;
-    for (int k = 0; k < BLOCK / 4; k++) words[k] = mix(seed + (first + (uint64_t)k) * GOLDEN);
+    uint64_t first = (uint64_t)block * (BLOCK / 4);
+    for (int k = 0; k < BLOCK / 4; k++) words[k] = mask_word(seed, first + (uint64_t)k);
     memcpy(out, words, sizeof words);
 }
 

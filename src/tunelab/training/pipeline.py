@@ -44,6 +44,7 @@ from tunelab.training import (
     continual,
     distributed,
     events,
+    fast_attention,
     overfitting,
     packing,
 )
@@ -161,6 +162,8 @@ def build(p: Prepared) -> Built:
         load_kwargs["attn_implementation"] = "eager"
     model = p.task.build_model(p.source.path, p.spec, **load_kwargs)
     align_pad(model, p.tokenizer)
+    if precision == "bf16" and p.dist.device.type == "cpu":
+        fast_attention.use(model)  # scale, mask, softmax and dropout in one C pass per row
     if t.gradient_checkpointing:
         hf = cast("PreTrainedModel", model)  # the task's Transformers model
         if hasattr(hf, "activation_checkpointing_enable"):  # transformers >= 5.x name
