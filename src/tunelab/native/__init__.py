@@ -1,13 +1,14 @@
-"""tunelab's own CPU kernels (``kernels.c``, ``adamw.c``, ``attention.c``), compiled for this
-machine on first use.
+"""tunelab's own CPU kernels (``kernels.c``, ``adamw.c``, ``attention.c``, ``norms.c``),
+compiled for this machine on first use.
 
 PyTorch runs an element-wise chain such as dropout as several passes over memory, each a
 dispatched operator (draw random words, compare, convert, multiply, scale), and a bf16 MiniLM
 training step has about twenty of them. ``kernels.c`` does such a chain in one vectorised,
 multi-threaded pass (dropout); ``adamw.c`` does the optimizer step with the bf16 casts
 around it (:mod:`tunelab.training.native_adamw`); ``attention.c`` does attention's scale,
-mask, softmax and dropout in one pass per row (:mod:`tunelab.training.fast_attention`;
-AVX-512 intrinsics, compiled only where the CPU has them). It is C with no PyTorch headers,
+mask, softmax and dropout in one pass per row (:mod:`tunelab.training.fast_attention`) and
+``norms.c`` LayerNorm (:mod:`tunelab.training.fast_norms`), both with AVX-512 intrinsics,
+compiled only where the CPU has them. It is C with no PyTorch headers,
 so it compiles in about a second with the system's C compiler (``cc -O3 -march=native
 -fopenmp``, see ``FLAGS``); the library is cached in ``$TUNELAB_CACHE/native`` (default
 ``~/.cache/tunelab/native``) under a key of the sources, the compiler, the flags and this
@@ -31,8 +32,11 @@ import threading
 from pathlib import Path
 
 ENV = "TUNELAB_NATIVE"
-SOURCES = tuple(Path(__file__).with_name(f) for f in ("kernels.c", "adamw.c", "attention.c"))
-HEADERS = tuple(Path(__file__).with_name(f) for f in ("bf16.h", "counter.h"))  # in the cache key
+SOURCES = tuple(
+    Path(__file__).with_name(f) for f in ("kernels.c", "adamw.c", "attention.c", "norms.c")
+)
+# included by the sources: part of the cache key
+HEADERS = tuple(Path(__file__).with_name(f) for f in ("bf16.h", "counter.h", "avx512.h"))
 # no contraction of a * b + c into one rounding: adamw.c repeats PyTorch's arithmetic exactly
 FLAGS = (
     "-O3",
@@ -70,6 +74,11 @@ SIGNATURES = {  # name: (argument types, return type)
         (_ptr, _ptr, _i64, _i64, _f32, _int, _u64, _u32, _f32, _ptr, _int),
         None,
     ),
+    "norms_available": ((), _int),
+    "layer_norm_fwd": ((_ptr, _ptr, _ptr, _i64, _i64, _f32, _ptr, _ptr, _ptr, _int), None),
+    "layer_norm_bwd": ((_ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _ptr, _int), None),
+    "gelu_fwd": ((_ptr, _ptr, _i64, _int), None),
+    "gelu_bwd": ((_ptr, _ptr, _ptr, _i64, _int), None),
 }
 
 

@@ -34,6 +34,7 @@ from tunelab.data.batching import (
 from tunelab.training import bf16_compute, packing
 from tunelab.training.distributed import Dist
 from tunelab.training.fast_dropout import faster_dropout
+from tunelab.training.fast_norms import faster_norms
 from tunelab.training.fused_lora import fused_lora
 from tunelab.training.loop import Job, plan_steps
 from tunelab.training.robust import EmbeddingAttack, rdrop_divergence
@@ -189,7 +190,13 @@ def supervised_job(
         cpu = device.type == "cpu"
         if s.response_logits_only and not scores and s.rdrop_alpha == 0:
             inputs, tgt = response_window(inputs, tgt)
-        with autocast(device, amp), faster_dropout(cpu), fused_lora(cpu), sparse_gradients(tables):
+        with (
+            autocast(device, amp),
+            faster_dropout(cpu),
+            faster_norms(cpu),
+            fused_lora(cpu),
+            sparse_gradients(tables),
+        ):
             out = forward(**inputs)
             # (B, K) or (B, T, K); packed rows: the head's scores at each text's last token
             logits = scores.take(ends) if scores and ends is not None else output_logits(out)
