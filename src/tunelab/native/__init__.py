@@ -1,4 +1,4 @@
-"""tunelab's own CPU kernels (``kernels.c``, ``adamw.c``, ``attention.c``, ``norms.c``),
+"""tunelab's own CPU kernels (``kernels.c``, ``adamw.c``, ``attention.c``, ``layers.c``),
 compiled for this machine on first use.
 
 PyTorch runs an element-wise chain such as dropout as several passes over memory, each a
@@ -6,10 +6,10 @@ dispatched operator (draw random words, compare, convert, multiply, scale), and 
 training step has about twenty of them. ``kernels.c`` does such a chain in one vectorised,
 multi-threaded pass (dropout); ``adamw.c`` does the optimizer step with the bf16 casts
 around it (:mod:`tunelab.training.native_adamw`); ``attention.c`` does attention's scale,
-mask, softmax and dropout in one pass per row (:mod:`tunelab.training.fast_attention`) and
-``norms.c`` LayerNorm (:mod:`tunelab.training.fast_norms`), both with AVX-512 intrinsics,
-compiled only where the CPU has them. It is C with no PyTorch headers,
-so it compiles in about a second with the system's C compiler (``cc -O3 -march=native
+mask, softmax and dropout in one pass per row (:mod:`tunelab.training.fast_attention`),
+``layers.c`` LayerNorm and GELU's gradient (:mod:`tunelab.training.fast_layers`), these two
+with AVX-512 intrinsics, compiled only where the CPU has them. It is C with no PyTorch
+headers, so it compiles in about a second with the system's C compiler (``cc -O3 -march=native
 -fopenmp``, see ``FLAGS``); the library is cached in ``$TUNELAB_CACHE/native`` (default
 ``~/.cache/tunelab/native``) under a key of the sources, the compiler, the flags and this
 CPU, and called through ctypes on a tensor's memory.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 ENV = "TUNELAB_NATIVE"
 SOURCES = tuple(
-    Path(__file__).with_name(f) for f in ("kernels.c", "adamw.c", "attention.c", "norms.c")
+    Path(__file__).with_name(f) for f in ("kernels.c", "adamw.c", "attention.c", "layers.c")
 )
 # included by the sources: part of the cache key
 HEADERS = tuple(Path(__file__).with_name(f) for f in ("bf16.h", "counter.h", "avx512.h"))
@@ -74,10 +74,9 @@ SIGNATURES = {  # name: (argument types, return type)
         (_ptr, _ptr, _i64, _i64, _f32, _int, _u64, _u32, _f32, _ptr, _int),
         None,
     ),
-    "norms_available": ((), _int),
+    "layers_available": ((), _int),
     "layer_norm_fwd": ((_ptr, _ptr, _ptr, _i64, _i64, _f32, _ptr, _ptr, _ptr, _int), None),
     "layer_norm_bwd": ((_ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _ptr, _int), None),
-    "gelu_fwd": ((_ptr, _ptr, _i64, _int), None),
     "gelu_bwd": ((_ptr, _ptr, _ptr, _i64, _int), None),
 }
 

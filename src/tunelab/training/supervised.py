@@ -34,7 +34,7 @@ from tunelab.data.batching import (
 from tunelab.training import bf16_compute, packing
 from tunelab.training.distributed import Dist
 from tunelab.training.fast_dropout import faster_dropout
-from tunelab.training.fast_norms import faster_norms
+from tunelab.training.fast_layers import faster_layers
 from tunelab.training.fused_lora import fused_lora
 from tunelab.training.loop import Job, plan_steps
 from tunelab.training.robust import EmbeddingAttack, rdrop_divergence
@@ -193,7 +193,7 @@ def supervised_job(
         with (
             autocast(device, amp),
             faster_dropout(cpu),
-            faster_norms(cpu),
+            faster_layers(cpu),
             fused_lora(cpu),
             sparse_gradients(tables),
         ):

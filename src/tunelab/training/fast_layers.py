@@ -1,35 +1,43 @@
-"""LayerNorm of bf16 activations in tunelab's C kernels while a training step runs.
+"""LayerNorm and GELU's gradient for bf16 activations in tunelab's C kernels while a training
+step runs.
 
 PyTorch's bf16 LayerNorm on a CPU keeps a row's statistics in bf16 and its backward pass
 takes 0.22-0.34 ms for a 864-1024 x 384 batch on the 2-core Xeon; a bf16 MiniLM step has 13
-of them. ``norms.c`` (in :mod:`tunelab.native`; AVX-512) computes the row in float32 registers
-and keeps the mean and 1/std in float32: forward 0.05-0.08 against 0.09-0.12 ms, backward
-0.06-0.11 against 0.22-0.34 (``bench/README.md``), with the weight and bias gradients summed
-per thread and then across threads.
+of them. ``layers.c`` (in :mod:`tunelab.native`; AVX-512) computes the row in float32
+registers and keeps the mean and 1/std in float32: forward 0.05-0.08 against 0.09-0.12 ms,
+backward 0.06-0.11 against 0.22-0.34 (``bench/README.md``), with the weight and bias
+gradients summed per thread and then across threads. GELU's (erf) backward there takes
+0.41-0.47 ms for 864 x 1536 against PyTorch's 0.59-0.70; its forward is PyTorch's, which was
+faster than the kernel's (0.22-0.30 against 0.31-0.49 ms).
 
-:func:`faster_norms` swaps :func:`layer_norm` in for ``torch.nn.functional.layer_norm``
-inside a training step (``nn.LayerNorm`` calls it), as :mod:`~tunelab.training.fast_dropout`
-does for dropout; anything it does not cover (float32, no weight or bias, a normalised
-shape over more than the last dimension, a CPU without AVX-512) goes to PyTorch's own, so
+:func:`faster_layers` swaps :func:`layer_norm` in for ``torch.nn.functional.layer_norm``
+(``nn.LayerNorm`` calls it) and a GELU with that backward into Transformers'
+``GELUActivation`` inside a training step, as :mod:`~tunelab.training.fast_dropout` does for
+dropout; anything they do not cover (float32, no weight or bias, a normalised shape over more
+than the last dimension, another activation, a CPU without AVX-512) goes to PyTorch's own, so
 float32 training is unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
+from transformers.activations import GELUActivation
 
 from tunelab import native
 from tunelab.training.swap import Swap
 
 _original = torch.nn.functional.layer_norm
+_gelu = torch.nn.functional.gelu
+_GELU_FORWARD = GELUActivation.forward
 
 
 def available() -> bool:
     """Whether the kernels built here and the CPU has AVX-512."""
     lib = native.library()
-    return lib is not None and bool(lib.norms_available())
+    return lib is not None and bool(lib.layers_available())
 
 
 class _LayerNorm(torch.autograd.Function):
@@ -104,9 +112,46 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-
     return _LayerNorm.apply(input, weight.contiguous(), bias.contiguous(), float(eps))
 
 
-_swap = Swap(torch.nn.functional, "layer_norm", layer_norm)
+class _Gelu(torch.autograd.Function):
+    """PyTorch's GELU (erf) forward, layers.c's backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return _gelu(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        lib = native.library()
+        assert lib is not None
+        (x,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        dx = torch.empty_like(x)
+        lib.gelu_bwd(
+            grad.data_ptr(), x.data_ptr(), dx.data_ptr(), x.numel(), torch.get_num_threads()
+        )
+        return dx
 
 
-def faster_norms(enabled: bool = True) -> contextlib.AbstractContextManager[None]:
-    """Within the block, ``torch.nn.functional.layer_norm`` is :func:`layer_norm`."""
-    return _swap(enabled)
+def _gelu_forward(self, input: torch.Tensor) -> torch.Tensor:
+    """``GELUActivation.forward`` with the C backward for bf16 CPU tensors."""
+    if self.act is _gelu and input.dtype == torch.bfloat16 and input.device.type == "cpu":
+        if input.requires_grad and input.numel() and available():
+            return _Gelu.apply(input.contiguous())
+    return _GELU_FORWARD(self, input)
+
+
+_swaps = (
+    Swap(torch.nn.functional, "layer_norm", layer_norm),
+    Swap(GELUActivation, "forward", _gelu_forward),
+)
+
+
+@contextlib.contextmanager
+def faster_layers(enabled: bool = True) -> Iterator[None]:
+    """Within the block, ``torch.nn.functional.layer_norm`` is :func:`layer_norm` and
+    ``GELUActivation`` takes its gradient from the C kernel (re-entrant)."""
+    with contextlib.ExitStack() as stack:
+        for swap in _swaps:
+            stack.enter_context(swap(enabled))
+        yield
