@@ -74,6 +74,12 @@ SIGNATURES = {  # name: (argument types, return type)
         (_ptr, _ptr, _i64, _i64, _f32, _int, _u64, _u32, _f32, _ptr, _int),
         None,
     ),
+    "attention_fused_available": ((), _int),
+    "attention_fused_fwd": ((_ptr, _f32, _ptr, _ptr, _u64, _u32, _f32, _int, _int), None),
+    "attention_fused_bwd": (
+        (_ptr, _f32, _ptr, _ptr, _u64, _u32, _f32, _int, _ptr, _ptr, _ptr, _int),
+        None,
+    ),
     "layers_available": ((), _int),
     "layer_norm_fwd": ((_ptr, _ptr, _ptr, _i64, _i64, _f32, _ptr, _ptr, _ptr, _int), None),
     "layer_norm_bwd": ((_ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _ptr, _ptr, _ptr, _int), None),

@@ -1,4 +1,7 @@
-/* The element-wise chain of attention in one pass per row, for bf16 scores on AVX-512:
+/* Attention for bf16 on AVX-512: the element-wise chain in one pass per row (attention_chain_*),
+ * and, with AVX-512 BF16, the whole attention of a head in one task (attention_fused_*, below).
+ *
+ * The chain:
  *
  *   forward:  P = softmax(S * scale + M) (over the last dim), D = dropout(P)
  *   backward: dS = scale * P * (dD' - sum(dD' * P)), where dD' = dropout(dD) (the same mask)
@@ -34,16 +37,57 @@ int attention_chain_available(void) { return 1; }
 
 #define MAX_KEYS 8192 /* longer rows: the caller keeps PyTorch's operators */
 
-/* the 16-bit lanes of elements first .. first + n - 1 of the mask of `seed`, into `out`
- * (which must hold n + 8 lanes); returns where element `first`'s lane is */
+/* the 16-bit lanes of elements first .. first + n - 1 of the mask of `seed` (counter.h), eight
+ * words at a time in 64-bit vector lanes, into `out` (which must hold n / 4 + 16 words);
+ * returns where element `first`'s lane is */
 static inline const uint16_t *row_lanes(uint64_t seed, int64_t first, int64_t n, uint64_t *out) {
     int64_t w0 = first / 4, w1 = (first + n - 1) / 4;
-    for (int64_t w = w0; w <= w1; w++) out[w - w0] = mask_word(seed, (uint64_t)w);
+    __m512i k = _mm512_add_epi64(_mm512_set1_epi64(w0 + 1), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+    for (int64_t w = w0; w <= w1; w += 8) {
+        __m512i z = _mm512_add_epi64(_mm512_set1_epi64((long long)seed),
+                                     _mm512_mullo_epi64(k, _mm512_set1_epi64((long long)GOLDEN)));
+        z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 30));
+        z = _mm512_mullo_epi64(z, _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ULL));
+        z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 27));
+        z = _mm512_mullo_epi64(z, _mm512_set1_epi64((long long)0x94D049BB133111EBULL));
+        z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+        _mm512_storeu_si512(out + (w - w0), z);
+        k = _mm512_add_epi64(k, _mm512_set1_epi64(8));
+    }
     return (const uint16_t *)out + (first - 4 * w0);
 }
 
 static inline int threads_for(int64_t elements, int threads) {
     return elements < 32768 ? 1 : threads;
+}
+
+/* the softmax chain on x[0..n) (scaled and masked scores, float32; overwritten): the P row,
+ * and the D row (bf16; NULL: none) with the mask's lanes when dropping (NULL: D = P) */
+static inline void softmax_row(float *x, int64_t n, uint16_t *p, uint16_t *drow,
+                               const uint16_t *lane, __m256i thr, float keep_scale) {
+    __m512 vmax = _mm512_set1_ps(-__builtin_inff());
+    for (int64_t j = 0; j < n; j += 16)
+        vmax = _mm512_mask_max_ps(vmax, tail(n, j), vmax, _mm512_maskz_loadu_ps(tail(n, j), x + j));
+    __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    __m512 vsum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 t = tail(n, j);
+        __m512 e = _mm512_maskz_mov_ps(t, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + j), mx)));
+        _mm512_mask_storeu_ps(x + j, t, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 t = tail(n, j);
+        __m512 v = round_bf16(_mm512_mul_ps(_mm512_maskz_loadu_ps(t, x + j), inv));
+        store16(p + j, v, t);
+        if (!drow) continue;
+        if (lane) {
+            __mmask16 keep = _mm256_mask_cmpge_epu16_mask(t, _mm256_maskz_loadu_epi16(t, lane + j), thr);
+            v = _mm512_maskz_mul_ps(keep, v, _mm512_set1_ps(keep_scale));
+        }
+        store16(drow + j, v, t);
+    }
 }
 
 /* forward; D may be NULL (no dropout: p = 0, or not training) */
@@ -55,41 +99,18 @@ void attention_chain_fwd(const uint16_t *S, const uint16_t *M, int64_t mb, int64
 #pragma omp parallel for schedule(static) num_threads(threads_for(rows * n, threads))
     for (int64_t r = 0; r < rows; r++) {
         float x[MAX_KEYS];
-        uint64_t words[MAX_KEYS / 4 + 4];
+        uint64_t words[MAX_KEYS / 4 + 16];
         const uint16_t *s = S + r * n;
         const uint16_t *m = M ? M + (r / (heads * q)) * mb + (r / q % heads) * mh + (r % q) * mq
                               : NULL;
-        __m512 vmax = _mm512_set1_ps(-__builtin_inff());
         for (int64_t j = 0; j < n; j += 16) {
             __mmask16 t = tail(n, j);
             __m512 v = _mm512_mul_ps(load16(s + j, t), _mm512_set1_ps(scale));
             if (m) v = _mm512_add_ps(v, load16(m + j, t));
             _mm512_mask_storeu_ps(x + j, t, v);
-            vmax = _mm512_mask_max_ps(vmax, t, vmax, v);
         }
-        __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
-        __m512 vsum = _mm512_setzero_ps();
-        for (int64_t j = 0; j < n; j += 16) {
-            __mmask16 t = tail(n, j);
-            __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(t, x + j), mx));
-            e = _mm512_maskz_mov_ps(t, e);
-            _mm512_mask_storeu_ps(x + j, t, e);
-            vsum = _mm512_add_ps(vsum, e);
-        }
-        __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
-        uint16_t *p = P + r * n;
         const uint16_t *lane = D ? row_lanes(seed, r * n, n, words) : NULL;
-        for (int64_t j = 0; j < n; j += 16) {
-            __mmask16 t = tail(n, j);
-            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(t, x + j), inv);
-            store16(p + j, v, t);
-            if (D) {
-                __mmask16 keep = _mm256_mask_cmpge_epu16_mask(
-                    t, _mm256_maskz_loadu_epi16(t, lane + j), thr);
-                __m512 d = _mm512_maskz_mul_ps(keep, round_bf16(v), _mm512_set1_ps(keep_scale));
-                store16(D + r * n + j, d, t);
-            }
-        }
+        softmax_row(x, n, P + r * n, D ? D + r * n : NULL, lane, thr, keep_scale);
     }
 }
 
@@ -102,7 +123,7 @@ void attention_chain_bwd(const uint16_t *dD, const uint16_t *P, int64_t rows, in
 #pragma omp parallel for schedule(static) num_threads(threads_for(rows * n, threads))
     for (int64_t r = 0; r < rows; r++) {
         float g[MAX_KEYS];
-        uint64_t words[MAX_KEYS / 4 + 4];
+        uint64_t words[MAX_KEYS / 4 + 16];
         const uint16_t *gd = dD + r * n, *p = P + r * n;
         const uint16_t *lane = dropped ? row_lanes(seed, r * n, n, words) : NULL;
         __m512 vdot = _mm512_setzero_ps();
@@ -127,6 +148,237 @@ void attention_chain_bwd(const uint16_t *dD, const uint16_t *P, int64_t rows, in
     }
 }
 
+#if defined(__AVX512BF16__)
+/* ---- the whole attention of a head in one task: S = Q K^T, the chain, O = D V ----
+ * Q, K, V are read where the projections left them (any batch, head and row strides, the
+ * head dim contiguous), so no per-head copy is made; grouped key/value heads are shared by
+ * `rep` query heads each. O is written [B, Lq, H, d] (the layout the model reshapes next),
+ * P (the probabilities, for the backward pass) [B, H, Lq, Lk]. The products run on AVX-512
+ * BF16 dot products (pairs of bf16 products summed in float32, as oneDNN's bf16 matmuls);
+ * the backward pass accumulates in float32. d must be a multiple of 32. */
+#include <omp.h>
+#include <stdlib.h>
+
+int attention_fused_available(void) { return 1; }
+
+typedef struct {
+    const uint16_t *q, *k, *v;
+    int64_t qsb, qsh, qsl, ksb, ksh, ksl, vsb, vsh, vsl;
+    const uint16_t *m;
+    int64_t mb, mh, mq;
+    int64_t B, H, rep, Lq, Lk, d;
+} heads_t;
+
+static inline uint32_t pair_at(const uint16_t *p) { uint32_t u; memcpy(&u, p, 4); return u; }
+
+/* out[0..n32) = row . rows of X over d, X packed [d/2][n32] as bf16 pairs (zero past n) */
+static inline void dot_rows(const uint16_t *row, const uint32_t *Xp, int64_t d, int64_t n32,
+                            float *out) {
+    for (int64_t j = 0; j < n32; j += 32) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+        for (int64_t kk = 0; kk < d / 2; kk += 2) {
+            __m512bh q0 = (__m512bh)_mm512_set1_epi32((int)pair_at(row + 2 * kk));
+            __m512bh q1 = (__m512bh)_mm512_set1_epi32((int)pair_at(row + 2 * kk + 2));
+            const uint32_t *x0 = Xp + kk * n32 + j, *x1 = x0 + n32;
+            a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(x0), q0);
+            a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(x0 + 16), q0);
+            b0 = _mm512_dpbf16_ps(b0, (__m512bh)_mm512_loadu_si512(x1), q1);
+            b1 = _mm512_dpbf16_ps(b1, (__m512bh)_mm512_loadu_si512(x1 + 16), q1);
+        }
+        _mm512_storeu_ps(out + j, _mm512_add_ps(a0, b0));
+        _mm512_storeu_ps(out + j + 16, _mm512_add_ps(a1, b1));
+    }
+}
+
+/* pack rows 0..n-1 of X (row stride s) as [d/2][n32] bf16 pairs over d, zero past n */
+static void pack_pairs_over_d(const uint16_t *X, int64_t s, int64_t n, int64_t n32, int64_t d,
+                              uint32_t *out) {
+    for (int64_t kk = 0; kk < d / 2; kk++)
+        for (int64_t j = 0; j < n32; j++) out[kk * n32 + j] = j < n ? pair_at(X + j * s + 2 * kk) : 0;
+}
+
+/* pack rows of X as [ceil(n/2)][d] bf16 pairs over rows (rows 2jj and 2jj + 1), zero past n */
+static void pack_pairs_over_rows(const uint16_t *X, int64_t s, int64_t n, int64_t d,
+                                 uint32_t *out) {
+    for (int64_t jj = 0; jj < (n + 1) / 2; jj++) {
+        const uint16_t *a = X + 2 * jj * s, *b = 2 * jj + 1 < n ? a + s : NULL;
+        for (int64_t c = 0; c < d; c++)
+            out[jj * d + c] = (uint32_t)a[c] | (b ? (uint32_t)b[c] << 16 : 0u);
+    }
+}
+
+void attention_fused_fwd(const heads_t *a, float scale, uint16_t *P, uint16_t *O, uint64_t seed,
+                         uint32_t threshold, float keep_scale, int dropped, int threads) {
+    int64_t B = a->B, H = a->H, Lq = a->Lq, Lk = a->Lk, d = a->d;
+    int64_t n32 = (Lk + 31) / 32 * 32, tasks = B * H;
+    __m256i thr = _mm256_set1_epi16((short)(uint16_t)threshold);
+#pragma omp parallel num_threads(threads_for(tasks * Lq * Lk * d / 8, threads))
+    {
+        uint32_t *Kp = malloc(sizeof(uint32_t) * (size_t)(d / 2 * n32 + (Lk + 1) / 2 * d));
+        uint32_t *Vp = Kp + d / 2 * n32;
+        float *x = malloc(sizeof(float) * (size_t)n32);
+        uint16_t *drow = malloc(sizeof(uint16_t) * (size_t)(n32 + 2));
+        uint64_t *words = malloc(sizeof(uint64_t) * (size_t)(Lk / 4 + 16));
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t b = t / H, h = t % H, g = h / a->rep;
+            const uint16_t *q = a->q + b * a->qsb + h * a->qsh;
+            pack_pairs_over_d(a->k + b * a->ksb + g * a->ksh, a->ksl, Lk, n32, d, Kp);
+            pack_pairs_over_rows(a->v + b * a->vsb + g * a->vsh, a->vsl, Lk, d, Vp);
+            for (int64_t i = 0; i < Lq; i++) {
+                dot_rows(q + i * a->qsl, Kp, d, n32, x);
+                const uint16_t *m = a->m ? a->m + b * a->mb + h * a->mh + i * a->mq : NULL;
+                for (int64_t j = 0; j < Lk; j += 16) {
+                    __mmask16 tm = tail(Lk, j);
+                    __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(tm, x + j), _mm512_set1_ps(scale));
+                    if (m) v = _mm512_add_ps(v, load16(m + j, tm));
+                    _mm512_mask_storeu_ps(x + j, tm, v);
+                }
+                int64_t r = (t * Lq + i); /* the row of P: its mask lanes start at r * Lk */
+                const uint16_t *lane = dropped ? row_lanes(seed, r * Lk, Lk, words) : NULL;
+                softmax_row(x, Lk, P + r * Lk, drow, lane, thr, keep_scale);
+                drow[Lk] = 0; /* the pair partner of an odd last key */
+                uint16_t *o = O + ((b * Lq + i) * H + h) * d;
+                for (int64_t c = 0; c < d; c += 32) {
+                    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+                    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+                    int64_t pairs = (Lk + 1) / 2, jj = 0;
+                    for (; jj + 1 < pairs; jj += 2) {
+                        __m512bh p0 = (__m512bh)_mm512_set1_epi32((int)pair_at(drow + 2 * jj));
+                        __m512bh p1 = (__m512bh)_mm512_set1_epi32((int)pair_at(drow + 2 * jj + 2));
+                        const uint32_t *v0 = Vp + jj * d + c, *v1 = v0 + d;
+                        a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(v0), p0);
+                        a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(v0 + 16), p0);
+                        b0 = _mm512_dpbf16_ps(b0, (__m512bh)_mm512_loadu_si512(v1), p1);
+                        b1 = _mm512_dpbf16_ps(b1, (__m512bh)_mm512_loadu_si512(v1 + 16), p1);
+                    }
+                    if (jj < pairs) {
+                        __m512bh p0 = (__m512bh)_mm512_set1_epi32((int)pair_at(drow + 2 * jj));
+                        const uint32_t *v0 = Vp + jj * d + c;
+                        a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(v0), p0);
+                        a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(v0 + 16), p0);
+                    }
+                    store16(o + c, _mm512_add_ps(a0, b0), 0xFFFF);
+                    store16(o + c + 16, _mm512_add_ps(a1, b1), 0xFFFF);
+                }
+            }
+        }
+        free(Kp);
+        free(x);
+        free(drow);
+        free(words);
+    }
+}
+
+/* backward: dQ [B, Lq, H, d], dK and dV [B, Lk, H / rep, d] from dO [B, Lq, H, d] and P */
+void attention_fused_bwd(const heads_t *a, float scale, const uint16_t *P, const uint16_t *dO,
+                         uint64_t seed, uint32_t threshold, float keep_scale, int dropped,
+                         uint16_t *dQ, uint16_t *dK, uint16_t *dV, int threads) {
+    int64_t B = a->B, H = a->H, G = a->H / a->rep, Lq = a->Lq, Lk = a->Lk, d = a->d;
+    int64_t n32 = (Lk + 31) / 32 * 32, tasks = B * G;
+    __m256i thr = _mm256_set1_epi16((short)(uint16_t)threshold);
+#pragma omp parallel num_threads(threads_for(B * H * Lq * Lk * d / 8, threads))
+    {
+        uint32_t *Vt = malloc(sizeof(uint32_t) * (size_t)(d / 2 * n32));
+        float *kf = malloc(sizeof(float) * (size_t)(3 * Lk * d + 2 * n32 + 2 * d));
+        float *dk = kf + Lk * d, *dv = dk + Lk * d, *g = dv + Lk * d, *ds = g + n32;
+        float *qf = ds + n32, *of = qf + d;
+        uint64_t *words = malloc(sizeof(uint64_t) * (size_t)(Lk / 4 + 16));
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < tasks; t++) {
+            int64_t b = t / G, gh = t % G;
+            const uint16_t *k = a->k + b * a->ksb + gh * a->ksh;
+            const uint16_t *v = a->v + b * a->vsb + gh * a->vsh;
+            pack_pairs_over_d(v, a->vsl, Lk, n32, d, Vt);
+            for (int64_t j = 0; j < Lk; j++)
+                for (int64_t c = 0; c < d; c += 16)
+                    _mm512_storeu_ps(kf + j * d + c, load16(k + j * a->ksl + c, 0xFFFF));
+            memset(dk, 0, sizeof(float) * (size_t)(2 * Lk * d));
+            for (int64_t h = gh * a->rep; h < (gh + 1) * a->rep; h++) {
+                const uint16_t *q = a->q + b * a->qsb + h * a->qsh;
+                for (int64_t i = 0; i < Lq; i++) {
+                    const uint16_t *go = dO + ((b * Lq + i) * H + h) * d;
+                    int64_t r = (b * H + h) * Lq + i;
+                    const uint16_t *p = P + r * Lk;
+                    dot_rows(go, Vt, d, n32, g); /* dD row */
+                    const uint16_t *lane = dropped ? row_lanes(seed, r * Lk, Lk, words) : NULL;
+                    __m512 vdot = _mm512_setzero_ps();
+                    for (int64_t j = 0; j < Lk; j += 16) {
+                        __mmask16 tm = tail(Lk, j);
+                        __m512 gv = _mm512_maskz_loadu_ps(tm, g + j), pv = load16(p + j, tm);
+                        __m512 dv_ = pv; /* D row: what O was made from */
+                        if (lane) {
+                            __mmask16 keep = _mm256_mask_cmpge_epu16_mask(
+                                tm, _mm256_maskz_loadu_epi16(tm, lane + j), thr);
+                            gv = _mm512_maskz_mul_ps(keep, gv, _mm512_set1_ps(keep_scale));
+                            dv_ = round_bf16(_mm512_maskz_mul_ps(keep, pv, _mm512_set1_ps(keep_scale)));
+                        }
+                        _mm512_mask_storeu_ps(g + j, tm, gv);
+                        _mm512_mask_storeu_ps(ds + j, tm, dv_); /* D, for dV below */
+                        vdot = _mm512_fmadd_ps(gv, pv, vdot);
+                    }
+                    /* dV_j += D_ij dO_i */
+                    for (int64_t c = 0; c < d; c += 16)
+                        _mm512_storeu_ps(of + c, load16(go + c, 0xFFFF));
+                    for (int64_t j = 0; j < Lk; j++) {
+                        __m512 w = _mm512_set1_ps(ds[j]);
+                        for (int64_t c = 0; c < d; c += 16)
+                            _mm512_storeu_ps(dv + j * d + c, _mm512_fmadd_ps(w, _mm512_loadu_ps(of + c),
+                                                                              _mm512_loadu_ps(dv + j * d + c)));
+                    }
+                    __m512 dot = _mm512_set1_ps(_mm512_reduce_add_ps(vdot));
+                    for (int64_t j = 0; j < Lk; j += 16) {
+                        __mmask16 tm = tail(Lk, j);
+                        __m512 v2 = _mm512_sub_ps(_mm512_maskz_loadu_ps(tm, g + j), dot);
+                        v2 = _mm512_mul_ps(_mm512_mul_ps(v2, load16(p + j, tm)), _mm512_set1_ps(scale));
+                        _mm512_mask_storeu_ps(ds + j, tm, v2);
+                    }
+                    /* dQ_i = sum_j dS_ij K_j; dK_j += dS_ij Q_i */
+                    for (int64_t c = 0; c < d; c += 16)
+                        _mm512_storeu_ps(qf + c, load16(q + i * a->qsl + c, 0xFFFF));
+                    uint16_t *dq = dQ + ((b * Lq + i) * H + h) * d;
+                    for (int64_t c = 0; c < d; c += 16) {
+                        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+                        int64_t j = 0;
+                        for (; j + 1 < Lk; j += 2) {
+                            acc0 = _mm512_fmadd_ps(_mm512_set1_ps(ds[j]), _mm512_loadu_ps(kf + j * d + c), acc0);
+                            acc1 = _mm512_fmadd_ps(_mm512_set1_ps(ds[j + 1]), _mm512_loadu_ps(kf + (j + 1) * d + c), acc1);
+                        }
+                        if (j < Lk) acc0 = _mm512_fmadd_ps(_mm512_set1_ps(ds[j]), _mm512_loadu_ps(kf + j * d + c), acc0);
+                        store16(dq + c, _mm512_add_ps(acc0, acc1), 0xFFFF);
+                    }
+                    for (int64_t j = 0; j < Lk; j++) {
+                        __m512 w = _mm512_set1_ps(ds[j]);
+                        for (int64_t c = 0; c < d; c += 16)
+                            _mm512_storeu_ps(dk + j * d + c, _mm512_fmadd_ps(w, _mm512_loadu_ps(qf + c),
+                                                                              _mm512_loadu_ps(dk + j * d + c)));
+                    }
+                }
+            }
+            for (int64_t j = 0; j < Lk; j++)
+                for (int64_t c = 0; c < d; c += 16) {
+                    int64_t at = ((b * Lk + j) * G + gh) * d + c;
+                    store16(dK + at, _mm512_loadu_ps(dk + j * d + c), 0xFFFF);
+                    store16(dV + at, _mm512_loadu_ps(dv + j * d + c), 0xFFFF);
+                }
+        }
+        free(Vt);
+        free(kf);
+        free(words);
+    }
+}
+
+#else /* AVX-512 without BF16 dot products */
+
+int attention_fused_available(void) { return 0; }
+void attention_fused_fwd(const void *a, float scale, uint16_t *P, uint16_t *O, uint64_t seed,
+                         uint32_t threshold, float keep_scale, int dropped, int threads) {}
+void attention_fused_bwd(const void *a, float scale, const uint16_t *P, const uint16_t *dO,
+                         uint64_t seed, uint32_t threshold, float keep_scale, int dropped,
+                         uint16_t *dQ, uint16_t *dK, uint16_t *dV, int threads) {}
+#endif
+
 #else /* no AVX-512: PyTorch's operators */
 
 int attention_chain_available(void) { return 0; }
@@ -139,5 +391,12 @@ void attention_chain_fwd(const uint16_t *S, const uint16_t *M, int64_t mb, int64
 void attention_chain_bwd(const uint16_t *dD, const uint16_t *P, int64_t rows, int64_t n,
                          float scale, int dropped, uint64_t seed, uint32_t threshold,
                          float keep_scale, uint16_t *dS, int threads) {}
+
+int attention_fused_available(void) { return 0; }
+void attention_fused_fwd(const void *a, float scale, uint16_t *P, uint16_t *O, uint64_t seed,
+                         uint32_t threshold, float keep_scale, int dropped, int threads) {}
+void attention_fused_bwd(const void *a, float scale, const uint16_t *P, const uint16_t *dO,
+                         uint64_t seed, uint32_t threshold, float keep_scale, int dropped,
+                         uint16_t *dQ, uint16_t *dK, uint16_t *dV, int threads) {}
 
 #endif

@@ -1,27 +1,39 @@
-"""Attention whose element-wise chain is one C pass per row (bf16 on a CPU with AVX-512).
+"""Attention in tunelab's C kernels for bf16 on a CPU with AVX-512: the whole of it per head,
+or its element-wise chain per row.
 
 A Transformers model's eager attention is two matmuls around a chain of element-wise
-operators: scale the scores, add the mask, softmax, dropout (and the same four backward).
+operators: scale the scores, add the mask, softmax, dropout (and the same four backward),
+with a copy of Q, K and V into per-head layout before the matmuls and of the output after.
 On the short rows of a length-grouped batch (27-80 keys) each operator's per-row overhead
 dominates: PyTorch's bf16 softmax of a 32 x 12 x 27 x 27 map takes about 0.9 ms on the 2-core
-Xeon, and the chain was about 10 ms of a 100 ms MiniLM training step. ``attention.c`` (in
-:mod:`tunelab.native`) does the chain forward in one pass per row and backward in another,
-in float32 registers from the bf16 scores to the bf16 probabilities, with lane masks for a
-row's tail: 0.53 against 2.1-2.4 ms forward and backward for that map, 1.1 against 3.0 at 51
-keys, 1.9 against 6.0 at 79 (``bench/README.md``). Its dropout mask is the one
-:mod:`~tunelab.training.fast_dropout` draws for the same seed, drawn from PyTorch's generator
-as many times, so a run with it draws the same masks as a run without it.
+Xeon, and attention was about 17 ms of a 120 ms MiniLM training step. ``attention.c`` (in
+:mod:`tunelab.native`) has two ways to do it:
 
-:func:`use` registers the function with Transformers' ``AttentionInterface`` as ``"tunelab"``
-(with the eager additive mask) and switches a model to it; training sets it for bf16 on a
-CPU where the kernel built (:func:`available`). Whatever the kernel does not cover (float32,
-a boolean or broadcast-over-keys mask, a soft cap, attention sinks, rows over 8,192 keys)
-goes to the model's own eager attention, unchanged; grouped key/value heads are repeated as
-the eager code does.
+- **the whole attention** (:class:`_Attention`; AVX-512 BF16, head dim a multiple of 32):
+  one task per head reads Q, K and V where the projections left them, computes Q K^T with
+  bf16 dot products, the chain in float32 registers, D V, and writes the output in the layout
+  the model reshapes next; backward recomputes nothing but the dropout mask and accumulates
+  in float32. Forward and backward of a 32 x 12-head x 27-key batch: 1.4-1.7 against 4.3-4.8
+  ms for PyTorch's operators.
+- **the chain alone** (:class:`_Chain`; any AVX-512): PyTorch's matmuls, then the chain in
+  one pass per row: 0.53 against 2.1-2.4 ms forward and backward for that map, 1.1 against
+  3.0 at 51 keys, 1.9 against 6.0 at 79 (``bench/README.md``).
+
+The dropout mask is the one :mod:`~tunelab.training.fast_dropout` draws for the same seed,
+drawn from PyTorch's generator as many times, so a run with the kernels draws the same masks
+as a run without them.
+
+:func:`use` registers :func:`attention` with Transformers' ``AttentionInterface`` as
+``"tunelab"`` (with the eager additive mask) and switches a model to it; training sets it for
+bf16 on a CPU where the kernel built (:func:`available`). Whatever the kernels do not cover
+(float32, a boolean or broadcast-over-keys mask, a soft cap, attention sinks, rows over 8,192
+keys for the chain) goes to the model's own eager attention, unchanged; grouped key/value
+heads are shared as the eager code does.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import sys
 from collections.abc import Callable
@@ -106,6 +118,106 @@ class _Chain(torch.autograd.Function):
         return out, None, None, None
 
 
+def fused_available() -> bool:
+    """Whether the whole attention can run in the kernel (AVX-512 with BF16 dot products)."""
+    lib = native.library()
+    return lib is not None and bool(lib.attention_fused_available())
+
+
+class _Heads(ctypes.Structure):
+    """attention.c's ``heads_t``: where Q, K, V and the mask are, and the sizes."""
+
+    _fields_ = [
+        *((n, ctypes.c_void_p) for n in ("q", "k", "v")),
+        *((n, ctypes.c_int64) for n in ("qsb", "qsh", "qsl", "ksb", "ksh", "ksl")),
+        *((n, ctypes.c_int64) for n in ("vsb", "vsh", "vsl")),
+        ("m", ctypes.c_void_p),
+        *((n, ctypes.c_int64) for n in ("mb", "mh", "mq", "B", "H", "rep", "Lq", "Lk", "d")),
+    ]
+
+
+def _heads(q, k, v, mask) -> _Heads:
+    b, h, lq, d = q.shape
+    g, lk = k.shape[1], k.shape[2]
+    strides = [t.stride(i) for t in (q, k, v) for i in range(3)]
+    m, ms = None, (0, 0, 0)
+    if mask is not None:
+        full = mask.expand(b, h, lq, lk)
+        m, ms = full.data_ptr(), (full.stride(0), full.stride(1), full.stride(2))
+    return _Heads(
+        q.data_ptr(), k.data_ptr(), v.data_ptr(), *strides, m, *ms, b, h, h // g, lq, lk, d
+    )
+
+
+class _Attention(torch.autograd.Function):
+    """The whole attention of every head in attention.c: softmax(Q K^T * scale + mask), its
+    dropout, times V; returns the output as [B, Lq, H, d] and the probabilities."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale: float, p: float):
+        lib = native.library()
+        assert lib is not None
+        b, h, lq, d = q.shape
+        probs = torch.empty(b, h, lq, k.shape[2], dtype=q.dtype)
+        out = torch.empty(b, lq, h, d, dtype=q.dtype)
+        seed = fast_dropout._seed() if p > 0 else 0  # one draw, as fast_dropout makes
+        heads = _heads(q, k, v, mask)
+        threshold, keep = fast_dropout._threshold(p), 1.0 / (1.0 - p)
+        lib.attention_fused_fwd(
+            ctypes.addressof(heads),
+            scale,
+            probs.data_ptr(),
+            out.data_ptr(),
+            seed,
+            threshold,
+            keep,
+            int(p > 0),
+            torch.get_num_threads(),
+        )
+        ctx.save_for_backward(q, k, v, probs)
+        ctx.scale, ctx.p, ctx.seed = scale, p, seed
+        ctx.mark_non_differentiable(probs)
+        return out, probs
+
+    @staticmethod
+    def backward(ctx, grad, _):
+        lib = native.library()
+        assert lib is not None
+        q, k, v, probs = ctx.saved_tensors
+        b, h, lq, d = q.shape
+        g, lk = k.shape[1], k.shape[2]
+        grad = grad.contiguous()
+        dq = torch.empty(b, lq, h, d, dtype=q.dtype)
+        dk = torch.empty(b, lk, g, d, dtype=q.dtype)
+        dv = torch.empty_like(dk)
+        heads = _heads(q, k, v, None)
+        lib.attention_fused_bwd(
+            ctypes.addressof(heads),
+            ctx.scale,
+            probs.data_ptr(),
+            grad.data_ptr(),
+            ctx.seed,
+            fast_dropout._threshold(ctx.p),
+            1.0 / (1.0 - ctx.p),
+            int(ctx.p > 0),
+            dq.data_ptr(),
+            dk.data_ptr(),
+            dv.data_ptr(),
+            torch.get_num_threads(),
+        )
+        return dq.transpose(1, 2), dk.transpose(1, 2), dv.transpose(1, 2), None, None, None
+
+
+def _whole(query, key, value) -> bool:
+    """Whether the whole attention fits the kernel: head dim a multiple of 32, each of Q, K, V
+    contiguous along it, AVX-512 BF16."""
+    if query.shape[-1] % 32 or key.shape[-1] != query.shape[-1]:
+        return False
+    if any(t.stride(-1) != 1 or t.dtype != query.dtype for t in (query, key, value)):
+        return False
+    return value.shape == key.shape and fused_available()
+
+
 def _fits(query, key, mask, kwargs: dict) -> bool:
     """Whether the fused chain computes what the eager code would for these inputs."""
     if query.dtype != torch.bfloat16 or query.device.type != "cpu" or key.dtype != query.dtype:
@@ -168,14 +280,16 @@ def attention(
         return _eager(type(module).__module__)(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
-    heads = query.shape[1]
-    key, value = _repeat(key, heads), _repeat(value, heads)
     scale = query.size(-1) ** -0.5 if scaling is None else float(scaling)
     p = float(dropout) if module.training else 0.0
     # the fused dropout only where tunelab's dropout is on (its seeds, its masks)
     fused_p = p if torch.nn.functional.dropout is fast_dropout.dropout else 0.0
     if fused_p and fast_dropout._threshold(fused_p) > 0xFFFF:
         fused_p = 0.0
+    if fused_p == p and _whole(query, key, value):
+        return _Attention.apply(query, key, value, attention_mask, scale, p)
+    heads = query.shape[1]
+    key, value = _repeat(key, heads), _repeat(value, heads)
     scores = torch.matmul(query, key.transpose(2, 3))
     weights = _Chain.apply(scores, attention_mask, scale, fused_p)
     if p and not fused_p:
