@@ -90,7 +90,7 @@ def describe() -> dict:
         "native_bf16": native_bf16(),
         "int8_dot": int8_dot(),
         "allocator": allocator.describe(),
-        "kernels": native.describe(),  # tunelab's C kernels (dropout, AdamW) or PyTorch's
+        "kernels": native.describe(),  # tunelab's C kernels (dropout, AdamW, attention...)
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "versions": versions,
     }

@@ -9,7 +9,7 @@ dominates: PyTorch's bf16 softmax of a 32 x 12 x 27 x 27 map takes about 0.9 ms 
 Xeon, and attention was about 17 ms of a 120 ms MiniLM training step. ``attention.c`` (in
 :mod:`tunelab.native`) has two ways to do it:
 
-- **the whole attention** (:class:`_Attention`; AVX-512 BF16, head dim a multiple of 32):
+- **the whole attention** (:class:`_Attention`; AVX-512 BF16, head dim 32, MiniLM's):
   one task per head reads Q, K and V where the projections left them, computes Q K^T with
   bf16 dot products, the chain in float32 registers, D V, and writes the output in the layout
   the model reshapes next; backward recomputes nothing but the dropout mask and accumulates
@@ -208,10 +208,15 @@ class _Attention(torch.autograd.Function):
         return dq.transpose(1, 2), dk.transpose(1, 2), dv.transpose(1, 2), None, None, None
 
 
+WHOLE_HEAD_DIMS = (32,)  # where the whole-attention kernel measured faster (bench/README.md)
+
+
 def _whole(query, key, value) -> bool:
-    """Whether the whole attention fits the kernel: head dim a multiple of 32, each of Q, K, V
+    """Whether the whole attention fits the kernel: a head dim it is faster at (32: MiniLM;
+    at 64 it measured no faster than PyTorch's operators, at 256 three times slower: its
+    backward's float32 updates of dK and dV grow with the head dim), each of Q, K, V
     contiguous along it, AVX-512 BF16."""
-    if query.shape[-1] % 32 or key.shape[-1] != query.shape[-1]:
+    if query.shape[-1] not in WHOLE_HEAD_DIMS or key.shape[-1] != query.shape[-1]:
         return False
     if any(t.stride(-1) != 1 or t.dtype != query.dtype for t in (query, key, value)):
         return False
