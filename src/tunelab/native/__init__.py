@@ -5,10 +5,11 @@ PyTorch runs an element-wise chain such as dropout as several passes over memory
 dispatched operator (draw random words, compare, convert, multiply, scale), and a bf16 MiniLM
 training step has about twenty of them. ``kernels.c`` does such a chain in one vectorised,
 multi-threaded pass (dropout); ``adamw.c`` does the optimizer step with the bf16 casts
-around it (:mod:`tunelab.training.native_adamw`); ``attention.c`` does attention's scale,
-mask, softmax and dropout in one pass per row (:mod:`tunelab.training.fast_attention`),
-``layers.c`` LayerNorm and GELU's gradient (:mod:`tunelab.training.fast_layers`), these two
-with AVX-512 intrinsics, compiled only where the CPU has them. It is C with no PyTorch
+around it (:mod:`tunelab.training.native_adamw`); ``attention.c`` does attention (the whole
+of a head with AVX-512 BF16, else its scale, mask, softmax and dropout in one pass per row;
+:mod:`tunelab.training.fast_attention`), ``layers.c`` LayerNorm and GELU's gradient
+(:mod:`tunelab.training.fast_layers`), these two with AVX-512 intrinsics, compiled only where
+the CPU has them. It is C with no PyTorch
 headers, so it compiles in about a second with the system's C compiler (``cc -O3 -march=native
 -fopenmp``, see ``FLAGS``); the library is cached in ``$TUNELAB_CACHE/native`` (default
 ``~/.cache/tunelab/native``) under a key of the sources, the compiler, the flags and this

@@ -163,7 +163,7 @@ def build(p: Prepared) -> Built:
     model = p.task.build_model(p.source.path, p.spec, **load_kwargs)
     align_pad(model, p.tokenizer)
     if precision == "bf16" and p.dist.device.type == "cpu":
-        fast_attention.use(model)  # scale, mask, softmax and dropout in one C pass per row
+        fast_attention.use(model)  # attention in tunelab's C kernels where the CPU has AVX-512
     if t.gradient_checkpointing:
         hf = cast("PreTrainedModel", model)  # the task's Transformers model
         if hasattr(hf, "activation_checkpointing_enable"):  # transformers >= 5.x name
