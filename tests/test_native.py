@@ -84,6 +84,9 @@ def test_turned_off_by_the_environment(monkeypatch):
     monkeypatch.setenv(native.ENV, "0")
     assert native.library() is None
     assert native.describe() == "pytorch (TUNELAB_NATIVE=0)"
+    assert not native.supports("attention_chain_available")
+    with pytest.raises(RuntimeError, match="not loaded: pytorch .TUNELAB_NATIVE=0."):
+        native.loaded()  # a caller that skipped the availability check hears why
 
 
 def test_a_run_folder_records_which_kernels_trained_it(trained_runs):

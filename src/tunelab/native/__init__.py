@@ -37,7 +37,9 @@ SOURCES = tuple(
     Path(__file__).with_name(f) for f in ("kernels.c", "adamw.c", "attention.c", "layers.c")
 )
 # included by the sources: part of the cache key
-HEADERS = tuple(Path(__file__).with_name(f) for f in ("bf16.h", "counter.h", "avx512.h"))
+HEADERS = tuple(
+    Path(__file__).with_name(f) for f in ("bf16.h", "counter.h", "avx512.h", "threads.h")
+)
 # no contraction of a * b + c into one rounding: adamw.c repeats PyTorch's arithmetic exactly
 FLAGS = (
     "-O3",
@@ -184,6 +186,22 @@ def library() -> ctypes.CDLL | None:
                 log.warning("tunelab's CPU kernels are not available, using PyTorch's: %s", e)
             _tried = True
     return _lib
+
+
+def loaded() -> ctypes.CDLL:
+    """The kernels, for a caller that checked they are available (:func:`library` is not None,
+    or :func:`supports`); raises RuntimeError where they are not."""
+    lib = library()
+    if lib is None:
+        raise RuntimeError(f"tunelab's C kernels are not loaded: {describe()}")
+    return lib
+
+
+def supports(probe: str) -> bool:
+    """Whether the kernels loaded and their ``probe`` function (``attention_chain_available``,
+    ``layers_available``, ...: 1 where this CPU has what that kernel was compiled for) says so."""
+    lib = library()
+    return lib is not None and bool(getattr(lib, probe)())
 
 
 def describe() -> str:

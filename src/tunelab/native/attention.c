@@ -26,9 +26,11 @@
  * PyTorch's operators.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "counter.h"
+#include "threads.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
 #include "avx512.h"
@@ -57,10 +59,6 @@ static inline const uint16_t *row_lanes(uint64_t seed, int64_t first, int64_t n,
     return (const uint16_t *)out + (first - 4 * w0);
 }
 
-static inline int threads_for(int64_t elements, int threads) {
-    return elements < 32768 ? 1 : threads;
-}
-
 /* the softmax chain on x[0..n) (scaled and masked scores, float32; overwritten): the P row,
  * and the D row (bf16; NULL: none) with the mask's lanes when dropping (NULL: D = P) */
 static inline void softmax_row(float *x, int64_t n, uint16_t *p, uint16_t *drow,
@@ -87,6 +85,39 @@ static inline void softmax_row(float *x, int64_t n, uint16_t *p, uint16_t *drow,
             v = _mm512_maskz_mul_ps(keep, v, _mm512_set1_ps(keep_scale));
         }
         store16(drow + j, v, t);
+    }
+}
+
+/* the chain backward on one row: dS = scale * P * (g' - sum(g' * P)), where g is the gradient
+ * of the D row (bf16 at `gin`, or float32 already in g[0..n) when gin is NULL) and g' is g
+ * through the row's dropout mask (lane; NULL: none). g is the float32 work row; dS goes to
+ * `out` (bf16) or, when out is NULL, into g. With `drow`, the D row (float32) goes there. */
+static inline void softmax_grad_row(const uint16_t *gin, float *g, const uint16_t *p, int64_t n,
+                                    const uint16_t *lane, __m256i thr, float keep_scale,
+                                    float scale, float *drow, uint16_t *out) {
+    __m512 vdot = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 t = tail(n, j);
+        __m512 gv = gin ? load16(gin + j, t) : _mm512_maskz_loadu_ps(t, g + j);
+        __m512 pv = load16(p + j, t), dv = pv;
+        if (lane) {
+            __mmask16 keep = _mm256_mask_cmpge_epu16_mask(t, _mm256_maskz_loadu_epi16(t, lane + j), thr);
+            gv = _mm512_maskz_mul_ps(keep, gv, _mm512_set1_ps(keep_scale));
+            dv = round_bf16(_mm512_maskz_mul_ps(keep, pv, _mm512_set1_ps(keep_scale)));
+        }
+        _mm512_mask_storeu_ps(g + j, t, gv);
+        if (drow) _mm512_mask_storeu_ps(drow + j, t, dv);
+        vdot = _mm512_fmadd_ps(gv, pv, vdot);
+    }
+    __m512 dot = _mm512_set1_ps(_mm512_reduce_add_ps(vdot));
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 t = tail(n, j);
+        __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(t, g + j), dot);
+        v = _mm512_mul_ps(_mm512_mul_ps(v, load16(p + j, t)), _mm512_set1_ps(scale));
+        if (out)
+            store16(out + j, v, t);
+        else
+            _mm512_mask_storeu_ps(g + j, t, v);
     }
 }
 
@@ -124,27 +155,9 @@ void attention_chain_bwd(const uint16_t *dD, const uint16_t *P, int64_t rows, in
     for (int64_t r = 0; r < rows; r++) {
         float g[MAX_KEYS];
         uint64_t words[MAX_KEYS / 4 + 16];
-        const uint16_t *gd = dD + r * n, *p = P + r * n;
         const uint16_t *lane = dropped ? row_lanes(seed, r * n, n, words) : NULL;
-        __m512 vdot = _mm512_setzero_ps();
-        for (int64_t j = 0; j < n; j += 16) {
-            __mmask16 t = tail(n, j);
-            __m512 v = load16(gd + j, t);
-            if (dropped) {
-                __mmask16 keep = _mm256_mask_cmpge_epu16_mask(
-                    t, _mm256_maskz_loadu_epi16(t, lane + j), thr);
-                v = _mm512_maskz_mul_ps(keep, v, _mm512_set1_ps(keep_scale));
-            }
-            _mm512_mask_storeu_ps(g + j, t, v);
-            vdot = _mm512_fmadd_ps(v, load16(p + j, t), vdot);
-        }
-        __m512 dot = _mm512_set1_ps(_mm512_reduce_add_ps(vdot));
-        for (int64_t j = 0; j < n; j += 16) {
-            __mmask16 t = tail(n, j);
-            __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(t, g + j), dot);
-            v = _mm512_mul_ps(_mm512_mul_ps(v, load16(p + j, t)), _mm512_set1_ps(scale));
-            store16(dS + r * n + j, v, t);
-        }
+        softmax_grad_row(dD + r * n, g, P + r * n, n, lane, thr, keep_scale, scale, NULL,
+                         dS + r * n);
     }
 }
 
@@ -156,9 +169,6 @@ void attention_chain_bwd(const uint16_t *dD, const uint16_t *P, int64_t rows, in
  * P (the probabilities, for the backward pass) [B, H, Lq, Lk]. The products run on AVX-512
  * BF16 dot products (pairs of bf16 products summed in float32, as oneDNN's bf16 matmuls);
  * the backward pass accumulates in float32. d must be a multiple of 32. */
-#include <omp.h>
-#include <stdlib.h>
-
 int attention_fused_available(void) { return 1; }
 
 typedef struct {
@@ -171,24 +181,38 @@ typedef struct {
 
 static inline uint32_t pair_at(const uint16_t *p) { uint32_t u; memcpy(&u, p, 4); return u; }
 
-/* out[0..n32) = row . rows of X over d, X packed [d/2][n32] as bf16 pairs (zero past n) */
-static inline void dot_rows(const uint16_t *row, const uint32_t *Xp, int64_t d, int64_t n32,
-                            float *out) {
-    for (int64_t j = 0; j < n32; j += 32) {
+/* out[c] = sum over pairs k of w[2k] * X[k][c].lo + w[2k + 1] * X[k][c].hi for c in
+ * [0, cols), cols a multiple of 32: w holds 2 * pairs bf16 (zero past its end), X is packed
+ * [pairs][stride] as bf16 pairs. Q K^T rows (w a query row, pairs over the head dim, X the
+ * keys) and D V rows (w a D row, pairs over the keys, X the values) are both this. */
+static inline void combine_pairs(const uint16_t *w, int64_t pairs, const uint32_t *X,
+                                 int64_t stride, int64_t cols, float *out) {
+    for (int64_t c = 0; c < cols; c += 32) {
         __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
         __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
-        for (int64_t kk = 0; kk < d / 2; kk += 2) {
-            __m512bh q0 = (__m512bh)_mm512_set1_epi32((int)pair_at(row + 2 * kk));
-            __m512bh q1 = (__m512bh)_mm512_set1_epi32((int)pair_at(row + 2 * kk + 2));
-            const uint32_t *x0 = Xp + kk * n32 + j, *x1 = x0 + n32;
-            a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(x0), q0);
-            a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(x0 + 16), q0);
-            b0 = _mm512_dpbf16_ps(b0, (__m512bh)_mm512_loadu_si512(x1), q1);
-            b1 = _mm512_dpbf16_ps(b1, (__m512bh)_mm512_loadu_si512(x1 + 16), q1);
+        int64_t k = 0;
+        for (; k + 1 < pairs; k += 2) {
+            __m512bh w0 = (__m512bh)_mm512_set1_epi32((int)pair_at(w + 2 * k));
+            __m512bh w1 = (__m512bh)_mm512_set1_epi32((int)pair_at(w + 2 * k + 2));
+            const uint32_t *x0 = X + k * stride + c, *x1 = x0 + stride;
+            a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(x0), w0);
+            a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(x0 + 16), w0);
+            b0 = _mm512_dpbf16_ps(b0, (__m512bh)_mm512_loadu_si512(x1), w1);
+            b1 = _mm512_dpbf16_ps(b1, (__m512bh)_mm512_loadu_si512(x1 + 16), w1);
         }
-        _mm512_storeu_ps(out + j, _mm512_add_ps(a0, b0));
-        _mm512_storeu_ps(out + j + 16, _mm512_add_ps(a1, b1));
+        if (k < pairs) {
+            __m512bh w0 = (__m512bh)_mm512_set1_epi32((int)pair_at(w + 2 * k));
+            const uint32_t *x0 = X + k * stride + c;
+            a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(x0), w0);
+            a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(x0 + 16), w0);
+        }
+        _mm512_storeu_ps(out + c, _mm512_add_ps(a0, b0));
+        _mm512_storeu_ps(out + c + 16, _mm512_add_ps(a1, b1));
     }
+}
+
+static inline void store_row(uint16_t *dst, const float *src, int64_t d) { /* d % 16 == 0 */
+    for (int64_t c = 0; c < d; c += 16) store16(dst + c, _mm512_loadu_ps(src + c), 0xFFFF);
 }
 
 /* pack rows 0..n-1 of X (row stride s) as [d/2][n32] bf16 pairs over d, zero past n */
@@ -208,6 +232,16 @@ static void pack_pairs_over_rows(const uint16_t *X, int64_t s, int64_t n, int64_
     }
 }
 
+/* acc[j][c] += w[j] * row[c] for j in [0, n), c in [0, d) (acc [n][d] float32, d % 16 == 0) */
+static inline void add_outer(float *acc, const float *w, int64_t n, const float *row, int64_t d) {
+    for (int64_t j = 0; j < n; j++) {
+        __m512 wj = _mm512_set1_ps(w[j]);
+        for (int64_t c = 0; c < d; c += 16)
+            _mm512_storeu_ps(acc + j * d + c,
+                             _mm512_fmadd_ps(wj, _mm512_loadu_ps(row + c), _mm512_loadu_ps(acc + j * d + c)));
+    }
+}
+
 void attention_fused_fwd(const heads_t *a, float scale, uint16_t *P, uint16_t *O, uint64_t seed,
                          uint32_t threshold, float keep_scale, int dropped, int threads) {
     int64_t B = a->B, H = a->H, Lq = a->Lq, Lk = a->Lk, d = a->d;
@@ -217,7 +251,7 @@ void attention_fused_fwd(const heads_t *a, float scale, uint16_t *P, uint16_t *O
     {
         uint32_t *Kp = malloc(sizeof(uint32_t) * (size_t)(d / 2 * n32 + (Lk + 1) / 2 * d));
         uint32_t *Vp = Kp + d / 2 * n32;
-        float *x = malloc(sizeof(float) * (size_t)n32);
+        float *x = malloc(sizeof(float) * (size_t)(n32 + d)), *of = x + n32;
         uint16_t *drow = malloc(sizeof(uint16_t) * (size_t)(n32 + 2));
         uint64_t *words = malloc(sizeof(uint64_t) * (size_t)(Lk / 4 + 16));
 #pragma omp for schedule(static)
@@ -227,7 +261,7 @@ void attention_fused_fwd(const heads_t *a, float scale, uint16_t *P, uint16_t *O
             pack_pairs_over_d(a->k + b * a->ksb + g * a->ksh, a->ksl, Lk, n32, d, Kp);
             pack_pairs_over_rows(a->v + b * a->vsb + g * a->vsh, a->vsl, Lk, d, Vp);
             for (int64_t i = 0; i < Lq; i++) {
-                dot_rows(q + i * a->qsl, Kp, d, n32, x);
+                combine_pairs(q + i * a->qsl, d / 2, Kp, n32, n32, x); /* S row */
                 const uint16_t *m = a->m ? a->m + b * a->mb + h * a->mh + i * a->mq : NULL;
                 for (int64_t j = 0; j < Lk; j += 16) {
                     __mmask16 tm = tail(Lk, j);
@@ -239,29 +273,8 @@ void attention_fused_fwd(const heads_t *a, float scale, uint16_t *P, uint16_t *O
                 const uint16_t *lane = dropped ? row_lanes(seed, r * Lk, Lk, words) : NULL;
                 softmax_row(x, Lk, P + r * Lk, drow, lane, thr, keep_scale);
                 drow[Lk] = 0; /* the pair partner of an odd last key */
-                uint16_t *o = O + ((b * Lq + i) * H + h) * d;
-                for (int64_t c = 0; c < d; c += 32) {
-                    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-                    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
-                    int64_t pairs = (Lk + 1) / 2, jj = 0;
-                    for (; jj + 1 < pairs; jj += 2) {
-                        __m512bh p0 = (__m512bh)_mm512_set1_epi32((int)pair_at(drow + 2 * jj));
-                        __m512bh p1 = (__m512bh)_mm512_set1_epi32((int)pair_at(drow + 2 * jj + 2));
-                        const uint32_t *v0 = Vp + jj * d + c, *v1 = v0 + d;
-                        a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(v0), p0);
-                        a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(v0 + 16), p0);
-                        b0 = _mm512_dpbf16_ps(b0, (__m512bh)_mm512_loadu_si512(v1), p1);
-                        b1 = _mm512_dpbf16_ps(b1, (__m512bh)_mm512_loadu_si512(v1 + 16), p1);
-                    }
-                    if (jj < pairs) {
-                        __m512bh p0 = (__m512bh)_mm512_set1_epi32((int)pair_at(drow + 2 * jj));
-                        const uint32_t *v0 = Vp + jj * d + c;
-                        a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(v0), p0);
-                        a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(v0 + 16), p0);
-                    }
-                    store16(o + c, _mm512_add_ps(a0, b0), 0xFFFF);
-                    store16(o + c + 16, _mm512_add_ps(a1, b1), 0xFFFF);
-                }
+                combine_pairs(drow, (Lk + 1) / 2, Vp, d, d, of); /* O row */
+                store_row(O + ((b * Lq + i) * H + h) * d, of, d);
             }
         }
         free(Kp);
@@ -301,39 +314,13 @@ void attention_fused_bwd(const heads_t *a, float scale, const uint16_t *P, const
                     const uint16_t *go = dO + ((b * Lq + i) * H + h) * d;
                     int64_t r = (b * H + h) * Lq + i;
                     const uint16_t *p = P + r * Lk;
-                    dot_rows(go, Vt, d, n32, g); /* dD row */
+                    combine_pairs(go, d / 2, Vt, n32, n32, g); /* dD row */
                     const uint16_t *lane = dropped ? row_lanes(seed, r * Lk, Lk, words) : NULL;
-                    __m512 vdot = _mm512_setzero_ps();
-                    for (int64_t j = 0; j < Lk; j += 16) {
-                        __mmask16 tm = tail(Lk, j);
-                        __m512 gv = _mm512_maskz_loadu_ps(tm, g + j), pv = load16(p + j, tm);
-                        __m512 dv_ = pv; /* D row: what O was made from */
-                        if (lane) {
-                            __mmask16 keep = _mm256_mask_cmpge_epu16_mask(
-                                tm, _mm256_maskz_loadu_epi16(tm, lane + j), thr);
-                            gv = _mm512_maskz_mul_ps(keep, gv, _mm512_set1_ps(keep_scale));
-                            dv_ = round_bf16(_mm512_maskz_mul_ps(keep, pv, _mm512_set1_ps(keep_scale)));
-                        }
-                        _mm512_mask_storeu_ps(g + j, tm, gv);
-                        _mm512_mask_storeu_ps(ds + j, tm, dv_); /* D, for dV below */
-                        vdot = _mm512_fmadd_ps(gv, pv, vdot);
-                    }
+                    softmax_grad_row(NULL, g, p, Lk, lane, thr, keep_scale, scale, ds, NULL); /* g: dS */
                     /* dV_j += D_ij dO_i */
                     for (int64_t c = 0; c < d; c += 16)
                         _mm512_storeu_ps(of + c, load16(go + c, 0xFFFF));
-                    for (int64_t j = 0; j < Lk; j++) {
-                        __m512 w = _mm512_set1_ps(ds[j]);
-                        for (int64_t c = 0; c < d; c += 16)
-                            _mm512_storeu_ps(dv + j * d + c, _mm512_fmadd_ps(w, _mm512_loadu_ps(of + c),
-                                                                              _mm512_loadu_ps(dv + j * d + c)));
-                    }
-                    __m512 dot = _mm512_set1_ps(_mm512_reduce_add_ps(vdot));
-                    for (int64_t j = 0; j < Lk; j += 16) {
-                        __mmask16 tm = tail(Lk, j);
-                        __m512 v2 = _mm512_sub_ps(_mm512_maskz_loadu_ps(tm, g + j), dot);
-                        v2 = _mm512_mul_ps(_mm512_mul_ps(v2, load16(p + j, tm)), _mm512_set1_ps(scale));
-                        _mm512_mask_storeu_ps(ds + j, tm, v2);
-                    }
+                    add_outer(dv, ds, Lk, of, d);
                     /* dQ_i = sum_j dS_ij K_j; dK_j += dS_ij Q_i */
                     for (int64_t c = 0; c < d; c += 16)
                         _mm512_storeu_ps(qf + c, load16(q + i * a->qsl + c, 0xFFFF));
@@ -342,26 +329,20 @@ void attention_fused_bwd(const heads_t *a, float scale, const uint16_t *P, const
                         __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
                         int64_t j = 0;
                         for (; j + 1 < Lk; j += 2) {
-                            acc0 = _mm512_fmadd_ps(_mm512_set1_ps(ds[j]), _mm512_loadu_ps(kf + j * d + c), acc0);
-                            acc1 = _mm512_fmadd_ps(_mm512_set1_ps(ds[j + 1]), _mm512_loadu_ps(kf + (j + 1) * d + c), acc1);
+                            acc0 = _mm512_fmadd_ps(_mm512_set1_ps(g[j]), _mm512_loadu_ps(kf + j * d + c), acc0);
+                            acc1 = _mm512_fmadd_ps(_mm512_set1_ps(g[j + 1]), _mm512_loadu_ps(kf + (j + 1) * d + c), acc1);
                         }
-                        if (j < Lk) acc0 = _mm512_fmadd_ps(_mm512_set1_ps(ds[j]), _mm512_loadu_ps(kf + j * d + c), acc0);
+                        if (j < Lk) acc0 = _mm512_fmadd_ps(_mm512_set1_ps(g[j]), _mm512_loadu_ps(kf + j * d + c), acc0);
                         store16(dq + c, _mm512_add_ps(acc0, acc1), 0xFFFF);
                     }
-                    for (int64_t j = 0; j < Lk; j++) {
-                        __m512 w = _mm512_set1_ps(ds[j]);
-                        for (int64_t c = 0; c < d; c += 16)
-                            _mm512_storeu_ps(dk + j * d + c, _mm512_fmadd_ps(w, _mm512_loadu_ps(qf + c),
-                                                                              _mm512_loadu_ps(dk + j * d + c)));
-                    }
+                    add_outer(dk, g, Lk, qf, d);
                 }
             }
-            for (int64_t j = 0; j < Lk; j++)
-                for (int64_t c = 0; c < d; c += 16) {
-                    int64_t at = ((b * Lk + j) * G + gh) * d + c;
-                    store16(dK + at, _mm512_loadu_ps(dk + j * d + c), 0xFFFF);
-                    store16(dV + at, _mm512_loadu_ps(dv + j * d + c), 0xFFFF);
-                }
+            for (int64_t j = 0; j < Lk; j++) {
+                int64_t at = ((b * Lk + j) * G + gh) * d;
+                store_row(dK + at, dk + j * d, d);
+                store_row(dV + at, dv + j * d, d);
+            }
         }
         free(Vt);
         free(kf);

@@ -11,10 +11,7 @@
 
 #include "bf16.h"
 #include "counter.h"
-
-#define SERIAL 32768 /* elements below which one thread does it all */
-
-static inline int nthreads(int64_t n, int threads) { return n < SERIAL ? 1 : threads; }
+#include "threads.h"
 
 /* The lanes of block b (BLOCK elements from b * BLOCK) of a mask: words are drawn in a
  * loop of their own and then read as 16-bit lanes, so both loops vectorise. */
@@ -28,7 +25,7 @@ static inline void lanes(uint64_t seed, int64_t block, uint16_t *out) {
 
 #define MASK_LOOP(KEEP, DROP)                                                                  \
     int64_t blocks = (n + BLOCK - 1) / BLOCK;                                                  \
-    _Pragma("omp parallel for schedule(static) num_threads(nthreads(n, threads))")            \
+    _Pragma("omp parallel for schedule(static) num_threads(threads_for(n, threads))")            \
     for (int64_t b = 0; b < blocks; b++) {                                                     \
         uint16_t lane[BLOCK];                                                                  \
         lanes(seed, b, lane);                                                                  \

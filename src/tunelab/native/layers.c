@@ -21,12 +21,9 @@
 #include <omp.h>
 
 #include "avx512.h"
+#include "threads.h"
 
 int layers_available(void) { return 1; }
-
-static inline int threads_for(int64_t elements, int threads) {
-    return elements < 32768 ? 1 : threads;
-}
 
 void layer_norm_fwd(const uint16_t *x, const uint16_t *w, const uint16_t *b, int64_t rows,
                     int64_t n, float eps, uint16_t *y, float *mean, float *rstd, int threads) {

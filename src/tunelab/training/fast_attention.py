@@ -54,8 +54,17 @@ _DISTURBING = ("softcap", "sinks", "s_aux")  # kwargs that change the math: the 
 
 def available() -> bool:
     """Whether the fused chain can run here (the kernels built, and the CPU has AVX-512)."""
-    lib = native.library()
-    return lib is not None and bool(lib.attention_chain_available())
+    return native.supports("attention_chain_available")
+
+
+def _mask_at(mask: torch.Tensor | None, shape: tuple[int, ...]) -> tuple:
+    """Where attention.c reads the additive mask: its address and its batch, head and query
+    strides once broadcast to ``shape`` [B, H, Lq, Lk] (0 where broadcast); None and zeros
+    for no mask."""
+    if mask is None:
+        return None, 0, 0, 0
+    full = mask.expand(*shape)
+    return full.data_ptr(), full.stride(0), full.stride(1), full.stride(2)
 
 
 class _Chain(torch.autograd.Function):
@@ -63,21 +72,15 @@ class _Chain(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores, mask, scale: float, p: float):
-        lib = native.library()
-        assert lib is not None
+        lib = native.loaded()
         b, h, q, k = scores.shape
         scores = scores.contiguous()
         probs = torch.empty_like(scores)
         dropped = torch.empty_like(scores) if p > 0 else None
         seed = fast_dropout._seed() if p > 0 else 0  # one draw, as fast_dropout makes
-        strides = (0, 0, 0)
-        if mask is not None:
-            mask = mask.expand(b, h, q, k)
-            strides = (mask.stride(0), mask.stride(1), mask.stride(2))
         lib.attention_chain_fwd(
             scores.data_ptr(),
-            mask.data_ptr() if mask is not None else None,
-            *strides,
+            *_mask_at(mask, (b, h, q, k)),
             h,
             q,
             b * h * q,
@@ -86,8 +89,7 @@ class _Chain(torch.autograd.Function):
             probs.data_ptr(),
             dropped.data_ptr() if dropped is not None else None,
             seed,
-            fast_dropout._threshold(p),
-            1.0 / (1.0 - p),
+            *fast_dropout.native_mask(p),
             torch.get_num_threads(),
         )
         ctx.save_for_backward(probs)
@@ -96,8 +98,7 @@ class _Chain(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        lib = native.library()
-        assert lib is not None
+        lib = native.loaded()
         (probs,) = ctx.saved_tensors
         grad = grad.contiguous()
         out = torch.empty_like(grad)
@@ -110,8 +111,7 @@ class _Chain(torch.autograd.Function):
             ctx.scale,
             int(ctx.p > 0),
             ctx.seed,
-            fast_dropout._threshold(ctx.p),
-            1.0 / (1.0 - ctx.p) if ctx.p > 0 else 1.0,
+            *fast_dropout.native_mask(ctx.p),
             out.data_ptr(),
             torch.get_num_threads(),
         )
@@ -120,8 +120,7 @@ class _Chain(torch.autograd.Function):
 
 def fused_available() -> bool:
     """Whether the whole attention can run in the kernel (AVX-512 with BF16 dot products)."""
-    lib = native.library()
-    return lib is not None and bool(lib.attention_fused_available())
+    return native.supports("attention_fused_available")
 
 
 class _Heads(ctypes.Structure):
@@ -140,12 +139,9 @@ def _heads(q, k, v, mask) -> _Heads:
     b, h, lq, d = q.shape
     g, lk = k.shape[1], k.shape[2]
     strides = [t.stride(i) for t in (q, k, v) for i in range(3)]
-    m, ms = None, (0, 0, 0)
-    if mask is not None:
-        full = mask.expand(b, h, lq, lk)
-        m, ms = full.data_ptr(), (full.stride(0), full.stride(1), full.stride(2))
+    mask_at = _mask_at(mask, (b, h, lq, lk))
     return _Heads(
-        q.data_ptr(), k.data_ptr(), v.data_ptr(), *strides, m, *ms, b, h, h // g, lq, lk, d
+        q.data_ptr(), k.data_ptr(), v.data_ptr(), *strides, *mask_at, b, h, h // g, lq, lk, d
     )
 
 
@@ -155,22 +151,19 @@ class _Attention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, mask, scale: float, p: float):
-        lib = native.library()
-        assert lib is not None
+        lib = native.loaded()
         b, h, lq, d = q.shape
         probs = torch.empty(b, h, lq, k.shape[2], dtype=q.dtype)
         out = torch.empty(b, lq, h, d, dtype=q.dtype)
         seed = fast_dropout._seed() if p > 0 else 0  # one draw, as fast_dropout makes
         heads = _heads(q, k, v, mask)
-        threshold, keep = fast_dropout._threshold(p), 1.0 / (1.0 - p)
         lib.attention_fused_fwd(
             ctypes.addressof(heads),
             scale,
             probs.data_ptr(),
             out.data_ptr(),
             seed,
-            threshold,
-            keep,
+            *fast_dropout.native_mask(p),
             int(p > 0),
             torch.get_num_threads(),
         )
@@ -181,8 +174,7 @@ class _Attention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad, _):
-        lib = native.library()
-        assert lib is not None
+        lib = native.loaded()
         q, k, v, probs = ctx.saved_tensors
         b, h, lq, d = q.shape
         g, lk = k.shape[1], k.shape[2]
@@ -197,8 +189,7 @@ class _Attention(torch.autograd.Function):
             probs.data_ptr(),
             grad.data_ptr(),
             ctx.seed,
-            fast_dropout._threshold(ctx.p),
-            1.0 / (1.0 - ctx.p),
+            *fast_dropout.native_mask(ctx.p),
             int(ctx.p > 0),
             dq.data_ptr(),
             dk.data_ptr(),

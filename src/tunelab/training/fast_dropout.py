@@ -74,6 +74,12 @@ def _threshold(p: float) -> int:
     return min(65536, max(0, round(p * 65536)))
 
 
+def native_mask(p: float) -> tuple[int, float]:
+    """The native kernels' arguments for dropout probability ``p``: the lane threshold and
+    the scale of a kept value (1 / (1 - p))."""
+    return _threshold(p), 1.0 / (1.0 - p)
+
+
 def random_words(n: int) -> torch.Tensor:
     """``n`` uniformly random int64 words: NumPy's SFC64 seeded from PyTorch's generator."""
     return torch.from_numpy(np.random.SFC64(_seed()).random_raw(n).view(np.int64))
@@ -84,8 +90,7 @@ _NATIVE = {torch.float32: "dropout_f32", torch.bfloat16: "dropout_bf16"}
 
 def _native_apply(x: torch.Tensor, seed: int, p: float) -> torch.Tensor:
     """``x`` with the mask of ``seed`` applied and the kept values scaled by 1 / (1 - p)."""
-    lib = native.library()
-    assert lib is not None
+    lib = native.loaded()
     x = x.contiguous()
     out = torch.empty_like(x)
     getattr(lib, _NATIVE[x.dtype])(
@@ -93,8 +98,7 @@ def _native_apply(x: torch.Tensor, seed: int, p: float) -> torch.Tensor:
         out.data_ptr(),
         x.numel(),
         seed,
-        _threshold(p),
-        1.0 / (1.0 - p),
+        *native_mask(p),
         torch.get_num_threads(),
     )
     return out

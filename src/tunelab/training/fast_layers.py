@@ -36,15 +36,13 @@ _GELU_FORWARD = GELUActivation.forward
 
 def available() -> bool:
     """Whether the kernels built here and the CPU has AVX-512."""
-    lib = native.library()
-    return lib is not None and bool(lib.layers_available())
+    return native.supports("layers_available")
 
 
 class _LayerNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, eps: float):
-        lib = native.library()
-        assert lib is not None
+        lib = native.loaded()
         n = x.shape[-1]
         rows = x.numel() // n
         x2 = x.contiguous()
@@ -67,8 +65,7 @@ class _LayerNorm(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        lib = native.library()
-        assert lib is not None
+        lib = native.loaded()
         x, weight, mean, rstd = ctx.saved_tensors
         n = x.shape[-1]
         grad = grad.contiguous()
@@ -122,8 +119,7 @@ class _Gelu(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        lib = native.library()
-        assert lib is not None
+        lib = native.loaded()
         (x,) = ctx.saved_tensors
         grad = grad.contiguous()
         dx = torch.empty_like(x)

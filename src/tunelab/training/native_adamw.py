@@ -64,8 +64,7 @@ def dense_step(
     one param group at the same ``step`` (already counted). Weights and moments are fp32 and
     contiguous; a gradient is fp32 or bf16 (an fp32 one is overwritten with its value divided
     by ``scale`` when ``scale != 1``, as torch's kernel does with ``grad_scale``)."""
-    lib = native.library()
-    assert lib is not None, "check native_adamw.available() first"
+    lib = native.loaded()  # check available() first
     if not items:
         return
     p, m, v, g, c = zip(*items, strict=True)
@@ -99,8 +98,7 @@ def rows_step(
     their fp32 ``values``); ``live`` (bool, one per row) marks rows whose moments may be
     nonzero: they and the gradient's rows take the update, every other row only decays. The
     gradient's rows are marked live."""
-    lib = native.library()
-    assert lib is not None, "check native_adamw.available() first"
+    lib = native.loaded()  # check available() first
     rows, dim = weight.shape
     lib.adamw_rows(
         weight.data_ptr(),
@@ -119,8 +117,7 @@ def rows_step(
 
 def sum_squares(tensors: list[torch.Tensor]) -> float:
     """The sum of the squares of fp32/bf16 tensors' elements, in double."""
-    lib = native.library()
-    assert lib is not None, "check native_adamw.available() first"
+    lib = native.loaded()  # check available() first
     if not tensors:
         return 0.0
     tensors = [t.contiguous() for t in tensors]
